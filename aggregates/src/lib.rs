@@ -1,0 +1,20 @@
+//! careflow-aggregates: the pure domain.
+//!
+//! This crate owns what careflow *decides*: the event envelope (`RecordedEvent`,
+//! `EventMetadata`, `StreamId`), the canonical encoding and per-stream SHA-256 hash chain that
+//! make a history tamper-evident, and (as the domain grows) the deciders of `PatientAccount`,
+//! `Encounter`, `InventoryItem` and `PurchaseWorkflow` plus the process-manager policies.
+//!
+//! **Architecture Invariant:** no clock, no I/O, no async, no randomness. Time and ids come in
+//! as arguments, so every function here is a deterministic function of its inputs and every
+//! test of it runs in microseconds.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod chain;
+pub mod envelope;
+pub mod stream_id;
+
+pub use chain::{ChainBreak, ChainVerifier, EventHash, canonical_bytes, chain_hash};
+pub use envelope::{EventMetadata, RecordedEvent, event_id_for};
+pub use stream_id::{StreamId, StreamIdError};

@@ -1,0 +1,330 @@
+//! Configuration: `careflow.toml`, overridden by `CAREFLOW_*` environment variables.
+//!
+//! Parsing is separate from acting (STYLE.md §3): [`Config::load`] reads and validates, and
+//! nothing here opens a database or a socket. With no file and no variables careflow runs
+//! embedded on 127.0.0.1:8080 with `./data`. The keys are pinned by DESIGN.md
+//! "Configuration keys"; the ones careflow adds beyond them are listed in
+//! docs/operations.md.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must not reach a log line: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Which event store backend to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+    Kurrentdb,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "postgres" => Ok(StoreKind::Postgres),
+            "kurrentdb" => Ok(StoreKind::Kurrentdb),
+            other => Err(ConfigError::Invalid {
+                key: "store",
+                value: other.to_string(),
+                hint: "use sqlite, postgres or kurrentdb",
+            }),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: StoreKind,
+    pub database_url: Option<Secret>,
+    /// PostgreSQL schema holding careflow's tables (default `careflow`).
+    pub database_schema: String,
+    pub kurrentdb_url: Option<Secret>,
+    pub jwt_secret: Option<Secret>,
+    pub master_key: Option<Secret>,
+    pub payer_url: Option<String>,
+    pub odoo_url: Option<String>,
+    pub odoo_db: Option<String>,
+    pub odoo_user: Option<String>,
+    pub odoo_api_key: Option<Secret>,
+    pub mllp_listen: SocketAddr,
+    pub nats_url: Option<String>,
+    pub log: String,
+}
+
+/// Why configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Occurs when the config file exists but cannot be read.
+    #[error("config file {path} cannot be read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Occurs when the config file is not valid TOML or holds a key careflow does not know.
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Occurs when a value does not parse (an address, a store name).
+    #[error("invalid {key} {value:?}: {hint}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+    /// Occurs when a backend is chosen without what it needs.
+    #[error("{key} is required when store is {store}")]
+    Missing { key: &'static str, store: &'static str },
+}
+
+/// Every key, as `careflow.toml` spells it; the variable is `CAREFLOW_` + upper case.
+const KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "store",
+    "database_url",
+    "database_schema",
+    "kurrentdb_url",
+    "jwt_secret",
+    "master_key",
+    "payer_url",
+    "odoo_url",
+    "odoo_db",
+    "odoo_user",
+    "odoo_api_key",
+    "mllp_listen",
+    "nats_url",
+    "log",
+];
+
+impl Config {
+    /// Reads `file` (or `./careflow.toml` when it exists) and the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unreadable or invalid file or value.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CAREFLOW_"))
+            .collect();
+        let default_file = Path::new("careflow.toml");
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None => env
+                .get("CAREFLOW_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| default_file.exists().then(|| default_file.to_path_buf())),
+        };
+        let text = match &file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+                ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        Self::from_sources(file.as_deref(), text.as_deref(), &env)
+    }
+
+    /// Builds a config from a file's text and environment variables (variables win).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an invalid file or value.
+    pub fn from_sources(
+        path: Option<&Path>,
+        toml_text: Option<&str>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(text) = toml_text {
+            let path = path.unwrap_or(Path::new("careflow.toml")).to_path_buf();
+            let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            for (key, value) in table {
+                if !KEYS.contains(&key.as_str()) {
+                    return Err(ConfigError::Parse {
+                        path,
+                        message: format!("no such key {key:?}"),
+                    });
+                }
+                let value = match value {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                values.insert(key, value);
+            }
+        }
+        for key in KEYS {
+            if let Some(value) = env.get(&format!("CAREFLOW_{}", key.to_uppercase())) {
+                values.insert((*key).to_string(), value.clone());
+            }
+        }
+        let get = |key: &str| values.get(key).filter(|v| !v.is_empty()).cloned();
+        let addr = |key: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
+            let value = get(key).unwrap_or_else(|| default.to_string());
+            value.parse().map_err(|_| ConfigError::Invalid {
+                key,
+                value,
+                hint: "use host:port, e.g. 127.0.0.1:8080",
+            })
+        };
+        let store = match get("store") {
+            Some(s) => s.parse()?,
+            None => StoreKind::Sqlite,
+        };
+        let config = Config {
+            listen: addr("listen", "127.0.0.1:8080")?,
+            data_dir: PathBuf::from(get("data_dir").unwrap_or_else(|| "./data".into())),
+            store,
+            database_url: get("database_url").map(Secret),
+            database_schema: get("database_schema").unwrap_or_else(|| "careflow".into()),
+            kurrentdb_url: get("kurrentdb_url").map(Secret),
+            jwt_secret: get("jwt_secret").map(Secret),
+            master_key: get("master_key").map(Secret),
+            payer_url: get("payer_url"),
+            odoo_url: get("odoo_url"),
+            odoo_db: get("odoo_db"),
+            odoo_user: get("odoo_user"),
+            odoo_api_key: get("odoo_api_key").map(Secret),
+            mllp_listen: addr("mllp_listen", "127.0.0.1:2575")?,
+            nats_url: get("nats_url"),
+            log: get("log").unwrap_or_else(|| "info".into()),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.store == StoreKind::Postgres && self.database_url.is_none() {
+            return Err(ConfigError::Missing {
+                key: "database_url",
+                store: "postgres",
+            });
+        }
+        if self.store == StoreKind::Kurrentdb && self.kurrentdb_url.is_none() {
+            return Err(ConfigError::Missing {
+                key: "kurrentdb_url",
+                store: "kurrentdb",
+            });
+        }
+        if !is_identifier(&self.database_schema) {
+            return Err(ConfigError::Invalid {
+                key: "database_schema",
+                value: self.database_schema.clone(),
+                hint: "use lower-case letters, digits and _ (at most 63), starting with a letter",
+            });
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file inside the data dir.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("careflow.db")
+    }
+}
+
+/// A PostgreSQL identifier careflow can splice into SQL without quoting.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_run_embedded_on_localhost() {
+        let c = Config::from_sources(None, None, &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.store, StoreKind::Sqlite);
+        assert_eq!(c.mllp_listen.to_string(), "127.0.0.1:2575");
+        assert_eq!(c.sqlite_path(), PathBuf::from("./data/careflow.db"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = "listen = \"127.0.0.1:9000\"\ndata_dir = \"/var/lib/careflow\"\n";
+        let c = Config::from_sources(
+            None,
+            Some(file),
+            &env(&[("CAREFLOW_LISTEN", "0.0.0.0:7000")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/careflow"));
+    }
+
+    #[test]
+    fn refusals_say_what_to_fix() {
+        let err = Config::from_sources(None, Some("lisen = \"x\""), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("no such key \"lisen\""), "{err}");
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_STORE", "postgres")]))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "database_url is required when store is postgres");
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_LISTEN", "nowhere")]))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("invalid listen \"nowhere\""), "{err}");
+        let err = Config::from_sources(
+            None,
+            None,
+            &env(&[("CAREFLOW_DATABASE_SCHEMA", "x; drop table")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("database_schema"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = Config::from_sources(
+            None,
+            None,
+            &env(&[("CAREFLOW_JWT_SECRET", "hunter2"), ("CAREFLOW_DATABASE_URL", "postgres://u:pw@h/db")]),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+    }
+}

@@ -1,0 +1,14 @@
+//! careflow: the imperative shell around the pure domain.
+//!
+//! This crate owns everything that touches the outside world: configuration, the event store
+//! backends, the HTTP server, metrics and the CLI. The decisions themselves live in
+//! `careflow-aggregates`; read models in `careflow-projections`. See ARCHITECTURE.md.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod store;

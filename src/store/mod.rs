@@ -1,0 +1,374 @@
+//! The event store: one trait, several backends, one conformance suite.
+//!
+//! This module owns the *contract* every backend keeps (DESIGN.md "The event store"):
+//! optimistic concurrency per stream, idempotent appends keyed by command id, durable
+//! acknowledgement (an `Ok` from [`EventStore::append`] means the events are fsync'd or
+//! committed), a gap-free global order, and a catch-up-then-live [`Subscription`] built once
+//! on top of `read_all` for every backend. What each backend owns is how it gets there: the
+//! SQLite writer thread and the PostgreSQL commit lock live in their own modules.
+//!
+//! Hashing happens here too (see [`seal`]): a backend hands in the stream's head and gets
+//! back fully formed, chained [`RecordedEvent`]s, so no backend can chain differently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use careflow_aggregates::{
+    EventHash, EventMetadata, RecordedEvent, StreamId, canonical_bytes, event_id_for,
+};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::{Config, StoreKind};
+
+pub mod postgres;
+pub mod sqlite;
+mod subscription;
+
+pub use subscription::Subscription;
+
+/// What the caller believes the stream's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    fn admits(self, current: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(v) => current == v,
+        }
+    }
+
+    /// The version the first new event would get if the expectation holds, when it is known
+    /// before the stream's head is read (everything but `Any`).
+    fn implied_first_version(self) -> Option<u64> {
+        match self {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(1),
+            ExpectedVersion::Exact(v) => Some(v + 1),
+        }
+    }
+}
+
+/// One event a command wants to append, before the store gives it a place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposedEvent {
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+}
+
+/// Who asked, why and when: becomes every event's [`EventMetadata`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandMeta {
+    pub command_id: Uuid,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub principal: String,
+    pub source: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// An append: the events of one command, all or nothing.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub meta: CommandMeta,
+    pub events: Vec<ProposedEvent>,
+}
+
+/// The outcome of a successful append (or of a repeated one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub stream_id: StreamId,
+    /// The stream's version after the command's events (of the *first* append for a repeat).
+    pub version: u64,
+    /// The global position of the command's last event.
+    pub position: u64,
+    pub events: Vec<RecordedEvent>,
+    /// True when the command id had been appended before and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Direction of a stream read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Versions `>= from`, ascending.
+    Forward,
+    /// Versions `<= from`, descending.
+    Backward,
+}
+
+/// Errors of the store, whatever the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Occurs when the stream's version is not what the append expected.
+    ///
+    /// ### Handling
+    /// The actor reloads and decides again; after its retries, HTTP 409. Nothing appended.
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    WrongExpectedVersion {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// Occurs when an append carries no events.
+    #[error("an append must carry at least one event")]
+    EmptyAppend,
+    /// Occurs when the backend cannot be reached or refuses work (disk full, connection lost).
+    ///
+    /// ### Handling
+    /// HTTP 503 with Retry-After; the caller retries with the same command id.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// Occurs when stored rows cannot be turned back into events (a broken schema or a row
+    /// edited by hand). `audit verify` reports the details.
+    #[error("stored event at position {position} cannot be read: {reason}")]
+    Corrupt { position: u64, reason: String },
+    /// Occurs after [`EventStore::close`].
+    #[error("event store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn unavailable(err: impl std::fmt::Display) -> Self {
+        StoreError::Unavailable(err.to_string())
+    }
+}
+
+/// The operations careflow needs from an event store. See the module docs for the contract.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// `sqlite`, `postgres` or `kurrentdb`: a bounded metric label.
+    fn backend(&self) -> &'static str;
+
+    /// Appends one command's events durably, or returns the first result for a repeated
+    /// command id (with `duplicate: true`) without writing anything.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongExpectedVersion`] when the expectation fails (and the command is
+    /// new), otherwise backend errors.
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
+
+    /// Up to `limit` events of one stream from version `from` in `direction`.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the global log with position `>= from`, in position order. A
+    /// backend must never return a position while an earlier one can still appear.
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The result of an earlier append of this command id, if there was one.
+    async fn find_command(&self, command_id: Uuid) -> Result<Option<Appended>, StoreError>;
+
+    /// The position of the newest committed event (0 for an empty store).
+    async fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// Changes whenever this process commits; subscriptions wake on it. Backends shared by
+    /// several processes are also polled (see [`Subscription`]).
+    fn head_watch(&self) -> watch::Receiver<u64>;
+
+    /// How often a live subscription re-reads without a local wake-up: `None` where every
+    /// append goes through this process.
+    fn poll_interval(&self) -> Option<Duration>;
+
+    /// Stops taking appends, lets queued ones commit and answers them.
+    async fn close(&self);
+}
+
+/// Opens the backend the configuration names.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when the backend cannot be opened, including `kurrentdb`,
+/// which this build does not carry yet (docs/event-store.md).
+pub async fn open(config: &Config) -> Result<Arc<dyn EventStore>, StoreError> {
+    match config.store {
+        StoreKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(
+            sqlite::SqliteConfig::new(config.sqlite_path()),
+        )?)),
+        StoreKind::Postgres => {
+            let url = config
+                .database_url
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("database_url is not set".into()))?;
+            Ok(Arc::new(
+                postgres::PostgresStore::open(postgres::PostgresConfig::new(
+                    url.expose(),
+                    config.database_schema.clone(),
+                ))
+                .await?,
+            ))
+        }
+        StoreKind::Kurrentdb => Err(StoreError::Unavailable(
+            "the kurrentdb backend is not part of this build yet; use sqlite or postgres".into(),
+        )),
+    }
+}
+
+/// Opens a subscription to the global log from `from` (inclusive): catch-up, then live.
+pub fn subscribe(store: Arc<dyn EventStore>, from: u64) -> Subscription {
+    Subscription::new(store, from)
+}
+
+/// A stream's last version and hash, what the next append chains onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamHead {
+    pub version: u64,
+    pub hash: EventHash,
+}
+
+/// Proposed events turned into recorded ones *before* the backend knows the stream's head:
+/// ids, metadata and canonical bytes are computed here so the backend's single writer only
+/// chains hashes. The canonical bytes assume the version the expectation implies; [`seal`]
+/// recomputes them when the real head differs (only possible with `ExpectedVersion::Any`).
+#[derive(Debug, Clone)]
+pub struct PreparedAppend {
+    pub request_stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub command_id: Uuid,
+    events: Vec<RecordedEvent>,
+    canonical: Option<Vec<Vec<u8>>>,
+}
+
+impl PreparedAppend {
+    /// Builds the events of a request, stamped with `recorded_at`.
+    ///
+    /// # Errors
+    /// [`StoreError::EmptyAppend`] for a request without events.
+    pub fn new(request: AppendRequest, recorded_at: DateTime<Utc>) -> Result<Self, StoreError> {
+        if request.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let metadata = EventMetadata {
+            command_id: request.meta.command_id,
+            correlation_id: request.meta.correlation_id,
+            causation_id: request.meta.causation_id,
+            principal: request.meta.principal,
+            source: request.meta.source,
+            recorded_at,
+            occurred_at: request.meta.occurred_at,
+        };
+        let first = request.expected.implied_first_version().unwrap_or(1);
+        let events: Vec<RecordedEvent> = request
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, proposed)| RecordedEvent {
+                event_id: event_id_for(request.meta.command_id, i as u32),
+                stream_id: request.stream_id.clone(),
+                version: first + i as u64,
+                position: 0,
+                event_type: proposed.event_type,
+                schema_version: proposed.schema_version,
+                data: proposed.data,
+                metadata: metadata.clone(),
+                prev_hash: EventHash::ZERO,
+                hash: EventHash::ZERO,
+            })
+            .collect();
+        let canonical = request
+            .expected
+            .implied_first_version()
+            .map(|_| events.iter().map(canonical_bytes).collect());
+        Ok(Self {
+            request_stream: request.stream_id,
+            expected: request.expected,
+            command_id: request.meta.command_id,
+            events,
+            canonical,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The id of the command's first event: what idempotency lookups search for.
+    pub fn first_event_id(&self) -> Uuid {
+        event_id_for(self.command_id, 0)
+    }
+
+    /// Checks the expectation against `head` and, when it holds, returns the events placed
+    /// after it (versions, positions from `first_position`, hash chain).
+    ///
+    /// # Errors
+    /// [`StoreError::WrongExpectedVersion`].
+    pub fn seal(
+        &self,
+        head: StreamHead,
+        first_position: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if !self.expected.admits(head.version) {
+            return Err(StoreError::WrongExpectedVersion {
+                stream: self.request_stream.clone(),
+                expected: self.expected,
+                actual: head.version,
+            });
+        }
+        let reuse = self
+            .canonical
+            .as_ref()
+            .filter(|_| self.events.first().map(|e| e.version) == Some(head.version + 1));
+        let mut prev = head.hash;
+        let mut out = Vec::with_capacity(self.events.len());
+        for (i, event) in self.events.iter().enumerate() {
+            let mut e = event.clone();
+            e.version = head.version + 1 + i as u64;
+            e.position = first_position + i as u64;
+            e.prev_hash = prev;
+            let mut hasher = Sha256::new();
+            hasher.update(prev.0);
+            match reuse {
+                Some(bytes) => hasher.update(&bytes[i]),
+                None => hasher.update(canonical_bytes(&e)),
+            }
+            e.hash = EventHash(hasher.finalize().into());
+            prev = e.hash;
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+impl Appended {
+    /// The answer for a command whose events were just written or found again.
+    fn from_events(events: Vec<RecordedEvent>, duplicate: bool) -> Option<Self> {
+        let last = events.last()?;
+        Some(Self {
+            stream_id: last.stream_id.clone(),
+            version: last.version,
+            position: last.position,
+            events,
+            duplicate,
+        })
+    }
+}
+
+/// The wall clock, in one place, so tests and benchmarks see where time enters the store.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,6 @@
+//! careflow's one integration-test binary (STYLE.md §1): the event store conformance suite
+//! and black-box tests of the real binary.
+
+mod conformance;
+mod serve;
+mod support;

@@ -1,0 +1,169 @@
+//! Black-box tests of `careflow serve` and the CLI: the real binary, a temp data dir, port 0,
+//! and no `CAREFLOW_*` variable leaking in from the developer's shell.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{TempDir, eventually};
+
+/// A running `careflow serve`.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+pub fn careflow(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_careflow"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAREFLOW_")) {
+        cmd.env_remove(key);
+    }
+    cmd.current_dir(data_dir)
+        .env("CAREFLOW_DATA_DIR", data_dir.join("data"))
+        .env("CAREFLOW_LISTEN", "127.0.0.1:0")
+        .env("CAREFLOW_LOG", "warn");
+    cmd
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Self {
+        let mut child = careflow(dir)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("careflow listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Self { child, base }
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.base);
+        eventually(Duration::from_secs(30), "readyz", || async {
+            let response = reqwest::get(&url).await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        eventually(Duration::from_secs(30), "the server to exit", || {
+            let exited = self.child.try_wait().unwrap();
+            async move { exited }
+        })
+        .await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_starts_with_no_config_answers_health_and_stops_cleanly_on_sigterm() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+
+    let health = reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "sqlite"}));
+    assert!(dir.path().join("data/careflow.db").exists());
+
+    let missing = reqwest::get(format!("{}/no/such/route", server.base)).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["title"], "no such resource");
+
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.is_empty() || metrics.contains("careflow_"), "{metrics}");
+
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    // The lock is released: a second start on the same data dir comes up ready.
+    let again = Server::start(&dir.path());
+    again.wait_ready().await;
+    assert!(again.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused_with_exit_2() {
+    let dir = TempDir::new();
+    let first = Server::start(&dir.path());
+    first.wait_ready().await;
+    let output = careflow(&dir.path()).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another careflow process"), "{stderr}");
+    assert!(first.terminate().await.success());
+}
+
+#[test]
+fn invalid_configuration_is_a_usage_error_with_a_hint() {
+    let dir = TempDir::new();
+    let output = careflow(&dir.path())
+        .env("CAREFLOW_STORE", "oracle")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid store \"oracle\": use sqlite, postgres or kurrentdb"), "{stderr}");
+}
+
+#[test]
+fn bench_append_reports_throughput_and_latency() {
+    let dir = TempDir::new();
+    let output = careflow(&dir.path())
+        .args(["bench", "append", "--store", "sqlite", "--writers", "4", "--events", "400"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| -> f64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(field("appends/s:") > 0.0);
+    assert!(field("p99_ms:") >= field("p50_ms:"));
+    assert!(stdout.contains("writers: 4 events: 400"), "{stdout}");
+    // The throw-away database is gone afterwards.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().collect();
+    assert!(left.is_empty(), "bench left files behind: {left:?}");
+}
