@@ -18,3 +18,28 @@ pub mod stream_id;
 pub use chain::{ChainBreak, ChainVerifier, EventHash, canonical_bytes, chain_hash};
 pub use envelope::{EventMetadata, RecordedEvent, event_id_for};
 pub use stream_id::{StreamId, StreamIdError};
+
+pub mod aggregate;
+pub mod codec;
+pub mod context;
+pub mod encounter;
+pub mod field;
+pub mod inventory_item;
+pub mod money;
+pub mod patient_account;
+pub mod personal;
+pub mod purchase;
+pub mod rejection;
+pub mod testing;
+pub mod upcast;
+
+pub use aggregate::{Aggregate, CommandBody};
+pub use codec::{DecodeError, DomainEvent, EncodedEvent};
+pub use context::Ctx;
+pub use encounter::Encounter;
+pub use inventory_item::InventoryItem;
+pub use money::{Cents, Currency, MoneyError};
+pub use patient_account::PatientAccount;
+pub use personal::Personal;
+pub use purchase::PurchaseWorkflow;
+pub use rejection::Rejection;

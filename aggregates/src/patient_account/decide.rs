@@ -1,0 +1,314 @@
+//! PatientAccount `decide`: the account's rules.
+//!
+//! Bodies are validated first (422, whatever the state), then the state's rules apply (409).
+//! The rules: register once; nothing but registration before it; nothing after closing except
+//! erasure; charge, payment and adjustment ids are unique per account; payments are positive and
+//! never exceed the outstanding balance; one currency per account; close only at balance zero.
+
+use super::command::{
+    ApplyAdjustment, Command, CoverageDetails, FlagSelfPay, HumanName, PostCharge,
+    RecordEligibility, RecordPayment, RegisterPatient, UpdateDemographics,
+};
+use super::event::{
+    AccountActivated, AccountClosed, AccountFlaggedSelfPay, AdjustmentApplied, ChargePosted,
+    Coverage, DemographicsUpdated, EligibilityDenied, EligibilityVerified, Event, IdentityChanges,
+    PatientIdentity, PatientRegistered, PaymentParty, PaymentRecorded, PersonalDataErased,
+};
+use super::state::{AccountStatus, State};
+use crate::context::Ctx;
+use crate::field::{self, LONG_TEXT, SHORT_TEXT};
+use crate::money::{Cents, Currency};
+use crate::personal::Personal;
+use crate::rejection::Rejection;
+
+/// Decides a command against an account.
+///
+/// # Errors
+/// A [`Rejection`] (409 or 422); nothing is appended.
+pub fn decide(state: &State, command: &Command, ctx: &Ctx) -> Result<Vec<Event>, Rejection> {
+    match command {
+        Command::RegisterPatient(c) => register(state, c, ctx),
+        Command::UpdateDemographics(c) => update_demographics(state, c, ctx),
+        Command::RecordEligibility(c) => record_eligibility(state, c),
+        Command::ActivateAccount(_) => {
+            if open_status(state)? == AccountStatus::Active {
+                return Ok(vec![]);
+            }
+            Ok(vec![AccountActivated {}.into()])
+        }
+        Command::FlagSelfPay(c) => flag_self_pay(state, c),
+        Command::PostCharge(c) => post_charge(state, c),
+        Command::RecordPayment(c) => record_payment(state, c),
+        Command::ApplyAdjustment(c) => apply_adjustment(state, c),
+        Command::CloseAccount(_) => {
+            open_status(state)?;
+            if !state.balance.is_zero() {
+                return Err(Rejection::BalanceNotZero {
+                    balance: state.balance,
+                });
+            }
+            Ok(vec![AccountClosed {}.into()])
+        }
+        Command::ErasePersonalData(_) => {
+            if !state.is_registered() {
+                return Err(Rejection::NotRegistered);
+            }
+            // Erasing twice is a true no-op: the key is already gone.
+            if state.personal_data_erased {
+                return Ok(vec![]);
+            }
+            Ok(vec![PersonalDataErased {}.into()])
+        }
+    }
+}
+
+/// The status of a registered, not closed account.
+fn open_status(state: &State) -> Result<AccountStatus, Rejection> {
+    match state.status {
+        None => Err(Rejection::NotRegistered),
+        Some(AccountStatus::Closed) => Err(Rejection::AccountClosed),
+        Some(status) => Ok(status),
+    }
+}
+
+/// Every amount on an account is in the currency of the first one.
+fn same_currency(state: &State, currency: Currency) -> Result<(), Rejection> {
+    match state.currency {
+        Some(expected) if expected != currency => Err(Rejection::CurrencyMismatch {
+            expected,
+            found: currency,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn check_name(name: &HumanName) -> Result<(), Rejection> {
+    field::text("name.family", &name.family, SHORT_TEXT)?;
+    for given in &name.given {
+        field::text("name.given", given, SHORT_TEXT)?;
+    }
+    Ok(())
+}
+
+fn check_birth_date(birth_date: chrono::NaiveDate, ctx: &Ctx) -> Result<(), Rejection> {
+    if birth_date > ctx.now.date_naive() {
+        return Err(Rejection::BirthDateInFuture);
+    }
+    Ok(())
+}
+
+fn check_coverage(coverage: &CoverageDetails) -> Result<(), Rejection> {
+    field::id("coverage.payer_id", &coverage.payer_id)?;
+    field::id("coverage.member_id", &coverage.member_id)?;
+    field::optional_text("coverage.plan", coverage.plan.as_deref(), SHORT_TEXT)
+}
+
+/// Splits coverage into its readable part and the member id (personal).
+fn split_coverage(coverage: &CoverageDetails) -> (Coverage, String) {
+    (
+        Coverage {
+            payer_id: coverage.payer_id.clone(),
+            plan: coverage.plan.clone(),
+        },
+        coverage.member_id.clone(),
+    )
+}
+
+fn register(state: &State, c: &RegisterPatient, ctx: &Ctx) -> Result<Vec<Event>, Rejection> {
+    check_name(&c.name)?;
+    check_birth_date(c.birth_date, ctx)?;
+    field::text("facility", &c.facility, SHORT_TEXT)?;
+    if let Some(coverage) = &c.coverage {
+        check_coverage(coverage)?;
+    }
+    if state.is_registered() {
+        return Err(Rejection::AlreadyRegistered);
+    }
+    let (coverage, member_id) = match c.coverage.as_ref().map(split_coverage) {
+        Some((coverage, member_id)) => (Some(coverage), Some(member_id)),
+        None => (None, None),
+    };
+    Ok(vec![
+        PatientRegistered {
+            facility: c.facility.clone(),
+            gender: c.gender,
+            coverage,
+            personal: Personal::Present(PatientIdentity {
+                name: c.name.clone(),
+                birth_date: c.birth_date,
+                member_id,
+            }),
+        }
+        .into(),
+    ])
+}
+
+fn update_demographics(
+    state: &State,
+    c: &UpdateDemographics,
+    ctx: &Ctx,
+) -> Result<Vec<Event>, Rejection> {
+    if c == &UpdateDemographics::default() {
+        return Err(Rejection::EmptyUpdate);
+    }
+    if let Some(name) = &c.name {
+        check_name(name)?;
+    }
+    if let Some(birth_date) = c.birth_date {
+        check_birth_date(birth_date, ctx)?;
+    }
+    field::optional_text("facility", c.facility.as_deref(), SHORT_TEXT)?;
+    if let Some(coverage) = &c.coverage {
+        check_coverage(coverage)?;
+    }
+    open_status(state)?;
+    let carries_personal = c.name.is_some() || c.birth_date.is_some() || c.coverage.is_some();
+    if carries_personal && state.personal_data_erased {
+        return Err(Rejection::PersonalDataErased);
+    }
+    let (coverage, member_id) = match c.coverage.as_ref().map(split_coverage) {
+        Some((coverage, member_id)) => (Some(coverage), Some(member_id)),
+        None => (None, None),
+    };
+    Ok(vec![
+        DemographicsUpdated {
+            facility: c.facility.clone(),
+            gender: c.gender,
+            coverage,
+            personal: Personal::Present(IdentityChanges {
+                name: c.name.clone(),
+                birth_date: c.birth_date,
+                member_id,
+            }),
+        }
+        .into(),
+    ])
+}
+
+fn record_eligibility(state: &State, c: &RecordEligibility) -> Result<Vec<Event>, Rejection> {
+    field::id("payer_id", &c.payer_id)?;
+    field::optional_text("reference", c.reference.as_deref(), SHORT_TEXT)?;
+    open_status(state)?;
+    let payer_id = c.payer_id.clone();
+    let reference = c.reference.clone();
+    Ok(vec![if c.eligible {
+        EligibilityVerified {
+            payer_id,
+            reference,
+        }
+        .into()
+    } else {
+        EligibilityDenied {
+            payer_id,
+            reference,
+        }
+        .into()
+    }])
+}
+
+fn flag_self_pay(state: &State, c: &FlagSelfPay) -> Result<Vec<Event>, Rejection> {
+    field::text("reason", &c.reason, LONG_TEXT)?;
+    if open_status(state)? == AccountStatus::SelfPay {
+        return Ok(vec![]);
+    }
+    Ok(vec![
+        AccountFlaggedSelfPay {
+            reason: c.reason.clone(),
+        }
+        .into(),
+    ])
+}
+
+fn post_charge(state: &State, c: &PostCharge) -> Result<Vec<Event>, Rejection> {
+    field::id("charge_id", &c.charge_id)?;
+    field::id("encounter_id", &c.encounter_id)?;
+    field::text("code", &c.code, SHORT_TEXT)?;
+    field::text("description", &c.description, LONG_TEXT)?;
+    field::quantity("quantity", c.quantity)?;
+    field::non_negative("unit_price", c.unit_price)?;
+    let amount = field::line_total("unit_price", c.unit_price, c.quantity)?;
+    open_status(state)?;
+    same_currency(state, c.currency)?;
+    if state.charge(&c.charge_id).is_some() {
+        return Err(Rejection::DuplicateCharge {
+            charge_id: c.charge_id.clone(),
+        });
+    }
+    new_balance(state.balance.checked_add(amount))?;
+    Ok(vec![
+        ChargePosted {
+            charge_id: c.charge_id.clone(),
+            encounter_id: c.encounter_id.clone(),
+            code: c.code.clone(),
+            description: c.description.clone(),
+            quantity: c.quantity,
+            unit_price: c.unit_price,
+            amount,
+            currency: c.currency,
+        }
+        .into(),
+    ])
+}
+
+fn record_payment(state: &State, c: &RecordPayment) -> Result<Vec<Event>, Rejection> {
+    field::id("payment_id", &c.payment_id)?;
+    if !c.amount.is_positive() {
+        return Err(Rejection::NonPositiveAmount { field: "amount" });
+    }
+    field::optional_text("payer", c.payer.as_deref(), SHORT_TEXT)?;
+    open_status(state)?;
+    same_currency(state, c.currency)?;
+    if state.payment(&c.payment_id).is_some() {
+        return Err(Rejection::DuplicatePayment {
+            payment_id: c.payment_id.clone(),
+        });
+    }
+    if c.amount > state.balance {
+        return Err(Rejection::Overpayment {
+            balance: state.balance,
+        });
+    }
+    Ok(vec![
+        PaymentRecorded {
+            payment_id: c.payment_id.clone(),
+            amount: c.amount,
+            currency: c.currency,
+            method: c.method,
+            personal: Personal::Present(PaymentParty {
+                payer: c.payer.clone(),
+            }),
+        }
+        .into(),
+    ])
+}
+
+fn apply_adjustment(state: &State, c: &ApplyAdjustment) -> Result<Vec<Event>, Rejection> {
+    field::id("adjustment_id", &c.adjustment_id)?;
+    if c.amount.is_zero() {
+        return Err(Rejection::ZeroAmount { field: "amount" });
+    }
+    field::text("reason", &c.reason, LONG_TEXT)?;
+    open_status(state)?;
+    same_currency(state, c.currency)?;
+    if state.adjustment(&c.adjustment_id).is_some() {
+        return Err(Rejection::DuplicateAdjustment {
+            adjustment_id: c.adjustment_id.clone(),
+        });
+    }
+    new_balance(state.balance.checked_add(c.amount))?;
+    Ok(vec![
+        AdjustmentApplied {
+            adjustment_id: c.adjustment_id.clone(),
+            amount: c.amount,
+            currency: c.currency,
+            reason: c.reason.clone(),
+        }
+        .into(),
+    ])
+}
+
+/// A balance that would leave the money range is refused before anything is appended, which is
+/// what lets `evolve` saturate without ever actually saturating.
+fn new_balance(balance: Option<Cents>) -> Result<Cents, Rejection> {
+    balance.ok_or(Rejection::AmountOutOfRange { field: "amount" })
+}
