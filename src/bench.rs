@@ -108,7 +108,9 @@ pub async fn append(config: &Config, spec: &AppendBench) -> anyhow::Result<Appen
             drop_schema(&url, &schema).await;
             report
         }
-        StoreKind::Kurrentdb => anyhow::bail!("the kurrentdb backend is not part of this build yet"),
+        StoreKind::Kurrentdb => {
+            anyhow::bail!("the kurrentdb backend is not part of this build yet")
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::bench::{self, AppendBench};
 use crate::config::{Config, StoreKind};
 use crate::http::{self, AppState};
-use crate::store;
+use crate::store::{self, StoreError};
 
 /// careflow: the event-sourced control layer between a hospital's systems.
 #[derive(Debug, Parser)]
@@ -118,9 +118,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, store = ?config.store, data_dir = %config.data_dir.display(), "listening");
 
     let handle = server.handle();
+    // Set before the server is stopped, so it is there whichever task finishes first.
+    let open_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
     let opener = {
         let state = Arc::clone(&state);
         let config = config.clone();
+        let open_error = Arc::clone(&open_error);
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
@@ -128,7 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     Ok(store) => {
                         tracing::info!(backend = store.backend(), "event store open");
                         state.set_store(store);
-                        return Ok(());
+                        return;
                     }
                     // A shared server may come up after us: keep trying. An embedded file
                     // that cannot be opened will not fix itself.
@@ -138,8 +141,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
                     Err(error) => {
+                        if let Ok(mut slot) = open_error.lock() {
+                            *slot = Some(error);
+                        }
                         handle.stop(false).await;
-                        return Err(error);
+                        return;
                     }
                 }
             }
@@ -148,14 +154,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     server.await.context("running the HTTP server")?;
     opener.abort();
-    let open_error = match opener.await {
-        Ok(Err(error)) => Some(error),
-        _ => None,
-    };
     if let Some(store) = state.store() {
         store.close().await;
         tracing::info!("event store flushed and closed");
     }
+    let open_error = open_error.lock().ok().and_then(|mut slot| slot.take());
     match open_error {
         Some(error) => Err(anyhow::Error::new(error).context("opening the event store")),
         None => Ok(()),

@@ -104,7 +104,10 @@ pub enum ConfigError {
     },
     /// Occurs when a backend is chosen without what it needs.
     #[error("{key} is required when store is {store}")]
-    Missing { key: &'static str, store: &'static str },
+    Missing {
+        key: &'static str,
+        store: &'static str,
+    },
 }
 
 /// Every key, as `careflow.toml` spells it; the variable is `CAREFLOW_` + upper case.
@@ -145,12 +148,14 @@ impl Config {
                 .or_else(|| default_file.exists().then(|| default_file.to_path_buf())),
         };
         let text = match &file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
-                ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                }
-            })?),
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         Self::from_sources(file.as_deref(), text.as_deref(), &env)
@@ -301,12 +306,18 @@ mod tests {
     fn refusals_say_what_to_fix() {
         let err = Config::from_sources(None, Some("lisen = \"x\""), &env(&[])).unwrap_err();
         assert!(err.to_string().contains("no such key \"lisen\""), "{err}");
-        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_STORE", "postgres")]))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "database_url is required when store is postgres");
-        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_LISTEN", "nowhere")]))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("invalid listen \"nowhere\""), "{err}");
+        let err =
+            Config::from_sources(None, None, &env(&[("CAREFLOW_STORE", "postgres")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "database_url is required when store is postgres"
+        );
+        let err =
+            Config::from_sources(None, None, &env(&[("CAREFLOW_LISTEN", "nowhere")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid listen \"nowhere\""),
+            "{err}"
+        );
         let err = Config::from_sources(
             None,
             None,
@@ -321,10 +332,16 @@ mod tests {
         let c = Config::from_sources(
             None,
             None,
-            &env(&[("CAREFLOW_JWT_SECRET", "hunter2"), ("CAREFLOW_DATABASE_URL", "postgres://u:pw@h/db")]),
+            &env(&[
+                ("CAREFLOW_JWT_SECRET", "hunter2"),
+                ("CAREFLOW_DATABASE_URL", "postgres://u:pw@h/db"),
+            ]),
         )
         .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("pw@"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("pw@"),
+            "{shown}"
+        );
     }
 }

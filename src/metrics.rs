@@ -130,7 +130,9 @@ mod tests {
     fn catalogue_builds_and_renders_in_text_format() {
         store_commit("sqlite", 3, Duration::from_millis(1));
         let text = global().render();
-        assert!(text.contains("careflow_event_store_commit_batch_commands_bucket{backend=\"sqlite\""));
+        assert!(
+            text.contains("careflow_event_store_commit_batch_commands_bucket{backend=\"sqlite\"")
+        );
         assert!(text.contains("careflow_event_store_commits_total{backend=\"sqlite\"}"));
     }
 }

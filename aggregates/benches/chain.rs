@@ -55,12 +55,26 @@ fn bench(c: &mut Criterion) {
     group.bench_with_input(
         BenchmarkId::new("canonical_bytes", events.len()),
         &events,
-        |b, events| b.iter(|| events.iter().map(|e| canonical_bytes(e).len()).sum::<usize>()),
+        |b, events| {
+            b.iter(|| {
+                events
+                    .iter()
+                    .map(|e| canonical_bytes(e).len())
+                    .sum::<usize>()
+            })
+        },
     );
     group.bench_with_input(
         BenchmarkId::new("chain_hash", events.len()),
         &events,
-        |b, events| b.iter(|| events.iter().map(|e| chain_hash(e).0[0]).fold(0u8, |a, x| a ^ x)),
+        |b, events| {
+            b.iter(|| {
+                events
+                    .iter()
+                    .map(|e| chain_hash(e).0[0])
+                    .fold(0u8, |a, x| a ^ x)
+            })
+        },
     );
     group.bench_with_input(
         BenchmarkId::new("verify", events.len()),

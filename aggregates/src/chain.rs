@@ -232,7 +232,11 @@ impl ChainVerifier {
         }
         self.expected_version = event.version.saturating_add(1);
         self.prev_hash = event.hash;
-        if breaks.is_empty() { Ok(()) } else { Err(breaks) }
+        if breaks.is_empty() {
+            Ok(())
+        } else {
+            Err(breaks)
+        }
     }
 
     /// The hash the next event must carry as `prev_hash`.

@@ -112,7 +112,7 @@ pub enum Direction {
 }
 
 /// Errors of the store, whatever the backend.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Occurs when the stream's version is not what the append expected.
     ///
@@ -362,6 +362,48 @@ impl Appended {
             events,
             duplicate,
         })
+    }
+}
+
+/// How one append of a group commit ended, as the backend's writer decided it.
+pub(crate) enum Outcome {
+    /// Written in this batch's transaction (stands once it commits).
+    Written(Vec<RecordedEvent>),
+    /// The same command id as the job at this earlier index of the batch.
+    SameAs(usize),
+    /// Decided without writing: a conflict, or the first result of a repeated command.
+    Done(Result<Appended, StoreError>),
+}
+
+/// Answers every caller of a committed batch, in job order. A job that repeats an earlier
+/// job's command gets that job's answer (as a duplicate, when it succeeded).
+pub(crate) fn answer(
+    replies: impl Iterator<Item = tokio::sync::oneshot::Sender<Result<Appended, StoreError>>>,
+    outcomes: Vec<Outcome>,
+) {
+    let mut results: Vec<Result<Appended, StoreError>> = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let result = match outcome {
+            Outcome::Written(events) => {
+                Appended::from_events(events, false).ok_or(StoreError::EmptyAppend)
+            }
+            Outcome::SameAs(earlier) => match results.get(earlier) {
+                Some(Ok(first)) => Ok(Appended {
+                    duplicate: true,
+                    ..first.clone()
+                }),
+                Some(Err(error)) => Err(error.clone()),
+                None => Err(StoreError::Unavailable(
+                    "a repeated command referred to a later job".into(),
+                )),
+            },
+            Outcome::Done(result) => result,
+        };
+        results.push(result);
+    }
+    for (reply, result) in replies.zip(results) {
+        // A caller that stopped waiting is fine: its events are durable regardless.
+        let _ = reply.send(result);
     }
 }
 

@@ -34,7 +34,8 @@ use tokio_postgres::{Client, NoTls, Row};
 use uuid::Uuid;
 
 use super::{
-    Appended, AppendRequest, Direction, EventStore, PreparedAppend, StoreError, StreamHead, now,
+    AppendRequest, Appended, Direction, EventStore, Outcome, PreparedAppend, StoreError,
+    StreamHead, now,
 };
 use crate::config::is_identifier;
 use crate::metrics;
@@ -215,7 +216,10 @@ impl HeldAppend {
     /// # Errors
     /// [`StoreError::Unavailable`] when the commit fails.
     pub async fn commit(self) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.client.batch_execute("COMMIT").await.map_err(pg_error)?;
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(pg_error)?;
         Ok(self.events)
     }
 }
@@ -253,14 +257,6 @@ struct Writer {
     max_batch: usize,
 }
 
-/// How one job of a batch ended.
-enum Outcome {
-    Written(Vec<RecordedEvent>),
-    /// Same command id as an earlier job of this batch.
-    SameAs(usize),
-    Done(Result<Appended, StoreError>),
-}
-
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
         let mut jobs: Vec<WriteJob> = Vec::with_capacity(self.max_batch);
@@ -282,7 +278,9 @@ impl Writer {
                     let mut outcomes = Vec::with_capacity(size);
                     for one in prepared.chunks(1) {
                         let outcome = match self.write_batch(one).await {
-                            Ok(mut o) => o.pop().unwrap_or(Outcome::Done(Err(StoreError::EmptyAppend))),
+                            Ok(mut o) => o
+                                .pop()
+                                .unwrap_or(Outcome::Done(Err(StoreError::EmptyAppend))),
                             Err(error) => Outcome::Done(Err(error)),
                         };
                         outcomes.push(outcome);
@@ -291,7 +289,7 @@ impl Writer {
                 }
             };
             metrics::store_commit("postgres", size, started.elapsed());
-            answer(jobs.drain(..), outcomes);
+            super::answer(jobs.drain(..).map(|j| j.reply), outcomes);
         }
         tracing::info!(backend = "postgres", "event store writer stopped");
     }
@@ -502,40 +500,10 @@ impl EventRows {
     }
 }
 
-fn answer(jobs: impl Iterator<Item = WriteJob>, outcomes: Vec<Outcome>) {
-    let mut written: Vec<Option<Appended>> = Vec::with_capacity(outcomes.len());
-    let mut results = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        let result = match outcome {
-            Outcome::Written(events) => {
-                let appended = Appended::from_events(events, false);
-                written.push(appended.clone());
-                appended.ok_or(StoreError::EmptyAppend)
-            }
-            Outcome::SameAs(earlier) => {
-                let first = written.get(earlier).cloned().flatten().map(|mut a| {
-                    a.duplicate = true;
-                    a
-                });
-                written.push(None);
-                first.ok_or_else(|| {
-                    StoreError::Unavailable("repeated command in one batch failed".into())
-                })
-            }
-            Outcome::Done(result) => {
-                written.push(None);
-                result
-            }
-        };
-        results.push(result);
-    }
-    for (job, result) in jobs.zip(results) {
-        // A caller that stopped waiting is fine: its events are durable regardless.
-        let _ = job.reply.send(result);
-    }
-}
-
-async fn find_command_in(client: &Client, command_id: Uuid) -> Result<Option<Appended>, StoreError> {
+async fn find_command_in(
+    client: &Client,
+    command_id: Uuid,
+) -> Result<Option<Appended>, StoreError> {
     let first = careflow_aggregates::event_id_for(command_id, 0);
     let rows = client
         .query(

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{
-    Appended, AppendRequest, Direction, EventStore, PreparedAppend, StoreError, StreamHead, now,
+    AppendRequest, Appended, Direction, EventStore, Outcome, PreparedAppend, StoreError,
+    StreamHead, now,
 };
 use crate::metrics;
 
@@ -93,7 +94,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     head: watch::Receiver<u64>,
-    _lock: Option<File>,
+    /// Held while this handle may write; released by `close`.
+    lock: Mutex<Option<File>>,
 }
 
 impl SqliteStore {
@@ -104,13 +106,13 @@ impl SqliteStore {
     /// created, or another careflow process already writes this database.
     pub fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("creating {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
         let lock = acquire_lock(&config.path)?;
         let conn = open_connection(&config.path, false)?;
-        conn.execute_batch(SCHEMA).map_err(StoreError::unavailable)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(StoreError::unavailable)?;
         let head_position: u64 = conn
             .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
                 r.get::<_, i64>(0)
@@ -135,7 +137,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             head: head_rx,
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -159,7 +161,7 @@ impl SqliteStore {
             writer: Mutex::new(None),
             readers: Arc::new(Mutex::new(vec![conn])),
             head: rx,
-            _lock: None,
+            lock: Mutex::new(None),
         })
     }
 
@@ -257,14 +259,6 @@ struct Writer {
     max_batch: usize,
 }
 
-/// How one job of a batch ended, before the commit decides whether it stands.
-enum Outcome {
-    Written(Vec<RecordedEvent>),
-    /// Same command id as an earlier job of this batch.
-    SameAs(usize),
-    Done(Result<Appended, StoreError>),
-}
-
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
         let mut jobs = Vec::with_capacity(self.max_batch);
@@ -296,7 +290,7 @@ impl Writer {
         };
         let _ = self.head_tx.send(self.next_position - 1);
         metrics::store_commit("sqlite", size, started.elapsed());
-        answer(jobs.drain(..), outcomes);
+        super::answer(jobs.drain(..).map(|j| j.reply), outcomes);
     }
 
     /// Writes one append in a transaction of its own: the slow path after a batch failed.
@@ -324,11 +318,11 @@ impl Writer {
     /// Re-reads what the cache and the position counter assume after a failed transaction.
     fn forget_cached_state(&mut self) {
         self.heads.clear();
-        if let Ok(max) = self
-            .conn
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
+        if let Ok(max) =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                    r.get::<_, i64>(0)
+                })
         {
             self.next_position = max as u64 + 1;
         }
@@ -362,7 +356,10 @@ impl Writer {
                     continue;
                 }
                 seen.insert(p.command_id, index);
-                let head = match touched.get(&p.request_stream).or(self.heads.get(&p.request_stream)) {
+                let head = match touched
+                    .get(&p.request_stream)
+                    .or(self.heads.get(&p.request_stream))
+                {
                     Some(head) => *head,
                     None => read_head(&tx, &p.request_stream)?,
                 };
@@ -424,40 +421,6 @@ impl From<StoreError> for BatchFailure {
 
 fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
-}
-
-fn answer(jobs: impl Iterator<Item = WriteJob>, outcomes: Vec<Outcome>) {
-    let mut results: Vec<Option<Result<Appended, StoreError>>> = Vec::with_capacity(outcomes.len());
-    let mut written: Vec<Option<Appended>> = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Written(events) => {
-                let appended = Appended::from_events(events, false);
-                written.push(appended.clone());
-                results.push(Some(appended.ok_or(StoreError::EmptyAppend)));
-            }
-            Outcome::SameAs(earlier) => {
-                let first = written.get(earlier).cloned().flatten().map(|mut a| {
-                    a.duplicate = true;
-                    a
-                });
-                written.push(None);
-                results.push(Some(first.ok_or_else(|| {
-                    StoreError::Unavailable("repeated command in one batch failed".into())
-                })));
-            }
-            Outcome::Done(result) => {
-                written.push(None);
-                results.push(Some(result));
-            }
-        }
-    }
-    for (job, result) in jobs.zip(results) {
-        if let Some(result) = result {
-            // A caller that stopped waiting is fine: its events are durable regardless.
-            let _ = job.reply.send(result);
-        }
-    }
 }
 
 fn insert_events(
@@ -526,7 +489,9 @@ fn find_command_in(conn: &Connection, command_id: Uuid) -> Result<Option<Appende
     Ok(Appended::from_events(events, true))
 }
 
-fn collect_events(rows: rusqlite::Result<rusqlite::Rows<'_>>) -> Result<Vec<RecordedEvent>, StoreError> {
+fn collect_events(
+    rows: rusqlite::Result<rusqlite::Rows<'_>>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut rows = rows.map_err(StoreError::unavailable)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(StoreError::unavailable)? {
@@ -665,6 +630,9 @@ impl EventStore for SqliteStore {
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
         }
     }
 }

@@ -39,7 +39,11 @@ fn check_sealed(expected: ExpectedVersion, head: StreamHead, n: usize) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.version, head.version + 1 + i as u64);
         assert_eq!(e.position, 100 + i as u64);
-        assert_eq!(e.hash, chain_hash(e), "hash must equal the chain's definition");
+        assert_eq!(
+            e.hash,
+            chain_hash(e),
+            "hash must equal the chain's definition"
+        );
         assert_eq!(e.event_id, event_id_for(Uuid::from_u128(42), i as u32));
         assert_eq!(e.metadata.recorded_at, recorded_at());
     }

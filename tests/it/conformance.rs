@@ -91,7 +91,11 @@ async fn read_everything(store: &Arc<dyn EventStore>) -> Vec<RecordedEvent> {
 /// Positions are 1..=n without a gap and every stream's chain verifies.
 fn assert_log_is_sound(all: &[RecordedEvent]) {
     for (i, e) in all.iter().enumerate() {
-        assert_eq!(e.position, i as u64 + 1, "gap or disorder in the global log");
+        assert_eq!(
+            e.position,
+            i as u64 + 1,
+            "gap or disorder in the global log"
+        );
     }
     let mut chains: BTreeMap<StreamId, ChainVerifier> = BTreeMap::new();
     for e in all {
@@ -99,10 +103,7 @@ fn assert_log_is_sound(all: &[RecordedEvent]) {
             .entry(e.stream_id.clone())
             .or_insert_with(|| ChainVerifier::new(e.stream_id.clone()));
         if let Err(breaks) = verifier.check(e) {
-            panic!(
-                "chain broken at {} v{}: {breaks:?}",
-                e.stream_id, e.version
-            );
+            panic!("chain broken at {} v{}: {breaks:?}", e.stream_id, e.version);
         }
     }
 }
@@ -162,57 +163,111 @@ async fn append_then_read_forward_backward_and_from_a_version(h: &Harness) {
     assert_eq!(second.version, 5);
     assert_eq!(second.position, first.position + 2);
 
-    let forward = h.store.read_stream(&s, 1, Direction::Forward, 100).await.unwrap();
-    assert_eq!(forward.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    let forward = h
+        .store
+        .read_stream(&s, 1, Direction::Forward, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        forward.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(forward[..3], first.events[..]);
-    assert_eq!(forward[1].data, json!({"charge_id": "C1", "unit_price": "12.50", "q": 1}));
+    assert_eq!(
+        forward[1].data,
+        json!({"charge_id": "C1", "unit_price": "12.50", "q": 1})
+    );
     assert_eq!(forward[0].metadata.principal, "ehr");
 
-    let from_three = h.store.read_stream(&s, 3, Direction::Forward, 2).await.unwrap();
-    assert_eq!(from_three.iter().map(|e| e.version).collect::<Vec<_>>(), [3, 4]);
+    let from_three = h
+        .store
+        .read_stream(&s, 3, Direction::Forward, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        from_three.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [3, 4]
+    );
 
     let backward = h
         .store
         .read_stream(&s, u64::MAX, Direction::Backward, 100)
         .await
         .unwrap();
-    assert_eq!(backward.iter().map(|e| e.version).collect::<Vec<_>>(), [5, 4, 3, 2, 1]);
-    let backward_from_two = h.store.read_stream(&s, 2, Direction::Backward, 100).await.unwrap();
-    assert_eq!(backward_from_two.iter().map(|e| e.version).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(
+        backward.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [5, 4, 3, 2, 1]
+    );
+    let backward_from_two = h
+        .store
+        .read_stream(&s, 2, Direction::Backward, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        backward_from_two
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>(),
+        [2, 1]
+    );
 
-    let none = h.store.read_stream(&stream("nobody"), 1, Direction::Forward, 10).await.unwrap();
+    let none = h
+        .store
+        .read_stream(&stream("nobody"), 1, Direction::Forward, 10)
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
 async fn expectations_are_enforced_and_refusals_append_nothing(h: &Harness) {
     let s = stream("M2");
-    h.store.append(request(&s, ExpectedVersion::NoStream, 1)).await.unwrap();
+    h.store
+        .append(request(&s, ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
     let head = h.store.head_position().await.unwrap();
 
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0), ExpectedVersion::Exact(2)] {
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Exact(2),
+    ] {
         match h.store.append(request(&s, expected, 1)).await {
             Err(StoreError::WrongExpectedVersion { actual: 1, .. }) => {}
             other => panic!("{expected:?}: expected a conflict at version 1, got {other:?}"),
         }
     }
     assert!(matches!(
-        h.store.append(request(&stream("M2b"), ExpectedVersion::Exact(0), 1)).await,
+        h.store
+            .append(request(&stream("M2b"), ExpectedVersion::Exact(4), 1))
+            .await,
         Err(StoreError::WrongExpectedVersion { actual: 0, .. })
     ));
     assert!(matches!(
         h.store.append(request(&s, ExpectedVersion::Any, 0)).await,
         Err(StoreError::EmptyAppend)
     ));
-    assert_eq!(h.store.head_position().await.unwrap(), head, "a refusal appended something");
+    assert_eq!(
+        h.store.head_position().await.unwrap(),
+        head,
+        "a refusal appended something"
+    );
 
-    let any = h.store.append(request(&s, ExpectedVersion::Any, 2)).await.unwrap();
+    let any = h
+        .store
+        .append(request(&s, ExpectedVersion::Any, 2))
+        .await
+        .unwrap();
     assert_eq!(any.version, 3);
 }
 
 async fn racing_appends_at_one_expected_version_exactly_one_wins(h: &Harness) {
     for round in 0..20 {
         let s = stream(&format!("race{round}"));
-        h.store.append(request(&s, ExpectedVersion::NoStream, 1)).await.unwrap();
+        h.store
+            .append(request(&s, ExpectedVersion::NoStream, 1))
+            .await
+            .unwrap();
         let racers: Vec<_> = (0..4)
             .map(|_| {
                 let store = Arc::clone(&h.store);
@@ -254,13 +309,22 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
             .unwrap();
         assert!(again.duplicate);
         assert_eq!(again.events, first.events);
-        assert_eq!((again.version, again.position), (first.version, first.position));
+        assert_eq!(
+            (again.version, again.position),
+            (first.version, first.position)
+        );
     }
     assert_eq!(h.store.head_position().await.unwrap(), head);
 
     let found: Appended = h.store.find_command(command).await.unwrap().unwrap();
     assert_eq!(found.events, first.events);
-    assert!(h.store.find_command(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(
+        h.store
+            .find_command(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Concurrent retries of one new command (they may land in one group commit).
     let command = Uuid::new_v4();
@@ -278,7 +342,11 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
     }
     assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
     assert!(results.iter().all(|r| r.events == results[0].events));
-    let events = h.store.read_stream(&s2, 1, Direction::Forward, 10).await.unwrap();
+    let events = h
+        .store
+        .read_stream(&s2, 1, Direction::Forward, 10)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
 }
 
@@ -318,13 +386,18 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
             let store = Arc::clone(&h.store);
             tokio::spawn(async move {
                 let s = stream(&format!("sub{w}"));
+                let mut version = 0;
                 for i in 0..PER_WRITER {
                     let expected = if i == 0 {
                         ExpectedVersion::NoStream
                     } else {
-                        ExpectedVersion::Exact(i as u64)
+                        ExpectedVersion::Exact(version)
                     };
-                    store.append(request(&s, expected, 1 + i % 2)).await.unwrap();
+                    version = store
+                        .append(request(&s, expected, 1 + i % 2))
+                        .await
+                        .unwrap()
+                        .version;
                 }
             })
         })
@@ -349,7 +422,10 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
     }
     let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
     let expected: Vec<u64> = (base + 1..=base + total as u64).collect();
-    assert_eq!(positions, expected, "subscription skipped, repeated or reordered");
+    assert_eq!(
+        positions, expected,
+        "subscription skipped, repeated or reordered"
+    );
     let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), total);
     // Nothing more arrives after the last write.
@@ -373,7 +449,12 @@ async fn a_live_subscription_wakes_for_new_events(h: &Harness) {
 }
 
 async fn stream_ids_that_break_the_rule_never_reach_the_store(_h: &Harness) {
-    for bad in ["patient_account-", "patient_account-a b", "patient_account-x/y", "nodash"] {
+    for bad in [
+        "patient_account-",
+        "patient_account-a b",
+        "patient_account-x/y",
+        "nodash",
+    ] {
         assert!(StreamId::parse(bad).is_err(), "{bad:?} accepted");
     }
     assert!(StreamId::new("patient_account", &"x".repeat(129)).is_err());
@@ -425,43 +506,72 @@ conformance!(
 /// whole time sees every event exactly once, in position order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_delayed_transaction_cannot_be_overtaken() {
-    let Some(h) = Harness::postgres().await else { return };
-    let Backend::Postgres { url, schema } = &h.backend else { unreachable!("postgres harness") };
-    let pg = PostgresStore::open(PostgresConfig::new(url, schema)).await.unwrap();
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
+    let Backend::Postgres { url, schema } = &h.backend else {
+        unreachable!("postgres harness")
+    };
+    let pg = PostgresStore::open(PostgresConfig::new(url, schema))
+        .await
+        .unwrap();
     let node_b = h.second_node().await.unwrap();
-    h.store.append(request(&stream("before"), ExpectedVersion::NoStream, 1)).await.unwrap();
+    h.store
+        .append(request(&stream("before"), ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
 
     let mut subscription = store::subscribe(Arc::clone(&h.store), 1);
     let mut seen = subscription.next_batch().await.unwrap();
     assert_eq!(seen.len(), 1);
 
-    let held = pg.hold_append(request(&stream("slow"), ExpectedVersion::NoStream, 2)).await.unwrap();
+    let held = pg
+        .hold_append(request(&stream("slow"), ExpectedVersion::NoStream, 2))
+        .await
+        .unwrap();
     assert_eq!(held.events[0].position, 2);
 
     // Later appends from both nodes, issued while the slow transaction is open.
     let later: Vec<_> = (0..6)
         .map(|i| {
-            let store = if i % 2 == 0 { Arc::clone(&h.store) } else { Arc::clone(&node_b) };
+            let store = if i % 2 == 0 {
+                Arc::clone(&h.store)
+            } else {
+                Arc::clone(&node_b)
+            };
             tokio::spawn(async move {
-                store.append(request(&stream(&format!("fast{i}")), ExpectedVersion::NoStream, 1)).await.unwrap()
+                store
+                    .append(request(
+                        &stream(&format!("fast{i}")),
+                        ExpectedVersion::NoStream,
+                        1,
+                    ))
+                    .await
+                    .unwrap()
             })
         })
         .collect();
     // Wait until PostgreSQL shows the later writers blocked behind the held lock.
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
-    eventually(Duration::from_secs(30), "writers to queue behind the lock", || async {
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+    eventually(
+        Duration::from_secs(30),
+        "writers to queue behind the lock",
+        || async {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
                  AND application_name = 'careflow'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        (waiting >= 2).then_some(())
-    })
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (waiting >= 2).then_some(())
+        },
+    )
     .await;
     // Nothing later is visible while position 2 is uncommitted.
     assert!(subscription.try_next_batch().await.unwrap().is_empty());
@@ -478,7 +588,10 @@ async fn postgres_a_delayed_transaction_cannot_be_overtaken() {
             .unwrap();
         seen.extend(batch);
     }
-    assert_eq!(seen.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
+    assert_eq!(
+        seen.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=9).collect::<Vec<_>>()
+    );
     assert_eq!(seen[1..3], committed[..]);
     pg.close().await;
     node_b.close().await;
@@ -489,18 +602,31 @@ async fn postgres_a_delayed_transaction_cannot_be_overtaken() {
 /// them and the shared log stays gap-free with intact chains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_nodes_share_one_log() {
-    let Some(h) = Harness::postgres().await else { return };
+    let Some(h) = Harness::postgres().await else {
+        return;
+    };
     let node_b = h.second_node().await.unwrap();
     let s = stream("shared");
-    h.store.append(request(&s, ExpectedVersion::NoStream, 1)).await.unwrap();
+    h.store
+        .append(request(&s, ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for node in [Arc::clone(&h.store), Arc::clone(&node_b)] {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut wins = 0;
             for _ in 0..40 {
-                let head = node.read_stream(&s, u64::MAX, Direction::Backward, 1).await.unwrap()[0].version;
-                if node.append(request(&s, ExpectedVersion::Exact(head), 1)).await.is_ok() {
+                let head = node
+                    .read_stream(&s, u64::MAX, Direction::Backward, 1)
+                    .await
+                    .unwrap()[0]
+                    .version;
+                if node
+                    .append(request(&s, ExpectedVersion::Exact(head), 1))
+                    .await
+                    .is_ok()
+                {
                     wins += 1;
                 }
             }
@@ -511,7 +637,11 @@ async fn postgres_two_nodes_share_one_log() {
     for t in tasks {
         wins += t.await.unwrap();
     }
-    let events = h.store.read_stream(&s, 1, Direction::Forward, 1000).await.unwrap();
+    let events = h
+        .store
+        .read_stream(&s, 1, Direction::Forward, 1000)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1 + wins);
     node_b.close().await;
     h.finish().await;
@@ -525,14 +655,23 @@ async fn sqlite_reopens_with_everything_and_refuses_a_second_writer() {
     let path = dir.path().join("careflow.db");
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
     let s = stream("durable");
-    let a = store.append(request(&s, ExpectedVersion::NoStream, 3)).await.unwrap();
+    let a = store
+        .append(request(&s, ExpectedVersion::NoStream, 3))
+        .await
+        .unwrap();
     match SqliteStore::open(SqliteConfig::new(&path)) {
         Err(StoreError::Unavailable(msg)) => assert!(msg.contains("in use"), "{msg}"),
         other => panic!("second writer not refused: {:?}", other.map(|_| ())),
     }
     // A read-only handle works beside the writer.
     let reader = SqliteStore::open_read_only(&path).unwrap();
-    assert_eq!(reader.read_stream(&s, 1, Direction::Forward, 10).await.unwrap(), a.events);
+    assert_eq!(
+        reader
+            .read_stream(&s, 1, Direction::Forward, 10)
+            .await
+            .unwrap(),
+        a.events
+    );
     assert!(matches!(
         reader.append(request(&s, ExpectedVersion::Any, 1)).await,
         Err(StoreError::Closed)
@@ -540,8 +679,17 @@ async fn sqlite_reopens_with_everything_and_refuses_a_second_writer() {
     store.close().await;
 
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    assert_eq!(store.read_stream(&s, 1, Direction::Forward, 10).await.unwrap(), a.events);
-    let b = store.append(request(&s, ExpectedVersion::Exact(3), 1)).await.unwrap();
+    assert_eq!(
+        store
+            .read_stream(&s, 1, Direction::Forward, 10)
+            .await
+            .unwrap(),
+        a.events
+    );
+    let b = store
+        .append(request(&s, ExpectedVersion::Exact(3), 1))
+        .await
+        .unwrap();
     assert_eq!((b.version, b.position), (4, 4));
     assert_eq!(b.events[0].prev_hash, a.events[2].hash);
     store.close().await;
@@ -553,9 +701,14 @@ async fn sqlite_refuses_updates_and_deletes_of_events() {
     let dir = TempDir::new();
     let path = dir.path().join("careflow.db");
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    store.append(request(&stream("ro"), ExpectedVersion::NoStream, 1)).await.unwrap();
+    store
+        .append(request(&stream("ro"), ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let update = conn.execute("UPDATE events SET data = '{}'", []).unwrap_err();
+    let update = conn
+        .execute("UPDATE events SET data = '{}'", [])
+        .unwrap_err();
     assert!(update.to_string().contains("append-only"), "{update}");
     let delete = conn.execute("DELETE FROM events", []).unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");

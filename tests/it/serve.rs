@@ -80,7 +80,9 @@ async fn serve_starts_with_no_config_answers_health_and_stops_cleanly_on_sigterm
     let server = Server::start(&dir.path());
     server.wait_ready().await;
 
-    let health = reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     let ready: serde_json::Value = reqwest::get(format!("{}/readyz", server.base))
         .await
@@ -88,10 +90,15 @@ async fn serve_starts_with_no_config_answers_health_and_stops_cleanly_on_sigterm
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, serde_json::json!({"status": "ready", "store": "sqlite"}));
+    assert_eq!(
+        ready,
+        serde_json::json!({"status": "ready", "store": "sqlite"})
+    );
     assert!(dir.path().join("data/careflow.db").exists());
 
-    let missing = reqwest::get(format!("{}/no/such/route", server.base)).await.unwrap();
+    let missing = reqwest::get(format!("{}/no/such/route", server.base))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(
         missing.headers()["content-type"].to_str().unwrap(),
@@ -107,7 +114,10 @@ async fn serve_starts_with_no_config_answers_health_and_stops_cleanly_on_sigterm
         .text()
         .await
         .unwrap();
-    assert!(metrics.is_empty() || metrics.contains("careflow_"), "{metrics}");
+    assert!(
+        metrics.is_empty() || metrics.contains("careflow_"),
+        "{metrics}"
+    );
 
     let status = server.terminate().await;
     assert!(status.success(), "exit status {status:?}");
@@ -125,7 +135,10 @@ async fn a_second_server_on_the_same_data_dir_is_refused_with_exit_2() {
     let output = careflow(&dir.path()).arg("serve").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("in use by another careflow process"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another careflow process"),
+        "{stderr}"
+    );
     assert!(first.terminate().await.success());
 }
 
@@ -139,17 +152,33 @@ fn invalid_configuration_is_a_usage_error_with_a_hint() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("invalid store \"oracle\": use sqlite, postgres or kurrentdb"), "{stderr}");
+    assert!(
+        stderr.contains("invalid store \"oracle\": use sqlite, postgres or kurrentdb"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bench_append_reports_throughput_and_latency() {
     let dir = TempDir::new();
     let output = careflow(&dir.path())
-        .args(["bench", "append", "--store", "sqlite", "--writers", "4", "--events", "400"])
+        .args([
+            "bench",
+            "append",
+            "--store",
+            "sqlite",
+            "--writers",
+            "4",
+            "--events",
+            "400",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let field = |name: &str| -> f64 {
         stdout
@@ -164,6 +193,8 @@ fn bench_append_reports_throughput_and_latency() {
     assert!(field("p99_ms:") >= field("p50_ms:"));
     assert!(stdout.contains("writers: 4 events: 400"), "{stdout}");
     // The throw-away database is gone afterwards.
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "bench left files behind: {left:?}");
 }

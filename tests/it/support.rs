@@ -9,7 +9,12 @@ pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new() -> Self {
-        Self(tempfile::Builder::new().prefix("careflow-test-").tempdir().unwrap())
+        Self(
+            tempfile::Builder::new()
+                .prefix("careflow-test-")
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     pub fn path(&self) -> PathBuf {
