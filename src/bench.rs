@@ -1,8 +1,10 @@
 //! `careflow bench`: throughput and latency of the durable paths, measured in-process.
 //!
-//! `bench append` drives the real backend with N concurrent writers, each appending
-//! single-event commands to fresh streams (`ExpectedVersion::NoStream`, the RegisterPatient
-//! shape: every append misses the head cache and probes the index). Every append is awaited
+//! `bench append` drives the real backend with N concurrent writers appending single-event
+//! commands. With `--streams per-writer` (the default) each writer owns one stream and
+//! appends to it with `ExpectedVersion::Exact`, as an aggregate's actor does; with
+//! `--streams per-command` every append opens a fresh stream (`NoStream`, the shape of a
+//! burst of RegisterPatient), so every append misses the head cache. Every append is awaited
 //! until durable, so the figures are durable appends/s. It writes into a throw-away database
 //! (a new file beside the data dir's, or a new PostgreSQL schema) and removes it afterwards.
 
@@ -30,12 +32,23 @@ pub struct AppendBench {
     pub writers: usize,
     pub events: usize,
     pub batch: Option<usize>,
+    pub streams: StreamChoice,
+}
+
+/// Which streams the writers append to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamChoice {
+    /// Each writer appends to a stream of its own.
+    PerWriter,
+    /// Each append opens a new stream.
+    PerCommand,
 }
 
 /// What `bench append` measured.
 #[derive(Debug, Clone)]
 pub struct AppendReport {
     pub backend: &'static str,
+    pub streams: StreamChoice,
     pub writers: usize,
     pub events: usize,
     pub elapsed: Duration,
@@ -47,9 +60,13 @@ pub struct AppendReport {
 impl fmt::Display for AppendReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let streams = match self.streams {
+            StreamChoice::PerWriter => "per-writer",
+            StreamChoice::PerCommand => "per-command",
+        };
         writeln!(
             f,
-            "store: {} writers: {} events: {}",
+            "store: {} streams: {streams} writers: {} events: {}",
             self.backend, self.writers, self.events
         )?;
         writeln!(
@@ -141,13 +158,15 @@ async fn drive(
         let store = Arc::clone(&store);
         let progress = progress.clone();
         let run = run.to_string();
+        let streams = spec.streams;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
+            let mut version = 0;
             for i in 0..count {
-                let request = request(&run, w, i)?;
+                let request = request(&run, streams, w, i, version)?;
                 let t = Instant::now();
-                store.append(request).await.context("append")?;
+                version = store.append(request).await.context("append")?.version;
                 latencies.saturating_record(t.elapsed().as_micros() as u64);
                 progress.inc(1);
             }
@@ -166,6 +185,7 @@ async fn drive(
     let us = |q: f64| Duration::from_micros(all.value_at_quantile(q));
     Ok(AppendReport {
         backend: store.backend(),
+        streams: spec.streams,
         writers,
         events: spec.events,
         elapsed,
@@ -175,11 +195,26 @@ async fn drive(
     })
 }
 
-fn request(run: &str, writer: usize, i: usize) -> anyhow::Result<AppendRequest> {
-    let stream = StreamId::new("patient_account", &format!("bench-{run}-{writer}-{i}"))?;
+fn request(
+    run: &str,
+    streams: StreamChoice,
+    writer: usize,
+    i: usize,
+    version: u64,
+) -> anyhow::Result<AppendRequest> {
+    let (stream, expected) = match streams {
+        StreamChoice::PerWriter => (
+            StreamId::new("patient_account", &format!("bench-{run}-{writer}"))?,
+            ExpectedVersion::Exact(version),
+        ),
+        StreamChoice::PerCommand => (
+            StreamId::new("patient_account", &format!("bench-{run}-{writer}-{i}"))?,
+            ExpectedVersion::NoStream,
+        ),
+    };
     Ok(AppendRequest {
         stream_id: stream,
-        expected: ExpectedVersion::NoStream,
+        expected,
         meta: CommandMeta {
             command_id: Uuid::new_v4(),
             correlation_id: format!("bench-{run}"),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::bench::{self, AppendBench};
+use crate::bench::{self, AppendBench, StreamChoice};
 use crate::config::{Config, StoreKind};
 use crate::http::{self, AppState};
 use crate::store::{self, StoreError};
@@ -55,6 +55,9 @@ pub enum BenchCommand {
         /// Most commands per group commit (the writer's batch cap).
         #[arg(long)]
         batch: Option<usize>,
+        /// Which streams the writers append to.
+        #[arg(long, value_enum, default_value = "per-writer")]
+        streams: StreamChoice,
     },
 }
 
@@ -81,12 +84,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     writers,
                     events,
                     batch,
+                    streams,
                 } => {
                     let spec = AppendBench {
                         store: store.unwrap_or(config.store),
                         writers,
                         events,
                         batch,
+                        streams,
                     };
                     let report = runtime.block_on(bench::append(&config, &spec))?;
                     println!("{report}");

@@ -175,8 +175,16 @@ pub trait EventStore: Send + Sync + 'static {
     /// backend must never return a position while an earlier one can still appear.
     async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// The result of an earlier append of this command id, if there was one.
-    async fn find_command(&self, command_id: Uuid) -> Result<Option<Appended>, StoreError>;
+    /// The result of an earlier append of this command id to `stream`, if there was one.
+    ///
+    /// Scoped to a stream because every caller knows it (the HTTP path, the HL7 and FHIR
+    /// adapters, the process managers all address one aggregate), and because that keeps
+    /// idempotency off a global random-key index (see docs/event-store.md).
+    async fn find_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Option<Appended>, StoreError>;
 
     /// The position of the newest committed event (0 for an empty store).
     async fn head_position(&self) -> Result<u64, StoreError>;
@@ -234,10 +242,13 @@ pub struct StreamHead {
     pub hash: EventHash,
 }
 
-/// Proposed events turned into recorded ones *before* the backend knows the stream's head:
-/// ids, metadata and canonical bytes are computed here so the backend's single writer only
-/// chains hashes. The canonical bytes assume the version the expectation implies; [`seal`]
-/// recomputes them when the real head differs (only possible with `ExpectedVersion::Any`).
+/// Proposed events turned into recorded ones *before* the backend knows the stream's head.
+///
+/// Everything that does not depend on the head (event ids, metadata, the canonical bytes of
+/// each event and the JSON text that will be stored) is computed here, on the caller's task,
+/// so that a backend's single writer only chains hashes and writes rows. The canonical bytes
+/// assume the version the expectation implies; sealing recomputes them when the real head
+/// differs (only possible with `ExpectedVersion::Any`).
 #[derive(Debug, Clone)]
 pub struct PreparedAppend {
     pub request_stream: StreamId,
@@ -245,13 +256,17 @@ pub struct PreparedAppend {
     pub command_id: Uuid,
     events: Vec<RecordedEvent>,
     canonical: Option<Vec<Vec<u8>>>,
+    stored_data: Vec<String>,
+    stored_metadata: String,
 }
 
 impl PreparedAppend {
     /// Builds the events of a request, stamped with `recorded_at`.
     ///
     /// # Errors
-    /// [`StoreError::EmptyAppend`] for a request without events.
+    /// [`StoreError::EmptyAppend`] for a request without events; [`StoreError::Unavailable`]
+    /// when the data cannot be serialised (a map with non-string keys cannot occur in a
+    /// `serde_json::Value`, so in practice never).
     pub fn new(request: AppendRequest, recorded_at: DateTime<Utc>) -> Result<Self, StoreError> {
         if request.events.is_empty() {
             return Err(StoreError::EmptyAppend);
@@ -265,6 +280,13 @@ impl PreparedAppend {
             recorded_at,
             occurred_at: request.meta.occurred_at,
         };
+        let stored_metadata = serde_json::to_string(&metadata).map_err(StoreError::unavailable)?;
+        let stored_data = request
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(&e.data))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::unavailable)?;
         let first = request.expected.implied_first_version().unwrap_or(1);
         let events: Vec<RecordedEvent> = request
             .events
@@ -293,6 +315,8 @@ impl PreparedAppend {
             command_id: request.meta.command_id,
             events,
             canonical,
+            stored_data,
+            stored_metadata,
         })
     }
 
@@ -309,16 +333,37 @@ impl PreparedAppend {
         event_id_for(self.command_id, 0)
     }
 
-    /// Checks the expectation against `head` and, when it holds, returns the events placed
-    /// after it (versions, positions from `first_position`, hash chain).
+    /// The `data` of event `i` as it is stored (JSON text).
+    pub fn stored_data(&self, i: usize) -> &str {
+        self.stored_data.get(i).map_or("null", String::as_str)
+    }
+
+    /// The metadata every event of the command stores (JSON text).
+    pub fn stored_metadata(&self) -> &str {
+        &self.stored_metadata
+    }
+
+    /// The events, as the last successful seal left them.
+    pub fn events(&self) -> &[RecordedEvent] {
+        &self.events
+    }
+
+    /// Moves the sealed events out, once the append is committed.
+    pub fn take_events(&mut self) -> Vec<RecordedEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Checks the expectation against `head` and, when it holds, places the events after it:
+    /// versions, positions from `first_position`, hash chain. Sealing again (after a failed
+    /// transaction) recomputes everything.
     ///
     /// # Errors
     /// [`StoreError::WrongExpectedVersion`].
-    pub fn seal(
-        &self,
+    pub fn seal_in_place(
+        &mut self,
         head: StreamHead,
         first_position: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    ) -> Result<(), StoreError> {
         if !self.expected.admits(head.version) {
             return Err(StoreError::WrongExpectedVersion {
                 stream: self.request_stream.clone(),
@@ -329,11 +374,9 @@ impl PreparedAppend {
         let reuse = self
             .canonical
             .as_ref()
-            .filter(|_| self.events.first().map(|e| e.version) == Some(head.version + 1));
+            .filter(|_| self.expected.implied_first_version() == Some(head.version + 1));
         let mut prev = head.hash;
-        let mut out = Vec::with_capacity(self.events.len());
-        for (i, event) in self.events.iter().enumerate() {
-            let mut e = event.clone();
+        for (i, e) in self.events.iter_mut().enumerate() {
             e.version = head.version + 1 + i as u64;
             e.position = first_position + i as u64;
             e.prev_hash = prev;
@@ -341,13 +384,27 @@ impl PreparedAppend {
             hasher.update(prev.0);
             match reuse {
                 Some(bytes) => hasher.update(&bytes[i]),
-                None => hasher.update(canonical_bytes(&e)),
+                None => hasher.update(canonical_bytes(e)),
             }
             e.hash = EventHash(hasher.finalize().into());
             prev = e.hash;
-            out.push(e);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Like [`PreparedAppend::seal_in_place`] but returns sealed copies, leaving `self` as it
+    /// was for a backend that may need to seal the same append again.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongExpectedVersion`].
+    pub fn seal(
+        &self,
+        head: StreamHead,
+        first_position: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut copy = self.clone();
+        copy.seal_in_place(head, first_position)?;
+        Ok(copy.events)
     }
 }
 

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use careflow_aggregates::{EventHash, EventMetadata, RecordedEvent, StreamId};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::{
@@ -191,9 +192,10 @@ impl PostgresStore {
     pub async fn hold_append(&self, request: AppendRequest) -> Result<HeldAppend, StoreError> {
         let client = connect(&self.pg_config).await?;
         let prepared = PreparedAppend::new(request, now())?;
+        let statements = Statements::prepare(&client).await?;
         client.batch_execute("BEGIN").await.map_err(pg_error)?;
         let jobs = [&prepared];
-        let outcomes = write_in_transaction(&client, &jobs).await?;
+        let outcomes = write_in_transaction(&client, &statements, &jobs).await?;
         let events = match outcomes.into_iter().next() {
             Some(Outcome::Written(events)) => events,
             Some(Outcome::Done(result)) => result?.events,
@@ -249,10 +251,50 @@ async fn current_head(client: &Client) -> Result<u64, StoreError> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
+/// The append path's statements, prepared once per connection: an unprepared query costs
+/// tokio-postgres an extra round trip (parse, then execute).
+struct Statements {
+    lock_position: Statement,
+    repeated: Statement,
+    heads: Statement,
+    insert: Statement,
+    advance: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Self, StoreError> {
+        let (lock_position, repeated, heads, insert, advance) = tokio::try_join!(
+            client.prepare("SELECT last FROM global_position WHERE id = 1 FOR UPDATE"),
+            client.prepare("SELECT event_id FROM events WHERE event_id = ANY($1)"),
+            client.prepare(
+                "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
+                 CROSS JOIN LATERAL (SELECT version, hash FROM events e \
+                   WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h",
+            ),
+            client.prepare(
+                "INSERT INTO events (position, stream_id, version, event_id, command_id, \
+                 event_type, schema_version, data, metadata, prev_hash, hash) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
+                 $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
+                 $11::bytea[])",
+            ),
+            client.prepare("UPDATE global_position SET last = $1 WHERE id = 1"),
+        )
+        .map_err(pg_error)?;
+        Ok(Self {
+            lock_position,
+            repeated,
+            heads,
+            insert,
+            advance,
+        })
+    }
+}
+
 /// The writer task: the only code that appends for this process.
 struct Writer {
     pg_config: tokio_postgres::Config,
-    client: Option<Client>,
+    client: Option<(Client, Statements)>,
     head_tx: watch::Sender<u64>,
     max_batch: usize,
 }
@@ -295,14 +337,16 @@ impl Writer {
     }
 
     async fn write_batch(&mut self, jobs: &[&PreparedAppend]) -> Result<Vec<Outcome>, StoreError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect(&self.pg_config).await?);
+        if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            let client = connect(&self.pg_config).await?;
+            let statements = Statements::prepare(&client).await?;
+            self.client = Some((client, statements));
         }
-        let Some(client) = self.client.as_ref() else {
+        let Some((client, statements)) = self.client.as_ref() else {
             unreachable!("connected just above")
         };
         client.batch_execute("BEGIN").await.map_err(pg_error)?;
-        let outcomes = match write_in_transaction(client, jobs).await {
+        let outcomes = match write_in_transaction(client, statements, jobs).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 // ROLLBACK may fail too when the connection died; the next batch reconnects.
@@ -334,48 +378,35 @@ impl Writer {
 /// The body of one append transaction; the caller has run `BEGIN` and runs `COMMIT`.
 async fn write_in_transaction(
     client: &Client,
+    statements: &Statements,
     jobs: &[&PreparedAppend],
 ) -> Result<Vec<Outcome>, StoreError> {
     // The position lock first: everything below is decided while no other writer can commit.
     let last: i64 = client
-        .query_one(
-            "SELECT last FROM global_position WHERE id = 1 FOR UPDATE",
-            &[],
-        )
+        .query_one(&statements.lock_position, &[])
         .await
         .map_err(pg_error)?
         .get(0);
     let mut next_position = last as u64 + 1;
 
+    // Both look-ups go out together; tokio-postgres pipelines them on the one connection.
     let first_ids: Vec<Uuid> = jobs.iter().map(|j| j.first_event_id()).collect();
-    let repeated: HashSet<Uuid> = client
-        .query(
-            "SELECT event_id FROM events WHERE event_id = ANY($1)",
-            &[&first_ids],
-        )
-        .await
-        .map_err(pg_error)?
-        .iter()
-        .map(|r| r.get::<_, Uuid>(0))
-        .collect();
-
     let streams: Vec<&str> = jobs
         .iter()
         .map(|j| j.request_stream.as_str())
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
+    let repeated_params: [&(dyn ToSql + Sync); 1] = [&first_ids];
+    let heads_params: [&(dyn ToSql + Sync); 1] = [&streams];
+    let (repeated_rows, head_rows) = tokio::try_join!(
+        client.query(&statements.repeated, &repeated_params),
+        client.query(&statements.heads, &heads_params),
+    )
+    .map_err(pg_error)?;
+    let repeated: HashSet<Uuid> = repeated_rows.iter().map(|r| r.get::<_, Uuid>(0)).collect();
     let mut heads: HashMap<String, StreamHead> = HashMap::with_capacity(streams.len());
-    for row in client
-        .query(
-            "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
-             CROSS JOIN LATERAL (SELECT version, hash FROM events e \
-               WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h",
-            &[&streams],
-        )
-        .await
-        .map_err(pg_error)?
-    {
+    for row in head_rows {
         let hash: Vec<u8> = row.get(2);
         heads.insert(
             row.get(0),
@@ -421,7 +452,7 @@ async fn write_in_transaction(
                         },
                     );
                 }
-                rows.extend(&events)?;
+                rows.extend(job, &events);
                 outcomes.push(Outcome::Written(events));
             }
             Err(conflict) => outcomes.push(Outcome::Done(Err(conflict))),
@@ -429,36 +460,26 @@ async fn write_in_transaction(
     }
 
     if !rows.position.is_empty() {
-        client
-            .execute(
-                "INSERT INTO events (position, stream_id, version, event_id, command_id, \
-                 event_type, schema_version, data, metadata, prev_hash, hash) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
-                 $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
-                 $11::bytea[])",
-                &[
-                    &rows.position,
-                    &rows.stream_id,
-                    &rows.version,
-                    &rows.event_id,
-                    &rows.command_id,
-                    &rows.event_type,
-                    &rows.schema_version,
-                    &rows.data,
-                    &rows.metadata,
-                    &rows.prev_hash,
-                    &rows.hash,
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        client
-            .execute(
-                "UPDATE global_position SET last = $1 WHERE id = 1",
-                &[&((next_position - 1) as i64)],
-            )
-            .await
-            .map_err(pg_error)?;
+        let last = (next_position - 1) as i64;
+        let insert_params: [&(dyn ToSql + Sync); 11] = [
+            &rows.position,
+            &rows.stream_id,
+            &rows.version,
+            &rows.event_id,
+            &rows.command_id,
+            &rows.event_type,
+            &rows.schema_version,
+            &rows.data,
+            &rows.metadata,
+            &rows.prev_hash,
+            &rows.hash,
+        ];
+        let advance_params: [&(dyn ToSql + Sync); 1] = [&last];
+        tokio::try_join!(
+            client.execute(&statements.insert, &insert_params),
+            client.execute(&statements.advance, &advance_params),
+        )
+        .map_err(pg_error)?;
     }
     Ok(outcomes)
 }
@@ -480,8 +501,8 @@ struct EventRows {
 }
 
 impl EventRows {
-    fn extend(&mut self, events: &[RecordedEvent]) -> Result<(), StoreError> {
-        for e in events {
+    fn extend(&mut self, prepared: &PreparedAppend, events: &[RecordedEvent]) {
+        for (i, e) in events.iter().enumerate() {
             self.position.push(e.position as i64);
             self.stream_id.push(e.stream_id.as_str().to_string());
             self.version.push(e.version as i64);
@@ -489,14 +510,11 @@ impl EventRows {
             self.command_id.push(e.metadata.command_id);
             self.event_type.push(e.event_type.clone());
             self.schema_version.push(e.schema_version as i32);
-            self.data
-                .push(serde_json::to_string(&e.data).map_err(StoreError::unavailable)?);
-            self.metadata
-                .push(serde_json::to_string(&e.metadata).map_err(StoreError::unavailable)?);
+            self.data.push(prepared.stored_data(i).to_string());
+            self.metadata.push(prepared.stored_metadata().to_string());
             self.prev_hash.push(e.prev_hash.0.to_vec());
             self.hash.push(e.hash.0.to_vec());
         }
-        Ok(())
     }
 }
 
@@ -613,9 +631,15 @@ impl EventStore for PostgresStore {
         rows.iter().map(decode_row).collect()
     }
 
-    async fn find_command(&self, command_id: Uuid) -> Result<Option<Appended>, StoreError> {
+    async fn find_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Option<Appended>, StoreError> {
         let client = self.client().await?;
-        find_command_in(&client, command_id).await
+        Ok(find_command_in(&client, command_id)
+            .await?
+            .filter(|found| &found.stream_id == stream))
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

@@ -34,8 +34,23 @@ struct Harness {
 
 impl Harness {
     fn sqlite() -> Self {
+        Self::sqlite_with(|_| {})
+    }
+
+    /// SQLite with a tiny memtable, so every case also runs across many index flushes and
+    /// reads merge the flushed index with the in-memory tail.
+    fn sqlite_flushing() -> Self {
+        Self::sqlite_with(|c| {
+            c.flush_at = 7;
+            c.idle_flush_after = Duration::from_millis(1);
+        })
+    }
+
+    fn sqlite_with(tune: impl FnOnce(&mut SqliteConfig)) -> Self {
         let dir = TempDir::new();
-        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("careflow.db"))).unwrap();
+        let mut config = SqliteConfig::new(dir.path().join("careflow.db"));
+        tune(&mut config);
+        let store = SqliteStore::open(config).unwrap();
         Self {
             store: Arc::new(store),
             backend: Backend::Sqlite { _dir: dir },
@@ -300,11 +315,12 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
         .unwrap();
     let head = h.store.head_position().await.unwrap();
 
-    // The same command again, with its original (now stale) expectation and with Any.
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+    // The same command again, with its original (now stale) expectation, also after another
+    // command moved the stream on.
+    for _ in 0..2 {
         let again = h
             .store
-            .append(request_with(&s, expected, 2, command))
+            .append(request_with(&s, ExpectedVersion::NoStream, 2, command))
             .await
             .unwrap();
         assert!(again.duplicate);
@@ -313,18 +329,40 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
             (again.version, again.position),
             (first.version, first.position)
         );
+        h.store
+            .append(request(&s, ExpectedVersion::Any, 1))
+            .await
+            .unwrap();
     }
+    let head = head + 2;
     assert_eq!(h.store.head_position().await.unwrap(), head);
 
-    let found: Appended = h.store.find_command(command).await.unwrap().unwrap();
+    // An `Any` append retried as it was sent.
+    let any_command = Uuid::new_v4();
+    let any_first = h
+        .store
+        .append(request_with(&s, ExpectedVersion::Any, 1, any_command))
+        .await
+        .unwrap();
+    let any_again = h
+        .store
+        .append(request_with(&s, ExpectedVersion::Any, 1, any_command))
+        .await
+        .unwrap();
+    assert!(any_again.duplicate);
+    assert_eq!(any_again.events, any_first.events);
+    assert_eq!(h.store.head_position().await.unwrap(), head + 1);
+
+    let found: Appended = h.store.find_command(&s, command).await.unwrap().unwrap();
     assert_eq!(found.events, first.events);
-    assert!(
-        h.store
-            .find_command(Uuid::new_v4())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let missing = h.store.find_command(&s, Uuid::new_v4()).await.unwrap();
+    assert!(missing.is_none());
+    let elsewhere = h
+        .store
+        .find_command(&stream("other"), command)
+        .await
+        .unwrap();
+    assert!(elsewhere.is_none());
 
     // Concurrent retries of one new command (they may land in one group commit).
     let command = Uuid::new_v4();
@@ -469,6 +507,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let h = super::Harness::sqlite();
+                    super::$case(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+        mod sqlite_flushing {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = super::Harness::sqlite_flushing();
                     super::$case(&h).await;
                     h.finish().await;
                 }
@@ -712,5 +760,74 @@ async fn sqlite_refuses_updates_and_deletes_of_events() {
     assert!(update.to_string().contains("append-only"), "{update}");
     let delete = conn.execute("DELETE FROM events", []).unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");
+    store.close().await;
+}
+
+/// A crash leaves committed events that the stream index never saw (the memtable was only in
+/// memory). Reads from another process find them by scanning the tail, and the next open
+/// indexes them before taking appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_finds_events_the_index_never_saw() {
+    let dir = TempDir::new();
+    let path = dir.path().join("careflow.db");
+    let mut config = SqliteConfig::new(&path);
+    config.flush_at = 5;
+    config.idle_flush_after = Duration::from_secs(3600);
+    let store = SqliteStore::open(config).unwrap();
+    let s = stream("tail");
+    let mut written = Vec::new();
+    let mut version = 0;
+    for _ in 0..4 {
+        let a = store
+            .append(request(&s, ExpectedVersion::Exact(version), 3))
+            .await
+            .unwrap();
+        version = a.version;
+        written.extend(a.events);
+    }
+    // Some entries are flushed (every 5), the rest only in memory: a read-only handle, which
+    // has no memtable, must merge the index with a scan of the tail.
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let seen = reader
+        .read_stream(&s, 1, Direction::Forward, 100)
+        .await
+        .unwrap();
+    assert_eq!(seen, written);
+    let backward = reader
+        .read_stream(&s, 11, Direction::Backward, 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        backward.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [11, 10, 9, 8]
+    );
+    store.close().await;
+
+    // Recreate what a crash before any flush leaves on disk, then reopen.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DELETE FROM stream_index; UPDATE store_meta SET value = '0' WHERE key = 'indexed_through';",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let indexed: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM stream_index", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(indexed, 12, "the tail was not indexed on open");
+    assert_eq!(
+        store
+            .read_stream(&s, 1, Direction::Forward, 100)
+            .await
+            .unwrap(),
+        written
+    );
+    let next = store
+        .append(request(&s, ExpectedVersion::Exact(12), 1))
+        .await
+        .unwrap();
+    assert_eq!(next.events[0].prev_hash, written[11].hash);
     store.close().await;
 }

@@ -191,7 +191,10 @@ fn bench_append_reports_throughput_and_latency() {
     };
     assert!(field("appends/s:") > 0.0);
     assert!(field("p99_ms:") >= field("p50_ms:"));
-    assert!(stdout.contains("writers: 4 events: 400"), "{stdout}");
+    assert!(
+        stdout.contains("streams: per-writer writers: 4 events: 400"),
+        "{stdout}"
+    );
     // The throw-away database is gone afterwards.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
         .unwrap()
