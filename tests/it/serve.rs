@@ -28,7 +28,12 @@ pub fn careflow(data_dir: &Path) -> Command {
 
 impl Server {
     pub fn start(dir: &Path) -> Self {
-        let mut child = careflow(dir)
+        Self::spawn(careflow(dir))
+    }
+
+    /// Starts `serve` from a prepared command (see [`careflow`]).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -200,4 +205,59 @@ fn bench_append_reports_throughput_and_latency() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "bench left files behind: {left:?}");
+}
+
+#[tokio::test]
+async fn serve_reads_careflow_toml_and_the_environment_overrides_it() {
+    let dir = TempDir::new();
+    // The file names a data dir; the environment (set by `careflow()`) names another and wins.
+    std::fs::write(
+        dir.path().join("careflow.toml"),
+        "data_dir = \"from-file\"\nlog = \"warn\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    assert!(dir.path().join("data/careflow.db").exists());
+    assert!(!dir.path().join("from-file").exists());
+    assert!(server.terminate().await.success());
+
+    // Without the variable, the file's data dir is used.
+    let mut cmd = careflow(&dir.path());
+    cmd.env_remove("CAREFLOW_DATA_DIR");
+    let server = Server::spawn(cmd);
+    server.wait_ready().await;
+    assert!(dir.path().join("from-file/careflow.db").exists());
+    assert!(server.terminate().await.success());
+
+    // A key careflow does not know is refused, naming it.
+    std::fs::write(dir.path().join("careflow.toml"), "listen_port = 8080\n").unwrap();
+    let output = careflow(&dir.path()).arg("serve").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no such key \"listen_port\""), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_runs_on_postgres_when_configured() {
+    let Some(url) = crate::support::postgres_url().await else {
+        return;
+    };
+    let schema = crate::support::unique_schema("serve");
+    let dir = TempDir::new();
+    let mut cmd = careflow(&dir.path());
+    cmd.env("CAREFLOW_STORE", "postgres")
+        .env("CAREFLOW_DATABASE_URL", &url)
+        .env("CAREFLOW_DATABASE_SCHEMA", &schema);
+    let server = Server::spawn(cmd);
+    server.wait_ready().await;
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["store"], "postgres");
+    assert!(server.terminate().await.success());
+    crate::support::drop_schema(&url, &schema).await;
 }
