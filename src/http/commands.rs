@@ -195,7 +195,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_idempotency_key",
-            "Idempotency-Key is not valid",
+            "idempotency key is not valid",
             "the key must be 1 to 255 visible ASCII characters",
             "use a UUID per logical request",
         )

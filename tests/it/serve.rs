@@ -28,7 +28,16 @@ pub fn careflow(data_dir: &Path) -> Command {
 
 impl Server {
     pub fn start(dir: &Path) -> Self {
-        let mut child = careflow(dir)
+        Self::start_with_env(dir, &[])
+    }
+
+    /// Starts with extra `CAREFLOW_*` variables (rate limits, a different store).
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = careflow(dir);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -54,6 +63,14 @@ impl Server {
         .await;
     }
 
+    /// SIGKILL: no shutdown, no flush; what a crash or a power cut leaves behind.
+    pub fn kill9(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -65,6 +82,32 @@ impl Server {
         })
         .await
     }
+}
+
+/// A bearer token from `careflow token issue`, with the data dir (and so the secret) of the
+/// servers started on `dir`.
+pub fn token(dir: &Path, role: &str, subject: &str) -> String {
+    token_with_env(dir, &[], role, subject)
+}
+
+pub fn token_with_env(dir: &Path, env: &[(&str, &str)], role: &str, subject: &str) -> String {
+    let mut cmd = careflow(dir);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let output = cmd
+        .args(["token", "issue", "--role", role, "--subject", subject])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "token issue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap();
+    let token = token.trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "not a bare JWT: {token:?}");
+    token
 }
 
 impl Drop for Server {
