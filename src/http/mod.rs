@@ -156,6 +156,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .map_err(|error| ApiError::Unauthorized {
             detail: error.to_string(),
         })?;
+    tracing::Span::current().record("principal", claims.sub.as_str());
     state
         .limiter
         .check(&claims.sub, Instant::now())
@@ -235,10 +236,22 @@ pub fn bind(
             )
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
+                use tracing::Instrument;
                 let cid = accepted_correlation_id(req.headers().get(CORRELATION_HEADER))
                     .unwrap_or_else(|| Uuid::new_v4().to_string());
                 req.extensions_mut().insert(CorrelationId(cid.clone()));
-                let response = srv.call(req);
+                // The root span of the request: every log line of it carries the correlation
+                // id, and the principal once the token is verified (see `authenticate`).
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    correlation_id = %cid,
+                    principal = tracing::field::Empty,
+                );
+                let response = {
+                    let _entered = span.enter();
+                    srv.call(req)
+                };
                 async move {
                     let mut response = response.await?;
                     if let Ok(value) = HeaderValue::from_str(&cid) {
@@ -246,8 +259,14 @@ pub fn bind(
                             .headers_mut()
                             .insert(HeaderName::from_static(CORRELATION_HEADER), value);
                     }
+                    let route = route_label(
+                        response.request().method().as_str(),
+                        response.request().match_pattern().as_deref(),
+                    );
+                    metrics::http_request(route, response.status().as_u16());
                     Ok(response)
                 }
+                .instrument(span)
             })
             .configure(routes)
             .default_service(web::to(not_found))
@@ -260,6 +279,19 @@ pub fn bind(
         .copied()
         .ok_or_else(|| std::io::Error::other("server bound no address"))?;
     Ok((server.run(), addr))
+}
+
+/// The route template of a matched request, from the bounded set [`openapi::ROUTES`] (a
+/// metric label must never be a concrete path, which holds ids).
+fn route_label(method: &str, pattern: Option<&str>) -> &'static str {
+    pattern
+        .and_then(|pattern| {
+            openapi::ROUTES
+                .iter()
+                .find(|(m, p)| *p == pattern && m.eq_ignore_ascii_case(method))
+                .map(|(_, p)| *p)
+        })
+        .unwrap_or("unmatched")
 }
 
 /// Every route of the service; `openapi::ROUTES` lists the same set for the contract test.

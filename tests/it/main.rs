@@ -6,6 +6,7 @@ mod conformance;
 mod crash;
 mod errors;
 mod journey;
+mod postgres_api;
 mod roles;
 mod serve;
 mod support;

@@ -135,6 +135,12 @@ async fn openapi_json_documents_every_route_and_metrics_count_commands() {
     );
     assert!(metrics.contains("careflow_actors_live"), "{metrics}");
     assert!(
+        metrics.contains(
+            "careflow_http_requests_total{route=\"/v1/inventory-items/{id}/commands\",status=\"2xx\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
         !metrics.contains("GAUZE-1"),
         "a stream id leaked into a label"
     );
