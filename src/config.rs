@@ -4,7 +4,9 @@
 //! nothing here opens a database or a socket. With no file and no variables careflow runs
 //! embedded on 127.0.0.1:8080 with `./data`. The keys are pinned by DESIGN.md
 //! "Configuration keys"; the ones careflow adds beyond them are listed in
-//! docs/operations.md.
+//! docs/operations.md, and those of the actors and the HTTP API (actor_idle_seconds,
+//! actor_max_live, snapshot_every, rate_limit_per_second, rate_limit_burst) in
+//! docs/http-api.md "Settings this API added".
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -383,6 +385,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("database_schema"), "{err}");
+    }
+
+    #[test]
+    fn actor_and_rate_limit_settings_have_defaults_and_are_checked() {
+        let c = Config::from_sources(None, None, &env(&[])).unwrap();
+        assert_eq!(
+            (c.actor_idle_seconds, c.actor_max_live, c.snapshot_every),
+            (300, 100_000, 100)
+        );
+        assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (200, 400));
+        let c = Config::from_sources(
+            None,
+            Some("actor_idle_seconds = 60\nsnapshot_every = 0\n"),
+            &env(&[("CAREFLOW_RATE_LIMIT_PER_SECOND", "0")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.actor_idle_seconds,
+                c.snapshot_every,
+                c.rate_limit_per_second
+            ),
+            (60, 0, 0)
+        );
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_ACTOR_MAX_LIVE", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("actor_max_live"), "{err}");
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_SNAPSHOT_EVERY", "often")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid snapshot_every"),
+            "{err}"
+        );
     }
 
     #[test]
