@@ -238,6 +238,7 @@ impl Registry {
         stream: &StreamId,
     ) -> Result<Addr<AggregateActor<A>>, CommandError> {
         let mut evicted: Vec<Entry> = Vec::new();
+        let mut dead: Option<Entry> = None;
         let addr = {
             let mut inner = self
                 .inner
@@ -262,10 +263,8 @@ impl Registry {
                 inner.by_use.insert(tick, stream.clone());
                 addr
             } else {
-                // A dead or foreign entry is replaced.
-                if let Some(old) = inner.remove(stream) {
-                    evicted.push(old);
-                }
+                // A dead entry (its actor stopped) is replaced.
+                dead = inner.remove(stream);
                 let services = Arc::clone(&self.services);
                 let running = Arc::clone(&self.running);
                 let owned_stream = stream.clone();
@@ -302,6 +301,7 @@ impl Registry {
             metrics::actors_passivated("capacity", evicted.len());
         }
         drop(evicted);
+        drop(dead);
         Ok(addr)
     }
 }

@@ -5,7 +5,7 @@
 //! another request, or the first answer again), then the aggregate's actor (409/422 rejection,
 //! 409 exhausted conflicts, 503 store unavailable). Every refusal appends nothing.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use careflow_aggregates::StreamId;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -92,7 +92,6 @@ pub async fn handle<A: Resource>(
     }
 
     let request_id = Uuid::new_v4();
-    req.extensions_mut().insert(request_id);
     let context = CommandContext {
         command_id,
         correlation_id,

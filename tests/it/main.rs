@@ -6,6 +6,7 @@ mod conformance;
 mod crash;
 mod errors;
 mod journey;
+mod passivation;
 mod postgres_api;
 mod roles;
 mod serve;
