@@ -14,8 +14,10 @@
 //!
 //! The record is claimed *before* the command runs, so two concurrent requests with one key
 //! and different bodies cannot both get through. Storage: `idempotency.db` beside the SQLite
-//! events, or table `idempotency_keys` in the PostgreSQL schema. Losing a record (a deleted
-//! file) weakens only the body comparison: the store still refuses a second append.
+//! events (WAL, `synchronous=NORMAL`: records survive a process crash; a power cut may lose
+//! the newest ones, and the group-committed event store is not held back by an fsync per
+//! record), or table `idempotency_keys` in the PostgreSQL schema. Losing a record weakens
+//! only the body comparison: the store still refuses a second append of the command id.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -189,7 +191,7 @@ impl SqliteIdempotency {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
+             PRAGMA synchronous=NORMAL;
              PRAGMA busy_timeout=5000;
              CREATE TABLE IF NOT EXISTS idempotency_keys (
                  command_id TEXT PRIMARY KEY,

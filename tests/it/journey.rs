@@ -404,3 +404,47 @@ async fn a_retried_request_gets_its_first_answer_and_appends_nothing() {
     assert_eq!(after.body["events"], first.body["events"]);
     assert!(server.terminate().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_twins_with_one_key_append_once_and_get_one_answer() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    api.ok(&ehr, "patient-accounts", "MRN-I2", register_body("Doe"))
+        .await;
+
+    let twins: Vec<_> = (0..8)
+        .map(|_| {
+            let api = api.clone();
+            let ehr = ehr.clone();
+            tokio::spawn(async move {
+                api.command_with(
+                    &ehr,
+                    "patient-accounts",
+                    "MRN-I2",
+                    charge_body("C1", "10.00", 1),
+                    &[("Idempotency-Key", "twin")],
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for twin in twins {
+        let reply = twin.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        answers.push(reply.body["events"].clone());
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    let charges = api
+        .all_events(&auditor)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "ChargePosted")
+        .count();
+    assert_eq!(charges, 1);
+    assert!(server.terminate().await.success());
+}
