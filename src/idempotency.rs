@@ -118,6 +118,15 @@ pub enum IdempotencyError {
     Unavailable(String),
 }
 
+/// A PostgreSQL error with the server's message (tokio-postgres' own `Display` says only
+/// "db error").
+fn pg(error: tokio_postgres::Error) -> IdempotencyError {
+    match error.as_db_error() {
+        Some(db) => unavailable(format!("{error}: {}", db.message())),
+        None => unavailable(error),
+    }
+}
+
 fn unavailable(error: impl std::fmt::Display) -> IdempotencyError {
     IdempotencyError::Unavailable(error.to_string())
 }
@@ -299,17 +308,22 @@ impl PostgresIdempotency {
         let client = pool.get().await.map_err(unavailable)?;
         client
             .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
+                // Nodes starting together would race on CREATE ... IF NOT EXISTS; one
+                // transaction-scoped advisory lock per careflow schema serialises them.
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
+                 CREATE SCHEMA IF NOT EXISTS {schema};
                  CREATE TABLE IF NOT EXISTS {schema}.idempotency_keys (
                      command_id UUID PRIMARY KEY,
                      fingerprint TEXT NOT NULL,
                      status INTEGER,
                      answer TEXT,
                      created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );"
+                 );
+                 COMMIT;"
             ))
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         Ok(Self {
             pool,
             table: format!("{schema}.idempotency_keys"),
@@ -331,7 +345,7 @@ impl IdempotencyStore for PostgresIdempotency {
                 &[&command_id, &fingerprint],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         if inserted == 1 {
             return Ok(Claim::New);
         }
@@ -344,10 +358,10 @@ impl IdempotencyStore for PostgresIdempotency {
                 &[&command_id],
             )
             .await
-            .map_err(unavailable)?;
-        let fingerprint: String = row.try_get(0).map_err(unavailable)?;
-        let status: Option<i32> = row.try_get(1).map_err(unavailable)?;
-        let body: Option<String> = row.try_get(2).map_err(unavailable)?;
+            .map_err(pg)?;
+        let fingerprint: String = row.try_get(0).map_err(pg)?;
+        let status: Option<i32> = row.try_get(1).map_err(pg)?;
+        let body: Option<String> = row.try_get(2).map_err(pg)?;
         Ok(Claim::Seen {
             fingerprint,
             answer: join(status.map(i64::from), body),
@@ -371,7 +385,7 @@ impl IdempotencyStore for PostgresIdempotency {
                 &[&command_id, &status, &body],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         Ok(())
     }
 }

@@ -50,6 +50,15 @@ pub enum SnapshotError {
     Unavailable(String),
 }
 
+/// A PostgreSQL error with the server's message (tokio-postgres' own `Display` says only
+/// "db error").
+fn pg(error: tokio_postgres::Error) -> SnapshotError {
+    match error.as_db_error() {
+        Some(db) => unavailable(format!("{error}: {}", db.message())),
+        None => unavailable(error),
+    }
+}
+
 fn unavailable(error: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Unavailable(error.to_string())
 }
@@ -247,7 +256,11 @@ impl PostgresSnapshots {
         let client = pool.get().await.map_err(unavailable)?;
         client
             .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
+                // Nodes starting together would race on CREATE ... IF NOT EXISTS; one
+                // transaction-scoped advisory lock per careflow schema serialises them.
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
+                 CREATE SCHEMA IF NOT EXISTS {schema};
                  CREATE TABLE IF NOT EXISTS {schema}.snapshots (
                      stream_id TEXT PRIMARY KEY,
                      version BIGINT NOT NULL,
@@ -256,10 +269,11 @@ impl PostgresSnapshots {
                      snapshot_version INTEGER NOT NULL,
                      state JSONB NOT NULL,
                      taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );"
+                 );
+                 COMMIT;"
             ))
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         Ok(Self {
             pool,
             table: format!("{schema}.snapshots"),
@@ -302,13 +316,13 @@ impl SnapshotStore for PostgresSnapshots {
                 &[&stream.as_str()],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         let Some(row) = row else { return Ok(None) };
-        let version: i64 = row.try_get(0).map_err(unavailable)?;
-        let snapshot_version: i32 = row.try_get(1).map_err(unavailable)?;
-        let state: String = row.try_get(2).map_err(unavailable)?;
-        let position: i64 = row.try_get(3).map_err(unavailable)?;
-        let head_hash: String = row.try_get(4).map_err(unavailable)?;
+        let version: i64 = row.try_get(0).map_err(pg)?;
+        let snapshot_version: i32 = row.try_get(1).map_err(pg)?;
+        let state: String = row.try_get(2).map_err(pg)?;
+        let position: i64 = row.try_get(3).map_err(pg)?;
+        let head_hash: String = row.try_get(4).map_err(pg)?;
         Ok(Some(Snapshot {
             stream_id: stream.clone(),
             version: u64::try_from(version).map_err(unavailable)?,
@@ -352,7 +366,7 @@ impl SnapshotStore for PostgresSnapshots {
                 ],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         Ok(())
     }
 
@@ -364,7 +378,7 @@ impl SnapshotStore for PostgresSnapshots {
                 &[&stream.as_str()],
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg)?;
         Ok(())
     }
 }

@@ -232,6 +232,10 @@ pub(crate) async fn run_command<A: Aggregate>(
                 }
                 metrics::command_conflict_retried(A::KIND);
                 tracing::debug!(actual, attempts, "version conflict; deciding again");
+                // A short random pause (up to 2, 4, 8 ms) keeps two nodes that race on one hot
+                // stream from colliding again at once.
+                let pause = rand::random_range(0..(2u64 << attempts.min(6)));
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 loaded = match catch_up(services.store.as_ref(), stream, loaded).await {
                     Ok(loaded) => loaded,
                     Err(error) => return (None, Err(error)),

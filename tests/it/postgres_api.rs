@@ -145,3 +145,111 @@ async fn the_api_runs_on_postgres_and_rebuilds_from_snapshots_after_a_restart() 
 
     drop_schema(&url, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_database_retry_conflicts_and_append_each_command_once() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = unique_schema("nodes");
+    let env = [
+        ("CAREFLOW_STORE", "postgres"),
+        ("CAREFLOW_DATABASE_URL", url.as_str()),
+        ("CAREFLOW_DATABASE_SCHEMA", schema.as_str()),
+        ("CAREFLOW_JWT_SECRET", "shared-secret-of-both-nodes"),
+        ("CAREFLOW_RATE_LIMIT_PER_SECOND", "0"),
+    ];
+    let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
+    let node_a = Server::start_with_env(&dir_a.path(), &env);
+    let node_b = Server::start_with_env(&dir_b.path(), &env);
+    node_a.wait_ready().await;
+    node_b.wait_ready().await;
+    let ehr = token_with_env(&dir_a.path(), &env, "system", "ehr");
+    let auditor = token_with_env(&dir_b.path(), &env, "auditor", "compliance");
+    let (api_a, api_b) = (Api::new(&node_a.base), Api::new(&node_b.base));
+    api_a
+        .ok(&ehr, "patient-accounts", "MRN-N1", register_body("Doe"))
+        .await;
+
+    // Four clients per node, all charging the one account: the nodes' actors race on it.
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let api = if client % 2 == 0 {
+            api_a.clone()
+        } else {
+            api_b.clone()
+        };
+        let ehr = ehr.clone();
+        clients.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..15 {
+                let charge_id = format!("N{client}-{i}");
+                let reply = api
+                    .command(
+                        &ehr,
+                        "patient-accounts",
+                        "MRN-N1",
+                        charge_body(&charge_id, "1.00", 1),
+                    )
+                    .await;
+                outcomes.push((charge_id, reply.status, reply.body));
+            }
+            outcomes
+        }));
+    }
+    let mut accepted = Vec::new();
+    let mut exhausted = Vec::new();
+    for client in clients {
+        for (charge_id, status, body) in client.await.unwrap() {
+            match status {
+                200 => accepted.push(charge_id),
+                409 => {
+                    assert_eq!(body["code"], "concurrent_modification", "{body}");
+                    exhausted.push(charge_id);
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    let retried: f64 = [&api_a, &api_b]
+        .iter()
+        .map(|api| async move { api.get("/metrics", None).await.text })
+        .collect::<futures_util::future::JoinAll<_>>()
+        .await
+        .iter()
+        .flat_map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| {
+            l.starts_with("careflow_command_conflicts_retried_total{aggregate=\"patient_account\"}")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    eprintln!(
+        "two nodes: {} accepted, {} refused after retries, {retried} conflict retries",
+        accepted.len(),
+        exhausted.len()
+    );
+
+    let account = api_b.get("/v1/patient-accounts/MRN-N1", Some(&ehr)).await;
+    let stored: Vec<String> = account.body["charges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["charge_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted_stored = stored.clone();
+    sorted_stored.sort();
+    let mut sorted_accepted = accepted.clone();
+    sorted_accepted.sort();
+    assert_eq!(
+        sorted_stored, sorted_accepted,
+        "accepted and stored charges differ"
+    );
+    assert_eq!(
+        account.body["balance"],
+        serde_json::json!(format!("{}.00", accepted.len()))
+    );
+    assert_log_is_sound(&api_a.all_events(&auditor).await);
+    assert!(node_a.terminate().await.success());
+    assert!(node_b.terminate().await.success());
+    drop_schema(&url, &schema).await;
+}
