@@ -126,6 +126,11 @@ async fn every_error_class_is_problem_json_and_appends_nothing() {
     let reply = api.post_raw(path, Some(&ehr), &[], big).await;
     assert_eq!(reply.assert_problem(413), "payload_too_large");
 
+    // 413 too when the body is chunked and no length is declared up front.
+    let (status, text) = chunked_post(&server.base, path, &ehr, 320 * 1024).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+
     // 422: valid JSON that is no valid command; the value is never echoed.
     let reply = api
         .command(
@@ -167,6 +172,47 @@ async fn every_error_class_is_problem_json_and_appends_nothing() {
         "an error appended events"
     );
     assert!(server.terminate().await.success());
+}
+
+/// POSTs `size` bytes with `Transfer-Encoding: chunked` over a raw connection (reqwest only
+/// chunks streams, which need a feature this crate does not enable); returns the status and
+/// the raw answer.
+async fn chunked_post(base: &str, path: &str, token: &str, size: usize) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://").to_string();
+    let path = path.to_string();
+    let token = token.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < size {
+            let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            // The server may answer and close before the body is complete.
+            if stream.write_all(&frame).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
