@@ -296,15 +296,36 @@ fn route_label(method: &str, pattern: Option<&str>) -> &'static str {
 
 /// Every route of the service; `openapi::ROUTES` lists the same set for the contract test.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(prometheus_metrics))
-        .route("/openapi.json", web::get().to(openapi::serve))
-        .route("/v1/events", web::get().to(reads::events));
+    cfg.service(get_only("/healthz").route(web::get().to(healthz)))
+        .service(get_only("/readyz").route(web::get().to(readyz)))
+        .service(get_only("/metrics").route(web::get().to(prometheus_metrics)))
+        .service(get_only("/openapi.json").route(web::get().to(openapi::serve)))
+        .service(get_only("/v1/events").route(web::get().to(reads::events)));
     openapi::patient_accounts::register(cfg);
     openapi::encounters::register(cfg);
     openapi::inventory_items::register(cfg);
     openapi::purchases::register(cfg);
+}
+
+/// A resource answering other methods than GET with 405 and `Allow: GET`.
+pub(crate) fn get_only(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { method_not_allowed("GET") }))
+}
+
+/// A resource answering other methods than POST with 405 and `Allow: POST`.
+pub(crate) fn post_only(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { method_not_allowed("POST") }))
+}
+
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method is not allowed on this route",
+    )
+    .detail(format!("this route answers {allow} only"))
+    .header("Allow", allow)
+    .response()
 }
 
 /// Rewrites an error response that is not problem+json yet (actix's own 404/405, a payload

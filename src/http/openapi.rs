@@ -56,9 +56,10 @@ macro_rules! resource {
             use super::*;
 
             pub fn register(cfg: &mut web::ServiceConfig) {
-                cfg.route($commands, web::post().to(command))
-                    .route($state, web::get().to(state))
-                    .route($history, web::get().to(history));
+                use crate::http::{get_only, post_only};
+                cfg.service(post_only($commands).route(web::post().to(command)))
+                    .service(get_only($state).route(web::get().to(state)))
+                    .service(get_only($history).route(web::get().to(history)));
             }
 
             /// Runs one command: `{"type": "<CommandName>", ...fields}` (DESIGN.md "The

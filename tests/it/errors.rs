@@ -90,7 +90,7 @@ async fn every_error_class_is_problem_json_and_appends_nothing() {
     assert_eq!(reply.assert_problem(404), "not_found");
     let reply = api.get("/v1/no/such/route", Some(&ehr)).await;
     reply.assert_problem(404);
-    // 405 from actix itself is rewritten too.
+    // 405 with Allow for a known path and another method.
     let reply = api
         .send(reqwest::Method::DELETE, path, Some(&ehr), &[], None)
         .await
