@@ -12,10 +12,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::actors::{ActorConfig, Registry};
 use crate::bench::{self, AppendBench, StreamChoice};
 use crate::config::{Config, StoreKind};
-use crate::http::{self, AppState};
+use crate::http::auth::{self, Role, TokenKeys};
+use crate::http::rate_limit::RateLimiter;
+use crate::http::{self, AppState, Runtime};
 use crate::store::{self, StoreError};
+use crate::{idempotency, snapshot};
 
 /// careflow: the event-sourced control layer between a hospital's systems.
 #[derive(Debug, Parser)]
@@ -36,6 +40,29 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+    /// Bearer tokens for the HTTP API.
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed token (HS256) on stdout, with the secret `serve` uses (config
+    /// `jwt_secret`, else `<data_dir>/jwt_secret`, created when absent).
+    Issue {
+        /// system (commands, state), finance (billing, analytics), auditor (histories,
+        /// audit, exports), admin (rebuilds, dead letters).
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Who the token stands for; becomes the events' `principal`.
+        #[arg(long)]
+        subject: String,
+        /// Lifetime: 3600, 90s, 15m, 12h, 30d.
+        #[arg(long, default_value = "24h", value_parser = auth::parse_ttl)]
+        ttl: Duration,
     },
 }
 
@@ -99,6 +126,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Token {
+            what: TokenCommand::Issue { role, subject, ttl },
+        } => {
+            let secret = auth::load_or_create_secret(&config).context("loading the JWT secret")?;
+            let token = TokenKeys::new(&secret)
+                .issue(&subject, role, ttl)
+                .context("issuing the token")?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -115,7 +152,11 @@ fn init_tracing(filter: &str) {
 /// `careflow serve`: listen first, then open the store, then serve until SIGTERM/Ctrl-C, then
 /// flush the store's writer before exiting.
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let state = AppState::new();
+    let secret = auth::load_or_create_secret(&config).context("loading the JWT secret")?;
+    let state = AppState::new(
+        TokenKeys::new(&secret),
+        RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+    );
     let (server, addr) = http::bind(config.listen, Arc::clone(&state))
         .with_context(|| format!("binding {}", config.listen))?;
     // Tests and scripts read this line to learn the port when listening on port 0.
@@ -132,10 +173,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
-                match store::open(&config).await {
-                    Ok(store) => {
-                        tracing::info!(backend = store.backend(), "event store open");
-                        state.set_store(store);
+                match open_runtime(&config).await {
+                    Ok(runtime) => {
+                        tracing::info!(backend = runtime.store.backend(), "event store open");
+                        state.set_runtime(runtime);
                         return;
                     }
                     // A shared server may come up after us: keep trying. An embedded file
@@ -159,8 +200,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     server.await.context("running the HTTP server")?;
     opener.abort();
-    if let Some(store) = state.store() {
-        store.close().await;
+    if let Some(runtime) = state.runtime() {
+        // The server has drained its requests, so no actor is mid-command.
+        runtime.registry.shutdown();
+        runtime.store.close().await;
         tracing::info!("event store flushed and closed");
     }
     let open_error = open_error.lock().ok().and_then(|mut slot| slot.take());
@@ -168,4 +211,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(error) => Err(anyhow::Error::new(error).context("opening the event store")),
         None => Ok(()),
     }
+}
+
+/// Opens the event store and what lives beside it (snapshots, idempotency records), then
+/// starts the actor registry.
+async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
+    let store = store::open(config).await?;
+    let opened = async {
+        let snapshots = snapshot::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let idempotency = idempotency::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok::<_, StoreError>((snapshots, idempotency))
+    }
+    .await;
+    let (snapshots, idempotency) = match opened {
+        Ok(side) => side,
+        Err(error) => {
+            // Release the store (and its lock file) before the caller retries or gives up.
+            store.close().await;
+            return Err(error);
+        }
+    };
+    let registry = Registry::start(
+        Arc::clone(&store),
+        snapshots,
+        ActorConfig::from_config(config),
+    );
+    Ok(Runtime {
+        store,
+        registry,
+        idempotency,
+    })
 }

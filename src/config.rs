@@ -4,7 +4,9 @@
 //! nothing here opens a database or a socket. With no file and no variables careflow runs
 //! embedded on 127.0.0.1:8080 with `./data`. The keys are pinned by DESIGN.md
 //! "Configuration keys"; the ones careflow adds beyond them are listed in
-//! docs/operations.md.
+//! docs/operations.md, and those of the actors and the HTTP API (actor_idle_seconds,
+//! actor_max_live, snapshot_every, rate_limit_per_second, rate_limit_burst) in
+//! docs/http-api.md "Settings this API added".
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,6 +82,19 @@ pub struct Config {
     pub mllp_listen: SocketAddr,
     pub nats_url: Option<String>,
     pub log: String,
+    /// Seconds an aggregate actor may sit idle before it is passivated (default 300).
+    pub actor_idle_seconds: u64,
+    /// Most aggregate actors alive at once; the least recently used is passivated beyond it
+    /// (default 100,000).
+    pub actor_max_live: usize,
+    /// A state snapshot is written every this many events of a stream (default 100; 0 turns
+    /// snapshots off).
+    pub snapshot_every: u64,
+    /// Requests per second each token subject may make on average (default 200; 0 turns the
+    /// limit off).
+    pub rate_limit_per_second: u32,
+    /// Requests a token subject may make in a burst above the average (default 400).
+    pub rate_limit_burst: u32,
 }
 
 /// Why configuration was refused.
@@ -128,6 +143,11 @@ const KEYS: &[&str] = &[
     "mllp_listen",
     "nats_url",
     "log",
+    "actor_idle_seconds",
+    "actor_max_live",
+    "snapshot_every",
+    "rate_limit_per_second",
+    "rate_limit_burst",
 ];
 
 impl Config {
@@ -205,6 +225,16 @@ impl Config {
                 hint: "use host:port, e.g. 127.0.0.1:8080",
             })
         };
+        let number = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
+                    key,
+                    value,
+                    hint: "use a whole number",
+                }),
+            }
+        };
         let store = match get("store") {
             Some(s) => s.parse()?,
             None => StoreKind::Sqlite,
@@ -226,6 +256,13 @@ impl Config {
             mllp_listen: addr("mllp_listen", "127.0.0.1:2575")?,
             nats_url: get("nats_url"),
             log: get("log").unwrap_or_else(|| "info".into()),
+            actor_idle_seconds: number("actor_idle_seconds", 300)?,
+            actor_max_live: usize::try_from(number("actor_max_live", 100_000)?)
+                .unwrap_or(usize::MAX),
+            snapshot_every: number("snapshot_every", 100)?,
+            rate_limit_per_second: u32::try_from(number("rate_limit_per_second", 200)?)
+                .unwrap_or(u32::MAX),
+            rate_limit_burst: u32::try_from(number("rate_limit_burst", 400)?).unwrap_or(u32::MAX),
         };
         config.validate()?;
         Ok(config)
@@ -244,6 +281,13 @@ impl Config {
                 store: "kurrentdb",
             });
         }
+        if self.actor_max_live == 0 {
+            return Err(ConfigError::Invalid {
+                key: "actor_max_live",
+                value: "0".into(),
+                hint: "at least one actor must be allowed to live",
+            });
+        }
         if !is_identifier(&self.database_schema) {
             return Err(ConfigError::Invalid {
                 key: "database_schema",
@@ -252,6 +296,22 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The snapshot cache beside the SQLite event database (see `crate::snapshot`).
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.data_dir.join("snapshots.db")
+    }
+
+    /// The idempotency-key records beside the SQLite event database (see
+    /// `crate::idempotency`).
+    pub fn idempotency_path(&self) -> PathBuf {
+        self.data_dir.join("idempotency.db")
+    }
+
+    /// Where a generated JWT secret is kept when `jwt_secret` is not configured.
+    pub fn jwt_secret_path(&self) -> PathBuf {
+        self.data_dir.join("jwt_secret")
     }
 
     /// The SQLite database file inside the data dir.
@@ -325,6 +385,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("database_schema"), "{err}");
+    }
+
+    #[test]
+    fn actor_and_rate_limit_settings_have_defaults_and_are_checked() {
+        let c = Config::from_sources(None, None, &env(&[])).unwrap();
+        assert_eq!(
+            (c.actor_idle_seconds, c.actor_max_live, c.snapshot_every),
+            (300, 100_000, 100)
+        );
+        assert_eq!((c.rate_limit_per_second, c.rate_limit_burst), (200, 400));
+        let c = Config::from_sources(
+            None,
+            Some("actor_idle_seconds = 60\nsnapshot_every = 0\n"),
+            &env(&[("CAREFLOW_RATE_LIMIT_PER_SECOND", "0")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.actor_idle_seconds,
+                c.snapshot_every,
+                c.rate_limit_per_second
+            ),
+            (60, 0, 0)
+        );
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_ACTOR_MAX_LIVE", "0")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("actor_max_live"), "{err}");
+        let err = Config::from_sources(None, None, &env(&[("CAREFLOW_SNAPSHOT_EVERY", "often")]))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid snapshot_every"),
+            "{err}"
+        );
     }
 
     #[test]

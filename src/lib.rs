@@ -6,9 +6,12 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod actors;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
+pub mod snapshot;
 pub mod store;

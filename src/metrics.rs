@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The metrics of one process.
@@ -19,6 +19,13 @@ pub struct Metrics {
     commit_batch: HistogramVec,
     commit_duration: HistogramVec,
     commits: IntCounterVec,
+    commands: IntCounterVec,
+    command_duration: HistogramVec,
+    actors_live: IntGauge,
+    actor_activations: IntCounterVec,
+    actor_passivations: IntCounterVec,
+    conflicts_retried: IntCounterVec,
+    http_requests: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::build);
@@ -58,7 +65,7 @@ impl Metrics {
                 "careflow_event_store_commit_duration_seconds",
                 "Time one group commit takes, fsync included",
             )
-            .buckets(latency_buckets),
+            .buckets(latency_buckets.clone()),
             &["backend"],
         );
         let commits = IntCounterVec::new(
@@ -68,7 +75,62 @@ impl Metrics {
             ),
             &["backend"],
         );
+        let commands = IntCounterVec::new(
+            Opts::new(
+                "careflow_commands_total",
+                "Commands handled by aggregate actors, by how they ended \
+                 (appended, noop, duplicate, rejected, conflict, unavailable, error)",
+            ),
+            &["aggregate", "command", "outcome"],
+        );
+        let command_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "careflow_command_duration_seconds",
+                "Time an actor spends on one command: load, decide, durable append",
+            )
+            .buckets(latency_buckets),
+            &["aggregate"],
+        );
+        let actors_live = IntGauge::new(
+            "careflow_actors_live",
+            "Aggregate actors the registry holds right now",
+        );
+        let actor_activations = IntCounterVec::new(
+            Opts::new(
+                "careflow_actor_activations_total",
+                "Aggregate actors started (state rebuilt from a snapshot and the stream)",
+            ),
+            &["aggregate"],
+        );
+        let actor_passivations = IntCounterVec::new(
+            Opts::new(
+                "careflow_actor_passivations_total",
+                "Aggregate actors passivated, by reason (idle, capacity)",
+            ),
+            &["reason"],
+        );
+        let conflicts_retried = IntCounterVec::new(
+            Opts::new(
+                "careflow_command_conflicts_retried_total",
+                "Commands decided again after another writer appended to the stream first",
+            ),
+            &["aggregate"],
+        );
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "careflow_http_requests_total",
+                "HTTP requests answered, by route template and status class",
+            ),
+            &["route", "status"],
+        );
         Self {
+            commands: register(&registry, commands),
+            command_duration: register(&registry, command_duration),
+            actors_live: register(&registry, actors_live),
+            actor_activations: register(&registry, actor_activations),
+            actor_passivations: register(&registry, actor_passivations),
+            conflicts_retried: register(&registry, conflicts_retried),
+            http_requests: register(&registry, http_requests),
             append_duration: register(&registry, append_duration),
             commit_batch: register(&registry, commit_batch),
             commit_duration: register(&registry, commit_duration),
@@ -120,6 +182,68 @@ pub fn store_commit(backend: &'static str, commands: usize, took: Duration) {
         .with_label_values(&[backend])
         .observe(took.as_secs_f64());
     m.commits.with_label_values(&[backend]).inc();
+}
+
+/// One command handled by an aggregate actor.
+pub fn command_handled(
+    aggregate: &'static str,
+    command: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
+    let m = global();
+    m.commands
+        .with_label_values(&[aggregate, command, outcome])
+        .inc();
+    m.command_duration
+        .with_label_values(&[aggregate])
+        .observe(took.as_secs_f64());
+}
+
+/// A command decided again after a version conflict.
+pub fn command_conflict_retried(aggregate: &'static str) {
+    global()
+        .conflicts_retried
+        .with_label_values(&[aggregate])
+        .inc();
+}
+
+/// The registry now holds `count` actors.
+pub fn actors_live(count: usize) {
+    global()
+        .actors_live
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
+/// An aggregate actor started.
+pub fn actor_activated(aggregate: &'static str) {
+    global()
+        .actor_activations
+        .with_label_values(&[aggregate])
+        .inc();
+}
+
+/// `count` actors passivated for `reason` (`idle` or `capacity`).
+pub fn actors_passivated(reason: &'static str, count: usize) {
+    global()
+        .actor_passivations
+        .with_label_values(&[reason])
+        .inc_by(count as u64);
+}
+
+/// One HTTP request answered; `route` is the route template (never the concrete path, which
+/// holds ids).
+pub fn http_request(route: &'static str, status: u16) {
+    let class = match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    global()
+        .http_requests
+        .with_label_values(&[route, class])
+        .inc();
 }
 
 #[cfg(test)]

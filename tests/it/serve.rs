@@ -31,6 +31,15 @@ impl Server {
         Self::spawn(careflow(dir))
     }
 
+    /// Starts with extra `CAREFLOW_*` variables (rate limits, a different store).
+    pub fn start_with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = careflow(dir);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        Self::spawn(cmd)
+    }
+
     /// Starts `serve` from a prepared command (see [`careflow`]).
     pub fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd
@@ -59,6 +68,14 @@ impl Server {
         .await;
     }
 
+    /// SIGKILL: no shutdown, no flush; what a crash or a power cut leaves behind.
+    pub fn kill9(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -70,6 +87,32 @@ impl Server {
         })
         .await
     }
+}
+
+/// A bearer token from `careflow token issue`, with the data dir (and so the secret) of the
+/// servers started on `dir`.
+pub fn token(dir: &Path, role: &str, subject: &str) -> String {
+    token_with_env(dir, &[], role, subject)
+}
+
+pub fn token_with_env(dir: &Path, env: &[(&str, &str)], role: &str, subject: &str) -> String {
+    let mut cmd = careflow(dir);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let output = cmd
+        .args(["token", "issue", "--role", role, "--subject", subject])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "token issue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap();
+    let token = token.trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "not a bare JWT: {token:?}");
+    token
 }
 
 impl Drop for Server {

@@ -1,0 +1,394 @@
+//! Bearer tokens and roles: who may call what.
+//!
+//! Tokens are JWTs signed with HS256 (`jsonwebtoken`), with claims `sub` (the caller, which
+//! becomes the events' `principal`), `role` and `exp` (plus `iat`). The secret is the
+//! configured `jwt_secret`, or else a random one generated into `<data_dir>/jwt_secret` (mode
+//! 0600) the first time `serve` or `token issue` needs it; both read the same file, so a token
+//! issued on the command line is accepted by the server.
+//!
+//! The rights each role has are one table, [`Role::allows`], listed in docs/http-api.md.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Secret};
+
+/// The four roles of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Upstream systems: send commands, read current state.
+    System,
+    /// Finance reconciliation: billing and analytics read models.
+    Finance,
+    /// Compliance: histories, state as of a time, the global log, audit views, exports; no
+    /// commands.
+    Auditor,
+    /// Operators: projection rebuilds, dead letters, the global log.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Finance => "finance",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The rights table (docs/http-api.md "Roles").
+    pub fn allows(self, right: Right) -> bool {
+        match right {
+            Right::SendCommands => self == Role::System,
+            Right::ReadState => matches!(self, Role::System | Role::Auditor),
+            Right::ReadHistory => self == Role::Auditor,
+            Right::ReadEvents => matches!(self, Role::Auditor | Role::Admin),
+            Right::ReadBilling | Right::ReadAnalytics => self == Role::Finance,
+            Right::ReadAudit | Right::Export => self == Role::Auditor,
+            Right::Rebuild | Right::DeadLetters => self == Role::Admin,
+        }
+    }
+}
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Right {
+    SendCommands,
+    ReadState,
+    ReadHistory,
+    ReadEvents,
+    ReadBilling,
+    ReadAnalytics,
+    ReadAudit,
+    Export,
+    Rebuild,
+    DeadLetters,
+}
+
+impl Right {
+    /// For error messages ("role finance may not {describe}").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Right::SendCommands => "send commands",
+            Right::ReadState => "read aggregate state",
+            Right::ReadHistory => "read histories",
+            Right::ReadEvents => "read the global event log",
+            Right::ReadBilling => "read billing views",
+            Right::ReadAnalytics => "read analytics views",
+            Right::ReadAudit => "read audit views",
+            Right::Export => "export audit data",
+            Right::Rebuild => "rebuild projections",
+            Right::DeadLetters => "manage dead letters",
+        }
+    }
+
+    /// The roles that have this right, for hints.
+    pub fn roles(self) -> Vec<&'static str> {
+        [Role::System, Role::Finance, Role::Auditor, Role::Admin]
+            .into_iter()
+            .filter(|role| role.allows(self))
+            .map(Role::as_str)
+            .collect()
+    }
+}
+
+/// The claims careflow signs and checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// Why a token was refused or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Occurs when the token is expired, badly signed, malformed or lacks a claim.
+    #[error("token is not valid: {0}")]
+    InvalidToken(String),
+    /// Occurs when the subject is empty, too long or holds control characters.
+    #[error("subject must be 1 to 128 printable characters")]
+    InvalidSubject,
+    /// Occurs when the secret file cannot be read or written.
+    #[error("JWT secret at {path} cannot be used: {reason}")]
+    Secret { path: String, reason: String },
+    /// Occurs when signing fails (never with HS256 and a non-empty key).
+    #[error("token could not be signed: {0}")]
+    Sign(String),
+}
+
+/// Signs and checks tokens with one HS256 secret.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 30;
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+        }
+    }
+
+    /// A token for `subject` in `role`, valid for `ttl`.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidSubject`], or [`AuthError::Sign`].
+    pub fn issue(&self, subject: &str, role: Role, ttl: Duration) -> Result<String, AuthError> {
+        check_subject(subject)?;
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role,
+            iat: now,
+            exp: now.saturating_add(ttl.as_secs()),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| AuthError::Sign(error.to_string()))
+    }
+
+    /// The claims of a valid token.
+    ///
+    /// # Errors
+    /// [`AuthError::InvalidToken`] saying why (expired, signature, malformed).
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            let reason = match error.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidSignature => "the signature does not match this server's secret",
+                ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "a required claim (sub, role, exp) is missing"
+                }
+                ErrorKind::Json(_) => "the claims are not what careflow issues (sub, role, exp)",
+                _ => "the token is malformed",
+            };
+            AuthError::InvalidToken(reason.to_owned())
+        })?;
+        check_subject(&data.claims.sub)?;
+        Ok(data.claims)
+    }
+}
+
+fn check_subject(subject: &str) -> Result<(), AuthError> {
+    let ok = !subject.trim().is_empty()
+        && subject.chars().count() <= 128
+        && !subject.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidSubject)
+    }
+}
+
+/// The configured secret, or the one in `<data_dir>/jwt_secret`, created (0600) when absent.
+///
+/// The file is written under a temporary name and hard-linked into place, so two processes
+/// starting at once (`serve` and `token issue`) agree on one secret and neither reads a
+/// half-written file.
+///
+/// # Errors
+/// [`AuthError::Secret`] when the data dir or the file cannot be read or written.
+pub fn load_or_create_secret(config: &Config) -> Result<Secret, AuthError> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let path = config.jwt_secret_path();
+    let fail = |reason: String| AuthError::Secret {
+        path: path.display().to_string(),
+        reason,
+    };
+    if let Some(secret) = read_secret(&path).map_err(|e| fail(e.to_string()))? {
+        return Ok(secret);
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| fail(e.to_string()))?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let text = hex::encode(bytes);
+    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
+    write_private(&temp, &text).map_err(|e| fail(e.to_string()))?;
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(Secret::new(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_secret(&path)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail("the file is empty".into())),
+        Err(error) => Err(fail(error.to_string())),
+    }
+}
+
+fn read_secret(path: &Path) -> std::io::Result<Option<Secret>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(Secret::new(text.trim()))),
+        Ok(_) => Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Parses a token lifetime: `3600`, `90s`, `15m`, `12h`, `30d`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid ttl {text:?}: use e.g. 3600, 90s, 15m, 12h or 30d"))?;
+    let seconds = match unit {
+        "s" => value,
+        "m" => value.saturating_mul(60),
+        "h" => value.saturating_mul(3_600),
+        "d" => value.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "invalid ttl {text:?}: use e.g. 3600, 90s, 15m, 12h or 30d"
+            ));
+        }
+    };
+    if seconds == 0 {
+        return Err("ttl must be at least one second".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_foreign_or_expired_ones_are_refused() {
+        let keys = TokenKeys::new(&Secret::new("s3cret"));
+        let token = keys
+            .issue("ehr", Role::System, Duration::from_secs(60))
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.role), ("ehr", Role::System));
+
+        let other = TokenKeys::new(&Secret::new("other"));
+        let err = other.verify(&token).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+
+        let expired = encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "ehr".into(),
+                role: Role::System,
+                iat: 0,
+                exp: 1,
+            },
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        assert!(
+            keys.verify(&expired)
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
+        assert!(keys.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn the_rights_table() {
+        use Right::*;
+        let table = [
+            (Role::System, vec![SendCommands, ReadState]),
+            (Role::Finance, vec![ReadBilling, ReadAnalytics]),
+            (
+                Role::Auditor,
+                vec![ReadState, ReadHistory, ReadEvents, ReadAudit, Export],
+            ),
+            (Role::Admin, vec![ReadEvents, Rebuild, DeadLetters]),
+        ];
+        let all = [
+            SendCommands,
+            ReadState,
+            ReadHistory,
+            ReadEvents,
+            ReadBilling,
+            ReadAnalytics,
+            ReadAudit,
+            Export,
+            Rebuild,
+            DeadLetters,
+        ];
+        for (role, allowed) in table {
+            for right in all {
+                assert_eq!(
+                    role.allows(right),
+                    allowed.contains(&right),
+                    "{role:?} {right:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_ttl("2h").unwrap(), Duration::from_secs(7_200));
+        assert_eq!(parse_ttl("1d").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("0").is_err());
+    }
+
+    #[test]
+    fn the_generated_secret_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = std::collections::BTreeMap::new();
+        env.insert(
+            "CAREFLOW_DATA_DIR".to_string(),
+            dir.path().join("data").display().to_string(),
+        );
+        let config = Config::from_sources(None, None, &env).unwrap();
+        let first = load_or_create_secret(&config).unwrap();
+        let second = load_or_create_secret(&config).unwrap();
+        assert_eq!(first.expose(), second.expose());
+        assert_eq!(first.expose().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(config.jwt_secret_path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
