@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::actors::{ActorConfig, Registry};
-use crate::bench::{self, AppendBench, StreamChoice};
+use crate::bench::{self, AppendBench, HttpBench, StreamChoice};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
@@ -86,6 +86,27 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "per-writer")]
         streams: StreamChoice,
     },
+    /// Commands per second through a running server (mixed RegisterPatient and PostCharge).
+    Http {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Concurrent connections, one command in flight each.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds of measured load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Stop after this many commands instead (e.g. 1000000 fresh registrations).
+        #[arg(long)]
+        requests: Option<u64>,
+        /// Accounts registered before the measured phase.
+        #[arg(long, default_value_t = 1000)]
+        accounts: usize,
+        /// Share of RegisterPatient among the measured commands.
+        #[arg(long, default_value_t = 0.5)]
+        register_share: f64,
+    },
 }
 
 /// Runs the parsed command line.
@@ -121,6 +142,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         streams,
                     };
                     let report = runtime.block_on(bench::append(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Http {
+                    url,
+                    connections,
+                    seconds,
+                    requests,
+                    accounts,
+                    register_share,
+                } => {
+                    let spec = HttpBench {
+                        url,
+                        connections,
+                        duration: Duration::from_secs(seconds),
+                        requests,
+                        accounts,
+                        register_share,
+                    };
+                    let report = runtime.block_on(bench::http(&config, &spec))?;
                     println!("{report}");
                 }
             }

@@ -236,20 +236,14 @@ impl IdempotencyStore for SqliteIdempotency {
     async fn claim(&self, command_id: Uuid, fingerprint: &str) -> Result<Claim, IdempotencyError> {
         let fingerprint = fingerprint.to_owned();
         self.with_conn(move |conn| {
-            let inserted = conn
-                .execute(
-                    "INSERT OR IGNORE INTO idempotency_keys (command_id, fingerprint, created_at)
-                     VALUES (?1, ?2, ?3)",
-                    params![command_id.to_string(), fingerprint, Utc::now().to_rfc3339()],
+            let inserted = conn.prepare_cached("INSERT OR IGNORE INTO idempotency_keys (command_id, fingerprint, created_at)
+                     VALUES (?1, ?2, ?3)").map_err(unavailable)?.execute(params![command_id.to_string(), fingerprint, Utc::now().to_rfc3339()],
                 )
                 .map_err(unavailable)?;
             if inserted == 1 {
                 return Ok(Claim::New);
             }
-            let row = conn
-                .query_row(
-                    "SELECT fingerprint, status, answer FROM idempotency_keys WHERE command_id = ?1",
-                    params![command_id.to_string()],
+            let row = conn.prepare_cached("SELECT fingerprint, status, answer FROM idempotency_keys WHERE command_id = ?1").map_err(unavailable)?.query_row(params![command_id.to_string()],
                     |row| {
                         Ok((
                             row.get::<_, String>(0)?,
@@ -278,10 +272,11 @@ impl IdempotencyStore for SqliteIdempotency {
     ) -> Result<(), IdempotencyError> {
         self.with_conn(move |conn| {
             let (status, body) = split(&answer);
-            conn.execute(
+            conn.prepare_cached(
                 "UPDATE idempotency_keys SET status = ?2, answer = ?3 WHERE command_id = ?1",
-                params![command_id.to_string(), status, body],
             )
+            .map_err(unavailable)?
+            .execute(params![command_id.to_string(), status, body])
             .map_err(unavailable)?;
             Ok(())
         })

@@ -149,6 +149,12 @@ impl Metrics {
     }
 }
 
+/// Group commits so far and the commands they carried, for `careflow bench`'s report.
+pub fn store_commit_totals(backend: &'static str) -> (u64, u64) {
+    let h = global().commit_batch.with_label_values(&[backend]);
+    (h.get_sample_count(), h.get_sample_sum() as u64)
+}
+
 /// Registers a metric built from a static definition.
 ///
 /// # Panics

@@ -160,20 +160,20 @@ impl SnapshotStore for SqliteSnapshots {
         let stream = stream.clone();
         self.with_conn(move |conn| {
             let row = conn
-                .query_row(
+                .prepare_cached(
                     "SELECT version, position, head_hash, snapshot_version, state
                      FROM snapshots WHERE stream_id = ?1",
-                    params![stream.as_str()],
-                    |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, i64>(3)?,
-                            row.get::<_, String>(4)?,
-                        ))
-                    },
                 )
+                .map_err(unavailable)?
+                .query_row(params![stream.as_str()], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                })
                 .optional()
                 .map_err(unavailable)?;
             let Some((version, position, head_hash, snapshot_version, state)) = row else {
@@ -194,7 +194,7 @@ impl SnapshotStore for SqliteSnapshots {
     async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
         self.with_conn(move |conn| {
             let state = serde_json::to_string(&snapshot.state).map_err(unavailable)?;
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO snapshots
                      (stream_id, version, snapshot_version, state, taken_at, position, head_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -207,16 +207,17 @@ impl SnapshotStore for SqliteSnapshots {
                      taken_at = excluded.taken_at
                  WHERE excluded.version > snapshots.version
                     OR excluded.snapshot_version <> snapshots.snapshot_version",
-                params![
-                    snapshot.stream_id.as_str(),
-                    i64::try_from(snapshot.version).map_err(unavailable)?,
-                    i64::from(snapshot.snapshot_version),
-                    state,
-                    Utc::now().to_rfc3339(),
-                    i64::try_from(snapshot.position).map_err(unavailable)?,
-                    snapshot.head_hash,
-                ],
             )
+            .map_err(unavailable)?
+            .execute(params![
+                snapshot.stream_id.as_str(),
+                i64::try_from(snapshot.version).map_err(unavailable)?,
+                i64::from(snapshot.snapshot_version),
+                state,
+                Utc::now().to_rfc3339(),
+                i64::try_from(snapshot.position).map_err(unavailable)?,
+                snapshot.head_hash,
+            ])
             .map_err(unavailable)?;
             Ok(())
         })
@@ -226,11 +227,10 @@ impl SnapshotStore for SqliteSnapshots {
     async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError> {
         let stream = stream.clone();
         self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM snapshots WHERE stream_id = ?1",
-                params![stream.as_str()],
-            )
-            .map_err(unavailable)?;
+            conn.prepare_cached("DELETE FROM snapshots WHERE stream_id = ?1")
+                .map_err(unavailable)?
+                .execute(params![stream.as_str()])
+                .map_err(unavailable)?;
             Ok(())
         })
         .await

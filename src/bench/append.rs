@@ -1,6 +1,6 @@
-//! `careflow bench`: throughput and latency of the durable paths, measured in-process.
+//! `careflow bench append`: durable appends measured in-process.
 //!
-//! `bench append` drives the real backend with N concurrent writers appending single-event
+//! It drives the real backend with N concurrent writers appending single-event
 //! commands. With `--streams per-writer` (the default) each writer owns one stream and
 //! appends to it with `ExpectedVersion::Exact`, as an aggregate's actor does; with
 //! `--streams per-command` every append opens a fresh stream (`NoStream`, the shape of a
@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use careflow_aggregates::StreamId;
 use chrono::Utc;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::{latency_histogram, ms, quantile};
 use crate::config::{Config, StoreKind};
+use crate::metrics;
 use crate::store::postgres::{PostgresConfig, PostgresStore};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
@@ -55,11 +56,12 @@ pub struct AppendReport {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
+    /// Group commits the run took (commands per commit = events / commits).
+    pub commits: u64,
 }
 
 impl fmt::Display for AppendReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let streams = match self.streams {
             StreamChoice::PerWriter => "per-writer",
             StreamChoice::PerCommand => "per-command",
@@ -76,7 +78,13 @@ impl fmt::Display for AppendReport {
         )?;
         writeln!(f, "p50_ms: {:.3}", ms(self.p50))?;
         writeln!(f, "p99_ms: {:.3}", ms(self.p99))?;
-        write!(f, "max_ms: {:.3}", ms(self.max))
+        writeln!(f, "max_ms: {:.3}", ms(self.max))?;
+        write!(
+            f,
+            "commits: {} (mean {:.1} commands each)",
+            self.commits,
+            self.events as f64 / self.commits.max(1) as f64
+        )
     }
 }
 
@@ -151,6 +159,7 @@ async fn drive(
         ProgressStyle::with_template("{spinner} {pos}/{len} appends [{elapsed_precise}] {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let (commits_before, _) = metrics::store_commit_totals(store.backend());
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(writers);
     for w in 0..writers {
@@ -160,8 +169,7 @@ async fn drive(
         let run = run.to_string();
         let streams = spec.streams;
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
+            let mut latencies = latency_histogram()?;
             let mut version = 0;
             for i in 0..count {
                 let request = request(&run, streams, w, i, version)?;
@@ -173,8 +181,7 @@ async fn drive(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| anyhow::anyhow!("histogram: {e}"))?;
+    let mut all = latency_histogram()?;
     for task in tasks {
         let latencies = task.await.context("writer task")??;
         all.add(&latencies)
@@ -182,16 +189,16 @@ async fn drive(
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let us = |q: f64| Duration::from_micros(all.value_at_quantile(q));
     Ok(AppendReport {
         backend: store.backend(),
         streams: spec.streams,
         writers,
         events: spec.events,
         elapsed,
-        p50: us(0.5),
-        p99: us(0.99),
+        p50: quantile(&all, 0.5),
+        p99: quantile(&all, 0.99),
         max: Duration::from_micros(all.max()),
+        commits: metrics::store_commit_totals(store.backend()).0 - commits_before,
     })
 }
 

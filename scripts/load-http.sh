@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Load test of the HTTP command path against the release binary (docs/performance.md).
+#
+#   scripts/load-http.sh [sqlite|postgres] [extra `careflow bench http` flags...]
+#
+# Starts `careflow serve` on a free port with a fresh data dir (and, for postgres, a fresh
+# schema in CAREFLOW_TEST_DATABASE_URL's database), raises the per-token rate limit so the
+# limiter is not what is measured, runs `careflow bench http` from the same machine, then
+# prints the server's peak RSS and stops it. Everything runs on loopback and stops by itself.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+store=${1:-sqlite}
+shift || true
+bin=${CARGO_TARGET_DIR:-target}/release/careflow
+[[ -x $bin ]] || cargo build --release
+data=$(mktemp -d /tmp/careflow-load.XXXXXX)
+schema=load_$RANDOM$RANDOM
+
+export CAREFLOW_DATA_DIR=$data/data
+export CAREFLOW_LISTEN=127.0.0.1:0
+export CAREFLOW_LOG=warn
+export CAREFLOW_RATE_LIMIT_PER_SECOND=10000000
+export CAREFLOW_RATE_LIMIT_BURST=10000000
+if [[ $store == postgres ]]; then
+    export CAREFLOW_STORE=postgres
+    export CAREFLOW_DATABASE_URL=${CAREFLOW_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+    export CAREFLOW_DATABASE_SCHEMA=$schema
+fi
+
+"$bin" serve >"$data/serve.out" 2>"$data/serve.err" &
+pid=$!
+cleanup() {
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if [[ $store == postgres ]]; then
+        psql -q "$CAREFLOW_DATABASE_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" || true
+    fi
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+for _ in $(seq 100); do
+    url=$(sed -n 's/^careflow listening on //p' "$data/serve.out")
+    [[ -n $url ]] && curl -fs "$url/readyz" >/dev/null && break
+    sleep 0.1
+done
+[[ -n ${url:-} ]] || { cat "$data/serve.err"; exit 1; }
+
+echo "server: $url store: $store pid: $pid"
+"$bin" bench http --url "$url" "$@"
+grep -E '^VmHWM' "/proc/$pid/status" | awk '{printf "server_peak_rss_mib: %.0f\n", $2/1024}'

@@ -1,0 +1,29 @@
+//! `careflow bench`: throughput and latency of the durable paths.
+//!
+//! `append` drives an event store in-process; `http` drives a running server over HTTP, as an
+//! upstream system would. Both print figures in the same `name: value` lines, which
+//! docs/performance.md quotes.
+
+mod append;
+mod http;
+
+pub use append::{AppendBench, AppendReport, StreamChoice, append};
+pub use http::{HttpBench, HttpReport, http};
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// A latency histogram in microseconds, from 1 µs to 60 s.
+fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| anyhow::anyhow!("histogram: {e}"))
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
+    Duration::from_micros(h.value_at_quantile(q))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
