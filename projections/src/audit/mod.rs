@@ -9,6 +9,7 @@
 //!
 //! Time travel (state as of T) is not a view: the shell replays a stream up to T on demand.
 
+use careflow_aggregates::stream_id::validate_id;
 use careflow_aggregates::{PatientAccount, RecordedEvent, StreamId, aggregate::Aggregate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -151,7 +152,9 @@ fn log_access(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), Pr
     };
     let position = format!("{:020}", event.position);
     save(store, ACCESS_LOG, &position, &entry)?;
-    if let Some(patient) = &entry.patient {
+    // Only a well-formed MRN goes into a key: one holding `/` could pose as another patient's
+    // prefix. The entry above keeps whatever was sent.
+    if let Some(patient) = entry.patient.as_deref().filter(|p| validate_id(p).is_ok()) {
         save(
             store,
             ACCESS_BY_PATIENT,

@@ -108,6 +108,13 @@ fn reads_of_patient_data_are_logged_by_time_and_by_patient() {
         "odd-client",
         json!("not an object"),
     );
+    // Logged, but not indexed under a key it could forge.
+    let log = access(
+        log,
+        "2025-03-01T10:16:00Z",
+        "odd-client",
+        json!({"account_id": "MRN1/x"}),
+    );
     // Other access-log event types are indexed but are not reads.
     let log = log.push_raw(
         "access_log-2025-03-01",
@@ -134,14 +141,15 @@ fn reads_of_patient_data_are_logged_by_time_and_by_patient() {
                 "00000000000000000004": {"principal": "odd-client", "patient": null,
                                          "stream_id": null, "access": null},
                 "00000000000000000005": {"principal": "odd-client", "patient": null},
+                "00000000000000000006": {"patient": "MRN1/x"},
             },
             "audit_access_by_patient": {
                 "MRN1/00000000000000000002": {"principal": "auditor-7", "access": "history"},
                 "MRN2/00000000000000000003": {"principal": "billing-svc"},
             },
             "audit_streams": {
-                "access_log-2025-03-01": {"kind": "access_log", "event_count": 5,
-                                          "first_position": 2, "last_position": 6},
+                "access_log-2025-03-01": {"kind": "access_log", "event_count": 6,
+                                          "first_position": 2, "last_position": 7},
                 "patient_account-MRN1": {"event_count": 1},
             },
         }),
