@@ -104,6 +104,41 @@ pub fn replay(projection: &dyn Projection, events: &[RecordedEvent]) -> MemoryVi
     store
 }
 
+/// Compares each table named in `expected` as a whole: `{"table": {"key": {"field": value}}}`.
+/// The keys must match exactly; each expected row lists only the fields that test cares about.
+#[track_caller]
+pub fn assert_tables(store: &MemoryViewStore, expected: &Value) {
+    let Value::Object(tables) = expected else {
+        panic!("expected must be an object of tables")
+    };
+    for (table, rows) in tables {
+        let Value::Object(rows) = rows else {
+            panic!("rows of {table} must be an object")
+        };
+        let got = store.table(table);
+        let got_keys: Vec<&String> = got.keys().collect();
+        let want_keys: Vec<&String> = rows.keys().collect();
+        assert_eq!(got_keys, want_keys, "keys of {table}");
+        for (key, want) in rows {
+            let Value::Object(fields) = want else {
+                panic!("row {table}/{key} must be an object")
+            };
+            for (field, value) in fields {
+                assert!(
+                    got[key].get(field).is_some(),
+                    "{table}/{key} has no field {field}: {}",
+                    got[key]
+                );
+                assert_eq!(
+                    &got[key][field], value,
+                    "{table}/{key}.{field}; whole row: {}",
+                    got[key]
+                );
+            }
+        }
+    }
+}
+
 /// Event constructors with the fields tests vary; everything else fixed.
 pub mod events {
     use careflow_aggregates::encounter::{

@@ -321,45 +321,38 @@ fn apply_purchase(
 ) -> Result<(), ProjectionError> {
     let requisition = event.stream_id.id();
     let now = event.metadata.occurred_at;
-    if let PurchaseEvent::PurchaseRequested(requested) = purchase_event {
-        let mut ordered = BTreeMap::new();
-        for line in &requested.lines {
-            *ordered.entry(line.item_id.clone()).or_insert(0) += u64::from(line.quantity);
-        }
-        let milestones = PurchaseMilestones {
-            facility: requested.facility.clone(),
-            requested_at: now,
-            approved_at: None,
-            ordered_at: None,
-            received_at: None,
-            ordered,
-            received: BTreeMap::new(),
-        };
-        return save(store, PURCHASES, requisition, &milestones);
-    }
-    let mut milestones =
-        load::<PurchaseMilestones>(store, PURCHASES, requisition)?.ok_or_else(|| {
-            ProjectionError::MissingContext {
-                stream_id: event.stream_id.to_string(),
-                position: event.position,
-                what: "PurchaseRequested",
+    // The milestones after this event, and the (stage, start) pairs it ends.
+    let (milestones, ended) = match purchase_event {
+        PurchaseEvent::PurchaseRequested(requested) => {
+            let mut ordered = BTreeMap::new();
+            for line in &requested.lines {
+                *ordered.entry(line.item_id.clone()).or_insert(0) += u64::from(line.quantity);
             }
-        })?;
-    // (stage, start) pairs that end with this event.
-    let mut ended: Vec<(&'static str, DateTime<Utc>)> = Vec::new();
-    match purchase_event {
-        PurchaseEvent::PurchaseRequested(_) => {
-            unreachable!("PurchaseRequested returned above")
+            let milestones = PurchaseMilestones {
+                facility: requested.facility.clone(),
+                requested_at: now,
+                approved_at: None,
+                ordered_at: None,
+                received_at: None,
+                ordered,
+                received: BTreeMap::new(),
+            };
+            (milestones, Vec::new())
         }
         PurchaseEvent::PurchaseApproved(_) => {
+            let mut milestones = load_milestones(store, event)?;
             milestones.approved_at = Some(now);
-            ended.push((STAGES[0], milestones.requested_at));
+            let ended = vec![(STAGES[0], milestones.requested_at)];
+            (milestones, ended)
         }
         PurchaseEvent::PurchaseOrderPlaced(_) => {
+            let mut milestones = load_milestones(store, event)?;
             milestones.ordered_at = Some(now);
-            ended.extend(milestones.approved_at.map(|start| (STAGES[1], start)));
+            let ended = milestones.approved_at.map(|start| (STAGES[1], start));
+            (milestones, ended.into_iter().collect())
         }
         PurchaseEvent::GoodsReceived(goods) => {
+            let mut milestones = load_milestones(store, event)?;
             for line in &goods.lines {
                 *milestones.received.entry(line.item_id.clone()).or_insert(0) +=
                     u64::from(line.quantity);
@@ -367,22 +360,30 @@ fn apply_purchase(
             let complete = milestones.ordered.iter().all(|(item, quantity)| {
                 milestones.received.get(item).copied().unwrap_or(0) >= *quantity
             });
+            let mut ended = Vec::new();
             if complete && milestones.received_at.is_none() {
                 milestones.received_at = Some(now);
                 ended.extend(milestones.ordered_at.map(|start| (STAGES[2], start)));
             }
+            (milestones, ended)
         }
         PurchaseEvent::PurchaseClosed(_) => {
-            ended.extend(milestones.received_at.map(|start| (STAGES[3], start)));
+            let milestones = load_milestones(store, event)?;
+            let mut ended: Vec<_> = milestones
+                .received_at
+                .map(|start| (STAGES[3], start))
+                .into_iter()
+                .collect();
             ended.push((STAGES[4], milestones.requested_at));
+            (milestones, ended)
         }
         // Rejections, cancellations, escalations and bill matching end no measured stage.
         PurchaseEvent::PurchaseRejected(_)
         | PurchaseEvent::ApprovalEscalated(_)
         | PurchaseEvent::VendorBillMatched(_)
         | PurchaseEvent::VendorBillMismatched(_)
-        | PurchaseEvent::PurchaseCancelled(_) => {}
-    }
+        | PurchaseEvent::PurchaseCancelled(_) => return Ok(()),
+    };
     save(store, PURCHASES, requisition, &milestones)?;
     if ended.is_empty() {
         return Ok(());
@@ -398,6 +399,19 @@ fn apply_purchase(
                 .add(seconds);
         }
         Some(())
+    })
+}
+
+fn load_milestones(
+    store: &dyn ViewStore,
+    event: &RecordedEvent,
+) -> Result<PurchaseMilestones, ProjectionError> {
+    load::<PurchaseMilestones>(store, PURCHASES, event.stream_id.id())?.ok_or_else(|| {
+        ProjectionError::MissingContext {
+            stream_id: event.stream_id.to_string(),
+            position: event.position,
+            what: "PurchaseRequested",
+        }
     })
 }
 

@@ -11,13 +11,12 @@ use careflow_aggregates::purchase::{
 use serde_json::{Value, json};
 
 use super::*;
-use crate::billing::tests::assert_tables;
 use crate::store::MemoryViewStore;
 use crate::testing::events::*;
-use crate::testing::{EventLog, replay};
+use crate::testing::{EventLog, assert_tables, replay};
 
-/// Replays `log` into a fresh view and compares the tables named in `expected` (as
-/// `billing::tests::assert_tables` does), then checks a second replay gives the same view.
+/// Replays `log` into a fresh view and compares the tables named in `expected` (see
+/// `testing::assert_tables`), then checks a second replay gives the same view.
 #[track_caller]
 fn check(log: EventLog, expected: Value) {
     let store = replay(&Analytics, log.events());

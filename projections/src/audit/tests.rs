@@ -2,10 +2,9 @@ use careflow_aggregates::encounter::EncounterClass;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::billing::tests::assert_tables;
 use crate::store::MemoryViewStore;
 use crate::testing::events::*;
-use crate::testing::{EventLog, replay};
+use crate::testing::{EventLog, assert_tables, replay};
 
 /// Replays `log` into a fresh view and compares the tables named in `expected`, then checks a
 /// second replay gives the same view.

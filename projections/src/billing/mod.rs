@@ -485,4 +485,4 @@ fn apply_encounter(
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

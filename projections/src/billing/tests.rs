@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::store::MemoryViewStore;
 use crate::testing::events::*;
-use crate::testing::{EventLog, replay};
+use crate::testing::{EventLog, assert_tables, replay};
 
 /// Replays `log` into a fresh view and compares each table named in `expected` as a whole:
 /// `{"table": {"key": {"field": value, ...}}}`, where each expected row lists only the fields
@@ -21,39 +21,6 @@ fn check(log: EventLog, expected: Value) {
         store,
         "second replay differs"
     );
-}
-
-#[track_caller]
-pub(crate) fn assert_tables(store: &MemoryViewStore, expected: &Value) {
-    let Value::Object(tables) = expected else {
-        panic!("expected must be an object of tables")
-    };
-    for (table, rows) in tables {
-        let Value::Object(rows) = rows else {
-            panic!("rows of {table} must be an object")
-        };
-        let got = store.table(table);
-        let got_keys: Vec<&String> = got.keys().collect();
-        let want_keys: Vec<&String> = rows.keys().collect();
-        assert_eq!(got_keys, want_keys, "keys of {table}");
-        for (key, want) in rows {
-            let Value::Object(fields) = want else {
-                panic!("row {table}/{key} must be an object")
-            };
-            for (field, value) in fields {
-                assert!(
-                    got[key].get(field).is_some(),
-                    "{table}/{key} has no field {field}: {}",
-                    got[key]
-                );
-                assert_eq!(
-                    &got[key][field], value,
-                    "{table}/{key}.{field}; whole row: {}",
-                    got[key]
-                );
-            }
-        }
-    }
 }
 
 #[track_caller]
