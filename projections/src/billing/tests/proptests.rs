@@ -50,6 +50,10 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+fn charged_total(state: &careflow_aggregates::patient_account::State) -> i64 {
+    state.charges.iter().map(|c| c.amount.0).sum()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -114,5 +118,25 @@ proptest! {
 
         // Determinism: a second replay into a fresh store gives the same view.
         prop_assert_eq!(replay(&Billing, log.events()), store);
+
+        // Analytics counts the same money, spread over days; audit counts every event.
+        let analytics = replay(&crate::Analytics, log.events());
+        let (mut charges, mut payments) = ((0u64, 0i64), (0u64, 0i64));
+        for (_, day) in crate::load_prefix::<crate::analytics::DailyCounters>(
+            &analytics, crate::analytics::DAILY, "",
+        ).unwrap() {
+            charges.0 += day.charges.count;
+            charges.1 += day.charges.amounts.values().map(|c| c.0).sum::<i64>();
+            payments.0 += day.payments.count;
+            payments.1 += day.payments.amounts.values().map(|c| c.0).sum::<i64>();
+        }
+        let paid: i64 = state.payments.iter().map(|p| p.amount.0).sum();
+        prop_assert_eq!(charges, (state.charges.len() as u64, charged_total(&state)));
+        prop_assert_eq!(payments, (state.payments.len() as u64, paid));
+        prop_assert_eq!(replay(&crate::Analytics, log.events()), analytics);
+        let audit = replay(&crate::Audit, log.events());
+        let indexed = audit.table(crate::audit::STREAMS);
+        let count = indexed.get("patient_account-MRN1").map_or(0, |row| row["event_count"].as_u64().unwrap());
+        prop_assert_eq!(count, log.events().len() as u64);
     }
 }
