@@ -1,12 +1,36 @@
 //! careflow-projections: pure read models over the event log.
 //!
-//! Billing, analytics and audit views and the Odoo mapping (event -> intents) live here as
-//! plain functions over `RecordedEvent`s, writing through a small `ViewStore` trait. This crate
-//! never performs I/O: the runners in the `careflow` binary own subscriptions, transactions and
-//! checkpoints, and the Odoo executor owns every network call.
+//! Billing, analytics and audit views (and, later, the Odoo mapping: event -> intents) live
+//! here as plain functions over `RecordedEvent`s, writing through a small [`ViewStore`] trait.
+//! This crate never performs I/O and has no clock: the runners in the `careflow` binary own
+//! subscriptions, transactions and checkpoints, the Odoo executor owns every network call, and
+//! a reader passes its own "as of" date to the queries that need one ([`billing::aging`]).
 //!
 //! **Architecture Invariant:** nothing here depends on actix, tokio, a database or reqwest.
+//!
+//! **Architecture Invariant:** no view holds personal data. Events are decoded with their
+//! `personal` object blanked (see [`projection::decode`]), so no name, birth date, member id or
+//! payer can reach a row.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub use careflow_aggregates as aggregates;
+
+pub mod analytics;
+pub mod audit;
+pub mod billing;
+pub mod error;
+pub mod projection;
+pub mod store;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use analytics::Analytics;
+pub use audit::Audit;
+pub use billing::Billing;
+pub use error::ProjectionError;
+pub use projection::{Decoded, Projection, decode};
+pub use store::{MemoryViewStore, ViewStore, load, load_prefix, save};

@@ -1,0 +1,169 @@
+//! The audit view: an index of every stream, and the log of who read which patient's data.
+//!
+//! It reads envelopes only and never decodes an aggregate's event data: an auditor needs the
+//! index to be complete even where data would not decode, and a stream of a kind this build
+//! has never heard of (a new process manager, a timer) is indexed like any other. The one
+//! content it reads is the data of access-log events (streams of kind `access_log`, type
+//! `PatientDataAccessed`), leniently: known fields are taken when they are strings, anything
+//! else is ignored. The shape expected from the HTTP layer is in docs/projections.md.
+//!
+//! Time travel (state as of T) is not a view: the shell replays a stream up to T on demand.
+
+use careflow_aggregates::stream_id::validate_id;
+use careflow_aggregates::{PatientAccount, RecordedEvent, StreamId, aggregate::Aggregate};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+use crate::store::{ViewStore, load, save};
+
+/// Key: the stream id. One [`StreamIndexRow`] per stream of any kind.
+pub const STREAMS: &str = "audit_streams";
+/// Key: the event's global position, zero-padded to 20 digits (so key order is log order).
+/// One [`AccessEntry`] per recorded read.
+pub const ACCESS_LOG: &str = "audit_access_log";
+/// Key: `{mrn}/{position, 20 digits}`. The same [`AccessEntry`], for reads of a known patient,
+/// so "who read this patient's data" is one prefix scan.
+pub const ACCESS_BY_PATIENT: &str = "audit_access_by_patient";
+
+/// The stream kind the HTTP layer appends access records to.
+pub const ACCESS_LOG_KIND: &str = "access_log";
+/// The event types of an access-log stream that record a read.
+pub const ACCESS_EVENT_TYPES: &[&str] = &["PatientDataAccessed"];
+
+/// The audit projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Audit;
+
+impl Projection for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[STREAMS, ACCESS_LOG, ACCESS_BY_PATIENT]
+    }
+
+    fn apply(
+        &self,
+        store: &mut dyn ViewStore,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        index_stream(store, event)?;
+        if event.stream_id.kind() == ACCESS_LOG_KIND
+            && ACCESS_EVENT_TYPES.contains(&event.event_type.as_str())
+        {
+            log_access(store, event)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a stream starts and ends in the log. Times are `recorded_at` (the store's clock,
+/// which the caller cannot set), not business time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamIndexRow {
+    pub stream_id: String,
+    pub kind: String,
+    pub id: String,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub first_recorded_at: DateTime<Utc>,
+    pub last_recorded_at: DateTime<Utc>,
+    /// Version of the last event (equals `event_count` in a gap-free stream; a difference is
+    /// worth an `audit verify`).
+    pub last_version: u64,
+    pub event_count: u64,
+}
+
+/// One read of patient data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    pub position: u64,
+    pub event_id: String,
+    /// When the read was recorded (`recorded_at`).
+    pub accessed_at: DateTime<Utc>,
+    /// Who read: the authenticated caller (`metadata.principal`).
+    pub principal: String,
+    pub correlation_id: String,
+    /// The patient (MRN): `data.account_id`, else the id of `data.stream_id` when that is a
+    /// patient account stream; `None` when neither says.
+    pub patient: Option<String>,
+    /// The stream read (`data.stream_id`).
+    pub stream_id: Option<String>,
+    /// What was read: `state`, `history`, `export`... (`data.access`).
+    pub access: Option<String>,
+    /// The time-travel instant, for `?as_of=` reads (`data.as_of`).
+    pub as_of: Option<String>,
+}
+
+fn index_stream(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    let key = event.stream_id.as_str();
+    let recorded_at = event.metadata.recorded_at;
+    let row = match load::<StreamIndexRow>(store, STREAMS, key)? {
+        Some(mut row) => {
+            row.last_position = event.position;
+            row.last_recorded_at = recorded_at;
+            row.last_version = event.version;
+            row.event_count += 1;
+            row
+        }
+        None => StreamIndexRow {
+            stream_id: key.to_owned(),
+            kind: event.stream_id.kind().to_owned(),
+            id: event.stream_id.id().to_owned(),
+            first_position: event.position,
+            last_position: event.position,
+            first_recorded_at: recorded_at,
+            last_recorded_at: recorded_at,
+            last_version: event.version,
+            event_count: 1,
+        },
+    };
+    save(store, STREAMS, key, &row)
+}
+
+fn text(data: &Value, field: &str) -> Option<String> {
+    data.get(field)
+        .and_then(Value::as_str)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+}
+
+fn log_access(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    let data = &event.data;
+    let stream_id = text(data, "stream_id");
+    let patient = text(data, "account_id").or_else(|| {
+        let read = StreamId::parse(stream_id.as_deref()?).ok()?;
+        (read.kind() == PatientAccount::KIND).then(|| read.id().to_owned())
+    });
+    let entry = AccessEntry {
+        position: event.position,
+        event_id: event.event_id.to_string(),
+        accessed_at: event.metadata.recorded_at,
+        principal: event.metadata.principal.clone(),
+        correlation_id: event.metadata.correlation_id.clone(),
+        patient,
+        stream_id,
+        access: text(data, "access"),
+        as_of: text(data, "as_of"),
+    };
+    let position = format!("{:020}", event.position);
+    save(store, ACCESS_LOG, &position, &entry)?;
+    // Only a well-formed MRN goes into a key: one holding `/` could pose as another patient's
+    // prefix. The entry above keeps whatever was sent.
+    if let Some(patient) = entry.patient.as_deref().filter(|p| validate_id(p).is_ok()) {
+        save(
+            store,
+            ACCESS_BY_PATIENT,
+            &format!("{patient}/{position}"),
+            &entry,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
