@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::actors::{ActorConfig, Registry};
-use crate::bench::{self, AppendBench, HttpBench, StreamChoice};
+use crate::bench::{self, ActivateBench, AppendBench, HttpBench, StreamChoice};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
@@ -86,6 +86,15 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "per-writer")]
         streams: StreamChoice,
     },
+    /// Cold activation (snapshot + tail) of an account with a long history.
+    Activate {
+        /// Events in the account's history.
+        #[arg(long, default_value_t = 1000)]
+        events: u64,
+        /// Activations to time.
+        #[arg(long, default_value_t = 2000)]
+        runs: usize,
+    },
     /// Commands per second through a running server (mixed RegisterPatient and PostCharge).
     Http {
         /// The server's base URL.
@@ -142,6 +151,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         streams,
                     };
                     let report = runtime.block_on(bench::append(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Activate { events, runs } => {
+                    let spec = ActivateBench { events, runs };
+                    let report = runtime.block_on(bench::activate(&config, &spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Http {

@@ -263,7 +263,7 @@ fn maybe_snapshot<A: Aggregate>(
     if every == 0 || loaded.version / every == before / every {
         return;
     }
-    let state = match serde_json::to_value(&loaded.state) {
+    let state = match serde_json::to_string(&loaded.state) {
         Ok(state) => state,
         Err(error) => {
             tracing::warn!(%error, stream_id = %stream, "state does not serialise; no snapshot");

@@ -19,7 +19,7 @@
 mod aggregate_actor;
 mod command;
 mod registry;
-mod replay;
+pub(crate) mod replay;
 
 pub use aggregate_actor::AggregateActor;
 pub use command::{CommandContext, CommandError, CommandOutcome, Observed};

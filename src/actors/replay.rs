@@ -92,42 +92,58 @@ pub(crate) async fn load<A: Aggregate>(
             None
         }
     };
-    catch_up(
-        services.store.as_ref(),
-        stream,
-        start.unwrap_or_else(Loaded::empty),
-    )
-    .await
+    match start {
+        Some(Resumed::CaughtUp(loaded)) => Ok(loaded),
+        Some(Resumed::Partly(loaded)) => catch_up(services.store.as_ref(), stream, loaded).await,
+        None => catch_up(services.store.as_ref(), stream, Loaded::empty()).await,
+    }
+}
+
+/// A state resumed from a snapshot, with as much of the tail as the first read brought.
+enum Resumed<A: Aggregate> {
+    /// The whole tail is folded in.
+    CaughtUp(Loaded<A>),
+    /// More of the tail may follow.
+    Partly(Loaded<A>),
 }
 
 async fn from_snapshot<A: Aggregate>(
     store: &dyn EventStore,
     stream: &StreamId,
     snapshot: Snapshot,
-) -> Result<Option<Loaded<A>>, CommandError> {
+) -> Result<Option<Resumed<A>>, CommandError> {
     if snapshot.snapshot_version != A::SNAPSHOT_VERSION || snapshot.version == 0 {
         return Ok(None);
     }
-    let state: A::State = match serde_json::from_value(snapshot.state) {
+    let state: A::State = match serde_json::from_str(&snapshot.state) {
         Ok(state) => state,
         Err(error) => {
             tracing::warn!(%error, %stream, "snapshot does not decode; replaying the stream");
             return Ok(None);
         }
     };
-    // The snapshot's last event must still be in the store, with the same hash.
-    let anchor = store
-        .read_stream(stream, snapshot.version, Direction::Forward, 1)
+    // The snapshot's last event must still be in the store, with the same hash. One read
+    // brings it and the tail after it.
+    let page = store
+        .read_stream(stream, snapshot.version, Direction::Forward, PAGE)
         .await?;
-    match anchor.first() {
+    match page.first() {
         Some(event)
             if event.version == snapshot.version && event.hash.to_hex() == snapshot.head_hash =>
         {
-            Ok(Some(Loaded {
+            let mut loaded = Loaded {
                 state,
                 version: snapshot.version,
                 position: event.position,
                 head_hash: snapshot.head_hash,
+            };
+            for event in &page[1..] {
+                loaded.apply(event)?;
+            }
+            Ok(Some(if page.len() < PAGE {
+                Resumed::CaughtUp(loaded)
+            } else {
+                Resumed::Partly(loaded)
             }))
         }
         _ => {

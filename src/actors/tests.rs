@@ -233,7 +233,9 @@ async fn snapshot_plus_tail_equals_full_replay_and_bad_snapshots_are_ignored() {
 
     // Proof that the snapshot is really used: a planted state shows through...
     let mut planted = snapshots.get(&s).unwrap();
-    planted.state["facility"] = json!("PLANTED");
+    let mut state: serde_json::Value = serde_json::from_str(&planted.state).unwrap();
+    state["facility"] = json!("PLANTED");
+    planted.state = state.to_string();
     snapshots.put(planted.clone());
     let fresh = Registry::start(f.store.clone(), snapshots.clone(), config());
     let observed = fresh.observe::<PatientAccount>(&s).await.unwrap();
@@ -252,7 +254,7 @@ async fn snapshot_plus_tail_equals_full_replay_and_bad_snapshots_are_ignored() {
             ..planted.clone()
         },
         Snapshot {
-            state: json!({"not": "a state"}),
+            state: json!({"not": "a state"}).to_string(),
             ..planted.clone()
         },
     ] {

@@ -1,12 +1,14 @@
 //! `careflow bench`: throughput and latency of the durable paths.
 //!
-//! `append` drives an event store in-process; `http` drives a running server over HTTP, as an
-//! upstream system would. Both print figures in the same `name: value` lines, which
+//! `append` drives an event store in-process; `activate` times cold actor activations;
+//! `http` drives a running server over HTTP, as an upstream system would. Both print figures in the same `name: value` lines, which
 //! docs/performance.md quotes.
 
+mod activate;
 mod append;
 mod http;
 
+pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use http::{HttpBench, HttpReport, http};
 

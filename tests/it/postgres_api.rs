@@ -28,7 +28,7 @@ async fn postgres_snapshots_keep_the_newest_and_idempotency_claims_once() {
         position: version + 10,
         head_hash: "ab".repeat(32),
         snapshot_version: 1,
-        state: json!({"version": version}),
+        state: json!({"version": version}).to_string(),
     };
     assert_eq!(snapshots.load(&stream).await.unwrap(), None);
     snapshots.save(snap(5)).await.unwrap();
