@@ -144,15 +144,13 @@ impl SqliteSnapshots {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, SnapshotError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .map_err(|_| unavailable("snapshot connection lock poisoned"))?;
-            f(&guard)
-        })
-        .await
-        .map_err(unavailable)?
+        // On the calling thread: one indexed row, cheaper than a hop to the blocking pool
+        // (see `SqliteStore::with_reader`).
+        let guard = self
+            .conn
+            .lock()
+            .map_err(|_| unavailable("snapshot connection lock poisoned"))?;
+        f(&guard)
     }
 }
 

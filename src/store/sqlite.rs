@@ -213,7 +213,14 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn with_reader<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs a read on a pooled connection.
+    ///
+    /// Small reads (`Placement::Inline`: one stream's page, a command look-up) run on the
+    /// calling thread: a warm SQLite read of a few rows takes microseconds, while a hop to
+    /// the blocking pool and back costs two context switches, which measured as a third of
+    /// an actor activation (docs/performance.md). Bulk reads of the global log go to the
+    /// blocking pool so they never stall an arbiter or an HTTP worker.
+    async fn with_reader<T, F>(&self, placement: Placement, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, Option<&SharedMemtable>) -> Result<T, StoreError> + Send + 'static,
@@ -221,7 +228,7 @@ impl SqliteStore {
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
         let memtable = self.memtable.clone();
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let pooled = pool.lock().map_err(|_| poisoned())?.pop();
             let conn = match pooled {
                 Some(conn) => conn,
@@ -230,11 +237,25 @@ impl SqliteStore {
             let result = f(&conn, memtable.as_ref());
             pool.lock().map_err(|_| poisoned())?.push(conn);
             result
-        })
-        .await
-        .map_err(StoreError::unavailable)?
+        };
+        match placement {
+            Placement::Inline => run(),
+            Placement::BlockingPool => tokio::task::spawn_blocking(run)
+                .await
+                .map_err(StoreError::unavailable)?,
+        }
     }
 }
+
+/// Where a read runs; see [`SqliteStore::with_reader`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Inline,
+    BlockingPool,
+}
+
+/// Stream reads up to this many events run inline.
+const INLINE_READ_LIMIT: usize = 1_000;
 
 fn poisoned() -> StoreError {
     StoreError::Unavailable("store lock poisoned".into())
@@ -678,8 +699,9 @@ fn insert_events(
 /// The `(version, position)` pairs of `stream` from version `from` in `direction`, at most
 /// `limit`: the memtable (or, without one, the unindexed tail) merged with `stream_index`.
 ///
-/// The memtable is read *before* the index: a flush commits the index first and clears the
-/// memtable after, so an entry is always in at least one of the two reads.
+/// The memtable (or the tail) is read *before* the index: a flush commits the index entries
+/// and the new `indexed_through` first and clears the memtable after, so an entry is always
+/// in at least one of the two reads, with or without a surrounding transaction.
 fn stream_positions(
     conn: &Connection,
     memtable: Option<&Memtable>,
@@ -774,20 +796,18 @@ fn read_stream_in(
     direction: Direction,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    // One read transaction: the index, the tail and the rows come from one snapshot.
-    let tx = conn
-        .unchecked_transaction()
-        .map_err(StoreError::unavailable)?;
+    // No read transaction is needed (and BEGIN/COMMIT cost two statement parses per read):
+    // `stream_positions` reads the memtable or tail before the index, which is safe against a
+    // concurrent flush, and stored events never change, so fetching them afterwards by
+    // position returns what the positions named.
     let pairs = match memtable {
         Some(m) => {
             let m = m.read().map_err(|_| poisoned())?;
-            stream_positions(&tx, Some(&m), stream, from, direction, limit)?
+            stream_positions(conn, Some(&m), stream, from, direction, limit)?
         }
-        None => stream_positions(&tx, None, stream, from, direction, limit)?,
+        None => stream_positions(conn, None, stream, from, direction, limit)?,
     };
-    let events = events_at(&tx, &pairs)?;
-    tx.finish().map_err(StoreError::unavailable)?;
-    Ok(events)
+    events_at(conn, &pairs)
 }
 
 fn read_head(
@@ -920,14 +940,19 @@ impl EventStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.clone();
-        self.with_reader(move |conn, memtable| {
+        let placement = if limit <= INLINE_READ_LIMIT {
+            Placement::Inline
+        } else {
+            Placement::BlockingPool
+        };
+        self.with_reader(placement, move |conn, memtable| {
             read_stream_in(conn, memtable, &stream, from, direction, limit)
         })
         .await
     }
 
     async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.with_reader(move |conn, _| {
+        self.with_reader(Placement::BlockingPool, move |conn, _| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "{SELECT_EVENT} WHERE position >= ?1 ORDER BY position LIMIT ?2"
@@ -944,25 +969,19 @@ impl EventStore for SqliteStore {
         command_id: Uuid,
     ) -> Result<Option<Appended>, StoreError> {
         let stream = stream.clone();
-        self.with_reader(move |conn, memtable| {
-            let tx = conn
-                .unchecked_transaction()
-                .map_err(StoreError::unavailable)?;
-            let found = match memtable {
-                Some(m) => {
-                    let m = m.read().map_err(|_| poisoned())?;
-                    find_in_stream(&tx, Some(&m), &stream, 0, command_id)?
-                }
-                None => find_in_stream(&tx, None, &stream, 0, command_id)?,
-            };
-            tx.finish().map_err(StoreError::unavailable)?;
-            Ok(found)
+        self.with_reader(Placement::Inline, move |conn, memtable| match memtable {
+            Some(m) => {
+                let m = m.read().map_err(|_| poisoned())?;
+                find_in_stream(conn, Some(&m), &stream, 0, command_id)
+            }
+            None => find_in_stream(conn, None, &stream, 0, command_id),
         })
         .await
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
-        self.with_reader(|conn, _| max_position(conn)).await
+        self.with_reader(Placement::Inline, |conn, _| max_position(conn))
+            .await
     }
 
     fn head_watch(&self) -> watch::Receiver<u64> {
