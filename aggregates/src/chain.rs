@@ -98,38 +98,107 @@ fn canonical_fields(out: &mut Vec<u8>, e: &RecordedEvent) {
     out.extend_from_slice(b"{\"data\":");
     write_value(out, &e.data);
     out.extend_from_slice(b",\"event_id\":");
-    write_str(out, &e.event_id.hyphenated().to_string());
+    write_uuid(out, &e.event_id);
     out.extend_from_slice(b",\"event_type\":");
     write_str(out, &e.event_type);
     out.extend_from_slice(b",\"metadata\":{\"causation_id\":");
     write_str(out, &m.causation_id);
     out.extend_from_slice(b",\"command_id\":");
-    write_str(out, &m.command_id.hyphenated().to_string());
+    write_uuid(out, &m.command_id);
     out.extend_from_slice(b",\"correlation_id\":");
     write_str(out, &m.correlation_id);
     out.extend_from_slice(b",\"occurred_at\":");
-    write_str(out, &timestamp(&m.occurred_at));
+    write_timestamp(out, &m.occurred_at);
     out.extend_from_slice(b",\"principal\":");
     write_str(out, &m.principal);
     out.extend_from_slice(b",\"recorded_at\":");
-    write_str(out, &timestamp(&m.recorded_at));
+    write_timestamp(out, &m.recorded_at);
     out.extend_from_slice(b",\"source\":");
     write_str(out, &m.source);
     out.extend_from_slice(b"},\"schema_version\":");
-    out.extend_from_slice(e.schema_version.to_string().as_bytes());
+    write_display(out, e.schema_version);
     out.extend_from_slice(b",\"stream_id\":");
     write_str(out, StreamId::as_str(&e.stream_id));
     out.extend_from_slice(b",\"version\":");
-    out.extend_from_slice(e.version.to_string().as_bytes());
+    write_display(out, e.version);
     out.push(b'}');
 }
 
-/// Timestamps are hashed with nanosecond precision and a `Z`, the form chrono's serde writes.
-fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+/// A quoted, hyphenated, lower-case UUID.
+fn write_uuid(out: &mut Vec<u8>, id: &uuid::Uuid) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+    out.push(b'"');
 }
 
+fn write_display(out: &mut Vec<u8>, value: impl fmt::Display) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+/// A quoted timestamp exactly as `to_rfc3339_opts(SecondsFormat::AutoSi, true)` writes it
+/// (`2026-01-02T03:04:05Z`, with 3, 6 or 9 fraction digits when there is a fraction), without
+/// its allocations: the canonical form is computed for every append and every verified event.
+/// Years outside 0..=9999 and leap seconds, which the fast path does not format, go through
+/// chrono itself.
+fn write_timestamp(out: &mut Vec<u8>, t: &chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, Timelike};
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+        write_str(out, &t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        return;
+    }
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.push(b'0' + (n / 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    let year = t.year() as u32;
+    out.push(b'"');
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, t.month());
+    out.push(b'-');
+    two(out, t.day());
+    out.push(b'T');
+    two(out, t.hour());
+    out.push(b':');
+    two(out, t.minute());
+    out.push(b':');
+    two(out, t.second());
+    let (digits, value) = if nanos == 0 {
+        (0, 0)
+    } else if nanos % 1_000_000 == 0 {
+        (3, nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        (6, nanos / 1_000)
+    } else {
+        (9, nanos)
+    };
+    if digits > 0 {
+        out.push(b'.');
+        let mut buf = [0u8; 9];
+        let mut v = value;
+        for slot in buf[..digits].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&buf[..digits]);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// A JSON string as serde_json writes it. serde_json escapes exactly `"`, `\\` and control
+/// characters below 0x20, so a string without them is copied as it is.
 fn write_str(out: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json's string escaping is stable and total; serialising a &str cannot fail.
     match serde_json::to_writer(&mut *out, s) {
         Ok(()) => {}
@@ -143,7 +212,7 @@ fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Number(n) => write_display(out, n),
         Value::String(s) => write_str(out, s),
         Value::Array(items) => {
             out.push(b'[');

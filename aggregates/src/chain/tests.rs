@@ -169,3 +169,25 @@ proptest! {
         prop_assert!(!verify(&chain).is_empty(), "field {field} of event {index} changed unnoticed");
     }
 }
+
+proptest! {
+    /// The hand-written timestamp and string writers produce exactly what chrono and
+    /// serde_json produce, so the fast path cannot change a single hash.
+    #[test]
+    fn fast_writers_match_chrono_and_serde_json(
+        secs in -62_135_596_800i64..253_402_300_799i64,
+        nanos in prop_oneof![Just(0u32), (0u32..1000).prop_map(|n| n * 1_000_000),
+                             (0u32..1_000_000).prop_map(|n| n * 1_000), 0u32..1_000_000_000],
+        text in any::<String>(),
+    ) {
+        let t = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
+        let mut fast = Vec::new();
+        write_timestamp(&mut fast, &t);
+        let slow = serde_json::to_string(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap();
+        prop_assert_eq!(String::from_utf8(fast).unwrap(), slow);
+
+        let mut fast = Vec::new();
+        write_str(&mut fast, &text);
+        prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&text).unwrap());
+    }
+}
