@@ -34,7 +34,7 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     if [[ $store == postgres ]]; then
-        psql -q "$CAREFLOW_DATABASE_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" || true
+        psql -q "$CAREFLOW_DATABASE_URL" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE" || true
     fi
     rm -rf "$data"
 }
