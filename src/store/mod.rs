@@ -422,6 +422,64 @@ impl Appended {
     }
 }
 
+/// One append waiting for a backend's writer, with the channel its answer goes back on.
+pub(crate) struct WriteJob {
+    pub prepared: PreparedAppend,
+    pub reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The hand-off from callers to a backend's single writer (thread or task): prepares the
+/// append on the caller's side, queues it with back-pressure, and waits for the durable
+/// answer. Closing it lets the writer drain what is queued and stop.
+pub(crate) struct WriterQueue {
+    backend: &'static str,
+    sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<WriteJob>>>,
+}
+
+impl WriterQueue {
+    pub fn new(backend: &'static str, sender: Option<tokio::sync::mpsc::Sender<WriteJob>>) -> Self {
+        Self {
+            backend,
+            sender: std::sync::Mutex::new(sender),
+        }
+    }
+
+    /// Queues `request` and waits until the writer answers it.
+    ///
+    /// # Errors
+    /// What the writer answered, or [`StoreError::Closed`] once the queue is closed.
+    pub async fn submit(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let started = std::time::Instant::now();
+        let prepared = PreparedAppend::new(request, now())?;
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        sender
+            .send(WriteJob { prepared, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let result = answer.await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::store_append(self.backend, started.elapsed());
+        result
+    }
+
+    /// Whether appends are still taken (false on read-only handles and after `close`).
+    pub fn is_open(&self) -> bool {
+        self.sender.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    /// Drops the sender: the writer ends once the queue is drained.
+    pub fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+    }
+}
+
 /// How one append of a group commit ended, as the backend's writer decided it.
 pub(crate) enum Outcome {
     /// Written in this batch's transaction (stands once it commits).

@@ -29,14 +29,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use careflow_aggregates::{EventHash, EventMetadata, RecordedEvent, StreamId};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::{
     AppendRequest, Appended, Direction, EventStore, Outcome, PreparedAppend, StoreError,
-    StreamHead, now,
+    StreamHead, WriteJob, WriterQueue, now,
 };
 use crate::config::is_identifier;
 use crate::metrics;
@@ -106,16 +106,11 @@ CREATE OR REPLACE TRIGGER events_append_only_truncate BEFORE TRUNCATE ON events
     )
 }
 
-struct WriteJob {
-    prepared: PreparedAppend,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
-
 /// The PostgreSQL event store.
 pub struct PostgresStore {
     pool: Pool,
     pg_config: tokio_postgres::Config,
-    queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    queue: WriterQueue,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     head: watch::Receiver<u64>,
     poll_interval: Duration,
@@ -180,7 +175,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             pg_config,
-            queue: Mutex::new(Some(tx)),
+            queue: WriterQueue::new("postgres", Some(tx)),
             writer: Mutex::new(Some(handle)),
             head: head_rx,
             poll_interval: config.poll_interval,
@@ -579,22 +574,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        let started = Instant::now();
-        let prepared = PreparedAppend::new(request, now())?;
-        let queue = self
-            .queue
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(WriteJob { prepared, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let result = answer.await.map_err(|_| StoreError::Closed)?;
-        metrics::store_append("postgres", started.elapsed());
-        result
+        self.queue.submit(request).await
     }
 
     async fn read_stream(
@@ -663,9 +643,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn close(&self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
-        }
+        self.queue.close();
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.await;

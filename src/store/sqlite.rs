@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use careflow_aggregates::{EventHash, EventMetadata, RecordedEvent, StreamId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
     AppendRequest, Appended, Direction, EventStore, ExpectedVersion, Outcome, PreparedAppend,
-    StoreError, StreamHead, now,
+    StoreError, StreamHead, WriteJob, WriterQueue,
 };
 use crate::metrics;
 
@@ -109,11 +109,6 @@ INSERT OR IGNORE INTO store_meta (key, value) VALUES ('indexed_through', '0');
 const SELECT_EVENT: &str = "SELECT position, stream_id, version, event_id, event_type, \
      schema_version, data, metadata, prev_hash, hash FROM events";
 
-struct WriteJob {
-    prepared: PreparedAppend,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
-
 /// Stream-index entries newer than `indexed_through`, per stream as `(version, position)` in
 /// ascending order. Only the writer thread changes it; in-process readers take a read lock.
 #[derive(Debug, Default)]
@@ -127,7 +122,7 @@ type SharedMemtable = Arc<RwLock<Memtable>>;
 /// The SQLite event store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
-    queue: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    queue: WriterQueue,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// `None` on a read-only handle, which scans the unindexed tail instead.
@@ -178,7 +173,7 @@ impl SqliteStore {
             .map_err(StoreError::unavailable)?;
         Ok(Self {
             path: config.path,
-            queue: Mutex::new(Some(tx)),
+            queue: WriterQueue::new("sqlite", Some(tx)),
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             memtable: Some(memtable),
@@ -199,7 +194,7 @@ impl SqliteStore {
         let (_tx, rx) = watch::channel(head_position);
         Ok(Self {
             path,
-            queue: Mutex::new(None),
+            queue: WriterQueue::new("sqlite", None),
             writer: Mutex::new(None),
             readers: Arc::new(Mutex::new(vec![conn])),
             memtable: None,
@@ -914,22 +909,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        let started = Instant::now();
-        let prepared = PreparedAppend::new(request, now())?;
-        let queue = self
-            .queue
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(WriteJob { prepared, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let result = answer.await.map_err(|_| StoreError::Closed)?;
-        metrics::store_append("sqlite", started.elapsed());
-        result
+        self.queue.submit(request).await
     }
 
     async fn read_stream(
@@ -990,17 +970,16 @@ impl EventStore for SqliteStore {
 
     fn poll_interval(&self) -> Option<Duration> {
         // A read-only handle sees another process's writes only by polling.
-        match self.queue.lock() {
-            Ok(queue) if queue.is_some() => None,
-            _ => Some(Duration::from_millis(200)),
+        if self.queue.is_open() {
+            None
+        } else {
+            Some(Duration::from_millis(200))
         }
     }
 
     async fn close(&self) {
         // Dropping the only sender ends the writer loop once the queue is drained.
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
-        }
+        self.queue.close();
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
