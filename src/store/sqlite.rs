@@ -772,15 +772,43 @@ fn stream_positions(
     Ok(pairs)
 }
 
+/// Positions fetched per statement in [`events_at`]; shorter chunks repeat their last position.
+const FETCH_CHUNK: usize = 32;
+
+/// The events at the positions of `pairs`, in the order of `pairs`.
+///
+/// A stream's events are scattered through the log, so they are fetched by position, 32 per
+/// statement (`position IN (...)` with a fixed arity, so one cached statement serves every
+/// chunk): a 100-event tail is 4 statements rather than 100.
 fn events_at(conn: &Connection, pairs: &[(u64, u64)]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let placeholders = vec!["?"; FETCH_CHUNK].join(", ");
     let mut stmt = conn
-        .prepare_cached(&format!("{SELECT_EVENT} WHERE position = ?1"))
+        .prepare_cached(&format!(
+            "{SELECT_EVENT} WHERE position IN ({placeholders})"
+        ))
         .map_err(StoreError::unavailable)?;
-    let mut out = Vec::with_capacity(pairs.len());
-    for (_, position) in pairs {
-        out.extend(collect_events(stmt.query([clamp(*position)]))?);
+    let mut found: HashMap<u64, RecordedEvent> = HashMap::with_capacity(pairs.len());
+    for chunk in pairs.chunks(FETCH_CHUNK) {
+        let Some(&(_, last)) = chunk.last() else {
+            continue;
+        };
+        let positions: Vec<i64> = (0..FETCH_CHUNK)
+            .map(|i| clamp(chunk.get(i).map_or(last, |p| p.1)))
+            .collect();
+        let rows = stmt.query(rusqlite::params_from_iter(positions.iter()));
+        for event in collect_events(rows)? {
+            found.insert(event.position, event);
+        }
     }
-    Ok(out)
+    pairs
+        .iter()
+        .map(|(_, position)| {
+            found.remove(position).ok_or(StoreError::Corrupt {
+                position: *position,
+                reason: "the stream index names a position with no event".into(),
+            })
+        })
+        .collect()
 }
 
 fn read_stream_in(
