@@ -118,13 +118,9 @@ pub enum IdempotencyError {
     Unavailable(String),
 }
 
-/// A PostgreSQL error with the server's message (tokio-postgres' own `Display` says only
-/// "db error").
+/// A PostgreSQL error with the server's message.
 fn pg(error: tokio_postgres::Error) -> IdempotencyError {
-    match error.as_db_error() {
-        Some(db) => unavailable(format!("{error}: {}", db.message())),
-        None => unavailable(error),
-    }
+    unavailable(crate::store::postgres::describe_pg_error(&error))
 }
 
 fn unavailable(error: impl std::fmt::Display) -> IdempotencyError {

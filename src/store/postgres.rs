@@ -239,9 +239,15 @@ async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> 
 }
 
 fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(describe_pg_error(&error))
+}
+
+/// A PostgreSQL error as operators need it: the SQLSTATE and the server's message for a
+/// database error (tokio-postgres' own `Display` says only "db error"), else the client's text.
+pub(crate) fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => StoreError::Unavailable(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Unavailable(error.to_string()),
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
     }
 }
 
