@@ -17,7 +17,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{latency_histogram, ms, quantile};
+use super::{latency_histogram, ms, quantile, remove_sqlite_files};
 use crate::actors::{ActorConfig, Services, replay};
 use crate::config::Config;
 use crate::snapshot::{Snapshot, SnapshotStore, SqliteSnapshots};
@@ -66,12 +66,8 @@ pub async fn activate(config: &Config, spec: &ActivateBench) -> anyhow::Result<A
     let db = config.data_dir.join(format!("bench-{run}.db"));
     let snapshots_db = config.data_dir.join(format!("bench-{run}-snapshots.db"));
     let result = measure(&db, &snapshots_db, spec).await;
-    for path in [&db, &snapshots_db] {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
-    let _ = std::fs::remove_file(db.with_extension("lock"));
+    remove_sqlite_files(&db);
+    remove_sqlite_files(&snapshots_db);
     result
 }
 
@@ -94,7 +90,6 @@ async fn measure(
     let snapshot_at = ((events - 1) / every) * every;
 
     let mut state = PatientAccount::initial_state();
-    let mut head_hash = String::new();
     let mut snapshot: Option<Snapshot> = None;
     for version in 0..events {
         let body = if version == 0 {
@@ -139,24 +134,22 @@ async fn measure(
             })
             .await?;
         state = decided.iter().fold(state, PatientAccount::evolve);
-        if let Some(last) = appended.events.last() {
-            head_hash = last.hash.to_hex();
-            if last.version == snapshot_at {
-                snapshot = Some(Snapshot {
-                    stream_id: stream.clone(),
-                    version: last.version,
-                    position: last.position,
-                    head_hash: head_hash.clone(),
-                    snapshot_version: PatientAccount::SNAPSHOT_VERSION,
-                    state: serde_json::to_string(&state)?,
-                });
-            }
+        if let Some(last) = appended.events.last()
+            && last.version == snapshot_at
+        {
+            snapshot = Some(Snapshot {
+                stream_id: stream.clone(),
+                version: last.version,
+                position: last.position,
+                head_hash: last.hash.to_hex(),
+                snapshot_version: PatientAccount::SNAPSHOT_VERSION,
+                state: serde_json::to_string(&state)?,
+            });
         }
     }
     if let Some(snapshot) = snapshot {
         snapshots.save(snapshot).await?;
     }
-    let _ = head_hash;
 
     let mut latencies = latency_histogram()?;
     for _ in 0..spec.runs.max(1) {

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{latency_histogram, ms, quantile};
+use super::{latency_histogram, ms, quantile, remove_sqlite_files};
 use crate::config::{Config, StoreKind};
 use crate::metrics;
 use crate::store::postgres::{PostgresConfig, PostgresStore};
@@ -107,9 +107,7 @@ pub async fn append(config: &Config, spec: &AppendBench) -> anyhow::Result<Appen
                 Arc::new(SqliteStore::open(sqlite).context("opening the bench database")?);
             let report = drive(Arc::clone(&store), spec, &run).await;
             store.close().await;
-            for suffix in ["db", "db-wal", "db-shm", "lock"] {
-                let _ = std::fs::remove_file(path.with_extension(suffix));
-            }
+            remove_sqlite_files(&path);
             report
         }
         StoreKind::Postgres => {

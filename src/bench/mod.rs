@@ -22,6 +22,15 @@ fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
         .map_err(|e| anyhow::anyhow!("histogram: {e}"))
 }
 
+/// Removes a throw-away SQLite database: the file, its WAL and shared memory, and the lock
+/// file a writer leaves beside it (`bench-x.db` -> `bench-x.db-wal`, `bench-x.lock`).
+fn remove_sqlite_files(db: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let _ = std::fs::remove_file(db.with_extension("lock"));
+}
+
 fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
     Duration::from_micros(h.value_at_quantile(q))
 }
