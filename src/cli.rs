@@ -19,6 +19,7 @@ use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
 use crate::store::{self, StoreError};
+use crate::views::{self, ProjectionSet, RunnerConfig};
 use crate::{idempotency, snapshot};
 
 /// careflow: the event-sourced control layer between a hospital's systems.
@@ -257,6 +258,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(runtime) = state.runtime() {
         // The server has drained its requests, so no actor is mid-command.
         runtime.registry.shutdown();
+        runtime.projections.shutdown().await;
         runtime.store.close().await;
         tracing::info!("event store flushed and closed");
     }
@@ -278,10 +280,11 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
         let idempotency = idempotency::open(config)
             .await
             .map_err(StoreError::unavailable)?;
-        Ok::<_, StoreError>((snapshots, idempotency))
+        let views = views::open(config).await.map_err(StoreError::unavailable)?;
+        Ok::<_, StoreError>((snapshots, idempotency, views))
     }
     .await;
-    let (snapshots, idempotency) = match opened {
+    let (snapshots, idempotency, views) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
@@ -294,9 +297,16 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
         snapshots,
         ActorConfig::from_config(config),
     );
+    let projections = ProjectionSet::start(
+        Arc::clone(&store),
+        views,
+        views::runner::all_projections(),
+        RunnerConfig::default(),
+    );
     Ok(Runtime {
         store,
         registry,
         idempotency,
+        projections,
     })
 }

@@ -309,6 +309,12 @@ impl Config {
         self.data_dir.join("idempotency.db")
     }
 
+    /// The projections' view tables and checkpoints beside the SQLite event database (see
+    /// docs/projections.md).
+    pub fn views_path(&self) -> PathBuf {
+        self.data_dir.join("views.db")
+    }
+
     /// Where a generated JWT secret is kept when `jwt_secret` is not configured.
     pub fn jwt_secret_path(&self) -> PathBuf {
         self.data_dir.join("jwt_secret")

@@ -15,3 +15,4 @@ pub mod idempotency;
 pub mod metrics;
 pub mod snapshot;
 pub mod store;
+pub mod views;

@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The metrics of one process.
@@ -26,6 +27,18 @@ pub struct Metrics {
     actor_passivations: IntCounterVec,
     conflicts_retried: IntCounterVec,
     http_requests: IntCounterVec,
+    projection: ProjectionMetrics,
+}
+
+/// What every projection runner exports, labelled by projection name (a bounded set).
+struct ProjectionMetrics {
+    position: IntGaugeVec,
+    lag_events: IntGaugeVec,
+    lag_seconds: GaugeVec,
+    applied: IntCounterVec,
+    errors: IntCounterVec,
+    delay: HistogramVec,
+    rebuild_position: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::build);
@@ -123,7 +136,83 @@ impl Metrics {
             ),
             &["route", "status"],
         );
+        let projection = ProjectionMetrics {
+            position: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "careflow_projection_position",
+                        "Global position of the last event the live view reflects",
+                    ),
+                    &["projection"],
+                ),
+            ),
+            lag_events: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "careflow_projection_lag_events",
+                        "Events committed to the store that the live view does not reflect yet",
+                    ),
+                    &["projection"],
+                ),
+            ),
+            lag_seconds: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "careflow_projection_lag_seconds",
+                        "Age of the oldest event the live view does not reflect yet (0 when caught up)",
+                    ),
+                    &["projection"],
+                ),
+            ),
+            applied: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_projection_events_applied_total",
+                        "Events applied and committed, by projection and generation role (live, rebuild)",
+                    ),
+                    &["projection", "role"],
+                ),
+            ),
+            errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_projection_errors_total",
+                        "Batches that failed (an event the projection refused, or the view database)",
+                    ),
+                    &["projection"],
+                ),
+            ),
+            delay: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "careflow_projection_delay_seconds",
+                        "From an event's recorded_at to the commit of the live view that reflects it",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
+                    &["projection"],
+                ),
+            ),
+            rebuild_position: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "careflow_projection_rebuild_position",
+                        "Position a running rebuild has reached (0 when none runs)",
+                    ),
+                    &["projection"],
+                ),
+            ),
+        };
         Self {
+            projection,
             commands: register(&registry, commands),
             command_duration: register(&registry, command_duration),
             actors_live: register(&registry, actors_live),
@@ -249,6 +338,56 @@ pub fn http_request(route: &'static str, status: u16) {
     global()
         .http_requests
         .with_label_values(&[route, class])
+        .inc();
+}
+
+/// A live view committed a batch up to `position`, with `head` the store's newest position
+/// and `delays` the age of each of the batch's events at commit time.
+pub fn projection_committed(
+    projection: &'static str,
+    position: u64,
+    head: u64,
+    oldest_unapplied_age: Option<Duration>,
+    delays: impl Iterator<Item = Duration>,
+) {
+    let m = &global().projection;
+    m.position
+        .with_label_values(&[projection])
+        .set(i64::try_from(position).unwrap_or(i64::MAX));
+    m.lag_events
+        .with_label_values(&[projection])
+        .set(i64::try_from(head.saturating_sub(position)).unwrap_or(i64::MAX));
+    m.lag_seconds
+        .with_label_values(&[projection])
+        .set(oldest_unapplied_age.map_or(0.0, |age| age.as_secs_f64()));
+    let delay = m.delay.with_label_values(&[projection]);
+    let mut count = 0;
+    for took in delays {
+        delay.observe(took.as_secs_f64());
+        count += 1;
+    }
+    m.applied
+        .with_label_values(&[projection, "live"])
+        .inc_by(count);
+}
+
+/// A rebuild committed a batch up to `position` (0: no rebuild running).
+pub fn projection_rebuilt(projection: &'static str, position: u64, events: usize) {
+    let m = &global().projection;
+    m.rebuild_position
+        .with_label_values(&[projection])
+        .set(i64::try_from(position).unwrap_or(i64::MAX));
+    m.applied
+        .with_label_values(&[projection, "rebuild"])
+        .inc_by(events as u64);
+}
+
+/// A projection batch failed.
+pub fn projection_error(projection: &'static str) {
+    global()
+        .projection
+        .errors
+        .with_label_values(&[projection])
         .inc();
 }
 

@@ -43,9 +43,9 @@ fn mixed_log() -> EventLog {
         .push("MRN1", "2025-03-02T09:00:00Z", payment("P1", 2_000))
         .push_raw(
             "access_log-2025-03-02",
-            "PatientDataAccessed",
+            "RecordAccessed",
             1,
-            json!({"account_id": "MRN1", "access": "history"}),
+            json!({"account_id": "MRN1", "action": "history"}),
             "2025-03-02T10:00:00Z",
             "auditor",
         )

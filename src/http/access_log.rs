@@ -27,6 +27,10 @@ pub const EVENT_TYPE: &str = "RecordAccessed";
 pub enum Access {
     State,
     History,
+    /// A patient's billing view (balance, charges, payments).
+    Billing,
+    /// The access log itself (who looked at who looked).
+    AccessLog,
 }
 
 impl Access {
@@ -34,6 +38,8 @@ impl Access {
         match self {
             Access::State => "read_state",
             Access::History => "read_history",
+            Access::Billing => "read_billing",
+            Access::AccessLog => "read_access_log",
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// Occurs when the stream kept changing through every retry. HTTP 409.
     #[error("stream kept changing while the command was decided")]
     Conflict { attempts: u32 },
+    /// Occurs when the work asked for is already under way (a projection rebuild). HTTP 409.
+    #[error("already under way")]
+    AlreadyRunning { detail: String },
     /// Occurs when the body exceeds [`MAX_BODY_BYTES`]. HTTP 413.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -58,6 +61,9 @@ pub enum ApiError {
     /// Occurs when the event store (or a side table) cannot be reached. HTTP 503.
     #[error("service temporarily unavailable")]
     Unavailable { cause: String },
+    /// Occurs when a view has not caught up with `min_position` in time. HTTP 503.
+    #[error("the view has not caught up yet")]
+    NotCaughtUp { detail: String },
     /// Occurs on a broken invariant (undecodable stored events). HTTP 500.
     #[error("internal error")]
     Internal { cause: String },
@@ -130,6 +136,11 @@ impl ApiError {
                     ))
                     .hint("retry the request with the same Idempotency-Key")
             }
+            ApiError::AlreadyRunning { detail } => {
+                Problem::new(StatusCode::CONFLICT, "already_running", title)
+                    .detail(detail.clone())
+                    .hint("follow it in GET /v1/projections")
+            }
             ApiError::PayloadTooLarge => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", title)
                     .detail(format!("the limit is {MAX_BODY_BYTES} bytes"))
@@ -155,6 +166,12 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", title)
                     .detail("the event store cannot be reached; nothing was appended")
                     .hint("retry after the number of seconds in Retry-After, with the same Idempotency-Key")
+                    .retry_after(1)
+            }
+            ApiError::NotCaughtUp { detail } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "view_behind", title)
+                    .detail(detail.clone())
+                    .hint("retry after the number of seconds in Retry-After; GET /v1/projections shows the lag")
                     .retry_after(1)
             }
             ApiError::Internal { .. } => {

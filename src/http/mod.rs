@@ -35,6 +35,7 @@ pub mod commands;
 pub mod error;
 pub mod openapi;
 pub mod problem;
+pub mod projections;
 pub mod rate_limit;
 pub mod reads;
 pub mod views;
@@ -52,6 +53,8 @@ pub struct Runtime {
     pub store: Arc<dyn EventStore>,
     pub registry: Arc<Registry>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The views and their runners.
+    pub projections: Arc<crate::views::ProjectionSet>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -305,6 +308,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::encounters::register(cfg);
     openapi::inventory_items::register(cfg);
     openapi::purchases::register(cfg);
+    projections::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.

@@ -56,6 +56,10 @@ pub struct SqliteConfig {
     /// server keeps its unindexed tail (what other processes must scan) empty. Under load
     /// only `flush_at` triggers flushes, which keeps them large and their pages local.
     pub idle_flush_after: Duration,
+    /// How long `open` keeps trying for the lock file before it refuses. A process that is
+    /// exiting, or a child forked by another thread of this one and not yet exec'd, holds the
+    /// lock for a moment after its owner let go of it; a restart must not fail on that.
+    pub lock_wait: Duration,
 }
 
 impl SqliteConfig {
@@ -66,6 +70,7 @@ impl SqliteConfig {
             queue_capacity: 65_536,
             flush_at: 32_768,
             idle_flush_after: Duration::from_millis(200),
+            lock_wait: Duration::from_secs(2),
         }
     }
 }
@@ -143,7 +148,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
-        let lock = acquire_lock(&config.path)?;
+        let lock = acquire_lock(&config.path, config.lock_wait)?;
         let conn = open_connection(&config.path, false)?;
         conn.execute_batch(SCHEMA)
             .map_err(StoreError::unavailable)?;
@@ -256,7 +261,7 @@ fn poisoned() -> StoreError {
     StoreError::Unavailable("store lock poisoned".into())
 }
 
-fn acquire_lock(db: &Path) -> Result<File, StoreError> {
+fn acquire_lock(db: &Path, wait: Duration) -> Result<File, StoreError> {
     let lock_path = db.with_extension("lock");
     let file = File::options()
         .create(true)
@@ -264,16 +269,26 @@ fn acquire_lock(db: &Path) -> Result<File, StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", lock_path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
-            "{} is in use by another careflow process",
-            db.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
-            "locking {}: {e}",
-            lock_path.display()
-        ))),
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} is in use by another careflow process",
+                    db.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "locking {}: {e}",
+                    lock_path.display()
+                )));
+            }
+        }
     }
 }
 

@@ -287,7 +287,7 @@ fn an_event_without_its_streams_context_asks_for_a_rebuild() {
 fn internal_streams_are_not_activity() {
     let log = EventLog::new().push_raw(
         "access_log-2025-03-01",
-        "PatientDataAccessed",
+        "RecordAccessed",
         1,
         json!({"stream_id": "patient_account-MRN1"}),
         "2025-03-01T09:00:00Z",

@@ -4,7 +4,7 @@
 //! index to be complete even where data would not decode, and a stream of a kind this build
 //! has never heard of (a new process manager, a timer) is indexed like any other. The one
 //! content it reads is the data of access-log events (streams of kind `access_log`, type
-//! `PatientDataAccessed`), leniently: known fields are taken when they are strings, anything
+//! `RecordAccessed`), leniently: known fields are taken when they are strings, anything
 //! else is ignored. The shape expected from the HTTP layer is in docs/projections.md.
 //!
 //! Time travel (state as of T) is not a view: the shell replays a stream up to T on demand.
@@ -31,7 +31,7 @@ pub const ACCESS_BY_PATIENT: &str = "audit_access_by_patient";
 /// The stream kind the HTTP layer appends access records to.
 pub const ACCESS_LOG_KIND: &str = "access_log";
 /// The event types of an access-log stream that record a read.
-pub const ACCESS_EVENT_TYPES: &[&str] = &["PatientDataAccessed"];
+pub const ACCESS_EVENT_TYPES: &[&str] = &["RecordAccessed"];
 
 /// The audit projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,13 +87,16 @@ pub struct AccessEntry {
     pub accessed_at: DateTime<Utc>,
     /// Who read: the authenticated caller (`metadata.principal`).
     pub principal: String,
+    /// The caller's role when it read (`data.role`).
+    pub role: Option<String>,
     pub correlation_id: String,
     /// The patient (MRN): `data.account_id`, else the id of `data.stream_id` when that is a
     /// patient account stream; `None` when neither says.
     pub patient: Option<String>,
     /// The stream read (`data.stream_id`).
     pub stream_id: Option<String>,
-    /// What was read: `state`, `history`, `export`... (`data.access`).
+    /// What was read: `read_state`, `read_history`, `read_billing`, `export`...
+    /// (`data.action`).
     pub access: Option<String>,
     /// The time-travel instant, for `?as_of=` reads (`data.as_of`).
     pub as_of: Option<String>,
@@ -144,10 +147,11 @@ fn log_access(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), Pr
         event_id: event.event_id.to_string(),
         accessed_at: event.metadata.recorded_at,
         principal: event.metadata.principal.clone(),
+        role: text(data, "role"),
         correlation_id: event.metadata.correlation_id.clone(),
         patient,
         stream_id,
-        access: text(data, "access"),
+        access: text(data, "action"),
         as_of: text(data, "as_of"),
     };
     let position = format!("{:020}", event.position);

@@ -18,7 +18,7 @@ fn check(log: EventLog, expected: Value) {
 fn access(log: EventLog, when: &str, who: &str, data: Value) -> EventLog {
     log.push_raw(
         "access_log-2025-03-01",
-        "PatientDataAccessed",
+        "RecordAccessed",
         1,
         data,
         when,
@@ -80,9 +80,9 @@ fn reads_of_patient_data_are_logged_by_time_and_by_patient() {
         .push("MRN1", "2025-03-01T09:00:00Z", registered("MAIN"))
         .push_raw(
             "access_log-2025-03-01",
-            "PatientDataAccessed",
+            "RecordAccessed",
             1,
-            json!({"stream_id": "patient_account-MRN1", "access": "history",
+            json!({"stream_id": "patient_account-MRN1", "action": "history",
                    "unexpected": {"nested": true}}),
             "2025-03-01T10:00:00Z",
             "auditor-7",
@@ -91,7 +91,7 @@ fn reads_of_patient_data_are_logged_by_time_and_by_patient() {
         log,
         "2025-03-01T10:05:00Z",
         "billing-svc",
-        json!({"account_id": "MRN2", "stream_id": "encounter-V9", "access": "state",
+        json!({"account_id": "MRN2", "stream_id": "encounter-V9", "action": "state",
                "as_of": "2025-02-01T00:00:00Z"}),
     );
     // Lenient: wrong types and unknown fields are ignored, the read is still logged.
@@ -99,7 +99,7 @@ fn reads_of_patient_data_are_logged_by_time_and_by_patient() {
         log,
         "2025-03-01T10:10:00Z",
         "odd-client",
-        json!({"stream_id": 42, "access": ["state"]}),
+        json!({"stream_id": 42, "action": ["state"]}),
     );
     let log = access(
         log,
@@ -167,7 +167,7 @@ fn who_read_a_patient_is_one_prefix_scan_in_log_order() {
             log,
             when,
             who,
-            json!({"account_id": mrn, "access": "state"}),
+            json!({"account_id": mrn, "action": "state"}),
         );
     }
     let store = replay(&Audit, log.events());

@@ -1,0 +1,453 @@
+//! Views in `views.db`, a SQLite file beside `careflow.db`.
+//!
+//! A file of its own, because view writes must not queue behind (or hold up) the event
+//! store's single writer; WAL and `synchronous=NORMAL`, because a view is derived data: a
+//! power cut can lose the last committed batches, and their checkpoint with them, so the
+//! runner simply applies those events again (rows and checkpoint always commit together).
+//! Each view table is `(key TEXT PRIMARY KEY, row TEXT) WITHOUT ROWID`: keys compare as bytes
+//! (`BINARY` collation), which the projections' key layouts rely on.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use careflow_projections::{ProjectionError, ViewStore};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+
+use super::{
+    Catalog, Generation, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter, Write,
+    physical, unavailable,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS projection_generations (
+    projection TEXT    NOT NULL,
+    generation INTEGER NOT NULL,
+    status     TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    updated_at TEXT    NOT NULL,
+    last_error TEXT,
+    PRIMARY KEY (projection, generation)
+);
+CREATE TABLE IF NOT EXISTS projection_rebuild_requests (
+    projection   TEXT PRIMARY KEY,
+    requested_at TEXT NOT NULL
+);
+";
+
+/// Views in one SQLite file; readers share a small pool of connections.
+pub struct SqliteViews {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn connect(path: &Path) -> Result<Connection, ViewError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| unavailable(format!("opening {}: {e}", path.display())))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=NORMAL;
+         PRAGMA busy_timeout=5000;
+         PRAGMA cache_size=-65536;",
+    )
+    .map_err(unavailable)?;
+    // Two generations of every table, each with an upsert, a delete and a fetch.
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
+}
+
+fn sql(error: rusqlite::Error) -> ViewError {
+    unavailable(error)
+}
+
+fn row_error(error: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Store(error.to_string().into())
+}
+
+impl SqliteViews {
+    /// Opens (creating) the file and the catalog.
+    ///
+    /// # Errors
+    /// [`ViewError::Unavailable`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ViewError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(unavailable)?;
+        }
+        let conn = connect(&path)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(Self {
+            path,
+            readers: Mutex::new(vec![conn]),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ViewError>,
+    ) -> Result<T, ViewError> {
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| unavailable("view pool poisoned"))?
+            .pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 8
+        {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).map_or_else(|_| DateTime::<Utc>::MIN_UTC, |t| t.to_utc())
+}
+
+fn read_catalog(conn: &Connection, projection: &str) -> Result<Catalog, ViewError> {
+    let mut catalog = Catalog::default();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT generation, status, position, updated_at, last_error
+               FROM projection_generations WHERE projection = ?1",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params![projection], |row| {
+            Ok((
+                row.get::<_, u32>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(sql)?;
+    for row in rows {
+        let (generation, status, position, updated_at, last_error) = row.map_err(sql)?;
+        let Some(status) = GenerationStatus::parse(&status) else {
+            continue;
+        };
+        let entry = Generation {
+            generation,
+            status,
+            position: u64::try_from(position).unwrap_or(0),
+            updated_at: parse_time(&updated_at),
+            last_error,
+        };
+        match status {
+            GenerationStatus::Live => catalog.live = Some(entry),
+            GenerationStatus::Building => catalog.building = Some(entry),
+        }
+    }
+    catalog.rebuild_requested = conn
+        .prepare_cached("SELECT 1 FROM projection_rebuild_requests WHERE projection = ?1")
+        .map_err(sql)?
+        .query_row(params![projection], |_| Ok(()))
+        .optional()
+        .map_err(sql)?
+        .is_some();
+    Ok(catalog)
+}
+
+fn fetch_row(
+    conn: &Connection,
+    table: &str,
+    generation: u32,
+    key: &str,
+) -> Result<Option<Value>, rusqlite::Error> {
+    let text: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT row FROM {} WHERE key = ?1",
+            physical(table, generation)
+        ))?
+        .query_row(params![key], |row| row.get(0))
+        .optional()?;
+    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// The live generation's rows, read inside the reader's transaction.
+struct SnapshotRows<'a> {
+    conn: &'a Connection,
+    generation: u32,
+}
+
+impl ViewStore for SnapshotRows<'_> {
+    fn get(&self, table: &'static str, key: &str) -> Result<Option<Value>, ProjectionError> {
+        fetch_row(self.conn, table, self.generation, key).map_err(row_error)
+    }
+
+    fn put(&mut self, table: &'static str, _: &str, _: Value) -> Result<(), ProjectionError> {
+        Err(ProjectionError::Store(
+            format!("{table} is read-only here").into(),
+        ))
+    }
+
+    fn delete(&mut self, table: &'static str, _: &str) -> Result<(), ProjectionError> {
+        Err(ProjectionError::Store(
+            format!("{table} is read-only here").into(),
+        ))
+    }
+
+    fn scan_range(
+        &self,
+        table: &'static str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        let name = physical(table, self.generation);
+        let decode = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, String)> {
+            Ok((row.get(0)?, row.get(1)?))
+        };
+        let rows: Vec<(String, String)> = match to {
+            Some(to) => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT key, row FROM {name} WHERE key >= ?1 AND key < ?2 ORDER BY key"
+                ))
+                .and_then(|mut s| s.query_map(params![from, to], decode)?.collect())
+                .map_err(row_error)?,
+            None => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT key, row FROM {name} WHERE key >= ?1 ORDER BY key"
+                ))
+                .and_then(|mut s| s.query_map(params![from], decode)?.collect())
+                .map_err(row_error)?,
+        };
+        rows.into_iter()
+            .map(|(key, text)| Ok((key, serde_json::from_str(&text).map_err(row_error)?)))
+            .collect()
+    }
+}
+
+impl ViewBackend for SqliteViews {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn read(
+        &self,
+        projection: &'static str,
+        _tables: &'static [&'static str],
+        f: &mut dyn FnMut(ReadView<'_>) -> Result<(), ViewError>,
+    ) -> Result<(), ViewError> {
+        self.with_reader(|conn| {
+            // One read transaction: the catalog row and the rows come from one snapshot, so
+            // the position answered is exactly what the rows reflect, and a swap committed
+            // meanwhile is simply not seen.
+            conn.execute_batch("BEGIN").map_err(sql)?;
+            let result = (|| {
+                let live = read_catalog(conn, projection)?
+                    .live
+                    .ok_or_else(|| ViewError::NotBuilt(projection.to_owned()))?;
+                let rows = SnapshotRows {
+                    conn,
+                    generation: live.generation,
+                };
+                f(ReadView {
+                    rows: &rows,
+                    position: live.position,
+                })
+            })();
+            conn.execute_batch("COMMIT").map_err(sql)?;
+            result
+        })
+    }
+
+    fn catalog(&self, projection: &str) -> Result<Catalog, ViewError> {
+        self.with_reader(|conn| read_catalog(conn, projection))
+    }
+
+    fn request_rebuild(&self, projection: &str) -> Result<bool, ViewError> {
+        self.with_reader(|conn| {
+            let catalog = read_catalog(conn, projection)?;
+            if catalog.rebuild_requested || catalog.building.is_some() {
+                return Ok(false);
+            }
+            conn.execute(
+                "INSERT OR IGNORE INTO projection_rebuild_requests (projection, requested_at)
+                 VALUES (?1, ?2)",
+                params![projection, Utc::now().to_rfc3339()],
+            )
+            .map_err(sql)?;
+            Ok(true)
+        })
+    }
+
+    fn writer(&self, projection: &'static str) -> Result<Box<dyn ViewWriter>, ViewError> {
+        // The event store's lock file already makes this process the only writer.
+        Ok(Box::new(SqliteWriter {
+            conn: connect(&self.path)?,
+            projection,
+        }))
+    }
+}
+
+/// A projection's writer: a connection of its own.
+pub struct SqliteWriter {
+    conn: Connection,
+    projection: &'static str,
+}
+
+impl SqliteWriter {
+    fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, ViewError> {
+        let tx = self.conn.transaction().map_err(sql)?;
+        let value = f(&tx).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(value)
+    }
+}
+
+impl ViewWriter for SqliteWriter {
+    fn catalog(&mut self) -> Result<Catalog, ViewError> {
+        read_catalog(&self.conn, self.projection)
+    }
+
+    fn create_generation(
+        &mut self,
+        tables: &[&'static str],
+        generation: u32,
+        status: GenerationStatus,
+    ) -> Result<(), ViewError> {
+        let projection = self.projection;
+        self.in_transaction(|tx| {
+            for table in tables {
+                let name = physical(table, generation);
+                tx.execute_batch(&format!(
+                    "DROP TABLE IF EXISTS {name};
+                     CREATE TABLE {name} (key TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID;"
+                ))?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO projection_generations
+                     (projection, generation, status, position, updated_at, last_error)
+                 VALUES (?1, ?2, ?3, 0, ?4, NULL)",
+                params![
+                    projection,
+                    generation,
+                    status.as_str(),
+                    Utc::now().to_rfc3339()
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM projection_rebuild_requests WHERE projection = ?1",
+                params![projection],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn fetch(
+        &self,
+        table: &'static str,
+        generation: u32,
+        key: &str,
+    ) -> Result<Option<Value>, ViewError> {
+        fetch_row(&self.conn, table, generation, key).map_err(sql)
+    }
+
+    fn commit(
+        &mut self,
+        generation: u32,
+        writes: &mut dyn Iterator<Item = Write>,
+        position: u64,
+    ) -> Result<(), ViewError> {
+        let projection = self.projection;
+        self.in_transaction(|tx| {
+            for (table, key, row) in writes {
+                let name = physical(table, generation);
+                match row {
+                    Some(row) => {
+                        tx.prepare_cached(&format!(
+                            "INSERT INTO {name} (key, row) VALUES (?1, ?2)
+                             ON CONFLICT (key) DO UPDATE SET row = excluded.row"
+                        ))?
+                        .execute(params![key, row.to_string()])?;
+                    }
+                    None => {
+                        tx.prepare_cached(&format!("DELETE FROM {name} WHERE key = ?1"))?
+                            .execute(params![key])?;
+                    }
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE projection_generations
+                    SET position = ?1, updated_at = ?2, last_error = NULL
+                  WHERE projection = ?3 AND generation = ?4",
+            )?
+            .execute(params![
+                i64::try_from(position).unwrap_or(i64::MAX),
+                Utc::now().to_rfc3339(),
+                projection,
+                generation
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn promote(
+        &mut self,
+        tables: &[&'static str],
+        building: u32,
+        retired: Option<u32>,
+    ) -> Result<(), ViewError> {
+        let projection = self.projection;
+        self.in_transaction(|tx| {
+            if let Some(retired) = retired {
+                tx.execute(
+                    "DELETE FROM projection_generations WHERE projection = ?1 AND generation = ?2",
+                    params![projection, retired],
+                )?;
+            }
+            tx.execute(
+                "UPDATE projection_generations SET status = 'live'
+                  WHERE projection = ?1 AND generation = ?2",
+                params![projection, building],
+            )?;
+            Ok(())
+        })?;
+        if let Some(retired) = retired {
+            // Statements cached for the retired tables would pin them; forget them first.
+            self.conn.flush_prepared_statement_cache();
+            for table in tables {
+                self.conn
+                    .execute_batch(&format!(
+                        "DROP TABLE IF EXISTS {}",
+                        physical(table, retired)
+                    ))
+                    .map_err(sql)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_error(&mut self, generation: u32, error: Option<&str>) -> Result<(), ViewError> {
+        self.conn
+            .execute(
+                "UPDATE projection_generations SET last_error = ?1
+                  WHERE projection = ?2 AND generation = ?3",
+                params![error, self.projection, generation],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+}
