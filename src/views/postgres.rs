@@ -257,7 +257,6 @@ impl ViewBackend for PostgresViews {
             rows: &rows,
             position: live.position,
         });
-        drop(rows);
         self.handle.block_on(tx.commit()).map_err(pg)?;
         result
     }

@@ -50,10 +50,13 @@ fn connect(path: &Path) -> Result<Connection, ViewError> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| unavailable(format!("opening {}: {e}", path.display())))?;
+    // The busy timeout first: switching to WAL, or recovering it after a crash, takes a lock
+    // that the other runners' connections opening at the same moment must wait for.
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(unavailable)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL;
          PRAGMA synchronous=NORMAL;
-         PRAGMA busy_timeout=5000;
          PRAGMA cache_size=-65536;",
     )
     .map_err(unavailable)?;
@@ -310,7 +313,12 @@ impl SqliteWriter {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, ViewError> {
-        let tx = self.conn.transaction().map_err(sql)?;
+        // IMMEDIATE: take the write lock up front (waiting on the busy timeout), rather than
+        // failing at once on an upgrade from a read lock that another writer blocks.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
         let value = f(&tx).map_err(sql)?;
         tx.commit().map_err(sql)?;
         Ok(value)

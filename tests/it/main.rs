@@ -8,6 +8,7 @@ mod errors;
 mod journey;
 mod passivation;
 mod postgres_api;
+mod projections;
 mod roles;
 mod serve;
 mod support;
