@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::actors::{ActorConfig, Registry};
-use crate::bench::{self, ActivateBench, AppendBench, HttpBench, StreamChoice};
+use crate::bench::{self, ActivateBench, AppendBench, HttpBench, RebuildBench, StreamChoice};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
@@ -42,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Operate the projections (billing, analytics, audit).
+    Projections {
+        #[command(subcommand)]
+        what: ProjectionsCommand,
+    },
     /// Bearer tokens for the HTTP API.
     Token {
         #[command(subcommand)]
@@ -68,7 +74,27 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Replay the whole log into a shadow copy of the view, then swap it in atomically
+    /// (readers keep the old view until then). A running server does the work; with none
+    /// running, this command does it.
+    Rebuild {
+        /// billing, analytics or audit.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Rebuild of the billing and analytics views from a filled throw-away store.
+    Rebuild {
+        /// Backend to measure (overrides the configured store).
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
+        /// Events to store first (100 per account).
+        #[arg(long, default_value_t = 5_000_000)]
+        events: usize,
+    },
     /// Durable single-event appends from concurrent writers, each to a fresh stream.
     Append {
         /// Backend to measure (overrides the configured store).
@@ -154,6 +180,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = runtime.block_on(bench::append(&config, &spec))?;
                     println!("{report}");
                 }
+                BenchCommand::Rebuild { store, events } => {
+                    let spec = RebuildBench {
+                        store: store.unwrap_or(config.store),
+                        events,
+                    };
+                    let report = runtime.block_on(bench::rebuild(&config, &spec))?;
+                    println!("{report}");
+                }
                 BenchCommand::Activate { events, runs } => {
                     let spec = ActivateBench { events, runs };
                     let report = runtime.block_on(bench::activate(&config, &spec))?;
@@ -181,6 +215,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Projections {
+            what: ProjectionsCommand::Rebuild { name },
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(rebuild_projection(&config, &name))
+        }
         Command::Token {
             what: TokenCommand::Issue { role, subject, ttl },
         } => {
@@ -192,6 +235,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `careflow projections rebuild <name>` with a progress bar on stderr.
+async fn rebuild_projection(config: &Config, name: &str) -> anyhow::Result<ExitCode> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("rebuilding {msg} [{bar:40}] {pos}/{len} events ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(name.to_owned());
+    let done = views::rebuild::rebuild(config, name, |progress| {
+        bar.set_length(progress.head);
+        bar.set_position(progress.position);
+    })
+    .await;
+    bar.finish_and_clear();
+    let done = done.with_context(|| format!("rebuilding projection {name}"))?;
+    println!(
+        "projection {} rebuilt: generation {} live at position {}{}",
+        done.name,
+        done.generation,
+        done.position,
+        if done.ran_here {
+            " (no server was running it, so this command did)"
+        } else {
+            " (by the running server)"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(filter: &str) {

@@ -7,10 +7,12 @@
 mod activate;
 mod append;
 mod http;
+mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use http::{HttpBench, HttpReport, http};
+pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 
 use std::time::Duration;
 

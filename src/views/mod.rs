@@ -41,6 +41,7 @@ use crate::config::{Config, StoreKind};
 
 pub mod overlay;
 pub mod postgres;
+pub mod rebuild;
 pub mod runner;
 pub mod sqlite;
 
