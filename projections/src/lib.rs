@@ -33,4 +33,6 @@ pub use audit::Audit;
 pub use billing::Billing;
 pub use error::ProjectionError;
 pub use projection::{Decoded, Projection, decode};
-pub use store::{MemoryViewStore, ViewStore, load, load_prefix, save};
+pub use store::{
+    MemoryViewStore, Taken, TypedRow, ViewStore, load, load_prefix, save, save_owned, take,
+};

@@ -11,6 +11,7 @@
 //! Rows are `serde_json::Value`s at the trait boundary; the typed helpers [`load`], [`save`]
 //! and [`load_prefix`] turn them into each view's row structs, so the trait needs no generics.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -27,6 +28,40 @@ pub trait ViewStore {
     /// # Errors
     /// [`ProjectionError::Store`] when the backend fails.
     fn get(&self, table: &'static str, key: &str) -> Result<Option<Value>, ProjectionError>;
+
+    /// The row under `key`, for a caller that will write it back (or delete it) before its
+    /// `apply` returns `Ok`. A store may hand the row over instead of copying it, and may hand
+    /// over the typed row a [`ViewStore::put_typed`] left, so until it is written back the row
+    /// may read as absent. The default copies ([`ViewStore::get`]).
+    ///
+    /// This exists for speed: a projection's hot rows (an account's open items, a day's
+    /// counters) are read and rewritten for every event, and turning a large row into JSON and
+    /// back for each event was most of the cost of a rebuild (docs/performance.md).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Store`] when the backend fails.
+    fn take(&mut self, table: &'static str, key: &str) -> Result<Option<Taken>, ProjectionError> {
+        Ok(self.get(table, key)?.map(Taken::Json))
+    }
+
+    /// Inserts or replaces the row under `key` with a typed row, which a store may keep as it
+    /// is until it must write it out. The default serialises it at once.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Serialize`] (not expected); the backend's errors.
+    fn put_typed(
+        &mut self,
+        table: &'static str,
+        key: &str,
+        row: Box<dyn TypedRow>,
+    ) -> Result<(), ProjectionError> {
+        let value = row.to_json().map_err(|error| ProjectionError::Serialize {
+            table,
+            key: key.to_owned(),
+            detail: error.to_string(),
+        })?;
+        self.put(table, key, value)
+    }
 
     /// Inserts or replaces the row under `key`.
     ///
@@ -69,6 +104,52 @@ pub trait ViewStore {
             .unwrap_or(rows.len());
         rows.truncate(end);
         Ok(rows)
+    }
+}
+
+/// A row kept in its own type by a store that defers serialisation (see
+/// [`ViewStore::put_typed`]).
+pub trait TypedRow: Any + Send {
+    /// The row as the JSON it is stored as.
+    ///
+    /// # Errors
+    /// What serde_json reports (not expected for this crate's rows).
+    fn to_json(&self) -> Result<Value, serde_json::Error>;
+    /// The row as JSON text, straight from the typed row (no `Value` in between).
+    ///
+    /// # Errors
+    /// What serde_json reports (not expected for this crate's rows).
+    fn to_text(&self) -> Result<String, serde_json::Error>;
+    /// For the downcast back to the row's type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<T: Serialize + Any + Send> TypedRow for T {
+    fn to_json(&self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+
+    fn to_text(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// What [`ViewStore::take`] hands over: stored JSON, or a typed row a projection left.
+pub enum Taken {
+    Json(Value),
+    Typed(Box<dyn TypedRow>),
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Taken::Json(value) => f.debug_tuple("Json").field(value).finish(),
+            Taken::Typed(_) => f.write_str("Typed(..)"),
+        }
     }
 }
 
@@ -157,6 +238,44 @@ pub fn load<T: DeserializeOwned>(
         .get(table, key)?
         .map(|row| decode_row(table, key, row))
         .transpose()
+}
+
+/// Reads one row that the caller writes back with [`save`] before it returns `Ok` (see
+/// [`ViewStore::take`]); every success path must save it.
+///
+/// # Errors
+/// [`ProjectionError::Row`] when the row has another shape; the store's own errors.
+pub fn take<T: DeserializeOwned + 'static>(
+    store: &mut dyn ViewStore,
+    table: &'static str,
+    key: &str,
+) -> Result<Option<T>, ProjectionError> {
+    match store.take(table, key)? {
+        None => Ok(None),
+        Some(Taken::Json(row)) => decode_row(table, key, row).map(Some),
+        Some(Taken::Typed(row)) => match row.into_any().downcast::<T>() {
+            Ok(row) => Ok(Some(*row)),
+            Err(_) => Err(ProjectionError::Row {
+                table,
+                key: key.to_owned(),
+                detail: "the row was left as another type".to_owned(),
+            }),
+        },
+    }
+}
+
+/// Writes one row, handing it over typed: a store that defers serialisation keeps it as it
+/// is until its batch commits (see [`ViewStore::put_typed`]). The partner of [`take`].
+///
+/// # Errors
+/// [`ProjectionError::Serialize`] (not expected); the store's own errors.
+pub fn save_owned<T: Serialize + Send + 'static>(
+    store: &mut dyn ViewStore,
+    table: &'static str,
+    key: &str,
+    row: T,
+) -> Result<(), ProjectionError> {
+    store.put_typed(table, key, Box::new(row))
 }
 
 /// Serialises and writes one row.

@@ -310,7 +310,9 @@ fn decided<A: Aggregate>(
         let command = A::parse_command(body).map_err(|r| anyhow::anyhow!("{r}"))?;
         let at = day + chrono::Duration::minutes(i as i64);
         let ctx = Ctx::new(at, Uuid::new_v4(), "bench").occurred_at(at);
-        for event in A::decide(&state, &command.command, &ctx).map_err(|r| anyhow::anyhow!("{r}"))? {
+        for event in
+            A::decide(&state, &command.command, &ctx).map_err(|r| anyhow::anyhow!("{r}"))?
+        {
             let encoded = A::encode(&event);
             events.push(ProposedEvent {
                 event_type: encoded.event_type.to_owned(),

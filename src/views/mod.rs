@@ -34,7 +34,6 @@ use std::sync::Arc;
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::config::{Config, StoreKind};
@@ -129,8 +128,8 @@ pub struct Catalog {
     pub rebuild_requested: bool,
 }
 
-/// One row write of a batch: `None` deletes.
-pub type Write = (&'static str, String, Option<Value>);
+/// One row write of a batch, `(table, key, row as JSON text)`: `None` deletes.
+pub type Write<'a> = (&'static str, &'a str, Option<&'a str>);
 
 /// What a read saw: the live generation's rows and their checkpoint, from one snapshot.
 pub struct ReadView<'a> {
@@ -202,7 +201,7 @@ pub trait ViewWriter: Send {
         status: GenerationStatus,
     ) -> Result<(), ViewError>;
 
-    /// One row of one generation's table.
+    /// One row of one generation's table, as its JSON text.
     ///
     /// # Errors
     /// The backend's errors.
@@ -211,7 +210,7 @@ pub trait ViewWriter: Send {
         table: &'static str,
         generation: u32,
         key: &str,
-    ) -> Result<Option<Value>, ViewError>;
+    ) -> Result<Option<String>, ViewError>;
 
     /// Writes `writes` to `generation` and moves its checkpoint to `position`, in one
     /// transaction.
@@ -221,7 +220,7 @@ pub trait ViewWriter: Send {
     fn commit(
         &mut self,
         generation: u32,
-        writes: &mut dyn Iterator<Item = Write>,
+        writes: &mut dyn Iterator<Item = Write<'_>>,
         position: u64,
     ) -> Result<(), ViewError>;
 

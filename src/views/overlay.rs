@@ -1,82 +1,150 @@
 //! The `ViewStore` a runner hands to `apply`: cached reads, buffered writes.
 //!
 //! `apply` reads a row, changes it and writes it back, often the same few rows (an account,
-//! its receivables, a facility's day) for many events in a row. The [`Overlay`] answers reads
+//! its open items, a facility's day) for many events in a row. The [`Overlay`] answers reads
 //! from the batch's own writes, then from a [`RowCache`] kept across batches, and only then
 //! from the database; writes stay in memory until the runner commits them together with the
 //! checkpoint. That is what makes a batch atomic (all of its rows and its checkpoint, or
-//! nothing) and what makes a rebuild fast: a fresh generation starts empty, so while the
-//! cache has never dropped a row, a miss is known to be absent without asking the database.
+//! nothing) and what makes a rebuild fast:
 //!
-//! The cache is bounded: past its limit it is emptied (simpler than LRU bookkeeping on the
-//! hot path, and a miss costs one indexed read) and loses its "complete" knowledge.
+//! - `take` hands a cached row over instead of copying it (the projection writes it back);
+//! - only rows that were *read* in a batch stay cached after it: rows that are written once
+//!   and never read again (a charge, a claim line) would only crowd the hot ones out;
+//! - a generation created empty by this runner is *complete*: a hash of every key written
+//!   to it is kept, so a miss on a key never written is known to be absent without asking
+//!   the database (most of a rebuild's reads are of rows that do not exist yet).
+//!
+//! The cache is bounded: past its limit its rows are dropped (simpler than LRU bookkeeping on
+//! the hot path; a miss costs one indexed read), while the key hashes stay.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
-use careflow_projections::{ProjectionError, ViewStore};
+use careflow_projections::{ProjectionError, Taken, TypedRow, ViewStore};
 use serde_json::Value;
 
 use super::{ViewWriter, Write};
 
-type Rows = HashMap<&'static str, HashMap<String, Option<Value>>>;
+/// Rows as their stored JSON text (`None`: known absent).
+type Texts = HashMap<&'static str, HashMap<String, Option<String>>>;
 
-/// Rows of one generation known to match the database, kept across batches.
+/// A row written in this batch: JSON, or a typed row serialised only when the batch commits
+/// (the hot rows are rewritten once per event, so that is once per batch instead).
+enum Cell {
+    Json(Option<Value>),
+    Typed(Box<dyn TypedRow>),
+}
+
+type Cells = HashMap<&'static str, HashMap<String, Cell>>;
+
+fn serialize_error(table: &'static str, key: &str, error: &serde_json::Error) -> ProjectionError {
+    ProjectionError::Serialize {
+        table,
+        key: key.to_owned(),
+        detail: error.to_string(),
+    }
+}
+
+fn parse(table: &'static str, key: &str, text: &str) -> Result<Value, ProjectionError> {
+    serde_json::from_str(text).map_err(|error| ProjectionError::Row {
+        table,
+        key: key.to_owned(),
+        detail: error.to_string(),
+    })
+}
+
+/// Keys hashed this way; a collision only costs a database read.
+fn key_hash(table: &str, key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    table.hash(&mut hasher);
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Past this many keys a complete generation stops tracking them (about 16 bytes each).
+const MAX_TRACKED_KEYS: usize = 50_000_000;
+
+/// Rows of one generation known to match the database, kept across batches as their JSON
+/// text: compact (a parsed `Value` of an account's open items is several times larger), and
+/// bounded by bytes, which is what memory is.
 #[derive(Debug, Default)]
 pub struct RowCache {
-    rows: Rows,
-    len: usize,
-    limit: usize,
-    /// Every row of the generation is in `rows` (it was created empty in this process and
-    /// nothing was dropped since): a miss means the row does not exist.
-    complete: bool,
+    rows: Texts,
+    bytes: usize,
+    limit_bytes: usize,
+    /// `Some` while the generation is complete: the hashes of every key ever written to it.
+    /// A key whose hash is absent does not exist.
+    written: Option<HashSet<u64>>,
 }
 
 impl RowCache {
-    /// An empty cache holding at most `limit` rows. `complete` says the generation is empty.
-    pub fn new(limit: usize, complete: bool) -> Self {
+    /// An empty cache of at most `limit_bytes` of row text. `complete` says the generation is
+    /// empty.
+    pub fn new(limit_bytes: usize, complete: bool) -> Self {
         Self {
             rows: HashMap::new(),
-            len: 0,
-            limit: limit.max(1),
-            complete,
+            bytes: 0,
+            limit_bytes: limit_bytes.max(1),
+            written: complete.then(HashSet::new),
         }
     }
 
     /// Forgets everything (after a failed commit, the database is the only truth).
     pub fn invalidate(&mut self) {
         self.rows.clear();
-        self.len = 0;
-        self.complete = false;
+        self.bytes = 0;
+        self.written = None;
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    /// Bytes of row text held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    fn cost(key: &str, row: Option<&String>) -> usize {
+        key.len() + row.map_or(0, String::len) + 64
     }
 
-    fn get(&self, table: &str, key: &str) -> Option<&Option<Value>> {
+    fn get(&self, table: &str, key: &str) -> Option<&Option<String>> {
         self.rows.get(table).and_then(|rows| rows.get(key))
     }
 
-    fn insert(&mut self, table: &'static str, key: String, row: Option<Value>) {
-        if self
-            .rows
-            .entry(table)
-            .or_default()
-            .insert(key, row)
-            .is_none()
-        {
-            self.len += 1;
+    fn remove(&mut self, table: &str, key: &str) -> Option<Option<String>> {
+        let row = self.rows.get_mut(table)?.remove(key)?;
+        self.bytes -= Self::cost(key, row.as_ref());
+        Some(row)
+    }
+
+    fn insert(&mut self, table: &'static str, key: String, row: Option<String>) {
+        let added = Self::cost(&key, row.as_ref());
+        if let Some(old) = self.rows.entry(table).or_default().insert(key.clone(), row) {
+            self.bytes -= Self::cost(&key, old.as_ref());
+        }
+        self.bytes += added;
+    }
+
+    /// Known absent without asking the database.
+    fn surely_absent(&self, table: &str, key: &str) -> bool {
+        self.written
+            .as_ref()
+            .is_some_and(|written| !written.contains(&key_hash(table, key)))
+    }
+
+    fn note_written(&mut self, table: &str, key: &str) {
+        if let Some(written) = &mut self.written {
+            written.insert(key_hash(table, key));
+            if written.len() > MAX_TRACKED_KEYS {
+                self.written = None;
+            }
         }
     }
 
     fn trim(&mut self) {
-        if self.len > self.limit {
-            self.invalidate();
+        if self.bytes > self.limit_bytes {
+            self.rows.clear();
+            self.bytes = 0;
         }
     }
 }
@@ -86,7 +154,9 @@ pub struct Overlay<'w, 'c> {
     writer: &'w dyn ViewWriter,
     generation: u32,
     cache: RefCell<&'c mut RowCache>,
-    dirty: Rows,
+    dirty: Cells,
+    /// Keys read in this batch: their new values stay cached after the commit.
+    read: RefCell<HashMap<&'static str, HashSet<String>>>,
 }
 
 impl<'w, 'c> Overlay<'w, 'c> {
@@ -96,22 +166,77 @@ impl<'w, 'c> Overlay<'w, 'c> {
             generation,
             cache: RefCell::new(cache),
             dirty: HashMap::new(),
+            read: RefCell::new(HashMap::new()),
         }
     }
 
-    /// Ends the reading part of the batch, releasing the writer so it can commit.
-    pub fn into_pending(self) -> Pending<'c> {
-        Pending {
-            cache: self.cache.into_inner(),
-            dirty: self.dirty,
+    /// Ends the reading part of the batch, releasing the writer so it can commit: typed rows
+    /// are serialised here, once each.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Serialize`] (not expected for the projections' rows).
+    pub fn into_pending(self) -> Result<Pending<'c>, ProjectionError> {
+        let mut dirty: Texts = HashMap::with_capacity(self.dirty.len());
+        for (table, cells) in self.dirty {
+            let rows = dirty.entry(table).or_default();
+            rows.reserve(cells.len());
+            for (key, cell) in cells {
+                let row = match cell {
+                    Cell::Json(row) => row.map(|row| row.to_string()),
+                    Cell::Typed(row) => Some(
+                        row.to_text()
+                            .map_err(|e| serialize_error(table, &key, &e))?,
+                    ),
+                };
+                rows.insert(key, row);
+            }
         }
+        Ok(Pending {
+            cache: self.cache.into_inner(),
+            dirty,
+            read: self.read.into_inner(),
+        })
+    }
+
+    /// Drops the batch's writes: the cache is emptied, the database stays the truth.
+    pub fn abandon(self) {
+        self.cache.into_inner().invalidate();
+    }
+
+    fn write(&mut self, table: &'static str, key: &str, cell: Cell) {
+        let rows = self.dirty.entry(table).or_default();
+        match rows.get_mut(key) {
+            Some(slot) => *slot = cell,
+            None => {
+                rows.insert(key.to_owned(), cell);
+            }
+        }
+    }
+
+    fn note_read(&self, table: &'static str, key: &str) {
+        let mut read = self.read.borrow_mut();
+        let keys = read.entry(table).or_default();
+        if !keys.contains(key) {
+            keys.insert(key.to_owned());
+        }
+    }
+
+    /// A row not in this batch's writes nor in the cache, as its text.
+    fn miss(&self, table: &'static str, key: &str) -> Result<Option<String>, ProjectionError> {
+        if self.cache.borrow().surely_absent(table, key) {
+            return Ok(None);
+        }
+        self.writer
+            .fetch(table, self.generation, key)
+            .map_err(|e| ProjectionError::Store(e.to_string().into()))
     }
 }
 
 /// A batch's writes waiting for their commit.
 pub struct Pending<'c> {
     cache: &'c mut RowCache,
-    dirty: Rows,
+    dirty: Texts,
+    read: HashMap<&'static str, HashSet<String>>,
 }
 
 impl Pending<'_> {
@@ -125,23 +250,31 @@ impl Pending<'_> {
     }
 
     /// The writes, for `ViewWriter::commit`.
-    pub fn writes(&self) -> impl Iterator<Item = Write> + '_ {
+    pub fn writes(&self) -> impl Iterator<Item = Write<'_>> + '_ {
         self.dirty.iter().flat_map(|(table, rows)| {
             rows.iter()
-                .map(move |(key, row)| (*table, key.clone(), row.clone()))
+                .map(move |(key, row)| (*table, key.as_str(), row.as_deref()))
         })
     }
 
-    /// After the commit: committed rows join the cache; a failed commit empties it, since
-    /// the database is then the only truth.
+    /// After the commit: the batch's keys are noted as written, and the rows it read stay
+    /// cached with their new values. A failed commit empties the cache, since the database
+    /// is then the only truth.
     pub fn settle(self, committed: bool) {
         if !committed {
             self.cache.invalidate();
             return;
         }
         for (table, rows) in self.dirty {
+            let read = self.read.get(table);
             for (key, row) in rows {
-                self.cache.insert(table, key, row);
+                self.cache.note_written(table, &key);
+                if read.is_some_and(|keys| keys.contains(&key)) {
+                    self.cache.insert(table, key, row);
+                } else {
+                    // A stale cached copy must not outlive this write.
+                    self.cache.remove(table, &key);
+                }
             }
         }
         self.cache.trim();
@@ -150,37 +283,67 @@ impl Pending<'_> {
 
 impl ViewStore for Overlay<'_, '_> {
     fn get(&self, table: &'static str, key: &str) -> Result<Option<Value>, ProjectionError> {
-        if let Some(row) = self.dirty.get(table).and_then(|rows| rows.get(key)) {
-            return Ok(row.clone());
+        match self.dirty.get(table).and_then(|rows| rows.get(key)) {
+            Some(Cell::Json(row)) => return Ok(row.clone()),
+            Some(Cell::Typed(row)) => {
+                return row
+                    .to_json()
+                    .map(Some)
+                    .map_err(|e| serialize_error(table, key, &e));
+            }
+            None => {}
         }
-        let mut cache = self.cache.borrow_mut();
-        if let Some(row) = cache.get(table, key) {
-            return Ok(row.clone());
+        self.note_read(table, key);
+        if let Some(row) = self.cache.borrow().get(table, key) {
+            return row
+                .as_deref()
+                .map(|text| parse(table, key, text))
+                .transpose();
         }
-        if cache.complete {
-            return Ok(None);
+        let row = self.miss(table, key)?;
+        let value = row
+            .as_deref()
+            .map(|text| parse(table, key, text))
+            .transpose()?;
+        self.cache.borrow_mut().insert(table, key.to_owned(), row);
+        Ok(value)
+    }
+
+    /// Hands the row over without a copy: from this batch's writes, else from the cache,
+    /// else from the database. The projection writes it back before its `apply` returns.
+    fn take(&mut self, table: &'static str, key: &str) -> Result<Option<Taken>, ProjectionError> {
+        match self.dirty.get_mut(table).and_then(|rows| rows.remove(key)) {
+            Some(Cell::Json(row)) => return Ok(row.map(Taken::Json)),
+            Some(Cell::Typed(row)) => return Ok(Some(Taken::Typed(row))),
+            None => {}
         }
-        let row = self
-            .writer
-            .fetch(table, self.generation, key)
-            .map_err(|e| ProjectionError::Store(e.to_string().into()))?;
-        cache.insert(table, key.to_owned(), row.clone());
-        Ok(row)
+        self.note_read(table, key);
+        let cached = self.cache.borrow_mut().remove(table, key);
+        let text = match cached {
+            Some(row) => row,
+            None => self.miss(table, key)?,
+        };
+        text.map(|text| parse(table, key, &text).map(Taken::Json))
+            .transpose()
+    }
+
+    fn put_typed(
+        &mut self,
+        table: &'static str,
+        key: &str,
+        row: Box<dyn TypedRow>,
+    ) -> Result<(), ProjectionError> {
+        self.write(table, key, Cell::Typed(row));
+        Ok(())
     }
 
     fn put(&mut self, table: &'static str, key: &str, row: Value) -> Result<(), ProjectionError> {
-        self.dirty
-            .entry(table)
-            .or_default()
-            .insert(key.to_owned(), Some(row));
+        self.write(table, key, Cell::Json(Some(row)));
         Ok(())
     }
 
     fn delete(&mut self, table: &'static str, key: &str) -> Result<(), ProjectionError> {
-        self.dirty
-            .entry(table)
-            .or_default()
-            .insert(key.to_owned(), None);
+        self.write(table, key, Cell::Json(None));
         Ok(())
     }
 

@@ -420,7 +420,7 @@ impl ViewWriter for PostgresWriter {
         table: &'static str,
         generation: u32,
         key: &str,
-    ) -> Result<Option<Value>, ViewError> {
+    ) -> Result<Option<String>, ViewError> {
         let name = self.table(table, generation);
         self.handle
             .block_on(async {
@@ -429,14 +429,14 @@ impl ViewWriter for PostgresWriter {
                     .await?;
                 self.client.query_opt(&statement, &[&key]).await
             })
-            .map(decode_row)
+            .map(|row| row.map(|row| row.get::<_, String>(0)))
             .map_err(pg)
     }
 
     fn commit(
         &mut self,
         generation: u32,
-        writes: &mut dyn Iterator<Item = Write>,
+        writes: &mut dyn Iterator<Item = Write<'_>>,
         position: u64,
     ) -> Result<(), ViewError> {
         // Grouped by table: one UNNEST upsert and one delete per table, pipelined.
@@ -446,10 +446,10 @@ impl ViewWriter for PostgresWriter {
             match row {
                 Some(row) => {
                     let entry = upserts.entry(table).or_default();
-                    entry.0.push(key);
-                    entry.1.push(row.to_string());
+                    entry.0.push(key.to_owned());
+                    entry.1.push(row.to_owned());
                 }
-                None => deletes.entry(table).or_default().push(key),
+                None => deletes.entry(table).or_default().push(key.to_owned()),
             }
         }
         let position = i64::try_from(position).map_err(unavailable)?;

@@ -56,8 +56,8 @@ pub struct RunnerConfig {
     pub live_batch: usize,
     /// Most events per rebuild batch: large, so commits and checkpoints are amortised.
     pub rebuild_batch: usize,
-    /// Rows the cache of each generation holds before it is emptied.
-    pub cache_rows: usize,
+    /// Bytes of row text the cache of each generation holds before it is emptied.
+    pub cache_bytes: usize,
     /// How often the catalog is read for rebuild requests.
     pub control_interval: Duration,
     /// Pause after a failed batch or while another node owns the projection.
@@ -69,7 +69,7 @@ impl Default for RunnerConfig {
         Self {
             live_batch: 1_000,
             rebuild_batch: 10_000,
-            cache_rows: 250_000,
+            cache_bytes: 64 << 20,
             control_interval: Duration::from_millis(250),
             retry_after: Duration::from_secs(2),
         }
@@ -318,7 +318,19 @@ impl Runner {
     fn run(self) {
         while !self.stop.is_set() {
             match self.backend.writer(self.name) {
-                Ok(writer) => match self.run_owned(writer) {
+                // A panic in a projection (a bug) must not end the runner for good: it is
+                // reported like any failure and the runner starts over from its checkpoint.
+                Ok(writer) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.run_owned(writer)
+                }))
+                .unwrap_or_else(|panic| {
+                    let cause = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    Exit::Failed(ViewError::Unavailable(format!("runner panicked: {cause}")))
+                }) {
                     Exit::Stopped => return,
                     Exit::Failed(error) => {
                         metrics::projection_error(self.name);
@@ -357,7 +369,7 @@ impl Runner {
             Some(g) => Filling {
                 generation: g.generation,
                 position: g.position,
-                cache: RowCache::new(self.config.cache_rows, false),
+                cache: RowCache::new(self.config.cache_bytes, false),
                 paused_until: None,
             },
             None => {
@@ -367,7 +379,7 @@ impl Runner {
                 Filling {
                     generation: 1,
                     position: 0,
-                    cache: RowCache::new(self.config.cache_rows, true),
+                    cache: RowCache::new(self.config.cache_bytes, true),
                     paused_until: None,
                 }
             }
@@ -376,7 +388,7 @@ impl Runner {
         let mut building = catalog.building.map(|g| Filling {
             generation: g.generation,
             position: g.position,
-            cache: RowCache::new(self.config.cache_rows, false),
+            cache: RowCache::new(self.config.cache_bytes, false),
             paused_until: None,
         });
         let mut head = self.store.head_watch();
@@ -399,7 +411,7 @@ impl Runner {
                         building = Some(Filling {
                             generation,
                             position: 0,
-                            cache: RowCache::new(self.config.cache_rows, true),
+                            cache: RowCache::new(self.config.cache_bytes, true),
                             paused_until: None,
                         });
                     }
@@ -532,16 +544,16 @@ impl Runner {
             if refused.is_some() {
                 // The refused event may have written some of its rows: redo the batch
                 // without it.
-                overlay.into_pending().settle(false);
+                overlay.abandon();
                 let mut overlay = Overlay::new(&*writer, generation, &mut target.cache);
                 for event in &events[..applied] {
                     self.projection
                         .apply(&mut overlay, event)
                         .map_err(ViewError::Projection)?;
                 }
-                overlay.into_pending()
+                overlay.into_pending().map_err(ViewError::Projection)?
             } else {
-                overlay.into_pending()
+                overlay.into_pending().map_err(ViewError::Projection)?
             }
         };
         let Some(last) = events[..applied].last().map(|e| e.position) else {

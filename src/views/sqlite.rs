@@ -168,20 +168,18 @@ fn read_catalog(conn: &Connection, projection: &str) -> Result<Catalog, ViewErro
     Ok(catalog)
 }
 
-fn fetch_row(
+fn fetch_text(
     conn: &Connection,
     table: &str,
     generation: u32,
     key: &str,
-) -> Result<Option<Value>, rusqlite::Error> {
-    let text: Option<String> = conn
-        .prepare_cached(&format!(
-            "SELECT row FROM {} WHERE key = ?1",
-            physical(table, generation)
-        ))?
-        .query_row(params![key], |row| row.get(0))
-        .optional()?;
-    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+) -> Result<Option<String>, rusqlite::Error> {
+    conn.prepare_cached(&format!(
+        "SELECT row FROM {} WHERE key = ?1",
+        physical(table, generation)
+    ))?
+    .query_row(params![key], |row| row.get(0))
+    .optional()
 }
 
 /// The live generation's rows, read inside the reader's transaction.
@@ -192,7 +190,10 @@ struct SnapshotRows<'a> {
 
 impl ViewStore for SnapshotRows<'_> {
     fn get(&self, table: &'static str, key: &str) -> Result<Option<Value>, ProjectionError> {
-        fetch_row(self.conn, table, self.generation, key).map_err(row_error)
+        fetch_text(self.conn, table, self.generation, key)
+            .map_err(row_error)?
+            .map(|text| serde_json::from_str(&text).map_err(row_error))
+            .transpose()
     }
 
     fn put(&mut self, table: &'static str, _: &str, _: Value) -> Result<(), ProjectionError> {
@@ -369,14 +370,14 @@ impl ViewWriter for SqliteWriter {
         table: &'static str,
         generation: u32,
         key: &str,
-    ) -> Result<Option<Value>, ViewError> {
-        fetch_row(&self.conn, table, generation, key).map_err(sql)
+    ) -> Result<Option<String>, ViewError> {
+        fetch_text(&self.conn, table, generation, key).map_err(sql)
     }
 
     fn commit(
         &mut self,
         generation: u32,
-        writes: &mut dyn Iterator<Item = Write>,
+        writes: &mut dyn Iterator<Item = Write<'_>>,
         position: u64,
     ) -> Result<(), ViewError> {
         let projection = self.projection;
@@ -389,7 +390,7 @@ impl ViewWriter for SqliteWriter {
                             "INSERT INTO {name} (key, row) VALUES (?1, ?2)
                              ON CONFLICT (key) DO UPDATE SET row = excluded.row"
                         ))?
-                        .execute(params![key, row.to_string()])?;
+                        .execute(params![key, row])?;
                     }
                     None => {
                         tx.prepare_cached(&format!("DELETE FROM {name} WHERE key = ?1"))?

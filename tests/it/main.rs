@@ -12,3 +12,4 @@ mod projections;
 mod roles;
 mod serve;
 mod support;
+mod views;

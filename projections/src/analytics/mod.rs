@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProjectionError;
 use crate::projection::{Decoded, Projection, decode};
-use crate::store::{ViewStore, load, save};
+use crate::store::{ViewStore, load, save, save_owned, take};
 
 /// Key: `{YYYY-MM-DD} {facility}` (the date is fixed-width, so any facility text is safe and
 /// a date range is a key range). One [`DailyCounters`] row.
@@ -174,13 +174,14 @@ fn update_day(
 ) -> Result<(), ProjectionError> {
     let date = event.metadata.occurred_at.date_naive();
     let key = format!("{} {facility}", date.format("%Y-%m-%d"));
-    let mut day = load::<DailyCounters>(store, DAILY, &key)?
+    // Taken, not copied: saved below (an error abandons the whole batch).
+    let mut day = take::<DailyCounters>(store, DAILY, &key)?
         .unwrap_or_else(|| DailyCounters::new(date, facility));
     change(&mut day).ok_or(ProjectionError::Overflow {
         table: DAILY,
         position: event.position,
     })?;
-    save(store, DAILY, &key, &day)
+    save_owned(store, DAILY, &key, day)
 }
 
 fn context(store: &dyn ViewStore, event: &RecordedEvent) -> Result<StreamContext, ProjectionError> {

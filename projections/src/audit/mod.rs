@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::store::{ViewStore, load, save};
+use crate::store::{ViewStore, save, save_owned, take};
 
 /// Key: the stream id. One [`StreamIndexRow`] per stream of any kind.
 pub const STREAMS: &str = "audit_streams";
@@ -105,7 +105,8 @@ pub struct AccessEntry {
 fn index_stream(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), ProjectionError> {
     let key = event.stream_id.as_str();
     let recorded_at = event.metadata.recorded_at;
-    let row = match load::<StreamIndexRow>(store, STREAMS, key)? {
+    // Taken, not copied: saved below.
+    let row = match take::<StreamIndexRow>(store, STREAMS, key)? {
         Some(mut row) => {
             row.last_position = event.position;
             row.last_recorded_at = recorded_at;
@@ -125,7 +126,7 @@ fn index_stream(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), 
             event_count: 1,
         },
     };
-    save(store, STREAMS, key, &row)
+    save_owned(store, STREAMS, key, row)
 }
 
 fn text(data: &Value, field: &str) -> Option<String> {

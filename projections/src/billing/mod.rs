@@ -24,7 +24,7 @@ pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receiva
 
 use crate::error::ProjectionError;
 use crate::projection::{Decoded, Projection, decode};
-use crate::store::{ViewStore, load, save};
+use crate::store::{ViewStore, load, save, save_owned, take};
 
 /// Key: the MRN. One [`AccountRow`] per registered account.
 pub const ACCOUNTS: &str = "billing_accounts";
@@ -244,8 +244,9 @@ fn apply_account(
     account_event: &AccountEvent,
 ) -> Result<(), ProjectionError> {
     let mrn = event.stream_id.id();
+    // Taken, not copied: every path below ends in `save`.
     let mut account =
-        load::<AccountRow>(store, ACCOUNTS, mrn)?.unwrap_or_else(|| AccountRow::new(mrn));
+        take::<AccountRow>(store, ACCOUNTS, mrn)?.unwrap_or_else(|| AccountRow::new(mrn));
     let overflow = || ProjectionError::Overflow {
         table: ACCOUNTS,
         position: event.position,
@@ -309,7 +310,7 @@ fn apply_account(
     }
     account.version = event.version;
     account.position = event.position;
-    save(store, ACCOUNTS, mrn, &account)
+    save_owned(store, ACCOUNTS, mrn, account)
 }
 
 fn record_charge(
@@ -350,7 +351,7 @@ fn record_charge(
     let line_key = format!("{}/{}", charge.encounter_id, charge.charge_id);
     save(store, CLAIM_LINES, &line_key, &line)?;
 
-    let mut invoice = load::<InvoiceReconciliation>(store, RECONCILIATION, &charge.encounter_id)?
+    let mut invoice = take::<InvoiceReconciliation>(store, RECONCILIATION, &charge.encounter_id)?
         .unwrap_or_else(|| InvoiceReconciliation::new(&charge.encounter_id));
     if invoice.account_id.is_none() {
         invoice.account_id = Some(mrn.to_owned());
@@ -363,7 +364,7 @@ fn record_charge(
             position: event.position,
         })?;
     invoice.billed_lines += 1;
-    save(store, RECONCILIATION, &charge.encounter_id, &invoice)?;
+    save_owned(store, RECONCILIATION, &charge.encounter_id, invoice)?;
 
     receivables::debit(
         store,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::RECEIVABLES;
 use crate::error::ProjectionError;
-use crate::store::{ViewStore, load, load_prefix, save};
+use crate::store::{ViewStore, load_prefix, save_owned, take};
 
 /// One account's open items (oldest first) and its unapplied credit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,13 +63,14 @@ impl OpenItem {
     }
 }
 
+/// Taken, not copied: both callers save it back.
 fn load_account(
-    store: &dyn ViewStore,
+    store: &mut dyn ViewStore,
     mrn: &str,
     currency: Currency,
 ) -> Result<Receivables, ProjectionError> {
     Ok(
-        load::<Receivables>(store, RECEIVABLES, mrn)?.unwrap_or_else(|| Receivables {
+        take::<Receivables>(store, RECEIVABLES, mrn)?.unwrap_or_else(|| Receivables {
             account_id: mrn.to_owned(),
             currency: Some(currency),
             items: Vec::new(),
@@ -100,7 +101,7 @@ pub(super) fn debit(
         });
         account.items.insert(at, item);
     }
-    save(store, RECEIVABLES, mrn, &account)
+    save_owned(store, RECEIVABLES, mrn, account)
 }
 
 /// Settles `amount` against the oldest open items; what is left becomes unapplied credit.
@@ -127,7 +128,7 @@ pub(super) fn credit(
         .unapplied_credit
         .checked_add(left)
         .ok_or(overflow(event))?;
-    save(store, RECEIVABLES, mrn, &account)
+    save_owned(store, RECEIVABLES, mrn, account)
 }
 
 fn overflow(event: &RecordedEvent) -> ProjectionError {
