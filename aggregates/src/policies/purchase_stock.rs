@@ -8,7 +8,7 @@
 //! to the cancelled event's own totals with reference `return:<requisition>`. Cancelling the
 //! Odoo purchase order belongs to the Odoo executor (`PurchaseCancelled.odoo_order_ref`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +24,17 @@ use crate::{Aggregate, InventoryItem};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurchaseStock;
 
-/// The receipts of purchases that may still be cancelled: requisition → receipt id → lines.
-/// A closed purchase is dropped (it can no longer be cancelled); a cancelled one is kept so a
-/// redelivered cancellation compensates the same way.
+/// The receipts of each purchase (requisition → receipt id → lines) and which purchases have
+/// ended.
+///
+/// Once a purchase has ended its entry is frozen: a closed purchase's receipts are dropped (it
+/// can no longer be cancelled), a cancelled one's are kept, and nothing received after the end
+/// is added. A redelivered cancellation therefore compensates exactly as the first delivery
+/// did, whatever arrived in between.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub receipts: BTreeMap<String, BTreeMap<String, Vec<ReceiptLine>>>,
+    pub ended: BTreeSet<String>,
 }
 
 impl ProcessManager for PurchaseStock {
@@ -72,6 +77,9 @@ impl ProcessManager for PurchaseStock {
 
     fn evolve(mut state: State, trigger: &Trigger) -> State {
         let requisition = trigger.stream_id.id();
+        if state.ended.contains(requisition) {
+            return state;
+        }
         match &trigger.event {
             TriggerEvent::Purchase(purchase::Event::GoodsReceived(received)) => {
                 state
@@ -83,6 +91,10 @@ impl ProcessManager for PurchaseStock {
             }
             TriggerEvent::Purchase(purchase::Event::PurchaseClosed(_)) => {
                 state.receipts.remove(requisition);
+                state.ended.insert(requisition.to_owned());
+            }
+            TriggerEvent::Purchase(purchase::Event::PurchaseCancelled(_)) => {
+                state.ended.insert(requisition.to_owned());
             }
             _ => {}
         }

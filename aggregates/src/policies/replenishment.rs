@@ -27,9 +27,10 @@ pub struct Replenishment;
 
 /// Which replenishment is open per item, and which requisitions are settled.
 ///
-/// `settled` keeps every requisition the policy is done with (closed, or refused because
-/// another was open), so a redelivered `ReorderPointReached` for it never reopens it. It
-/// grows by one short string per replenishment, which a hospital's volume keeps small.
+/// `settled` keeps every requisition the policy is done with (closed, refused because another
+/// was open, or whose purchase ended before it was opened), so a redelivered
+/// `ReorderPointReached` for it never reopens it. It grows by one short string per
+/// replenishment, which a hospital's volume keeps small.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// item id → the open requisition.
@@ -122,6 +123,18 @@ impl ProcessManager for Replenishment {
                 }
                 state.item_of.remove(requisition_id);
                 state.settled.insert(requisition_id.clone());
+            }
+            TriggerEvent::Purchase(
+                purchase::Event::PurchaseClosed(_)
+                | purchase::Event::PurchaseCancelled(_)
+                | purchase::Event::PurchaseRejected(_),
+            ) => {
+                // An open one stays open until the item confirms `ReplenishmentClosed`; one
+                // never opened can no longer open.
+                let requisition = trigger.stream_id.id();
+                if !state.item_of.contains_key(requisition) {
+                    state.settled.insert(requisition.to_owned());
+                }
             }
             _ => {}
         }
