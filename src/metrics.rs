@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The metrics of one process.
@@ -26,6 +27,8 @@ pub struct Metrics {
     actor_passivations: IntCounterVec,
     conflicts_retried: IntCounterVec,
     http_requests: IntCounterVec,
+    breaker_state: IntGaugeVec,
+    payer_requests: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::build);
@@ -123,7 +126,24 @@ impl Metrics {
             ),
             &["route", "status"],
         );
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "careflow_circuit_breaker_state",
+                "Circuit breaker per outside service: 0 closed, 1 half-open, 2 open",
+            ),
+            &["service"],
+        );
+        let payer_requests = IntCounterVec::new(
+            Opts::new(
+                "careflow_payer_requests_total",
+                "Eligibility requests to the payer by outcome (eligible, not_in_force, denied, \
+                 timeout, server_error, transport, malformed, circuit_open)",
+            ),
+            &["outcome"],
+        );
         Self {
+            breaker_state: register(&registry, breaker_state),
+            payer_requests: register(&registry, payer_requests),
             commands: register(&registry, commands),
             command_duration: register(&registry, command_duration),
             actors_live: register(&registry, actors_live),
@@ -250,6 +270,21 @@ pub fn http_request(route: &'static str, status: u16) {
         .http_requests
         .with_label_values(&[route, class])
         .inc();
+}
+
+/// The circuit breaker of `service` (`payer`, `odoo`) moved to `state` (0 closed, 1 half-open,
+/// 2 open).
+pub fn breaker_state(service: &'static str, state: i64) {
+    global()
+        .breaker_state
+        .with_label_values(&[service])
+        .set(state);
+}
+
+/// One eligibility request to the payer ended with `outcome` (a bounded word, never the
+/// payer's text).
+pub fn payer_request(outcome: &'static str) {
+    global().payer_requests.with_label_values(&[outcome]).inc();
 }
 
 #[cfg(test)]
