@@ -5,7 +5,8 @@
 //! failures; after `failure_threshold` of them it *opens* and refuses calls at once for
 //! `cool_down`. Then it lets exactly one call through (*half-open*): a success closes it, a
 //! failure opens it for another cool-down. Its state is exported as
-//! `careflow_circuit_breaker_state{service}` (0 closed, 1 half-open, 2 open).
+//! `careflow_circuit_breaker_state{service}` (0 closed, 1 half-open, 2 open); the gauge moves
+//! when a call is tried, so an idle open breaker still reads 2 after its cool-down.
 //!
 //! What counts as a failure is the caller's business: a payer's 4xx is an answer (a denial),
 //! not a failure; a 5xx or a timeout is. The breaker knows nothing of HTTP.

@@ -39,6 +39,12 @@ use crate::metrics;
 /// The breaker's service label.
 pub const SERVICE: &str = "payer";
 
+/// Whether this build can call an `https://` payer. reqwest is compiled without a TLS backend
+/// (no TLS consumer existed yet), so an https `payer_url` is refused when the client is built
+/// rather than failing every check as "unreachable" and flagging patients self-pay. Enabling
+/// reqwest's `rustls-tls` feature is the fix; then set this to true.
+const HTTPS_SUPPORTED: bool = false;
+
 /// Connection and retry knobs of the payer client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayerSettings {
@@ -150,6 +156,10 @@ pub enum PayerError {
     /// Occurs when `payer_url` is not an http(s) URL. A configuration error: fix the URL.
     #[error("payer_url is not an http or https URL")]
     InvalidUrl,
+    /// Occurs when `payer_url` is https and this build has no TLS backend (see
+    /// docs/process-managers.md). A configuration or build error, not retried.
+    #[error("payer_url uses https, which this build cannot call yet")]
+    HttpsUnsupported,
     /// Occurs when the HTTP client cannot be built (TLS backend missing). Not retried.
     #[error("the payer HTTP client cannot be built: {0}")]
     Client(#[source] reqwest::Error),
@@ -183,7 +193,9 @@ impl PayerError {
     /// The metric label of the outcome.
     fn outcome(&self) -> &'static str {
         match self {
-            PayerError::InvalidUrl | PayerError::Client(_) => "client",
+            PayerError::InvalidUrl | PayerError::HttpsUnsupported | PayerError::Client(_) => {
+                "client"
+            }
             PayerError::Timeout(_) => "timeout",
             PayerError::Unavailable { .. } => "server_error",
             PayerError::Unreachable(_) => "transport",
@@ -206,7 +218,7 @@ impl PayerClient {
     /// A client with its own breaker (service `payer`).
     ///
     /// # Errors
-    /// [`PayerError::InvalidUrl`] or [`PayerError::Client`].
+    /// [`PayerError::InvalidUrl`], [`PayerError::HttpsUnsupported`] or [`PayerError::Client`].
     pub fn new(settings: PayerSettings) -> Result<Self, PayerError> {
         let breaker = Arc::new(CircuitBreaker::new(SERVICE, settings.breaker));
         Self::with_breaker(settings, breaker)
@@ -215,7 +227,7 @@ impl PayerClient {
     /// A client sharing `breaker` (several runners calling one payer trip one breaker).
     ///
     /// # Errors
-    /// [`PayerError::InvalidUrl`] or [`PayerError::Client`].
+    /// [`PayerError::InvalidUrl`], [`PayerError::HttpsUnsupported`] or [`PayerError::Client`].
     pub fn with_breaker(
         settings: PayerSettings,
         breaker: Arc<CircuitBreaker>,
@@ -223,6 +235,9 @@ impl PayerClient {
         let base = reqwest::Url::parse(&settings.base_url).map_err(|_| PayerError::InvalidUrl)?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(PayerError::InvalidUrl);
+        }
+        if base.scheme() == "https" && !HTTPS_SUPPORTED {
+            return Err(PayerError::HttpsUnsupported);
         }
         let endpoint = reqwest::Url::parse(&format!(
             "{}/CoverageEligibilityRequest",
@@ -357,6 +372,10 @@ mod tests {
         assert!(matches!(
             PayerClient::new(PayerSettings::new("not a url")),
             Err(PayerError::InvalidUrl)
+        ));
+        assert!(matches!(
+            PayerClient::new(PayerSettings::new("https://payer.example")),
+            Err(PayerError::HttpsUnsupported)
         ));
         let client = PayerClient::new(PayerSettings::new("http://payer.example/fhir/")).unwrap();
         assert_eq!(
