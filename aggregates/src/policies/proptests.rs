@@ -16,7 +16,7 @@ use super::charges::Charges;
 use super::eligibility::Eligibility;
 use super::purchase_stock::PurchaseStock;
 use super::replenishment::Replenishment;
-use super::timer::{TimerEvent, TimerFired, TimerPayload, Timers};
+use super::timer::{self, TimerEvent, TimerFired, TimerPayload, Timers};
 use super::*;
 use crate::encounter::{EncounterCompleted, Procedure, SuppliesConsumed};
 use crate::inventory_item::{ReorderPointReached, ReplenishmentClosed};
@@ -535,5 +535,93 @@ proptest! {
         check_redelivery::<Charges>(&log, &glitches, rebuild);
         check_redelivery::<ApprovalDeadline>(&log, &glitches, rebuild);
         check_redelivery::<PurchaseStock>(&log, &glitches, rebuild);
+    }
+}
+
+/// One step of a timer stream's life: a runner's decision, or an old event delivered again.
+#[derive(Debug, Clone)]
+enum TimerStep {
+    Schedule { id: u8, due: u8 },
+    FireDue { now: u8 },
+    Cancel { id: u8 },
+    Redeliver { back: usize },
+}
+
+fn timer_step() -> impl Strategy<Value = TimerStep> {
+    prop_oneof![
+        (0..4u8, 0..10u8).prop_map(|(id, due)| TimerStep::Schedule { id, due }),
+        (0..12u8).prop_map(|now| TimerStep::FireDue { now }),
+        (0..4u8).prop_map(|id| TimerStep::Cancel { id }),
+        (0..5usize).prop_map(|back| TimerStep::Redeliver { back }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the order of schedules, firings, cancellations and redelivered events, a timer
+    /// fires at most once, never before it is due, never after it was cancelled, and `due`
+    /// lists exactly the pending timers due, earliest first.
+    #[test]
+    fn a_timer_fires_once_never_early_and_never_after_cancel(
+        steps in prop::collection::vec(timer_step(), 1..60),
+    ) {
+        let at = |hour: u8| base() + chrono::TimeDelta::hours(i64::from(hour));
+        let payload = |id: u8| TimerPayload::ApprovalDeadline { requisition_id: format!("R{id}") };
+        let mut timers = Timers::new();
+        let mut appended: Vec<TimerEvent> = Vec::new();
+        let mut fired: BTreeMap<Uuid, DateTime<Utc>> = BTreeMap::new();
+        let mut cancelled = BTreeSet::new();
+        for step in &steps {
+            let new_events: Vec<TimerEvent> = match step {
+                TimerStep::Schedule { id, due } => timers
+                    .schedule(&timer::TimerRequest {
+                        process: "p",
+                        timer_id: Uuid::from_u128(u128::from(*id)),
+                        due_at: at(*due),
+                        payload: payload(*id),
+                    })
+                    .into_iter()
+                    .collect(),
+                TimerStep::FireDue { now } => {
+                    let due: Vec<_> = timers.due(at(*now)).collect();
+                    prop_assert!(due.windows(2).all(|w| w[0].due_at <= w[1].due_at));
+                    due.iter()
+                        .map(|t| timers.fire(t.timer_id, at(*now)).unwrap())
+                        .collect()
+                }
+                TimerStep::Cancel { id } => {
+                    timers.cancel(Uuid::from_u128(u128::from(*id))).into_iter().collect()
+                }
+                TimerStep::Redeliver { back } => {
+                    let old = appended.len().checked_sub(back + 1).map(|i| appended[i].clone());
+                    timers = old.iter().fold(timers, Timers::evolve);
+                    Vec::new()
+                }
+            };
+            for event in new_events {
+                match &event {
+                    TimerEvent::TimerFired(f) => {
+                        prop_assert!(fired.insert(f.timer_id, f.due_at).is_none(), "fired twice");
+                        prop_assert!(!cancelled.contains(&f.timer_id), "fired after cancel");
+                        if let TimerStep::FireDue { now } = step {
+                            prop_assert!(f.due_at <= at(*now), "fired early");
+                        }
+                    }
+                    TimerEvent::TimerCancelled(c) => {
+                        prop_assert!(!fired.contains_key(&c.timer_id), "cancelled after firing");
+                        cancelled.insert(c.timer_id);
+                    }
+                    TimerEvent::TimerScheduled(s) => {
+                        prop_assert!(!fired.contains_key(&s.timer_id) && !cancelled.contains(&s.timer_id));
+                    }
+                }
+                timers.apply(&event);
+                appended.push(event);
+            }
+        }
+        // Replaying the appended stream from scratch gives the same fold.
+        let replayed = appended.iter().fold(Timers::new(), Timers::evolve);
+        prop_assert_eq!(replayed, timers);
     }
 }
