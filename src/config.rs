@@ -75,6 +75,15 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     pub master_key: Option<Secret>,
     pub payer_url: Option<String>,
+    /// Longest one payer exchange may take, in milliseconds (default 2,000).
+    pub payer_timeout_ms: u64,
+    /// Attempts per eligibility check, the first included (default 3).
+    pub payer_attempts: u32,
+    /// Consecutive payer failures that open its circuit breaker (default 5).
+    pub payer_breaker_failures: u32,
+    /// How long the open breaker refuses calls before one probe, in milliseconds (default
+    /// 30,000).
+    pub payer_breaker_cool_down_ms: u64,
     pub odoo_url: Option<String>,
     pub odoo_db: Option<String>,
     pub odoo_user: Option<String>,
@@ -136,6 +145,10 @@ const KEYS: &[&str] = &[
     "jwt_secret",
     "master_key",
     "payer_url",
+    "payer_timeout_ms",
+    "payer_attempts",
+    "payer_breaker_failures",
+    "payer_breaker_cool_down_ms",
     "odoo_url",
     "odoo_db",
     "odoo_user",
@@ -249,6 +262,11 @@ impl Config {
             jwt_secret: get("jwt_secret").map(Secret),
             master_key: get("master_key").map(Secret),
             payer_url: get("payer_url"),
+            payer_timeout_ms: number("payer_timeout_ms", 2_000)?,
+            payer_attempts: u32::try_from(number("payer_attempts", 3)?).unwrap_or(u32::MAX),
+            payer_breaker_failures: u32::try_from(number("payer_breaker_failures", 5)?)
+                .unwrap_or(u32::MAX),
+            payer_breaker_cool_down_ms: number("payer_breaker_cool_down_ms", 30_000)?,
             odoo_url: get("odoo_url"),
             odoo_db: get("odoo_db"),
             odoo_user: get("odoo_user"),

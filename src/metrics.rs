@@ -28,6 +28,8 @@ pub struct Metrics {
     conflicts_retried: IntCounterVec,
     http_requests: IntCounterVec,
     projection: ProjectionMetrics,
+    breaker_state: IntGaugeVec,
+    payer_requests: IntCounterVec,
 }
 
 /// What every projection runner exports, labelled by projection name (a bounded set).
@@ -211,8 +213,25 @@ impl Metrics {
                 ),
             ),
         };
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "careflow_circuit_breaker_state",
+                "Circuit breaker per outside service: 0 closed, 1 half-open, 2 open",
+            ),
+            &["service"],
+        );
+        let payer_requests = IntCounterVec::new(
+            Opts::new(
+                "careflow_payer_requests_total",
+                "Eligibility requests to the payer by outcome (eligible, not_in_force, denied, \
+                 timeout, server_error, transport, malformed, circuit_open)",
+            ),
+            &["outcome"],
+        );
         Self {
             projection,
+            breaker_state: register(&registry, breaker_state),
+            payer_requests: register(&registry, payer_requests),
             commands: register(&registry, commands),
             command_duration: register(&registry, command_duration),
             actors_live: register(&registry, actors_live),
@@ -389,6 +408,21 @@ pub fn projection_error(projection: &'static str) {
         .errors
         .with_label_values(&[projection])
         .inc();
+}
+
+/// The circuit breaker of `service` (`payer`, `odoo`) moved to `state` (0 closed, 1 half-open,
+/// 2 open).
+pub fn breaker_state(service: &'static str, state: i64) {
+    global()
+        .breaker_state
+        .with_label_values(&[service])
+        .set(state);
+}
+
+/// One eligibility request to the payer ended with `outcome` (a bounded word, never the
+/// payer's text).
+pub fn payer_request(outcome: &'static str) {
+    global().payer_requests.with_label_values(&[outcome]).inc();
 }
 
 #[cfg(test)]

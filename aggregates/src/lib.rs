@@ -3,7 +3,8 @@
 //! This crate owns what careflow *decides*: the event envelope (`RecordedEvent`,
 //! `EventMetadata`, `StreamId`), the canonical encoding and per-stream SHA-256 hash chain that
 //! make a history tamper-evident, and (as the domain grows) the deciders of `PatientAccount`,
-//! `Encounter`, `InventoryItem` and `PurchaseWorkflow` plus the process-manager policies.
+//! `Encounter`, `InventoryItem` and `PurchaseWorkflow` plus the process-manager policies
+//! (`policies`: event in, commands and timers out).
 //!
 //! **Architecture Invariant:** no clock, no I/O, no async, no randomness. Time and ids come in
 //! as arguments, so every function here is a deterministic function of its inputs and every
@@ -28,6 +29,7 @@ pub mod inventory_item;
 pub mod money;
 pub mod patient_account;
 pub mod personal;
+pub mod policies;
 pub mod purchase;
 pub mod rejection;
 pub mod testing;

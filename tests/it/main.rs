@@ -1,12 +1,14 @@
-//! careflow's one integration-test binary (STYLE.md §1): the event store conformance suite
-//! and black-box tests of the real binary.
+//! careflow's one integration-test binary (STYLE.md §1): the event store conformance suite,
+//! black-box tests of the real binary, and the payer client against a fake payer.
 
 mod api;
 mod conformance;
 mod crash;
 mod errors;
+mod fake_payer;
 mod journey;
 mod passivation;
+mod payer;
 mod postgres_api;
 mod projections;
 mod roles;

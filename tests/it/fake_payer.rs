@@ -1,0 +1,188 @@
+//! A fake payer: the pinned eligibility endpoint (`POST /CoverageEligibilityRequest`) on
+//! 127.0.0.1:0, answering by member id so one server serves every case of a test:
+//!
+//! | member id | answer |
+//! |---|---|
+//! | `eligible…` | 200, `insurance[0].inforce: true` |
+//! | `not-covered…` | 200, `insurance[0].inforce: false` |
+//! | `denied…` | 404 with an OperationOutcome |
+//! | `failing…` | 503 |
+//! | `slow…` | 200 eligible, after [`FakePayer::SLOW`] (beyond the tests' timeouts) |
+//! | `slow-once…` | slow the first time, eligible at once afterwards |
+//! | `garbled…` | 200 that is not a CoverageEligibilityResponse |
+//!
+//! [`FakePayer::set_down`] makes every request a 503 until switched back up. Every request is
+//! counted (per member too) and the last body kept, so tests can assert what reached the payer
+//! and that an open breaker sent nothing.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Shared {
+    down: AtomicBool,
+    requests: AtomicU32,
+    per_member: Mutex<HashMap<String, u32>>,
+    last: Mutex<Option<(Option<String>, Value)>>,
+}
+
+/// A running fake payer; stopped when dropped.
+pub struct FakePayer {
+    pub url: String,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl FakePayer {
+    /// How long a `slow` answer takes: far beyond any timeout the tests configure, and short
+    /// enough that a stopped server's leftover handler ends soon.
+    pub const SLOW: Duration = Duration::from_secs(3);
+
+    /// Starts a fake payer on a free port of 127.0.0.1 (in its own actix system thread).
+    pub fn start() -> FakePayer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared::default());
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let state = web::Data::from(state);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .route("/CoverageEligibilityRequest", web::post().to(answer))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+                handle_tx.send(server.handle()).unwrap();
+                server.await.unwrap();
+            });
+        });
+        let handle = handle_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        FakePayer {
+            url,
+            shared,
+            handle,
+        }
+    }
+
+    /// Down: every request is answered 503 (the payer is having an outage). Up: normal.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u32 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests received for one member id.
+    pub fn requests_for(&self, member_id: &str) -> u32 {
+        self.shared
+            .per_member
+            .lock()
+            .unwrap()
+            .get(member_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The last request's `Content-Type` and JSON body.
+    pub fn last_request(&self) -> Option<(Option<String>, Value)> {
+        self.shared.last.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakePayer {
+    fn drop(&mut self) {
+        // `stop` sends the command at once; the returned future only waits for completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn answer(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let member = json
+        .pointer("/insurance/0/coverage/identifier/value")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let seen = {
+        let mut per_member = shared.per_member.lock().unwrap();
+        let count = per_member.entry(member.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    *shared.last.lock().unwrap() = Some((content_type, json));
+
+    if shared.down.load(Ordering::SeqCst) {
+        return outcome(503, "transient", "the payer is down for maintenance");
+    }
+    if member.starts_with("slow-once") {
+        if seen == 1 {
+            actix_web::rt::time::sleep(FakePayer::SLOW).await;
+        }
+        return response(true);
+    }
+    if member.starts_with("slow") {
+        actix_web::rt::time::sleep(FakePayer::SLOW).await;
+        return response(true);
+    }
+    if member.starts_with("eligible") {
+        response(true)
+    } else if member.starts_with("not-covered") {
+        response(false)
+    } else if member.starts_with("denied") {
+        outcome(404, "not-found", "no such member at this payer")
+    } else if member.starts_with("failing") {
+        outcome(503, "transient", "the payer is failing")
+    } else if member.starts_with("garbled") {
+        HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .body(r#"{"resourceType":"Bundle"}"#)
+    } else {
+        outcome(
+            400,
+            "invalid",
+            "the fake payer does not know this member id",
+        )
+    }
+}
+
+fn response(inforce: bool) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(json!({
+            "resourceType": "CoverageEligibilityResponse",
+            "id": if inforce { "resp-eligible" } else { "resp-not-covered" },
+            "status": "active",
+            "outcome": "complete",
+            "insurance": [{"inforce": inforce}],
+        }))
+}
+
+fn outcome(status: u16, code: &str, diagnostics: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/fhir+json")
+        .json(json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+        }))
+}
