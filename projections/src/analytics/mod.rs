@@ -204,7 +204,7 @@ fn remember(
         facility: facility.to_owned(),
         encounter_class: encounter_class.map(str::to_owned),
     };
-    save(store, STREAMS, event.stream_id.as_str(), &row)
+    save_owned(store, STREAMS, event.stream_id.as_str(), row)
 }
 
 fn count_money(counter: &mut MoneyCounter, currency: Currency, amount: Cents) -> Option<()> {

@@ -334,7 +334,7 @@ fn record_charge(
         recorded_at: event.metadata.recorded_at,
         position: event.position,
     };
-    save(store, CHARGES, &format!("{mrn}/{}", charge.charge_id), &row)?;
+    save_owned(store, CHARGES, &format!("{mrn}/{}", charge.charge_id), row)?;
 
     let line = ClaimLine {
         encounter_id: charge.encounter_id.clone(),
@@ -349,7 +349,7 @@ fn record_charge(
         occurred_at,
     };
     let line_key = format!("{}/{}", charge.encounter_id, charge.charge_id);
-    save(store, CLAIM_LINES, &line_key, &line)?;
+    save_owned(store, CLAIM_LINES, &line_key, line)?;
 
     let mut invoice = take::<InvoiceReconciliation>(store, RECONCILIATION, &charge.encounter_id)?
         .unwrap_or_else(|| InvoiceReconciliation::new(&charge.encounter_id));
@@ -397,11 +397,11 @@ fn record_payment(
         recorded_at: event.metadata.recorded_at,
         position: event.position,
     };
-    save(
+    save_owned(
         store,
         PAYMENTS,
         &format!("{mrn}/{}", payment.payment_id),
-        &row,
+        row,
     )?;
     receivables::credit(store, event, mrn, payment.amount, payment.currency)
 }
@@ -423,7 +423,7 @@ fn record_adjustment(
         position: event.position,
     };
     let key = format!("{mrn}/{}", adjustment.adjustment_id);
-    save(store, ADJUSTMENTS, &key, &row)?;
+    save_owned(store, ADJUSTMENTS, &key, row)?;
     if adjustment.amount.is_negative() {
         // A write-off settles the oldest open items, exactly like a payment.
         let amount = Cents(0)
