@@ -92,11 +92,33 @@ pub fn chain_hash(event: &RecordedEvent) -> EventHash {
     EventHash(hasher.finalize().into())
 }
 
+/// `chain_hash` with `data` taken as already-canonical JSON text instead of `event.data`.
+///
+/// The stores write `data` with serde_json, whose output for a `Value` is compact with keys in
+/// byte order: exactly the canonical form. A verifier can therefore hash the stored text
+/// without parsing it. A match proves the stored bytes are the bytes hashed at append time;
+/// a mismatch proves nothing by itself (the text may be a non-canonical spelling of the same
+/// value), so callers fall back to parsing and [`chain_hash`] before reporting a break.
+pub fn chain_hash_with_data_text(event: &RecordedEvent, data_text: &str) -> EventHash {
+    let mut out = Vec::with_capacity(256 + data_text.len());
+    canonical_fields_with(&mut out, event, |out| {
+        out.extend_from_slice(data_text.as_bytes())
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.0);
+    hasher.update(&out);
+    EventHash(hasher.finalize().into())
+}
+
 fn canonical_fields(out: &mut Vec<u8>, e: &RecordedEvent) {
+    canonical_fields_with(out, e, |out| write_value(out, &e.data));
+}
+
+fn canonical_fields_with(out: &mut Vec<u8>, e: &RecordedEvent, data: impl FnOnce(&mut Vec<u8>)) {
     // Keys in byte order, written by hand so the order is visible here.
     let m = &e.metadata;
     out.extend_from_slice(b"{\"data\":");
-    write_value(out, &e.data);
+    data(out);
     out.extend_from_slice(b",\"event_id\":");
     write_uuid(out, &e.event_id);
     out.extend_from_slice(b",\"event_type\":");

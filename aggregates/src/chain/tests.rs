@@ -191,3 +191,19 @@ proptest! {
         prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&text).unwrap());
     }
 }
+
+#[test]
+fn hashing_the_stored_data_text_matches_hashing_the_value() {
+    let e = event(
+        "patient_account-M1",
+        1,
+        EventHash::ZERO,
+        json!({"z": 1, "a": {"y": "x\"q", "b": [1.5, null, true]}}),
+    );
+    let stored = serde_json::to_string(&e.data).unwrap();
+    assert_eq!(chain_hash_with_data_text(&e, &stored), e.hash);
+    // A different spelling of the same value does not match on the fast path; callers
+    // then parse and use `chain_hash`, which does.
+    let spaced = serde_json::to_string_pretty(&e.data).unwrap();
+    assert_ne!(chain_hash_with_data_text(&e, &spaced), e.hash);
+}
