@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actors;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,271 @@
+//! Stored rows as they are, read in large batches for verification.
+//!
+//! `EventStore::read_all` decodes every row into a `RecordedEvent` and fails the whole read
+//! when one row does not decode, which is right for the service and wrong for an auditor: a
+//! row someone edited by hand is exactly what `audit verify` must report, at its position,
+//! and keep going. It also parses `data` into a JSON tree that verification does not need
+//! (see `chain_hash_with_data_text`). So verification reads raw rows here, one backend
+//! query per batch, on a producer that runs ahead of the hashing threads.
+
+use std::path::PathBuf;
+
+use rusqlite::types::ValueRef;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::AuditError;
+use crate::config::{Config, StoreKind};
+
+/// One stored row of `events`, undecoded.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub position: u64,
+    pub stream_id: String,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: String,
+    pub metadata: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    /// Set when a column does not have its declared type (possible only on SQLite, whose
+    /// columns accept any value): the row is reported unreadable.
+    pub problem: Option<String>,
+}
+
+/// Where the log is, for raw reads.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+/// A batch of rows, or why reading stopped.
+pub type Batch = Result<Vec<RawEvent>, AuditError>;
+
+const SELECT: &str = "SELECT position, stream_id, version, event_id, event_type, schema_version, \
+     data, metadata, prev_hash, hash FROM events";
+
+impl LogSource {
+    /// The configured backend's log.
+    ///
+    /// # Errors
+    /// [`AuditError::Format`] for a backend without raw reads (kurrentdb) or PostgreSQL
+    /// without a URL.
+    pub fn from_config(config: &Config) -> Result<Self, AuditError> {
+        match config.store {
+            StoreKind::Sqlite => Ok(LogSource::Sqlite(config.sqlite_path())),
+            StoreKind::Postgres => {
+                let url = config
+                    .database_url
+                    .as_ref()
+                    .ok_or_else(|| AuditError::Format("database_url is not set".into()))?;
+                Ok(LogSource::Postgres {
+                    url: url.expose().to_owned(),
+                    schema: config.database_schema.clone(),
+                })
+            }
+            StoreKind::Kurrentdb => Err(AuditError::Format(
+                "the kurrentdb backend is not part of this build yet".into(),
+            )),
+        }
+    }
+
+    /// The highest stored position (0 for an empty log).
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub async fn head_position(&self) -> Result<u64, AuditError> {
+        match self {
+            LogSource::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = open_sqlite(&path)?;
+                    conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|p| p.max(0) as u64)
+                    .map_err(AuditError::database)
+                })
+                .await
+                .map_err(AuditError::database)?
+            }
+            LogSource::Postgres { url, schema } => {
+                let client = super::pg_connect(url, schema).await?;
+                let row = client
+                    .query_one("SELECT COALESCE(MAX(position), 0) FROM events", &[])
+                    .await
+                    .map_err(AuditError::database)?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            }
+        }
+    }
+
+    /// Starts reading rows with `position >= from` in position order, `batch` rows at a time,
+    /// into a channel two batches deep (the reader stays one batch ahead of the hashing).
+    pub fn read_from(&self, from: u64, batch: usize) -> mpsc::Receiver<Batch> {
+        let (tx, rx) = mpsc::channel(2);
+        let batch = batch.max(1);
+        match self.clone() {
+            LogSource::Sqlite(path) => {
+                std::thread::spawn(move || {
+                    if let Err(error) = read_sqlite(&path, from, batch, &tx) {
+                        let _ = tx.blocking_send(Err(error));
+                    }
+                });
+            }
+            LogSource::Postgres { url, schema } => {
+                tokio::spawn(async move {
+                    if let Err(error) = read_postgres(&url, &schema, from, batch, &tx).await {
+                        let _ = tx.send(Err(error)).await;
+                    }
+                });
+            }
+        }
+        rx
+    }
+}
+
+/// A read-only connection (`query_only`), usable while a server writes the same file.
+pub(crate) fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, AuditError> {
+    if !path.exists() {
+        return Err(AuditError::file(
+            path,
+            "no such database (is data_dir right?)",
+        ));
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| AuditError::file(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(AuditError::database)?;
+    conn.execute_batch("PRAGMA query_only=ON; PRAGMA cache_size=-65536;")
+        .map_err(AuditError::database)?;
+    Ok(conn)
+}
+
+fn read_sqlite(
+    path: &std::path::Path,
+    from: u64,
+    batch: usize,
+    tx: &mpsc::Sender<Batch>,
+) -> Result<(), AuditError> {
+    let conn = open_sqlite(path)?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "{SELECT} WHERE position >= ?1 ORDER BY position LIMIT ?2"
+        ))
+        .map_err(AuditError::database)?;
+    let mut next = i64::try_from(from).unwrap_or(i64::MAX);
+    loop {
+        let mut rows = stmt
+            .query(rusqlite::params![next, batch as i64])
+            .map_err(AuditError::database)?;
+        let mut out = Vec::with_capacity(batch);
+        while let Some(row) = rows.next().map_err(AuditError::database)? {
+            out.push(sqlite_row(row));
+        }
+        let Some(last) = out.last() else {
+            return Ok(());
+        };
+        next = last.position as i64 + 1;
+        let done = out.len() < batch;
+        if tx.blocking_send(Ok(out)).is_err() || done {
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes a row leniently: a column of the wrong type becomes `problem`, text that is not
+/// UTF-8 is read with replacement characters (its hash then fails, which is the finding).
+fn sqlite_row(row: &rusqlite::Row<'_>) -> RawEvent {
+    let mut problem: Option<String> = None;
+    let mut int = |i: usize, name: &str| match row.get_ref(i) {
+        Ok(ValueRef::Integer(n)) if n >= 0 => n as u64,
+        _ => {
+            problem.get_or_insert_with(|| format!("{name} is not a whole number"));
+            0
+        }
+    };
+    let position = int(0, "position");
+    let version = int(2, "version");
+    let schema_version = u32::try_from(int(5, "schema_version")).unwrap_or(0);
+    let text = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) => {
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+        _ => String::new(),
+    };
+    let bytes = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Blob(bytes) | ValueRef::Text(bytes)) => bytes.to_vec(),
+        _ => Vec::new(),
+    };
+    let event_id_bytes = bytes(3);
+    let event_id = Uuid::from_slice(&event_id_bytes).unwrap_or_else(|_| {
+        problem.get_or_insert_with(|| "event_id is not 16 bytes".into());
+        Uuid::nil()
+    });
+    RawEvent {
+        position,
+        stream_id: text(1),
+        version,
+        event_id,
+        event_type: text(4),
+        schema_version,
+        data: text(6),
+        metadata: text(7),
+        prev_hash: bytes(8),
+        hash: bytes(9),
+        problem,
+    }
+}
+
+async fn read_postgres(
+    url: &str,
+    schema: &str,
+    from: u64,
+    batch: usize,
+    tx: &mpsc::Sender<Batch>,
+) -> Result<(), AuditError> {
+    let client = super::pg_connect(url, schema).await?;
+    let stmt = client
+        .prepare(&format!(
+            "{SELECT} WHERE position >= $1 ORDER BY position LIMIT $2"
+        ))
+        .await
+        .map_err(AuditError::database)?;
+    let mut next = i64::try_from(from).unwrap_or(i64::MAX);
+    loop {
+        let rows = client
+            .query(&stmt, &[&next, &(batch as i64)])
+            .await
+            .map_err(AuditError::database)?;
+        let out: Vec<RawEvent> = rows
+            .iter()
+            .map(|row| RawEvent {
+                position: row.get::<_, i64>(0).max(0) as u64,
+                stream_id: row.get(1),
+                version: row.get::<_, i64>(2).max(0) as u64,
+                event_id: row.get(3),
+                event_type: row.get(4),
+                schema_version: row.get::<_, i32>(5).max(0) as u32,
+                data: row.get(6),
+                metadata: row.get(7),
+                prev_hash: row.get(8),
+                hash: row.get(9),
+                problem: None,
+            })
+            .collect();
+        let Some(last) = out.last() else {
+            return Ok(());
+        };
+        next = last.position as i64 + 1;
+        let done = out.len() < batch;
+        if tx.send(Ok(out)).await.is_err() || done {
+            return Ok(());
+        }
+    }
+}

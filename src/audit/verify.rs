@@ -1,0 +1,492 @@
+//! `careflow audit verify`: every stream's chain, the global log, and the signed checkpoints.
+//!
+//! **Why it is fast.** Recomputing an event's hash needs only that event (its stored
+//! `prev_hash` is an input), so hashing is spread over threads batch by batch, while a reader
+//! thread fetches the next batch; only the link checks (is `prev_hash` the stream's previous
+//! `hash`, do versions and positions run on) are sequential, and they are a hash-map lookup
+//! per event. `data` is hashed as stored, without parsing, whenever that matches (see
+//! `chain_hash_with_data_text`); only a mismatch pays for a parse to tell an edit from a
+//! different spelling. docs/performance.md has the figures.
+
+use std::time::{Duration, Instant};
+
+use careflow_aggregates::log_verifier::{Content, Link, LogVerifier};
+use careflow_aggregates::{
+    ChainBreak, ChainVerifier, EventHash, EventMetadata, RecordedEvent, StreamId, chain_hash,
+    chain_hash_with_data_text,
+};
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use super::AuditError;
+use super::checkpoint::{self, Checkpoint};
+use super::raw::{LogSource, RawEvent};
+use crate::store::{Direction, EventStore, StoreError};
+
+/// How to run a whole-log check.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// First position to check (1: the whole log, including the digest checks).
+    pub from_position: u64,
+    /// Keys whose checkpoints are trusted; empty: any key, with a note in the report.
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// Hashing threads.
+    pub threads: usize,
+    /// Rows per read.
+    pub batch: usize,
+    /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            from_position: 1,
+            trusted_keys: Vec::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch: 32_768,
+            progress: false,
+        }
+    }
+}
+
+/// One broken link of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub stream: String,
+    pub version: u64,
+    pub position: u64,
+    pub problem: String,
+}
+
+/// What the newest checkpoint said, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointSummary {
+    pub position: u64,
+    pub created_at: String,
+    pub public_key: String,
+    pub count: usize,
+}
+
+/// The outcome of a whole-log check.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogReport {
+    pub events: u64,
+    pub streams: usize,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub intact: bool,
+    pub findings: Vec<Finding>,
+    /// Problems with the signed checkpoints (tail removed, log differs, bad signature).
+    pub checkpoint_findings: Vec<String>,
+    pub newest_checkpoint: Option<CheckpointSummary>,
+    /// Things the auditor should know that are not findings.
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// Findings kept in full; past this they are only counted (a wholesale rewrite would
+/// otherwise hold the whole log in memory).
+const MAX_FINDINGS: usize = 10_000;
+
+/// Walks the whole log (or from `options.from_position`) and checks the checkpoints.
+///
+/// # Errors
+/// [`AuditError`] when the log cannot be read; tampering is a finding, not an error.
+pub async fn verify_log(
+    source: &LogSource,
+    options: &VerifyOptions,
+) -> Result<LogReport, AuditError> {
+    let started = Instant::now();
+    let head = source.head_position().await?;
+    let checkpoints = checkpoint::load_all(source).await?;
+    let rx = source.read_from(options.from_position, options.batch);
+    let options_owned = options.clone();
+    let cps = checkpoints.clone();
+    let walk = tokio::task::spawn_blocking(move || walk(rx, &options_owned, head, &cps))
+        .await
+        .map_err(AuditError::database)??;
+    let mut report = judge_checkpoints(walk, &checkpoints, options);
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// What the walk saw, before the checkpoints are judged.
+struct Walk {
+    events: u64,
+    streams: usize,
+    first_position: u64,
+    last_position: u64,
+    findings: Vec<Finding>,
+    dropped_findings: u64,
+    digest_complete: bool,
+    /// (hash, digest) at each checkpoint's position, in the order of the checkpoints.
+    at_checkpoints: Vec<Option<(EventHash, EventHash)>>,
+}
+
+fn walk(
+    mut rx: tokio::sync::mpsc::Receiver<super::raw::Batch>,
+    options: &VerifyOptions,
+    head: u64,
+    checkpoints: &[Checkpoint],
+) -> Result<Walk, AuditError> {
+    let bar = progress_bar(options, head.saturating_sub(options.from_position) + 1);
+    let mut verifier = LogVerifier::starting_at(options.from_position);
+    let mut findings = Vec::new();
+    let mut dropped = 0u64;
+    let mut first_position = 0;
+    let mut last_position = 0;
+    let mut at_checkpoints = vec![None; checkpoints.len()];
+    let mut next_checkpoint = 0usize;
+    let threads = options.threads.max(1);
+    while let Some(batch) = rx.blocking_recv() {
+        let batch = batch?;
+        let contents = hash_in_parallel(&batch, threads);
+        for (raw, (content, prev_hash, hash)) in batch.iter().zip(contents) {
+            if first_position == 0 {
+                first_position = raw.position;
+            }
+            last_position = raw.position;
+            let link = Link {
+                position: raw.position,
+                stream_id: &raw.stream_id,
+                version: raw.version,
+                prev_hash,
+                hash,
+            };
+            for problem in verifier.check(link, content) {
+                if findings.len() < MAX_FINDINGS {
+                    findings.push(Finding {
+                        stream: raw.stream_id.clone(),
+                        version: raw.version,
+                        position: raw.position,
+                        problem: problem.to_string(),
+                    });
+                } else {
+                    dropped += 1;
+                }
+            }
+            while let Some(c) = checkpoints.get(next_checkpoint) {
+                if c.position > raw.position {
+                    break;
+                }
+                if c.position == raw.position {
+                    at_checkpoints[next_checkpoint] = Some((hash, verifier.digest()));
+                }
+                next_checkpoint += 1;
+            }
+        }
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Walk {
+        events: verifier.events(),
+        streams: verifier.streams(),
+        first_position,
+        last_position,
+        findings,
+        dropped_findings: dropped,
+        digest_complete: verifier.digest_is_complete(),
+        at_checkpoints,
+    })
+}
+
+fn progress_bar(options: &VerifyOptions, len: u64) -> indicatif::ProgressBar {
+    if !options.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} verifying {bar:40} {human_pos}/{human_len} events ({per_sec}, {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Recomputes the hashes of a batch on `threads` threads; per row: the content check and
+/// the stored `prev_hash` and `hash` (zeros when unreadable).
+fn hash_in_parallel(batch: &[RawEvent], threads: usize) -> Vec<(Content, EventHash, EventHash)> {
+    if batch.len() < 1_024 || threads == 1 {
+        return batch.iter().map(check_content).collect();
+    }
+    let chunk = batch.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|rows| scope.spawn(move || rows.iter().map(check_content).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(part) => part,
+                Err(_) => unreachable!("check_content does not panic"),
+            })
+            .collect()
+    })
+}
+
+/// Decodes what the hash covers and recomputes it.
+fn check_content(raw: &RawEvent) -> (Content, EventHash, EventHash) {
+    let (Ok(prev_hash), Ok(hash)) = (
+        EventHash::from_slice(&raw.prev_hash),
+        EventHash::from_slice(&raw.hash),
+    ) else {
+        return (
+            Content::Unreadable("a stored hash is not 32 bytes".into()),
+            EventHash::from_slice(&raw.prev_hash).unwrap_or_default(),
+            EventHash::from_slice(&raw.hash).unwrap_or_default(),
+        );
+    };
+    let unreadable = |reason: String| (Content::Unreadable(reason), prev_hash, hash);
+    if let Some(problem) = &raw.problem {
+        return unreadable(problem.clone());
+    }
+    let stream_id = match StreamId::parse(&raw.stream_id) {
+        Ok(id) => id,
+        Err(error) => return unreadable(format!("stream_id: {error}")),
+    };
+    let metadata: EventMetadata = match serde_json::from_str(&raw.metadata) {
+        Ok(m) => m,
+        Err(error) => return unreadable(format!("metadata: {error}")),
+    };
+    let mut event = RecordedEvent {
+        event_id: raw.event_id,
+        stream_id,
+        version: raw.version,
+        position: raw.position,
+        event_type: raw.event_type.clone(),
+        schema_version: raw.schema_version,
+        data: serde_json::Value::Null,
+        metadata,
+        prev_hash,
+        hash,
+    };
+    if chain_hash_with_data_text(&event, &raw.data) == hash {
+        return (Content::Intact, prev_hash, hash);
+    }
+    match serde_json::from_str(&raw.data) {
+        Ok(data) => event.data = data,
+        Err(error) => return unreadable(format!("data: {error}")),
+    }
+    let content = if chain_hash(&event) == hash {
+        Content::Intact
+    } else {
+        Content::HashMismatch
+    };
+    (content, prev_hash, hash)
+}
+
+fn judge_checkpoints(walk: Walk, checkpoints: &[Checkpoint], options: &VerifyOptions) -> LogReport {
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    if walk.dropped_findings > 0 {
+        notes.push(format!(
+            "{} further findings not listed (only the first {MAX_FINDINGS} are kept)",
+            walk.dropped_findings
+        ));
+    }
+    if checkpoints.is_empty() {
+        notes.push(
+            "no signed checkpoint yet: removal of the newest events cannot be detected until the server writes one"
+                .into(),
+        );
+    } else if options.trusted_keys.is_empty() {
+        notes.push("no trusted public key given: checkpoints are checked against the key they carry; pass --public-key to pin it".into());
+    }
+    if options.from_position > 1 {
+        notes.push(format!(
+            "checked from position {}: streams are anchored on their first event there, and checkpoint digests are not compared",
+            options.from_position
+        ));
+    }
+    for (c, seen) in checkpoints.iter().zip(&walk.at_checkpoints) {
+        let at = c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let what = format!("checkpoint at position {} signed {at}", c.position);
+        if !c.signature_holds() {
+            problems.push(format!("{what}: the signature does not verify"));
+            continue;
+        }
+        if !options.trusted_keys.is_empty()
+            && !options
+                .trusted_keys
+                .iter()
+                .any(|k| k.to_bytes() == c.public_key)
+        {
+            problems.push(format!(
+                "{what}: signed by key {}, which is not trusted",
+                c.public_key_hex()
+            ));
+            continue;
+        }
+        if c.position < options.from_position {
+            continue;
+        }
+        match seen {
+            None if c.position > walk.last_position => problems.push(format!(
+                "{what}: the log ends at position {}; events after it were removed",
+                walk.last_position
+            )),
+            None => problems.push(format!(
+                "{what}: there is no event at that position any more"
+            )),
+            Some((hash, _)) if *hash != c.last_hash => problems.push(format!(
+                "{what}: the event there is not the one signed (hash {hash}, signed {})",
+                c.last_hash
+            )),
+            Some((_, digest)) if walk.digest_complete && *digest != c.log_digest => {
+                problems.push(format!(
+                    "{what}: the log up to it differs from what was signed (events deleted, inserted or reordered before it)"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let newest_checkpoint = checkpoints.last().map(|c| CheckpointSummary {
+        position: c.position,
+        created_at: c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        public_key: c.public_key_hex(),
+        count: checkpoints.len(),
+    });
+    LogReport {
+        events: walk.events,
+        streams: walk.streams,
+        first_position: walk.first_position,
+        last_position: walk.last_position,
+        intact: walk.findings.is_empty() && problems.is_empty() && walk.dropped_findings == 0,
+        findings: walk.findings,
+        checkpoint_findings: problems,
+        newest_checkpoint,
+        notes,
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// One broken link of a single stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StreamBreak {
+    pub version: u64,
+    pub position: u64,
+    pub problem: String,
+}
+
+/// The outcome of a one-stream check (`--stream`, `GET /v1/audit/verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StreamReport {
+    pub stream: String,
+    pub events: u64,
+    pub intact: bool,
+    pub breaks: Vec<StreamBreak>,
+}
+
+/// Events read per store call when checking one stream.
+const STREAM_PAGE: usize = 10_000;
+
+/// Checks one stream's chain through the event store.
+///
+/// This sees what the stream holds: an edited, inserted or reordered event, or one deleted
+/// from the middle. Deleting a stream's *newest* events leaves a valid shorter chain; only
+/// the whole-log check (positions, checkpoints) catches that.
+///
+/// # Errors
+/// [`StoreError`] when the store cannot be read; a row that does not decode is a break.
+pub async fn verify_stream(
+    store: &dyn EventStore,
+    stream: &StreamId,
+) -> Result<StreamReport, StoreError> {
+    let mut verifier = ChainVerifier::new(stream.clone());
+    let mut breaks = Vec::new();
+    let mut events = 0u64;
+    let mut from = 1u64;
+    loop {
+        let page = match store
+            .read_stream(stream, from, Direction::Forward, STREAM_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(StoreError::Corrupt { position, reason }) => {
+                breaks.push(StreamBreak {
+                    version: from,
+                    position,
+                    problem: format!("stored event cannot be read: {reason}"),
+                });
+                break;
+            }
+            Err(error) => return Err(error),
+        };
+        for event in &page {
+            events += 1;
+            if let Err(found) = verifier.check(event) {
+                breaks.extend(found.into_iter().map(|b: ChainBreak| StreamBreak {
+                    version: event.version,
+                    position: event.position,
+                    problem: b.to_string(),
+                }));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == STREAM_PAGE => from = last.version + 1,
+            _ => break,
+        }
+    }
+    Ok(StreamReport {
+        stream: stream.to_string(),
+        events,
+        intact: breaks.is_empty(),
+        breaks,
+    })
+}
+
+impl LogReport {
+    /// The human-readable report `audit verify` prints.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for f in &self.findings {
+            let _ = writeln!(
+                out,
+                "BROKEN stream {} version {} position {}: {}",
+                f.stream, f.version, f.position, f.problem
+            );
+        }
+        for p in &self.checkpoint_findings {
+            let _ = writeln!(out, "BROKEN {p}");
+        }
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.events as f64 / secs
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "checked {} events in {} streams, positions {}..{}, in {:.2} s ({:.0} events/s)",
+            self.events, self.streams, self.first_position, self.last_position, secs, rate
+        );
+        if let Some(c) = &self.newest_checkpoint {
+            let _ = writeln!(
+                out,
+                "newest checkpoint: position {} signed {} by key {} ({} checkpoints)",
+                c.position, c.created_at, c.public_key, c.count
+            );
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.intact {
+                "intact".to_string()
+            } else {
+                format!(
+                    "TAMPERED: {} broken links, {} checkpoint findings",
+                    self.findings.len(),
+                    self.checkpoint_findings.len()
+                )
+            }
+        );
+        out
+    }
+}
