@@ -6,9 +6,11 @@
 
 mod activate;
 mod append;
+mod audit;
 mod http;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
+pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use http::{HttpBench, HttpReport, http};
 
