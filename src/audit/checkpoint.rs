@@ -173,10 +173,7 @@ pub async fn load_all(source: &LogSource) -> Result<Vec<Checkpoint>, AuditError>
         LogSource::Postgres { url, schema } => {
             let client = super::pg_connect(url, schema).await?;
             let exists: bool = client
-                .query_one(
-                    "SELECT to_regclass('audit_checkpoints') IS NOT NULL",
-                    &[],
-                )
+                .query_one("SELECT to_regclass('audit_checkpoints') IS NOT NULL", &[])
                 .await
                 .map_err(AuditError::database)?
                 .get(0);
@@ -219,7 +216,8 @@ impl Sink {
     async fn open(source: &LogSource) -> Result<Self, AuditError> {
         match source {
             LogSource::Sqlite(path) => {
-                let conn = rusqlite::Connection::open(path).map_err(|e| AuditError::file(path, e))?;
+                let conn =
+                    rusqlite::Connection::open(path).map_err(|e| AuditError::file(path, e))?;
                 conn.busy_timeout(Duration::from_secs(5))
                     .map_err(AuditError::database)?;
                 conn.execute_batch(SQLITE_TABLE)
@@ -383,11 +381,26 @@ mod tests {
         let c = Checkpoint::sign(&key, 10, EventHash([1; 32]), EventHash([2; 32]), at);
         assert!(c.signature_holds());
         let altered = [
-            Checkpoint { position: 9, ..c.clone() },
-            Checkpoint { last_hash: EventHash([3; 32]), ..c.clone() },
-            Checkpoint { log_digest: EventHash([3; 32]), ..c.clone() },
-            Checkpoint { created_at: at + chrono::Duration::seconds(1), ..c.clone() },
-            Checkpoint { public_key: SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes(), ..c.clone() },
+            Checkpoint {
+                position: 9,
+                ..c.clone()
+            },
+            Checkpoint {
+                last_hash: EventHash([3; 32]),
+                ..c.clone()
+            },
+            Checkpoint {
+                log_digest: EventHash([3; 32]),
+                ..c.clone()
+            },
+            Checkpoint {
+                created_at: at + chrono::Duration::seconds(1),
+                ..c.clone()
+            },
+            Checkpoint {
+                public_key: SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes(),
+                ..c.clone()
+            },
         ];
         for a in altered {
             assert!(!a.signature_holds(), "{a:?}");

@@ -137,7 +137,9 @@ pub async fn export(
     let mut write = |event: &RecordedEvent| -> Result<(), AuditError> {
         let mut line = serde_json::to_vec(event).map_err(|e| AuditError::Format(e.to_string()))?;
         line.push(b'\n');
-        writer.write_all(&line).map_err(|e| AuditError::file(out, e))?;
+        writer
+            .write_all(&line)
+            .map_err(|e| AuditError::file(out, e))?;
         count += 1;
         first_position.get_or_insert(event.position);
         last_position = Some(event.position);
@@ -314,7 +316,10 @@ pub fn check_export(
     let text =
         std::fs::read_to_string(&manifest_file).map_err(|e| AuditError::file(&manifest_file, e))?;
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-        AuditError::Format(format!("{} is not a manifest: {e}", manifest_file.display()))
+        AuditError::Format(format!(
+            "{} is not a manifest: {e}",
+            manifest_file.display()
+        ))
     })?;
     if manifest.body.format != FORMAT {
         return Err(AuditError::Format(format!(
@@ -389,7 +394,9 @@ pub fn check_export(
             event.stream_id, event.version, event.position
         );
         if chain_hash(&event) != event.hash {
-            problems.push(format!("{at}: stored hash does not match the event's content"));
+            problems.push(format!(
+                "{at}: stored hash does not match the event's content"
+            ));
         }
         match heads.get(&event.stream_id) {
             Some(&(version, hash)) => {
@@ -397,7 +404,9 @@ pub fn check_export(
                     problems.push(format!("{at}: expected version {}", version + 1));
                 }
                 if event.prev_hash != hash {
-                    problems.push(format!("{at}: prev_hash does not match the previous event's hash"));
+                    problems.push(format!(
+                        "{at}: prev_hash does not match the previous event's hash"
+                    ));
                 }
             }
             None if manifest.body.whole_streams => {

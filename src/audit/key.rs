@@ -41,8 +41,9 @@ pub fn load_or_create(config: &Config) -> Result<SigningKey, AuditError> {
     let _ = std::fs::remove_file(&temp);
     match linked {
         Ok(()) => Ok(SigningKey::from_bytes(&seed)),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => load(&path)?
-            .ok_or_else(|| AuditError::file(&path, "the file is empty")),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            load(&path)?.ok_or_else(|| AuditError::file(&path, "the file is empty"))
+        }
         Err(error) => Err(AuditError::file(&path, error)),
     }
 }
@@ -108,7 +109,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(key_path(&config)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(key_path(&config))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let public = hex::encode(first.verifying_key().to_bytes());

@@ -302,7 +302,9 @@ fn judge_checkpoints(walk: Walk, checkpoints: &[Checkpoint], options: &VerifyOpt
         ));
     }
     for (c, seen) in checkpoints.iter().zip(&walk.at_checkpoints) {
-        let at = c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let at = c
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let what = format!("checkpoint at position {} signed {at}", c.position);
         if !c.signature_holds() {
             problems.push(format!("{what}: the signature does not verify"));
@@ -345,7 +347,9 @@ fn judge_checkpoints(walk: Walk, checkpoints: &[Checkpoint], options: &VerifyOpt
     }
     let newest_checkpoint = checkpoints.last().map(|c| CheckpointSummary {
         position: c.position,
-        created_at: c.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        created_at: c
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         public_key: c.public_key_hex(),
         count: checkpoints.len(),
     });

@@ -75,7 +75,9 @@ pub async fn verify(config: &Config, spec: &VerifyBench) -> anyhow::Result<Verif
         build(&db, streams, per_stream).await?;
         let build = started.elapsed();
         let options = VerifyOptions {
-            threads: spec.threads.unwrap_or_else(|| VerifyOptions::default().threads),
+            threads: spec
+                .threads
+                .unwrap_or_else(|| VerifyOptions::default().threads),
             ..VerifyOptions::default()
         };
         let mut best = Duration::MAX;
@@ -120,11 +122,7 @@ pub struct ReplayBenchReport {
 impl fmt::Display for ReplayBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "events: {}", self.events)?;
-        writeln!(
-            f,
-            "replay_now_seconds: {:.3}",
-            self.best_full.as_secs_f64()
-        )?;
+        writeln!(f, "replay_now_seconds: {:.3}", self.best_full.as_secs_f64())?;
         write!(
             f,
             "replay_as_of_middle_seconds: {:.3}",
@@ -278,8 +276,12 @@ fn decide(body: serde_json::Value) -> anyhow::Result<ProposedEvent> {
         )?;
         state = PatientAccount::evolve(state, &event);
     }
-    let decided = PatientAccount::decide(&state, &command, &Ctx::new(Utc::now(), Uuid::nil(), "bench"))
-        .map_err(|r| anyhow::anyhow!("bench command refused: {r}"))?;
+    let decided = PatientAccount::decide(
+        &state,
+        &command,
+        &Ctx::new(Utc::now(), Uuid::nil(), "bench"),
+    )
+    .map_err(|r| anyhow::anyhow!("bench command refused: {r}"))?;
     let event = decided.first().context("the command decided no event")?;
     let encoded = PatientAccount::encode(event);
     Ok(ProposedEvent {

@@ -10,8 +10,8 @@ mod audit;
 mod http;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
-pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
+pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
 pub use http::{HttpBench, HttpReport, http};
 
 use std::time::Duration;

@@ -68,9 +68,17 @@ pub async fn record(
     if let Some(as_of) = as_of {
         data["as_of"] = json!(as_of.to_rfc3339());
     }
-    append(store, stream, &caller.subject, "http", data, correlation_id, now)
-        .await
-        .map_err(ApiError::from)
+    append(
+        store,
+        stream,
+        &caller.subject,
+        "http",
+        data,
+        correlation_id,
+        now,
+    )
+    .await
+    .map_err(ApiError::from)
 }
 
 /// Appends the access record of an audit export (`careflow audit export`): who (the OS user

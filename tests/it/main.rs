@@ -2,6 +2,7 @@
 //! and black-box tests of the real binary.
 
 mod api;
+mod audit_cli;
 mod conformance;
 mod crash;
 mod errors;
@@ -11,3 +12,4 @@ mod postgres_api;
 mod roles;
 mod serve;
 mod support;
+mod tamper;
