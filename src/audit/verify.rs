@@ -368,7 +368,7 @@ fn judge_checkpoints(walk: Walk, checkpoints: &[Checkpoint], options: &VerifyOpt
 }
 
 /// One broken link of a single stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamBreak {
     pub version: u64,
     pub position: u64,
@@ -376,7 +376,7 @@ pub struct StreamBreak {
 }
 
 /// The outcome of a one-stream check (`--stream`, `GET /v1/audit/verify`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamReport {
     pub stream: String,
     pub events: u64,

@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/v1/events"),
+    ("get", "/v1/audit/verify"),
     ("post", "/v1/patient-accounts/{id}/commands"),
     ("get", "/v1/patient-accounts/{id}"),
     ("get", "/v1/patient-accounts/{id}/history"),
@@ -227,6 +228,7 @@ impl Modify for BearerAuth {
         crate::http::prometheus_metrics,
         serve,
         crate::http::reads::events,
+        crate::http::audit::verify,
         patient_accounts::command,
         patient_accounts::state,
         patient_accounts::history,
@@ -260,6 +262,8 @@ impl Modify for BearerAuth {
         PurchaseView,
         OrderLineView,
         VendorBillView,
+        crate::http::audit::StreamVerifyView,
+        crate::http::audit::BreakView,
     )),
     modifiers(&BearerAuth)
 )]

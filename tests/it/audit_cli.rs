@@ -137,3 +137,61 @@ async fn an_export_checks_offline_and_a_changed_byte_fails_it() {
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("not by the given key"), "{output}");
 }
+
+#[tokio::test]
+async fn the_verify_endpoint_checks_one_stream_for_auditors_only() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    let api = Api::new(&server.base);
+    api.ok(&ehr, "patient-accounts", "VER-1", register_body("Doe"))
+        .await;
+    api.ok(
+        &ehr,
+        "patient-accounts",
+        "VER-1",
+        charge_body("C1", "10.00", 1),
+    )
+    .await;
+    let path = "/v1/audit/verify?stream=patient_account-VER-1";
+
+    let reply = api.get(path, Some(&auditor)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"stream": "patient_account-VER-1", "events": 2, "intact": true, "breaks": []})
+    );
+    api.get(path, Some(&ehr)).await.assert_problem(403);
+    api.get(path, None).await.assert_problem(401);
+    api.get("/v1/audit/verify?stream=bad%20id", Some(&auditor))
+        .await
+        .assert_problem(400);
+    api.get(
+        "/v1/audit/verify?stream=patient_account-NOBODY",
+        Some(&auditor),
+    )
+    .await
+    .assert_problem(404);
+
+    // Edit the charge in the file under the running server, as an attacker would.
+    let db = dir.path().join("data").join("careflow.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER events_are_append_only_update; \
+         UPDATE events SET data = replace(data, '10.00', '1.00') \
+         WHERE stream_id = 'patient_account-VER-1' AND version = 2;",
+    )
+    .unwrap();
+    let reply = api.get(path, Some(&auditor)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["intact"], false, "{}", reply.text);
+    assert_eq!(reply.body["breaks"][0]["version"], 2, "{}", reply.text);
+    assert_eq!(
+        reply.body["breaks"][0]["problem"],
+        "stored hash does not match the event's content"
+    );
+}
