@@ -34,6 +34,41 @@ pub struct RawEvent {
     pub problem: Option<String>,
 }
 
+/// A stored row borrowed from wherever it was read (a SQLite row, a [`RawEvent`]): what the
+/// content check needs, without copying `data` and `metadata` out of SQLite's pages.
+#[derive(Debug, Clone)]
+pub struct RowView<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub data: &'a str,
+    pub metadata: &'a str,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+    pub problem: Option<String>,
+}
+
+impl RawEvent {
+    pub fn view(&self) -> RowView<'_> {
+        RowView {
+            position: self.position,
+            stream_id: &self.stream_id,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: &self.data,
+            metadata: &self.metadata,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            problem: self.problem.clone(),
+        }
+    }
+}
+
 /// Where the log is, for raw reads.
 #[derive(Debug, Clone)]
 pub enum LogSource {
@@ -179,6 +214,66 @@ fn read_sqlite(
     }
 }
 
+/// Calls `visit` with each row with `from <= position < to`, in position order, on `conn`.
+/// Rows are borrowed from SQLite where possible; a row with a text column that is not UTF-8
+/// is decoded leniently into a [`RawEvent`] first.
+///
+/// # Errors
+/// [`AuditError::Database`].
+pub(crate) fn visit_sqlite_window(
+    conn: &rusqlite::Connection,
+    from: u64,
+    to: u64,
+    mut visit: impl FnMut(&RowView<'_>),
+) -> Result<(), AuditError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE position >= ?1 AND position < ?2 ORDER BY position"
+        ))
+        .map_err(AuditError::database)?;
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query(rusqlite::params![clamp(from), clamp(to)])
+        .map_err(AuditError::database)?;
+    while let Some(row) = rows.next().map_err(AuditError::database)? {
+        match sqlite_view(row) {
+            Some(view) => visit(&view),
+            None => visit(&sqlite_row(row).view()),
+        }
+    }
+    Ok(())
+}
+
+/// A borrowed view of a row whose columns have their declared types and whose text is
+/// UTF-8; `None` otherwise (the caller then decodes it leniently with `sqlite_row`).
+fn sqlite_view<'a>(row: &'a rusqlite::Row<'_>) -> Option<RowView<'a>> {
+    let int = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Integer(n)) if n >= 0 => Some(n as u64),
+        _ => None,
+    };
+    let text = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    };
+    let blob = |i: usize| match row.get_ref(i) {
+        Ok(ValueRef::Blob(bytes)) => Some(bytes),
+        _ => None,
+    };
+    Some(RowView {
+        position: int(0)?,
+        stream_id: text(1)?,
+        version: int(2)?,
+        event_id: Uuid::from_slice(blob(3)?).ok()?,
+        event_type: text(4)?,
+        schema_version: u32::try_from(int(5)?).ok()?,
+        data: text(6)?,
+        metadata: text(7)?,
+        prev_hash: blob(8)?,
+        hash: blob(9)?,
+        problem: None,
+    })
+}
+
 /// Decodes a row leniently: a column of the wrong type becomes `problem`, text that is not
 /// UTF-8 is read with replacement characters (its hash then fails, which is the finding).
 fn sqlite_row(row: &rusqlite::Row<'_>) -> RawEvent {
@@ -194,9 +289,10 @@ fn sqlite_row(row: &rusqlite::Row<'_>) -> RawEvent {
     let version = int(2, "version");
     let schema_version = u32::try_from(int(5, "schema_version")).unwrap_or(0);
     let text = |i: usize| match row.get_ref(i) {
-        Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) => {
-            String::from_utf8_lossy(bytes).into_owned()
-        }
+        Ok(ValueRef::Text(bytes) | ValueRef::Blob(bytes)) => match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        },
         _ => String::new(),
     };
     let bytes = |i: usize| match row.get_ref(i) {
