@@ -409,10 +409,10 @@ pub fn check_export(
                     ));
                 }
             }
-            None if manifest.body.whole_streams => {
-                if event.version != 1 || event.prev_hash != EventHash::ZERO {
-                    problems.push(format!("{at}: the stream does not start at version 1"));
-                }
+            None if manifest.body.whole_streams
+                && (event.version != 1 || event.prev_hash != EventHash::ZERO) =>
+            {
+                problems.push(format!("{at}: the stream does not start at version 1"));
             }
             None => {}
         }
