@@ -123,7 +123,10 @@ impl Replayed {
         let mut out = String::new();
         let as_of = self
             .as_of
-            .map_or_else(|| "now".to_string(), |t| t.to_rfc3339());
+            .map_or_else(
+                || "now".to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            );
         let _ = writeln!(
             out,
             "{} as of {as_of}: version {}, position {}",
