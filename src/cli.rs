@@ -604,15 +604,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(runtime) = state.runtime() {
         // The server has drained its requests, so no actor is mid-command.
         runtime.registry.shutdown();
-        runtime.store.close().await;
-        tracing::info!("event store flushed and closed");
-        // Sign the log as it is left, so removing its newest events is evident.
+        // Sign the log as it is left, so removing its newest events is evident. Before the
+        // store closes: a closed PostgreSQL store cannot be read any more.
         if let Some((checkpointer, periodic)) = checkpoints.get() {
             periodic.abort();
             if let Err(error) = checkpointer.write().await {
                 tracing::warn!(%error, "final audit checkpoint failed");
             }
         }
+        runtime.store.close().await;
+        tracing::info!("event store flushed and closed");
     }
     let open_error = open_error.lock().ok().and_then(|mut slot| slot.take());
     match open_error {

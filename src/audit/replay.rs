@@ -121,12 +121,10 @@ impl Replayed {
     pub fn render_table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let as_of = self
-            .as_of
-            .map_or_else(
-                || "now".to_string(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            );
+        let as_of = self.as_of.map_or_else(
+            || "now".to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        );
         let _ = writeln!(
             out,
             "{} as of {as_of}: version {}, position {}",

@@ -20,7 +20,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::serve::{Server, careflow, token};
+use crate::serve::{Server, careflow};
 use crate::support::{TempDir, drop_schema, postgres_url, unique_schema};
 
 const A: &str = "patient_account-TAMPER-A";
@@ -380,12 +380,19 @@ async fn a_checkpoint_signed_by_another_key_is_not_trusted() {
 
 /// The wiring in `serve`: a clean shutdown signs the log as it is left, so cutting its
 /// newest event afterwards is caught.
-#[tokio::test]
-async fn serve_signs_a_checkpoint_at_shutdown() {
-    let dir = TempDir::new();
-    let server = Server::start(&dir.path());
+async fn check_shutdown_checkpoint(site: Site) {
+    let mut cmd = careflow(&site.dir.path());
+    for (k, v) in &site.env {
+        cmd.env(k, v);
+    }
+    let server = Server::spawn(cmd);
     server.wait_ready().await;
-    let ehr = token(&dir.path(), "system", "ehr");
+    let env: Vec<(&str, &str)> = site
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let ehr = crate::serve::token_with_env(&site.dir.path(), &env, "system", "ehr");
     let api = crate::api::Api::new(&server.base);
     api.ok(
         &ehr,
@@ -402,23 +409,49 @@ async fn serve_signs_a_checkpoint_at_shutdown() {
     )
     .await;
     assert!(server.terminate().await.success());
-    let site = Site {
-        env: vec![("CAREFLOW_DATA_DIR".into(), data_dir(&dir))],
-        dir,
-        pg: None,
-    };
     let (code, output) = site.run(&["audit", "verify"]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("newest checkpoint: position 2"), "{output}");
-    let conn = rusqlite::Connection::open(site.config().sqlite_path()).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER events_are_append_only_delete; DELETE FROM events WHERE position = 2;",
-    )
-    .unwrap();
+    match &site.pg {
+        None => {
+            let conn = rusqlite::Connection::open(site.config().sqlite_path()).unwrap();
+            conn.execute_batch(
+                "DROP TRIGGER events_are_append_only_delete; DELETE FROM events WHERE position = 2;",
+            )
+            .unwrap();
+        }
+        Some((url, schema)) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!(
+                    "SET search_path = {schema}; ALTER TABLE events DISABLE TRIGGER USER; \
+                     DELETE FROM events WHERE position = 2;"
+                ))
+                .await
+                .unwrap();
+        }
+    }
     let (code, output) = site.run(&["audit", "verify"]);
     assert_eq!(code, 1, "{output}");
     assert!(
         output.contains("the log ends at position 1; events after it were removed"),
         "{output}"
     );
+    site.cleanup().await;
+}
+
+#[tokio::test]
+async fn serve_signs_a_checkpoint_at_shutdown_on_sqlite() {
+    check_shutdown_checkpoint(Site::sqlite()).await;
+}
+
+#[tokio::test]
+async fn serve_signs_a_checkpoint_at_shutdown_on_postgres() {
+    let Some(site) = Site::postgres().await else {
+        return;
+    };
+    check_shutdown_checkpoint(site).await;
 }
