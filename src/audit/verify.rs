@@ -636,3 +636,6 @@ impl LogReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
