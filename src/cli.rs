@@ -204,6 +204,9 @@ pub enum BenchCommand {
     },
     /// `audit verify` over a freshly built log.
     Verify {
+        /// Backend to measure (overrides the configured store).
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
         /// Events in the log.
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
@@ -294,12 +297,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{report}");
                 }
                 BenchCommand::Verify {
+                    store,
                     events,
                     streams,
                     threads,
                     runs,
                 } => {
                     let spec = bench::VerifyBench {
+                        store: store.unwrap_or(config.store),
                         events,
                         streams,
                         threads,

@@ -4,13 +4,12 @@
 //! when one row does not decode, which is right for the service and wrong for an auditor: a
 //! row someone edited by hand is exactly what `audit verify` must report, at its position,
 //! and keep going. It also parses `data` into a JSON tree that verification does not need
-//! (see `chain_hash_with_data_text`). So verification reads raw rows here, one backend
-//! query per batch, on a producer that runs ahead of the hashing threads.
+//! (see `chain_hash_text`). So verification reads raw rows here, one window of positions per
+//! query, on several connections at once (see `audit::verify`).
 
 use std::path::PathBuf;
 
 use rusqlite::types::ValueRef;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::AuditError;
@@ -76,9 +75,6 @@ pub enum LogSource {
     Postgres { url: String, schema: String },
 }
 
-/// A batch of rows, or why reading stopped.
-pub type Batch = Result<Vec<RawEvent>, AuditError>;
-
 const SELECT: &str = "SELECT position, stream_id, version, event_id, event_type, schema_version, \
      data, metadata, prev_hash, hash FROM events";
 
@@ -136,30 +132,6 @@ impl LogSource {
             }
         }
     }
-
-    /// Starts reading rows with `position >= from` in position order, `batch` rows at a time,
-    /// into a channel two batches deep (the reader stays one batch ahead of the hashing).
-    pub fn read_from(&self, from: u64, batch: usize) -> mpsc::Receiver<Batch> {
-        let (tx, rx) = mpsc::channel(2);
-        let batch = batch.max(1);
-        match self.clone() {
-            LogSource::Sqlite(path) => {
-                std::thread::spawn(move || {
-                    if let Err(error) = read_sqlite(&path, from, batch, &tx) {
-                        let _ = tx.blocking_send(Err(error));
-                    }
-                });
-            }
-            LogSource::Postgres { url, schema } => {
-                tokio::spawn(async move {
-                    if let Err(error) = read_postgres(&url, &schema, from, batch, &tx).await {
-                        let _ = tx.send(Err(error)).await;
-                    }
-                });
-            }
-        }
-        rx
-    }
 }
 
 /// A read-only connection (`query_only`), usable while a server writes the same file.
@@ -180,38 +152,6 @@ pub(crate) fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection
     conn.execute_batch("PRAGMA query_only=ON; PRAGMA cache_size=-65536;")
         .map_err(AuditError::database)?;
     Ok(conn)
-}
-
-fn read_sqlite(
-    path: &std::path::Path,
-    from: u64,
-    batch: usize,
-    tx: &mpsc::Sender<Batch>,
-) -> Result<(), AuditError> {
-    let conn = open_sqlite(path)?;
-    let mut stmt = conn
-        .prepare(&format!(
-            "{SELECT} WHERE position >= ?1 ORDER BY position LIMIT ?2"
-        ))
-        .map_err(AuditError::database)?;
-    let mut next = i64::try_from(from).unwrap_or(i64::MAX);
-    loop {
-        let mut rows = stmt
-            .query(rusqlite::params![next, batch as i64])
-            .map_err(AuditError::database)?;
-        let mut out = Vec::with_capacity(batch);
-        while let Some(row) = rows.next().map_err(AuditError::database)? {
-            out.push(sqlite_row(row));
-        }
-        let Some(last) = out.last() else {
-            return Ok(());
-        };
-        next = last.position as i64 + 1;
-        let done = out.len() < batch;
-        if tx.blocking_send(Ok(out)).is_err() || done {
-            return Ok(());
-        }
-    }
 }
 
 /// Calls `visit` with each row with `from <= position < to`, in position order, on `conn`.
@@ -319,27 +259,38 @@ fn sqlite_row(row: &rusqlite::Row<'_>) -> RawEvent {
     }
 }
 
-async fn read_postgres(
-    url: &str,
-    schema: &str,
-    from: u64,
-    batch: usize,
-    tx: &mpsc::Sender<Batch>,
-) -> Result<(), AuditError> {
-    let client = super::pg_connect(url, schema).await?;
-    let stmt = client
-        .prepare(&format!(
-            "{SELECT} WHERE position >= $1 ORDER BY position LIMIT $2"
-        ))
-        .await
-        .map_err(AuditError::database)?;
-    let mut next = i64::try_from(from).unwrap_or(i64::MAX);
-    loop {
-        let rows = client
-            .query(&stmt, &[&next, &(batch as i64)])
+/// A PostgreSQL reader of position windows: one connection, one prepared statement.
+pub(crate) struct PostgresWindows {
+    client: tokio_postgres::Client,
+    statement: tokio_postgres::Statement,
+}
+
+impl PostgresWindows {
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub(crate) async fn open(url: &str, schema: &str) -> Result<Self, AuditError> {
+        let client = super::pg_connect(url, schema).await?;
+        let statement = client
+            .prepare(&format!(
+                "{SELECT} WHERE position >= $1 AND position < $2 ORDER BY position"
+            ))
             .await
             .map_err(AuditError::database)?;
-        let out: Vec<RawEvent> = rows
+        Ok(Self { client, statement })
+    }
+
+    /// The rows with `from <= position < to`, in position order.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub(crate) async fn read(&self, from: u64, to: u64) -> Result<Vec<RawEvent>, AuditError> {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(&self.statement, &[&clamp(from), &clamp(to)])
+            .await
+            .map_err(AuditError::database)?;
+        Ok(rows
             .iter()
             .map(|row| RawEvent {
                 position: row.get::<_, i64>(0).max(0) as u64,
@@ -354,14 +305,6 @@ async fn read_postgres(
                 hash: row.get(9),
                 problem: None,
             })
-            .collect();
-        let Some(last) = out.last() else {
-            return Ok(());
-        };
-        next = last.position as i64 + 1;
-        let done = out.len() < batch;
-        if tx.send(Ok(out)).await.is_err() || done {
-            return Ok(());
-        }
+            .collect())
     }
 }

@@ -1,12 +1,13 @@
 //! `careflow audit verify`: every stream's chain, the global log, and the signed checkpoints.
 //!
 //! **Why it is fast.** Recomputing an event's hash needs only that event (its stored
-//! `prev_hash` is an input), so hashing is spread over threads batch by batch, while a reader
-//! thread fetches the next batch; only the link checks (is `prev_hash` the stream's previous
-//! `hash`, do versions and positions run on) are sequential, and they are a hash-map lookup
-//! per event. `data` is hashed as stored, without parsing, whenever that matches (see
-//! `chain_hash_with_data_text`); only a mismatch pays for a parse to tell an edit from a
-//! different spelling. docs/performance.md has the figures.
+//! `prev_hash` is an input). So one worker per core reads its own windows of the log on its
+//! own connection and hashes them, and a single walker puts the windows back in order and
+//! does the sequential part: the link checks (is `prev_hash` the stream's previous `hash`, do
+//! versions and positions run on) and the log digest, a hash-map lookup and a 72-byte SHA-256
+//! per event. The stored text is hashed as it is, without parsing (see `chain_hash_text`);
+//! only a row whose hash does not match is decoded, to tell an edit from a different
+//! spelling. docs/performance.md has the figures.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use serde::Serialize;
 
 use super::AuditError;
 use super::checkpoint::{self, Checkpoint};
-use super::raw::{LogSource, RawEvent, RowView};
+use super::raw::{LogSource, RowView};
 use crate::store::{Direction, EventStore, StoreError};
 
 /// How to run a whole-log check.
@@ -127,16 +128,9 @@ struct Walk {
 
 /// A batch of rows in log order (`index`), with their content checks when the reader
 /// already computed them.
-enum Rows {
-    /// Read, not checked yet (PostgreSQL).
-    Raw(Vec<RawEvent>),
-    /// Read and checked by the reader (SQLite).
-    Checked(Vec<Checked>),
-}
-
 struct Window {
     index: u64,
-    rows: Rows,
+    rows: Vec<Checked>,
 }
 
 /// What the walker needs of one row once its content is checked.
@@ -149,10 +143,9 @@ struct Checked {
     content: Content,
 }
 
-/// Starts the readers. SQLite: `threads` workers, each reading every `threads`-th window of
-/// `batch` positions on its own connection and hashing it, so reading and hashing both run
-/// on every core (one reader measured as the bottleneck). PostgreSQL: one reader in order;
-/// the walker hashes each batch on `threads` threads.
+/// Starts the readers: `threads` workers, each reading every `threads`-th window of `batch`
+/// positions on its own connection and hashing it, so reading and hashing both run on every
+/// core (a single reader measured as the bottleneck). The walker puts windows back in order.
 fn start_reading(
     source: &LogSource,
     options: &VerifyOptions,
@@ -186,7 +179,7 @@ fn start_reading(
                             })
                             .map(|()| Window {
                                 index,
-                                rows: Rows::Checked(checked),
+                                rows: checked,
                             });
                         let failed = window.is_err();
                         if tx.blocking_send(window).is_err() || failed {
@@ -197,21 +190,47 @@ fn start_reading(
                 });
             }
         }
-        LogSource::Postgres { .. } => {
-            let mut raw = source.read_from(from, batch as usize);
-            tokio::spawn(async move {
-                let mut index = 0;
-                while let Some(batch) = raw.recv().await {
-                    let window = batch.map(|rows| Window {
-                        index,
-                        rows: Rows::Raw(rows),
-                    });
-                    index += 1;
-                    if tx.send(window).await.is_err() {
-                        return;
+        LogSource::Postgres { url, schema } => {
+            let windows = head.saturating_sub(from) / batch + 1;
+            for worker in 0..threads as u64 {
+                let tx = tx.clone();
+                let (url, schema) = (url.clone(), schema.clone());
+                tokio::spawn(async move {
+                    let reader = match super::raw::PostgresWindows::open(&url, &schema).await {
+                        Ok(reader) => std::sync::Arc::new(reader),
+                        Err(error) => {
+                            let _ = tx.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    // The next window is fetched while this one is hashed.
+                    let fetch = |index: u64| {
+                        let reader = std::sync::Arc::clone(&reader);
+                        let start = from + index * batch;
+                        tokio::spawn(async move { reader.read(start, start + batch).await })
+                    };
+                    let mut index = worker;
+                    let mut next = (index < windows).then(|| fetch(index));
+                    while let Some(pending) = next.take() {
+                        let after = index + threads as u64;
+                        next = (after < windows).then(|| fetch(after));
+                        let window = match pending.await.map_err(AuditError::database) {
+                            Ok(Ok(rows)) => tokio::task::spawn_blocking(move || Window {
+                                index,
+                                rows: rows.iter().map(|r| check_content(&r.view())).collect(),
+                            })
+                            .await
+                            .map_err(AuditError::database),
+                            Ok(Err(error)) | Err(error) => Err(error),
+                        };
+                        let failed = window.is_err();
+                        if tx.send(window).await.is_err() || failed {
+                            return;
+                        }
+                        index = after;
                     }
-                }
-            });
+                });
+            }
         }
     }
     rx
@@ -231,7 +250,6 @@ fn walk(
     let mut last_position = 0;
     let mut at_checkpoints = vec![None; checkpoints.len()];
     let mut next_checkpoint = 0usize;
-    let threads = options.threads.max(1);
     // Windows that arrived before their turn.
     let mut early: std::collections::BTreeMap<u64, Window> = std::collections::BTreeMap::new();
     let mut next_index = 0u64;
@@ -251,10 +269,7 @@ fn walk(
             },
         };
         next_index += 1;
-        let batch = match window.rows {
-            Rows::Checked(checked) => checked,
-            Rows::Raw(rows) => hash_in_parallel(&rows, threads),
-        };
+        let batch = window.rows;
         for row in &batch {
             if first_position == 0 {
                 first_position = row.position;
@@ -315,34 +330,6 @@ fn progress_bar(options: &VerifyOptions, len: u64) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-/// Recomputes the hashes of a batch on `threads` threads; per row: the content check and
-/// the stored `prev_hash` and `hash` (zeros when unreadable).
-fn hash_in_parallel(batch: &[RawEvent], threads: usize) -> Vec<Checked> {
-    if batch.len() < 1_024 || threads == 1 {
-        return batch.iter().map(|r| check_content(&r.view())).collect();
-    }
-    let chunk = batch.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = batch
-            .chunks(chunk)
-            .map(|rows| {
-                scope.spawn(move || {
-                    rows.iter()
-                        .map(|r| check_content(&r.view()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(part) => part,
-                Err(_) => unreachable!("check_content does not panic"),
-            })
-            .collect()
-    })
 }
 
 /// Decodes what the hash covers and recomputes it.

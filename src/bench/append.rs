@@ -137,7 +137,7 @@ pub async fn append(config: &Config, spec: &AppendBench) -> anyhow::Result<Appen
     }
 }
 
-async fn drop_schema(url: &str, schema: &str) {
+pub(super) async fn drop_schema(url: &str, schema: &str) {
     if let Ok((client, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
         tokio::spawn(connection);
         let _ = client

@@ -1,6 +1,7 @@
 //! `careflow bench verify` and `careflow bench replay`: the auditor's two long-running reads.
 //!
-//! Both build a throw-away SQLite database in the data dir through the real store (real
+//! Both build a throw-away SQLite database in the data dir (or, for `bench verify --store
+//! postgres`, a throw-away PostgreSQL schema) through the real store (real
 //! envelopes, real hash chains, PatientAccount events as the decider emits them), then time
 //! the same code the CLI runs: `audit::verify::verify_log` over the whole log, and
 //! `audit::replay::replay` of one long stream as of a time in its middle and as of now.
@@ -20,13 +21,15 @@ use uuid::Uuid;
 use super::remove_sqlite_files;
 use crate::audit::raw::LogSource;
 use crate::audit::verify::{VerifyOptions, verify_log};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
+use crate::store::postgres::{PostgresConfig, PostgresStore};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
 
 /// What `bench verify` runs.
 #[derive(Debug, Clone)]
 pub struct VerifyBench {
+    pub store: StoreKind,
     pub events: u64,
     pub streams: u64,
     pub threads: Option<usize>,
@@ -36,6 +39,7 @@ pub struct VerifyBench {
 /// What `bench verify` measured (the best of the runs).
 #[derive(Debug, Clone)]
 pub struct VerifyBenchReport {
+    pub store: StoreKind,
     pub events: u64,
     pub streams: u64,
     pub threads: usize,
@@ -47,7 +51,8 @@ impl fmt::Display for VerifyBenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "events: {} streams: {} threads: {} (built in {:.1} s)",
+            "store: {:?} events: {} streams: {} threads: {} (built in {:.1} s)",
+            self.store,
             self.events,
             self.streams,
             self.threads,
@@ -67,41 +72,85 @@ impl fmt::Display for VerifyBenchReport {
 /// # Errors
 /// When the database cannot be built, or verification fails or finds anything.
 pub async fn verify(config: &Config, spec: &VerifyBench) -> anyhow::Result<VerifyBenchReport> {
-    let db = throwaway(config, "verify")?;
-    let result = async {
-        let started = Instant::now();
-        let streams = spec.streams.max(1);
-        let per_stream = spec.events.max(streams) / streams;
-        build(&db, streams, per_stream).await?;
-        let build = started.elapsed();
-        let options = VerifyOptions {
-            threads: spec
-                .threads
-                .unwrap_or_else(|| VerifyOptions::default().threads),
-            ..VerifyOptions::default()
-        };
-        let mut best = Duration::MAX;
-        for _ in 0..spec.runs.max(1) {
-            let report = verify_log(&LogSource::Sqlite(db.clone()), &options).await?;
-            anyhow::ensure!(
-                report.findings.is_empty() && report.events == streams * per_stream,
-                "verification of the bench log found {} breaks in {} events",
-                report.findings.len(),
-                report.events
-            );
-            best = best.min(report.elapsed);
+    match spec.store {
+        StoreKind::Sqlite => {
+            let db = throwaway(config, "verify")?;
+            let result = async {
+                let store: Arc<dyn EventStore> =
+                    Arc::new(SqliteStore::open(SqliteConfig::new(&db))?);
+                measure_verify(store, LogSource::Sqlite(db.clone()), spec).await
+            }
+            .await;
+            remove_sqlite_files(&db);
+            result
         }
-        Ok(VerifyBenchReport {
-            events: streams * per_stream,
-            streams,
-            threads: options.threads,
-            build,
-            best,
-        })
+        StoreKind::Postgres => {
+            let url = config
+                .database_url
+                .as_ref()
+                .map(|s| s.expose().to_string())
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+            let schema = format!(
+                "bench_verify_{}",
+                &Uuid::new_v4().simple().to_string()[..12]
+            );
+            let result = async {
+                let store: Arc<dyn EventStore> = Arc::new(
+                    PostgresStore::open(PostgresConfig::new(&url, &schema))
+                        .await
+                        .context("opening the bench schema")?,
+                );
+                let source = LogSource::Postgres {
+                    url: url.clone(),
+                    schema: schema.clone(),
+                };
+                measure_verify(store, source, spec).await
+            }
+            .await;
+            super::append::drop_schema(&url, &schema).await;
+            result
+        }
+        StoreKind::Kurrentdb => {
+            anyhow::bail!("the kurrentdb backend is not part of this build yet")
+        }
     }
-    .await;
-    remove_sqlite_files(&db);
-    result
+}
+
+async fn measure_verify(
+    store: Arc<dyn EventStore>,
+    source: LogSource,
+    spec: &VerifyBench,
+) -> anyhow::Result<VerifyBenchReport> {
+    let started = Instant::now();
+    let streams = spec.streams.max(1);
+    let per_stream = spec.events.max(streams) / streams;
+    build(store, streams, per_stream).await?;
+    let build = started.elapsed();
+    let options = VerifyOptions {
+        threads: spec
+            .threads
+            .unwrap_or_else(|| VerifyOptions::default().threads),
+        ..VerifyOptions::default()
+    };
+    let mut best = Duration::MAX;
+    for _ in 0..spec.runs.max(1) {
+        let report = verify_log(&source, &options).await?;
+        anyhow::ensure!(
+            report.findings.is_empty() && report.events == streams * per_stream,
+            "verification of the bench log found {} breaks in {} events",
+            report.findings.len(),
+            report.events
+        );
+        best = best.min(report.elapsed);
+    }
+    Ok(VerifyBenchReport {
+        store: spec.store,
+        events: streams * per_stream,
+        streams,
+        threads: options.threads,
+        build,
+        best,
+    })
 }
 
 /// What `bench replay` runs.
@@ -140,7 +189,8 @@ pub async fn replay(config: &Config, spec: &ReplayBench) -> anyhow::Result<Repla
     let db = throwaway(config, "replay")?;
     let result = async {
         let events = spec.events.max(2);
-        let recorded = build(&db, 1, events).await?;
+        let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(SqliteConfig::new(&db))?);
+        let recorded = build(store, 1, events).await?;
         let middle = recorded
             .get(recorded.len() / 2)
             .copied()
@@ -187,13 +237,12 @@ const EVENTS_PER_APPEND: u64 = 500;
 
 /// Appends `per_stream` events (RegisterPatient, then PostCharge) to each of `streams`
 /// accounts `BENCH-{i}`, appends to different streams running concurrently. Returns the
-/// `recorded_at` of every append of stream 0, in order.
+/// `recorded_at` of every append of stream 0, in order, and closes the store.
 async fn build(
-    db: &std::path::Path,
+    store: Arc<dyn EventStore>,
     streams: u64,
     per_stream: u64,
 ) -> anyhow::Result<Vec<chrono::DateTime<Utc>>> {
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(SqliteConfig::new(db))?);
     let register = decide(json!({"type": "RegisterPatient",
         "name": {"family": "Bench", "given": ["A"]}, "birth_date": "1970-01-01",
         "gender": "unknown", "facility": "MAIN"}))?;

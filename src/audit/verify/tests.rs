@@ -4,6 +4,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
+use crate::audit::raw::RawEvent;
 
 /// A stored row of a correctly hashed event, with `data` and `metadata` as the stores
 /// write them.
