@@ -214,14 +214,20 @@ pub async fn export(
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| AuditError::Format(e.to_string()))?;
     std::fs::write(&manifest_file, text + "\n").map_err(|e| AuditError::file(&manifest_file, e))?;
-    crate::http::access_log::record_export(
+    let recorded = crate::http::access_log::record_export(
         store,
         subject,
         &manifest.body.selection,
         count,
         &uuid::Uuid::new_v4().to_string(),
     )
-    .await?;
+    .await;
+    if let Err(error) = recorded {
+        // No export leaves without its access record.
+        let _ = std::fs::remove_file(out);
+        let _ = std::fs::remove_file(&manifest_file);
+        return Err(error.into());
+    }
     Ok(manifest)
 }
 
