@@ -6,22 +6,29 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use careflow_aggregates::StreamId;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::actors::{ActorConfig, Registry};
+use crate::audit::checkpoint::Checkpointer;
+use crate::audit::export::Selection;
+use crate::audit::raw::LogSource;
+use crate::audit::verify::VerifyOptions;
 use crate::bench::{self, ActivateBench, AppendBench, HttpBench, RebuildBench, StreamChoice};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
-use crate::store::{self, StoreError};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{self, EventStore, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
-use crate::{idempotency, snapshot};
+use crate::{audit, idempotency, snapshot};
 
 /// careflow: the event-sourced control layer between a hospital's systems.
 #[derive(Debug, Parser)]
@@ -53,6 +60,85 @@ pub enum Command {
         #[command(subcommand)]
         what: TokenCommand,
     },
+    /// A stream's state as of a time, with the events that made it (read-only; works on a
+    /// stopped server's data dir and beside a running one).
+    Replay {
+        /// The stream, e.g. patient_account-CF-1001.
+        stream: String,
+        /// RFC 3339 time; events recorded after it are left out (default: now).
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Tamper evidence and exports for auditors.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
+}
+
+/// Output format of the audit commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every stream's hash chain, the global log and the signed checkpoints. Exit 0
+    /// intact, 1 tampered, 2 could not check.
+    Verify {
+        /// Check only this stream's chain.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start at this position (streams are anchored on their first event there).
+        #[arg(long, default_value_t = 1)]
+        from_position: u64,
+        /// Trusted checkpoint key (64 hex digits; repeatable). Default: this data dir's key.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+        /// Hashing threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Export events as NDJSON with a signed manifest (FILE.manifest.json); recorded in the
+    /// access log.
+    Export {
+        /// One stream.
+        #[arg(long, conflicts_with_all = ["patient", "from", "to"])]
+        stream: Option<String>,
+        /// A patient's account and encounters, by MRN.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        patient: Option<String>,
+        /// Events recorded at or after this time (RFC 3339); needs --to.
+        #[arg(long, value_parser = parse_time, requires = "to")]
+        from: Option<DateTime<Utc>>,
+        /// Events recorded before this time (RFC 3339); needs --from.
+        #[arg(long, value_parser = parse_time, requires = "from")]
+        to: Option<DateTime<Utc>>,
+        /// The NDJSON file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Who exports, for the access log (default: the OS user).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Check an export offline. Exit 0 intact, 1 altered, 2 could not check.
+    CheckExport {
+        /// The NDJSON file (its manifest is FILE.manifest.json).
+        file: PathBuf,
+        /// The signer's public key (64 hex digits), as recorded beforehand.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Print this server's public key (hex), creating the key pair if absent.
+    Key,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +229,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0.5)]
         register_share: f64,
     },
+    /// `audit verify` over a freshly built log.
+    Verify {
+        /// Backend to measure (overrides the configured store).
+        #[arg(long, value_enum)]
+        store: Option<StoreKind>,
+        /// Events in the log.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Streams they are spread over.
+        #[arg(long, default_value_t = 10_000)]
+        streams: u64,
+        /// Hashing threads (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Verifications to time (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// `replay` of one long stream, as of now and as of its middle.
+    Replay {
+        /// Events in the stream.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Replays to time (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-01-31T12:00:00Z: {e}"))
 }
 
 /// Runs the parsed command line.
@@ -212,6 +331,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = runtime.block_on(bench::http(&config, &spec))?;
                     println!("{report}");
                 }
+                BenchCommand::Verify {
+                    store,
+                    events,
+                    streams,
+                    threads,
+                    runs,
+                } => {
+                    let spec = bench::VerifyBench {
+                        store: store.unwrap_or(config.store),
+                        events,
+                        streams,
+                        threads,
+                        runs,
+                    };
+                    let report = runtime.block_on(bench::verify(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Replay { events, runs } => {
+                    let spec = bench::ReplayBench { events, runs };
+                    let report = runtime.block_on(bench::replay(&config, &spec))?;
+                    println!("{report}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -232,6 +373,212 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .issue(&subject, role, ttl)
                 .context("issuing the token")?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            stream,
+            as_of,
+            format,
+        } => audit_runtime()?.block_on(replay(&config, &stream, as_of, format)),
+        Command::Audit { what } => audit_runtime()?.block_on(audit(&config, what)),
+    }
+}
+
+fn audit_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Opens the configured store for reading: a read-only handle on SQLite (no lock, so it
+/// works beside a running server), the shared database on PostgreSQL.
+async fn open_for_reading(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    match config.store {
+        StoreKind::Sqlite => {
+            let path = config.sqlite_path();
+            anyhow::ensure!(
+                path.exists(),
+                "no event store at {} (check data_dir)",
+                path.display()
+            );
+            Ok(Arc::new(SqliteStore::open_read_only(&path)?))
+        }
+        _ => Ok(store::open(config).await?),
+    }
+}
+
+fn parse_stream(text: &str) -> anyhow::Result<StreamId> {
+    StreamId::parse(text).with_context(|| format!("stream {text:?}"))
+}
+
+/// `careflow replay`.
+async fn replay(
+    config: &Config,
+    stream: &str,
+    as_of: Option<DateTime<Utc>>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let stream = parse_stream(stream)?;
+    let store = open_for_reading(config).await?;
+    let replayed = audit::replay::replay(store.as_ref(), &stream, as_of).await;
+    store.close().await;
+    let replayed = replayed?;
+    match format {
+        Format::Table => print!("{}", replayed.render_table()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&replayed)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `careflow audit ...`.
+async fn audit(config: &Config, what: AuditCommand) -> anyhow::Result<ExitCode> {
+    let finding = |intact: bool| {
+        if intact {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    };
+    match what {
+        AuditCommand::Verify {
+            stream: Some(stream),
+            format,
+            ..
+        } => {
+            let stream = parse_stream(&stream)?;
+            let store = open_for_reading(config).await?;
+            let report = audit::verify::verify_stream(store.as_ref(), &stream).await;
+            store.close().await;
+            let report = report?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => {
+                    for b in &report.breaks {
+                        println!(
+                            "BROKEN stream {} version {} position {}: {}",
+                            report.stream, b.version, b.position, b.problem
+                        );
+                    }
+                    println!(
+                        "checked {} events of {}: {}",
+                        report.events,
+                        report.stream,
+                        if report.intact { "intact" } else { "TAMPERED" }
+                    );
+                }
+            }
+            Ok(finding(report.intact))
+        }
+        AuditCommand::Verify {
+            stream: None,
+            from_position,
+            public_keys,
+            threads,
+            format,
+        } => {
+            let mut trusted = public_keys
+                .iter()
+                .map(|k| audit::key::parse_public(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            if trusted.is_empty()
+                && let Some(own) = audit::key::load(&audit::key::key_path(config))?
+            {
+                trusted.push(own.verifying_key());
+            }
+            let defaults = VerifyOptions::default();
+            let options = VerifyOptions {
+                from_position: from_position.max(1),
+                trusted_keys: trusted,
+                threads: threads.unwrap_or(defaults.threads),
+                progress: format == Format::Table,
+                ..defaults
+            };
+            let source = LogSource::from_config(config)?;
+            let report = audit::verify::verify_log(&source, &options).await?;
+            match format {
+                Format::Table => print!("{}", report.render()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            Ok(finding(report.intact))
+        }
+        AuditCommand::Export {
+            stream,
+            patient,
+            from,
+            to,
+            out,
+            subject,
+        } => {
+            let selection = match (stream, patient, from, to) {
+                (Some(stream), _, _, _) => Selection::Stream(parse_stream(&stream)?),
+                (_, Some(mrn), _, _) => {
+                    careflow_aggregates::stream_id::validate_id(&mrn)
+                        .with_context(|| format!("MRN {mrn:?}"))?;
+                    Selection::Patient(mrn)
+                }
+                (_, _, Some(from), Some(to)) => Selection::Between { from, to },
+                _ => Selection::All,
+            };
+            let subject = subject
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let key = audit::key::load_or_create(config)?;
+            // Writing the access record needs the store's writer: on SQLite, the server's
+            // lock must be free.
+            let store = store::open(config).await.map_err(|e| {
+                anyhow::Error::new(e).context(
+                    "opening the event store for the access record (on SQLite, stop the server first)",
+                )
+            })?;
+            let manifest =
+                audit::export::export(store.as_ref(), &key, &selection, &out, &subject, true).await;
+            store.close().await;
+            let manifest = manifest?;
+            println!(
+                "exported {} events ({}) to {}\nmanifest: {}\npublic key: {}",
+                manifest.body.count,
+                manifest.body.selection,
+                out.display(),
+                audit::export::manifest_path(&out).display(),
+                manifest.body.public_key
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::CheckExport {
+            file,
+            public_key,
+            format,
+        } => {
+            let key = public_key
+                .as_deref()
+                .map(audit::key::parse_public)
+                .transpose()?;
+            let report = audit::export::check_export(&file, key.as_ref())?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Table => {
+                    for p in &report.problems {
+                        println!("ALTERED {p}");
+                    }
+                    println!(
+                        "{} events, positions {}..{}, exported {} by {}, signed by {}: {}",
+                        report.events,
+                        report.manifest.first_position.unwrap_or(0),
+                        report.manifest.last_position.unwrap_or(0),
+                        report.manifest.exported_at,
+                        report.manifest.exported_by,
+                        report.manifest.public_key,
+                        if report.intact() { "intact" } else { "ALTERED" }
+                    );
+                }
+            }
+            Ok(finding(report.intact()))
+        }
+        AuditCommand::Key => {
+            let key = audit::key::load_or_create(config)?;
+            println!("{}", hex::encode(key.verifying_key().to_bytes()));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -293,17 +640,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let handle = server.handle();
     // Set before the server is stopped, so it is there whichever task finishes first.
     let open_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
+    // The audit checkpointer, once the store is open (docs/audit-guide.md).
+    let checkpoints: Arc<OnceLock<Checkpoints>> = Arc::default();
     let opener = {
         let state = Arc::clone(&state);
         let config = config.clone();
         let open_error = Arc::clone(&open_error);
+        let checkpoints = Arc::clone(&checkpoints);
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
                 match open_runtime(&config).await {
                     Ok(runtime) => {
                         tracing::info!(backend = runtime.store.backend(), "event store open");
+                        let store = Arc::clone(&runtime.store);
                         state.set_runtime(runtime);
+                        start_checkpoints(&config, store, &checkpoints).await;
                         return;
                     }
                     // A shared server may come up after us: keep trying. An embedded file
@@ -331,6 +683,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // The server has drained its requests, so no actor is mid-command.
         runtime.registry.shutdown();
         runtime.projections.shutdown().await;
+        // Sign the log as it is left, so removing its newest events is evident. Before the
+        // store closes: a closed PostgreSQL store cannot be read any more.
+        if let Some((checkpointer, periodic)) = checkpoints.get() {
+            periodic.abort();
+            if let Err(error) = checkpointer.write().await {
+                tracing::warn!(%error, "final audit checkpoint failed");
+            }
+        }
         runtime.store.close().await;
         tracing::info!("event store flushed and closed");
     }
@@ -338,6 +698,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     match open_error {
         Some(error) => Err(anyhow::Error::new(error).context("opening the event store")),
         None => Ok(()),
+    }
+}
+
+type Checkpoints = (Arc<Checkpointer>, tokio::task::JoinHandle<()>);
+
+/// Opens the audit checkpointer and starts its periodic task. A failure is logged, not fatal:
+/// the service runs on, and `audit verify` notes the missing checkpoints.
+async fn start_checkpoints(
+    config: &Config,
+    store: Arc<dyn EventStore>,
+    slot: &OnceLock<Checkpoints>,
+) {
+    match Checkpointer::open(config, store).await {
+        Ok(checkpointer) => {
+            let checkpointer = Arc::new(checkpointer);
+            let periodic = checkpointer.spawn_periodic();
+            if slot.set((checkpointer, periodic)).is_err() {
+                tracing::warn!("audit checkpointer started twice; keeping the first");
+            }
+        }
+        Err(error) => tracing::error!(%error, "audit checkpoints are not being written"),
     }
 }
 

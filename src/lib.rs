@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod actors;
+pub mod audit;
 pub mod bench;
 pub mod breaker;
 pub mod cli;

@@ -92,11 +92,105 @@ pub fn chain_hash(event: &RecordedEvent) -> EventHash {
     EventHash(hasher.finalize().into())
 }
 
+/// `chain_hash` with `data` taken as already-canonical JSON text instead of `event.data`.
+///
+/// The stores write `data` with serde_json, whose output for a `Value` is compact with keys in
+/// byte order: exactly the canonical form. A verifier can therefore hash the stored text
+/// without parsing it. A match proves the stored bytes are the bytes hashed at append time;
+/// a mismatch proves nothing by itself (the text may be a non-canonical spelling of the same
+/// value), so callers fall back to parsing and [`chain_hash`] before reporting a break.
+pub fn chain_hash_with_data_text(event: &RecordedEvent, data_text: &str) -> EventHash {
+    let mut out = Vec::with_capacity(256 + data_text.len());
+    canonical_fields_with(&mut out, event, |out| {
+        out.extend_from_slice(data_text.as_bytes())
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(event.prev_hash.0);
+    hasher.update(&out);
+    EventHash(hasher.finalize().into())
+}
+
+/// An event's metadata as stored: the JSON text of [`crate::EventMetadata`], its strings
+/// borrowed rather than parsed (no UUID or timestamp parsing, no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataText<'a> {
+    pub command_id: &'a str,
+    pub correlation_id: &'a str,
+    pub causation_id: &'a str,
+    pub principal: &'a str,
+    pub source: &'a str,
+    pub recorded_at: &'a str,
+    pub occurred_at: &'a str,
+}
+
+/// A stored event as text, for hashing without decoding (see [`chain_hash_text`]).
+#[derive(Debug, Clone, Copy)]
+pub struct EventText<'a> {
+    pub event_id: &'a uuid::Uuid,
+    pub stream_id: &'a str,
+    pub version: u64,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    /// The stored `data` JSON text.
+    pub data: &'a str,
+    pub metadata: MetadataText<'a>,
+    pub prev_hash: EventHash,
+}
+
+/// The chain hash of a stored event computed from its stored text: `data` as it is, the
+/// metadata's UUID and timestamps as the strings they were stored as.
+///
+/// The stores write metadata with serde, whose UUIDs and timestamps are spelled exactly as
+/// the canonical form spells them, and `data` in canonical form (see
+/// [`chain_hash_with_data_text`]). So for an untouched event this equals [`chain_hash`], and
+/// a match proves the stored text is what was hashed at append time. A mismatch proves
+/// nothing by itself; verifiers then decode the event and use [`chain_hash`].
+pub fn chain_hash_text(e: &EventText<'_>) -> EventHash {
+    let mut out = Vec::with_capacity(320 + e.data.len());
+    let m = &e.metadata;
+    out.extend_from_slice(b"{\"data\":");
+    out.extend_from_slice(e.data.as_bytes());
+    out.extend_from_slice(b",\"event_id\":");
+    write_uuid(&mut out, e.event_id);
+    out.extend_from_slice(b",\"event_type\":");
+    write_str(&mut out, e.event_type);
+    out.extend_from_slice(b",\"metadata\":{\"causation_id\":");
+    write_str(&mut out, m.causation_id);
+    out.extend_from_slice(b",\"command_id\":");
+    write_str(&mut out, m.command_id);
+    out.extend_from_slice(b",\"correlation_id\":");
+    write_str(&mut out, m.correlation_id);
+    out.extend_from_slice(b",\"occurred_at\":");
+    write_str(&mut out, m.occurred_at);
+    out.extend_from_slice(b",\"principal\":");
+    write_str(&mut out, m.principal);
+    out.extend_from_slice(b",\"recorded_at\":");
+    write_str(&mut out, m.recorded_at);
+    out.extend_from_slice(b",\"source\":");
+    write_str(&mut out, m.source);
+    out.extend_from_slice(b"},\"schema_version\":");
+    write_display(&mut out, e.schema_version);
+    out.extend_from_slice(b",\"stream_id\":");
+    write_str(&mut out, e.stream_id);
+    out.extend_from_slice(b",\"version\":");
+    write_display(&mut out, e.version);
+    out.push(b'}');
+    let mut hasher = Sha256::new();
+    hasher.update(e.prev_hash.0);
+    hasher.update(&out);
+    EventHash(hasher.finalize().into())
+}
+
 fn canonical_fields(out: &mut Vec<u8>, e: &RecordedEvent) {
+    canonical_fields_with(out, e, |out| write_value(out, &e.data));
+}
+
+fn canonical_fields_with(out: &mut Vec<u8>, e: &RecordedEvent, data: impl FnOnce(&mut Vec<u8>)) {
     // Keys in byte order, written by hand so the order is visible here.
     let m = &e.metadata;
     out.extend_from_slice(b"{\"data\":");
-    write_value(out, &e.data);
+    data(out);
     out.extend_from_slice(b",\"event_id\":");
     write_uuid(out, &e.event_id);
     out.extend_from_slice(b",\"event_type\":");

@@ -14,9 +14,13 @@
 
 pub mod chain;
 pub mod envelope;
+pub mod log_verifier;
 pub mod stream_id;
 
-pub use chain::{ChainBreak, ChainVerifier, EventHash, canonical_bytes, chain_hash};
+pub use chain::{
+    ChainBreak, ChainVerifier, EventHash, EventText, MetadataText, canonical_bytes, chain_hash,
+    chain_hash_text, chain_hash_with_data_text,
+};
 pub use envelope::{EventMetadata, RecordedEvent, event_id_for};
 pub use stream_id::{StreamId, StreamIdError};
 

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::Caller;
 use super::error::ApiError;
-use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
+use crate::store::{
+    AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent, StoreError,
+};
 
 /// The stream kind of the access log.
 pub const KIND: &str = "access_log";
@@ -62,7 +64,6 @@ pub async fn record(
             cause: format!("access log stream id: {error}"),
         }
     })?;
-    let request_id = Uuid::new_v4();
     let mut data = json!({
         "principal": caller.subject,
         "role": caller.role.as_str(),
@@ -73,6 +74,55 @@ pub async fn record(
     if let Some(as_of) = as_of {
         data["as_of"] = json!(as_of.to_rfc3339());
     }
+    append(
+        store,
+        stream,
+        &caller.subject,
+        "http",
+        data,
+        correlation_id,
+        now,
+    )
+    .await
+    .map_err(ApiError::from)
+}
+
+/// Appends the access record of an audit export (`careflow audit export`): who (the OS user
+/// or `--subject`), what (`selection`, e.g. `patient CF-1001`, and how many events), when.
+///
+/// # Errors
+/// The store's error; the export is then not handed out.
+pub async fn record_export(
+    store: &dyn EventStore,
+    subject: &str,
+    selection: &str,
+    events: u64,
+    correlation_id: &str,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let stream = StreamId::new(KIND, &now.format("%Y-%m-%d").to_string())
+        .map_err(|error| StoreError::Unavailable(format!("access log stream id: {error}")))?;
+    let data = json!({
+        "principal": subject,
+        "role": "auditor",
+        "action": "export",
+        "selection": selection,
+        "events": events,
+        "correlation_id": correlation_id,
+    });
+    append(store, stream, subject, "cli", data, correlation_id, now).await
+}
+
+async fn append(
+    store: &dyn EventStore,
+    stream: StreamId,
+    principal: &str,
+    source: &str,
+    data: serde_json::Value,
+    correlation_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let request_id = Uuid::new_v4();
     store
         .append(AppendRequest {
             stream_id: stream,
@@ -81,8 +131,8 @@ pub async fn record(
                 command_id: request_id,
                 correlation_id: correlation_id.to_owned(),
                 causation_id: request_id.to_string(),
-                principal: caller.subject.clone(),
-                source: "http".into(),
+                principal: principal.to_owned(),
+                source: source.to_owned(),
                 occurred_at: now,
             },
             events: vec![ProposedEvent {
@@ -91,7 +141,6 @@ pub async fn record(
                 data,
             }],
         })
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! - `GET /v1/{kind}/{id}` (optionally `?as_of=`), `GET /v1/{kind}/{id}/history` and
 //!   `GET /v1/events` read state and events ([`reads`]); reads of patient data are written
 //!   to the access log ([`access_log`]);
+//! - `GET /v1/audit/verify?stream=` checks one stream's hash chain ([`audit`]);
 //! - `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token.
 //!
 //! Every error is RFC 9457 problem+json: handlers return [`error::ApiError`], extractor
@@ -30,6 +31,7 @@ use crate::metrics;
 use crate::store::EventStore;
 
 pub mod access_log;
+pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod error;
@@ -303,7 +305,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_only("/readyz").route(web::get().to(readyz)))
         .service(get_only("/metrics").route(web::get().to(prometheus_metrics)))
         .service(get_only("/openapi.json").route(web::get().to(openapi::serve)))
-        .service(get_only("/v1/events").route(web::get().to(reads::events)));
+        .service(get_only("/v1/events").route(web::get().to(reads::events)))
+        .service(get_only("/v1/audit/verify").route(web::get().to(audit::verify)));
     openapi::patient_accounts::register(cfg);
     openapi::encounters::register(cfg);
     openapi::inventory_items::register(cfg);

@@ -24,6 +24,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/v1/events"),
+    ("get", "/v1/audit/verify"),
     ("post", "/v1/patient-accounts/{id}/commands"),
     ("get", "/v1/patient-accounts/{id}"),
     ("get", "/v1/patient-accounts/{id}/history"),
@@ -245,6 +246,7 @@ impl Modify for BearerAuth {
         crate::http::projections::audit_access_log,
         crate::http::projections::list,
         crate::http::projections::rebuild,
+        crate::http::audit::verify,
         patient_accounts::command,
         patient_accounts::state,
         patient_accounts::history,
@@ -288,6 +290,8 @@ impl Modify for BearerAuth {
         PurchaseView,
         OrderLineView,
         VendorBillView,
+        crate::http::audit::StreamVerifyView,
+        crate::http::audit::BreakView,
     )),
     modifiers(&BearerAuth)
 )]

@@ -2,6 +2,7 @@
 //! black-box tests of the real binary, and the payer client against a fake payer.
 
 mod api;
+mod audit_cli;
 mod conformance;
 mod crash;
 mod errors;
@@ -14,4 +15,5 @@ mod projections;
 mod roles;
 mod serve;
 mod support;
+mod tamper;
 mod views;

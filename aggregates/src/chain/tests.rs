@@ -191,3 +191,54 @@ proptest! {
         prop_assert_eq!(String::from_utf8(fast).unwrap(), serde_json::to_string(&text).unwrap());
     }
 }
+
+#[test]
+fn hashing_the_stored_data_text_matches_hashing_the_value() {
+    let e = event(
+        "patient_account-M1",
+        1,
+        EventHash::ZERO,
+        json!({"z": 1, "a": {"y": "x\"q", "b": [1.5, null, true]}}),
+    );
+    let stored = serde_json::to_string(&e.data).unwrap();
+    assert_eq!(chain_hash_with_data_text(&e, &stored), e.hash);
+    // A different spelling of the same value does not match on the fast path; callers
+    // then parse and use `chain_hash`, which does.
+    let spaced = serde_json::to_string_pretty(&e.data).unwrap();
+    assert_ne!(chain_hash_with_data_text(&e, &spaced), e.hash);
+}
+
+#[test]
+fn hashing_the_stored_text_matches_hashing_the_decoded_event() {
+    let mut stored = Vec::new();
+    for nanos in [0, 5_000_000, 123_456_000, 123_456_789] {
+        let mut e = event(
+            "patient_account-M1",
+            3,
+            EventHash([9; 32]),
+            json!({"b": [1, "two"], "a": "x\u{e9}"}),
+        );
+        e.metadata.recorded_at += chrono::Duration::nanoseconds(nanos);
+        e.hash = chain_hash(&e);
+        stored.push((
+            e.clone(),
+            serde_json::to_string(&e.data).unwrap(),
+            serde_json::to_string(&e.metadata).unwrap(),
+        ));
+    }
+    for (e, data, metadata) in &stored {
+        let text = EventText {
+            event_id: &e.event_id,
+            stream_id: e.stream_id.as_str(),
+            version: e.version,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            data,
+            metadata: serde_json::from_str(metadata).unwrap(),
+            prev_hash: e.prev_hash,
+        };
+        assert_eq!(chain_hash_text(&text), e.hash, "{metadata}");
+        let other = EventText { version: 4, ..text };
+        assert_ne!(chain_hash_text(&other), e.hash);
+    }
+}
