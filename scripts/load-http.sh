@@ -6,7 +6,10 @@
 # Starts `careflow serve` on a free port with a fresh data dir (and, for postgres, a fresh
 # schema in CAREFLOW_TEST_DATABASE_URL's database), raises the per-token rate limit so the
 # limiter is not what is measured, runs `careflow bench http` from the same machine, then
-# prints the server's peak RSS and stops it. Everything runs on loopback and stops by itself.
+# prints the server's peak RSS and the projections' live lag (p99 of the time from an event's
+# recorded_at to the commit of the view that reflects it, from the server's histogram, read
+# once the views have caught up), then stops it. Everything runs on loopback and stops by
+# itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,3 +53,28 @@ done
 echo "server: $url store: $store pid: $pid"
 "$bin" bench http --url "$url" "$@"
 grep -E '^VmHWM' "/proc/$pid/status" | awk '{printf "server_peak_rss_mib: %.0f\n", $2/1024}'
+curl -fs "$url/metrics" | grep -E '^careflow_projection_lag_events' | sed 's/^/at_end_of_load: /' || true
+# Wait (at most 60 s) for every view to reflect the newest event, then read the histogram.
+for _ in $(seq 600); do
+    lagging=$(curl -fs "$url/metrics" | awk '/^careflow_projection_lag_events/ && $2 > 0' | wc -l)
+    [[ $lagging == 0 ]] && break
+    sleep 0.1
+done
+curl -fs "$url/metrics" | awk '
+    /^careflow_projection_delay_seconds_bucket/ {
+        match($0, /projection="[a-z_]+"/); p = substr($0, RSTART + 12, RLENGTH - 13)
+        match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+        n[p] += 0; les[p, ++n[p]] = le; cum[p, n[p]] = $2
+    }
+    /^careflow_projection_delay_seconds_count/ {
+        match($0, /projection="[a-z_]+"/); p = substr($0, RSTART + 12, RLENGTH - 13); count[p] = $2
+    }
+    END {
+        for (p in count) {
+            for (q = 1; q <= 2; q++) {
+                target = (q == 1 ? 0.5 : 0.99) * count[p]
+                for (i = 1; i <= n[p]; i++) if (cum[p, i] >= target) break
+                printf "projection_%s_delay_%s_at_most_s: %s (of %d events)\n", p, (q == 1 ? "p50" : "p99"), les[p, i], count[p]
+            }
+        }
+    }'
