@@ -11,8 +11,10 @@
 //! - only rows that were *read* in a batch stay cached after it: rows that are written once
 //!   and never read again (a charge, a claim line) would only crowd the hot ones out;
 //! - a generation created empty by this runner is *complete*: a hash of every key written
-//!   to it is kept, so a miss on a key never written is known to be absent without asking
-//!   the database (most of a rebuild's reads are of rows that do not exist yet).
+//!   to the tables that are ever read is kept, so a miss on a key never written is known to
+//!   be absent without asking the database (most of a rebuild's reads are of rows that do
+//!   not exist yet). Tables that are only written (charges, claim lines: most of the rows)
+//!   are not tracked, so the set grows with accounts and days, not with events.
 //!
 //! The cache is bounded: past its limit its rows are dropped (simpler than LRU bookkeeping on
 //! the hot path; a miss costs one indexed read), while the key hashes stay.
@@ -74,9 +76,13 @@ pub struct RowCache {
     rows: Texts,
     bytes: usize,
     limit_bytes: usize,
-    /// `Some` while the generation is complete: the hashes of every key ever written to it.
-    /// A key whose hash is absent does not exist.
+    /// `Some` while the generation is complete: the hashes of every key ever written to a
+    /// table in `read_tables`. A key of such a table whose hash is absent does not exist.
     written: Option<HashSet<u64>>,
+    /// Tables read so far; only their writes are tracked in `written`.
+    read_tables: HashSet<&'static str>,
+    /// Tables written before their first read: their misses must ask the database.
+    untracked_tables: HashSet<&'static str>,
 }
 
 impl RowCache {
@@ -88,6 +94,8 @@ impl RowCache {
             bytes: 0,
             limit_bytes: limit_bytes.max(1),
             written: complete.then(HashSet::new),
+            read_tables: HashSet::new(),
+            untracked_tables: HashSet::new(),
         }
     }
 
@@ -125,14 +133,21 @@ impl RowCache {
         self.bytes += added;
     }
 
-    /// Known absent without asking the database.
-    fn surely_absent(&self, table: &str, key: &str) -> bool {
-        self.written
-            .as_ref()
-            .is_some_and(|written| !written.contains(&key_hash(table, key)))
+    /// Known absent without asking the database. Marks `table` as read.
+    fn surely_absent(&mut self, table: &'static str, key: &str) -> bool {
+        self.read_tables.insert(table);
+        !self.untracked_tables.contains(table)
+            && self
+                .written
+                .as_ref()
+                .is_some_and(|written| !written.contains(&key_hash(table, key)))
     }
 
-    fn note_written(&mut self, table: &str, key: &str) {
+    fn note_written(&mut self, table: &'static str, key: &str) {
+        if !self.read_tables.contains(table) {
+            self.untracked_tables.insert(table);
+            return;
+        }
         if let Some(written) = &mut self.written {
             written.insert(key_hash(table, key));
             if written.len() > MAX_TRACKED_KEYS {
@@ -223,7 +238,7 @@ impl<'w, 'c> Overlay<'w, 'c> {
 
     /// A row not in this batch's writes nor in the cache, as its text.
     fn miss(&self, table: &'static str, key: &str) -> Result<Option<String>, ProjectionError> {
-        if self.cache.borrow().surely_absent(table, key) {
+        if self.cache.borrow_mut().surely_absent(table, key) {
             return Ok(None);
         }
         self.writer
