@@ -534,3 +534,61 @@ async fn views_on_postgres_are_exact_rebuild_and_are_run_once_by_two_nodes() {
     assert_eq!(second.terminate().await.code(), Some(0));
     drop_schema(&url, &schema).await;
 }
+
+/// `careflow projections rebuild <name>`, run as a separate process.
+fn cli_rebuild(dir: &Path, name: &str) -> (Option<i32>, String, String) {
+    let output = crate::serve::careflow(dir)
+        .args(["projections", "rebuild", name])
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_rebuilds_through_a_running_server_or_by_itself() {
+    let dir = TempDir::new();
+    let t = Tokens::new(&dir.path(), &[]);
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let head = load_accounts(&api, &t.system, 2, 5).await;
+    caught_up(&api, &t.admin, head).await;
+
+    // With the server running, the server does it and the CLI follows.
+    let (code, out, err) = cli_rebuild(&dir.path(), "billing");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("generation 2") && out.contains("by the running server"),
+        "{out}"
+    );
+    let status = api.get("/v1/projections", Some(&t.admin)).await;
+    assert_eq!(status.body["projections"][0]["generation"], 2);
+    assert_eq!(server.terminate().await.code(), Some(0));
+
+    // With none running, the CLI runs the rebuild itself; the server then serves it.
+    let (code, out, err) = cli_rebuild(&dir.path(), "billing");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("generation 3") && out.contains("this command did"),
+        "{out}"
+    );
+    let (code, _, err) = cli_rebuild(&dir.path(), "nope");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no projection named nope"), "{err}");
+
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let view = api
+        .get("/v1/billing/accounts/MRN-R1", Some(&t.finance))
+        .await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    assert_eq!(view.body["account"]["balance"], expected_balance(5));
+    let status = api.get("/v1/projections", Some(&t.admin)).await;
+    assert_eq!(status.body["projections"][0]["generation"], 3);
+    assert_eq!(server.terminate().await.code(), Some(0));
+}
