@@ -19,6 +19,8 @@ use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
+use crate::payer::{PayerClient, PayerSettings};
+use crate::process_managers::{self, ManagerConfig, ProcessManagers};
 use crate::store::{self, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
 use crate::{idempotency, snapshot};
@@ -330,6 +332,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(runtime) = state.runtime() {
         // The server has drained its requests, so no actor is mid-command.
         runtime.registry.shutdown();
+        runtime
+            .process_managers
+            .shutdown(Duration::from_secs(5))
+            .await;
         runtime.projections.shutdown().await;
         runtime.store.close().await;
         tracing::info!("event store flushed and closed");
@@ -353,10 +359,13 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
             .await
             .map_err(StoreError::unavailable)?;
         let views = views::open(config).await.map_err(StoreError::unavailable)?;
-        Ok::<_, StoreError>((snapshots, idempotency, views))
+        let checkpoints = process_managers::checkpoint::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok::<_, StoreError>((snapshots, idempotency, views, checkpoints))
     }
     .await;
-    let (snapshots, idempotency, views) = match opened {
+    let (snapshots, idempotency, views, checkpoints) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
@@ -375,10 +384,38 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
         views::runner::all_projections(),
         RunnerConfig::default(),
     );
+    let process_managers = ProcessManagers::start(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        checkpoints,
+        payer_client(config),
+        ManagerConfig::from_config(config),
+        config.process_managers,
+    );
     Ok(Runtime {
         store,
         registry,
         idempotency,
         projections,
+        process_managers,
     })
+}
+
+/// The payer client of the eligibility runner. Without `payer_url` there is none: the
+/// eligibility deadline then flags registrations self-pay unless an upstream system records
+/// their eligibility first (docs/process-managers.md).
+fn payer_client(config: &Config) -> Option<PayerClient> {
+    let Some(settings) = PayerSettings::from_config(config) else {
+        if config.process_managers {
+            tracing::warn!("payer_url is not set: eligibility is not checked; registrations with coverage are flagged self-pay at their deadline unless eligibility is recorded by another system");
+        }
+        return None;
+    };
+    match PayerClient::new(settings) {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::error!(%error, "payer_url cannot be used: eligibility is not checked");
+            None
+        }
+    }
 }
