@@ -407,7 +407,9 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
 fn payer_client(config: &Config) -> Option<PayerClient> {
     let Some(settings) = PayerSettings::from_config(config) else {
         if config.process_managers {
-            tracing::warn!("payer_url is not set: eligibility is not checked; registrations with coverage are flagged self-pay at their deadline unless eligibility is recorded by another system");
+            tracing::warn!(
+                "payer_url is not set: eligibility is not checked; registrations with coverage are flagged self-pay at their deadline unless eligibility is recorded by another system"
+            );
         }
         return None;
     };

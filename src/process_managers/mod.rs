@@ -16,12 +16,12 @@ mod runner;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use careflow_aggregates::policies::ProcessManager;
 use careflow_aggregates::policies::approval_deadline::{ApprovalDeadline, ApprovalSettings};
 use careflow_aggregates::policies::charges::Charges;
 use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySettings};
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
-use careflow_aggregates::policies::ProcessManager;
 use chrono::TimeDelta;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -242,11 +242,7 @@ impl ProcessManagers {
         let head = self.store.head_position().await.ok();
         let mut out = Vec::with_capacity(self.handles.len());
         for handle in &self.handles {
-            let local = handle
-                .status
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default();
+            let local = handle.status.lock().map(|s| s.clone()).unwrap_or_default();
             let position = match self.checkpoints.load(handle.name).await {
                 Ok(Some(checkpoint)) => checkpoint.position,
                 _ => local.position,

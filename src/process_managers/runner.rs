@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use careflow_aggregates::policies::timer::timer_stream;
 use careflow_aggregates::policies::{
-    Command, EligibilityCheck, IssuedCommand, PRINCIPAL_PREFIX, ProcessManager, TimerEvent,
-    Timers, Trigger, TriggerEvent, eligibility,
+    Command, EligibilityCheck, IssuedCommand, PRINCIPAL_PREFIX, ProcessManager, TimerEvent, Timers,
+    Trigger, TriggerEvent, eligibility,
 };
 use careflow_aggregates::{
     InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent, StreamId,
@@ -154,7 +154,12 @@ async fn own<P: ProcessManager>(
         Ok(timers) => timers,
         Err(error) => return Exit::Failed(error),
     };
-    tracing::info!(process_manager = P::NAME, position, pending_timers = timers.pending_count(), "process manager running");
+    tracing::info!(
+        process_manager = P::NAME,
+        position,
+        pending_timers = timers.pending_count(),
+        "process manager running"
+    );
     handle.update(|s| {
         s.status = "running";
         s.position = position;
@@ -637,7 +642,10 @@ async fn run_check(
     origin: &Origin,
 ) {
     let account_id = check.account_id.as_str();
-    let Ok(target) = StreamId::new(<PatientAccount as careflow_aggregates::Aggregate>::KIND, account_id) else {
+    let Ok(target) = StreamId::new(
+        <PatientAccount as careflow_aggregates::Aggregate>::KIND,
+        account_id,
+    ) else {
         return;
     };
     // Redelivered after a restart, with the answer already stored: do not ask again.
@@ -651,7 +659,11 @@ async fn run_check(
     let mut delay = deps.config.retry_first;
     loop {
         if Utc::now() >= check.give_up_at {
-            tracing::info!(process_manager = name, account_id, "payer check abandoned at its deadline");
+            tracing::info!(
+                process_manager = name,
+                account_id,
+                "payer check abandoned at its deadline"
+            );
             return;
         }
         let wait_for = match payer.check(check).await {

@@ -167,7 +167,10 @@ async fn registrations_end_active_when_eligible_and_self_pay_when_denied_or_unco
         .find(|e| e.stream_id.to_string() == account && e.event_type == "AccountActivated")
         .unwrap();
     assert_eq!(activated.metadata.principal, "process_manager:eligibility");
-    assert_eq!(count(&events, "patient_account-MRN-E2", "EligibilityDenied"), 1);
+    assert_eq!(
+        count(&events, "patient_account-MRN-E2", "EligibilityDenied"),
+        1
+    );
     assert_eq!(
         count(&events, "patient_account-MRN-E4", "AccountFlaggedSelfPay"),
         1
@@ -314,16 +317,22 @@ async fn a_completed_encounter_posts_each_charge_once_and_low_stock_opens_one_re
                 Some(&t.finance),
             )
             .await;
-        (reply.status == 200 && reply.body["balance"] == "30.00").then_some(reply.body)
-    })
-    .await;
-    assert_eq!(billing["balance"], "30.00");
-
-    let item = eventually(WITHIN, "stock consumed and a replenishment open", || async {
-        let reply = api.get("/v1/inventory-items/GAUZE", Some(&t.ehr)).await;
-        (reply.body["on_hand"] == 3 && reply.body["open_replenishment"].is_string())
+        (reply.status == 200 && reply.body["charges"].as_array().map(Vec::len) == Some(3))
             .then_some(reply.body)
     })
+    .await;
+    assert_eq!(billing["account"]["balance"], "30.00", "{billing}");
+    assert_eq!(billing["account"]["charge_count"], 3, "{billing}");
+
+    let item = eventually(
+        WITHIN,
+        "stock consumed and a replenishment open",
+        || async {
+            let reply = api.get("/v1/inventory-items/GAUZE", Some(&t.ehr)).await;
+            (reply.body["on_hand"] == 3 && reply.body["open_replenishment"].is_string())
+                .then_some(reply.body)
+        },
+    )
     .await;
     let requisition = item["open_replenishment"].as_str().unwrap().to_string();
     let purchase = eventually(WITHIN, "the replenishment purchase", || async {
@@ -333,7 +342,10 @@ async fn a_completed_encounter_posts_each_charge_once_and_low_stock_opens_one_re
         (reply.status == 200 && reply.body["status"] == "requested").then_some(reply.body)
     })
     .await;
-    assert_eq!(purchase["requester"], "careflow-replenishment", "{purchase}");
+    assert_eq!(
+        purchase["requester"], "careflow-replenishment",
+        "{purchase}"
+    );
 
     let events = api.all_events(&t.auditor).await;
     assert_log_is_sound(&events);
