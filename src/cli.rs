@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::actors::{ActorConfig, Registry};
-use crate::bench::{self, ActivateBench, AppendBench, HttpBench, RebuildBench, StreamChoice};
+use crate::bench::{
+    self, ActivateBench, AppendBench, ChargesBench, HttpBench, RebuildBench, StreamChoice,
+    TimersBench,
+};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
@@ -124,6 +127,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         runs: usize,
     },
+    /// Memory of pending timers in a process manager's fold, and firing them all in memory.
+    Timers {
+        /// Pending timers.
+        #[arg(long, default_value_t = 100_000)]
+        timers: usize,
+    },
+    /// Encounter completed -> charges visible in the billing view, through a running server
+    /// with the process managers on.
+    Charges {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Encounters to complete and time.
+        #[arg(long, default_value_t = 200)]
+        encounters: usize,
+        /// Concurrent workers, one encounter in flight each.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
     /// Commands per second through a running server (mixed RegisterPatient and PostCharge).
     Http {
         /// The server's base URL.
@@ -193,6 +215,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::Activate { events, runs } => {
                     let spec = ActivateBench { events, runs };
                     let report = runtime.block_on(bench::activate(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Timers { timers } => {
+                    println!("{}", bench::timers(&TimersBench { timers }));
+                }
+                BenchCommand::Charges {
+                    url,
+                    encounters,
+                    connections,
+                } => {
+                    let spec = ChargesBench {
+                        url,
+                        encounters,
+                        connections,
+                    };
+                    let report = runtime.block_on(bench::charges(&config, &spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Http {

@@ -6,11 +6,13 @@
 
 mod activate;
 mod append;
+mod flows;
 mod http;
 mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
+pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 
