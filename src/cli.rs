@@ -368,12 +368,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.await.context("running the HTTP server")?;
     opener.abort();
     if let Some(runtime) = state.runtime() {
-        // The server has drained its requests, so no actor is mid-command.
-        runtime.registry.shutdown();
+        // The process managers send commands too: stop them before the actors, so none is
+        // mid-command when the registry shuts down (an interrupted one is redelivered after
+        // the restart). The server has drained its requests already.
         runtime
             .process_managers
             .shutdown(Duration::from_secs(5))
             .await;
+        runtime.registry.shutdown();
         runtime.projections.shutdown().await;
         runtime.store.close().await;
         tracing::info!("event store flushed and closed");
