@@ -612,3 +612,50 @@ async fn two_nodes_on_one_postgres_act_once_for_each_flow() {
     drop(b);
     drop_schema(&url, &schema).await;
 }
+
+#[tokio::test]
+async fn checkpoints_keep_position_and_state_together_and_a_postgres_lease_has_one_holder() {
+    use careflow::process_managers::checkpoint::{
+        Checkpoint, CheckpointStore, PostgresCheckpoints, SqliteCheckpoints,
+    };
+
+    let dir = TempDir::new();
+    let sqlite = SqliteCheckpoints::open(dir.path().join("pm.db")).unwrap();
+    assert_eq!(sqlite.load("charges").await.unwrap(), None);
+    let first = Checkpoint {
+        position: 7,
+        state: "null".into(),
+    };
+    let second = Checkpoint {
+        position: 9,
+        state: r#"{"open":{}}"#.into(),
+    };
+    sqlite.save("charges", &first).await.unwrap();
+    sqlite.save("charges", &second).await.unwrap();
+    assert_eq!(sqlite.load("charges").await.unwrap(), Some(second.clone()));
+    assert_eq!(sqlite.load("eligibility").await.unwrap(), None);
+
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = unique_schema("pmck");
+    let node_a = PostgresCheckpoints::open(&url, &schema).await.unwrap();
+    let node_b = PostgresCheckpoints::open(&url, &schema).await.unwrap();
+    node_a.save("charges", &second).await.unwrap();
+    assert_eq!(node_b.load("charges").await.unwrap(), Some(second));
+    let lease = node_a
+        .acquire("charges")
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert!(lease.is_held());
+    assert!(node_b.acquire("charges").await.unwrap().is_none());
+    assert!(node_b.acquire("eligibility").await.unwrap().is_some());
+    drop(lease);
+    // The lock goes with its session; the connection closes shortly after the drop.
+    eventually(WITHIN, "the lease to be released", || async {
+        node_b.acquire("charges").await.unwrap().map(|_| ())
+    })
+    .await;
+    drop_schema(&url, &schema).await;
+}
