@@ -5,8 +5,11 @@
 //! policy's JSON snapshot, written in the same statement as the position, so a restart never
 //! pairs a position with a state from another moment.
 //!
-//! - SQLite: `process_managers.db` beside `careflow.db`. The event store's lock file already
-//!   keeps a second process off the data dir, so the lease is granted at once.
+//! - SQLite: `process_managers.db` beside `careflow.db`, WAL with `synchronous=NORMAL`: a power
+//!   cut may lose the newest checkpoints, which only redelivers events whose commands repeat
+//!   their ids (harmless by design), so an fsync per batch would buy nothing. The event
+//!   store's lock file already keeps a second process off the data dir, so the lease is
+//!   granted at once.
 //! - PostgreSQL: a table in the events' schema, shared by every node. A runner owns its
 //!   process manager through a session advisory lock on a connection of its own (as the
 //!   projection writers do): if the node dies, PostgreSQL ends the session and another node's
@@ -101,7 +104,7 @@ impl SqliteCheckpoints {
             .map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
+             PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS process_manager_checkpoints (
                  name       TEXT PRIMARY KEY,
                  position   INTEGER NOT NULL,

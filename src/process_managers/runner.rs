@@ -39,6 +39,7 @@ use careflow_aggregates::{
     InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent, StreamId,
 };
 use chrono::Utc;
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -207,7 +208,12 @@ async fn own<P: ProcessManager>(
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
+        let mut outbox: Vec<(IssuedCommand, Origin)> = Vec::new();
+        let mut asked: Vec<(EligibilityCheck, Origin, u64)> = Vec::new();
         for recorded in &events {
+            if !P::STREAM_KINDS.contains(&recorded.stream_id.kind()) {
+                continue;
+            }
             let trigger = match Trigger::from_recorded(recorded) {
                 Ok(Some(trigger)) => trigger,
                 Ok(None) => continue,
@@ -275,25 +281,29 @@ async fn own<P: ProcessManager>(
                         timers.apply(&event);
                     }
                 }
-                for issued in &reaction.commands {
-                    if send(deps, P::NAME, issued, &origin, handle).await.is_err() {
-                        return Exit::Stopped;
-                    }
+                for issued in reaction.commands {
+                    outbox.push((issued, origin.clone()));
                 }
                 for check in reaction.eligibility_checks {
-                    start_check(
-                        &mut checks,
-                        deps,
-                        handle,
-                        P::NAME,
-                        check,
-                        origin.clone(),
-                        recorded.position,
-                        &in_flight,
-                    );
+                    asked.push((check, origin.clone(), recorded.position));
                 }
             }
             state = P::evolve(state, &trigger);
+        }
+        if send_all(deps, P::NAME, outbox, handle).await.is_err() {
+            return Exit::Stopped;
+        }
+        for (check, origin, position) in asked {
+            start_check(
+                &mut checks,
+                deps,
+                handle,
+                P::NAME,
+                check,
+                origin,
+                position,
+                &in_flight,
+            );
         }
         if let Some(last) = events.last() {
             processed = last.position;
@@ -490,6 +500,44 @@ async fn append_timer<P: ProcessManager>(
             }
         }
     }
+}
+
+/// Most targets a runner sends to at once.
+const SEND_CONCURRENCY: usize = 32;
+
+/// Sends a batch's commands: in order for each target stream, different targets at once (at
+/// most [`SEND_CONCURRENCY`]). Each command's validity depends only on its own stream, so only
+/// the order per target is kept; sending one at a time capped a runner at one durable append
+/// per round trip, far below the registration rate it must follow.
+async fn send_all(
+    deps: &Deps,
+    name: &'static str,
+    outbox: Vec<(IssuedCommand, Origin)>,
+    handle: &RunnerHandle,
+) -> Result<(), Stopped> {
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let mut by_target: Vec<Vec<(IssuedCommand, Origin)>> = Vec::new();
+    let mut index: std::collections::HashMap<StreamId, usize> = std::collections::HashMap::new();
+    for (issued, origin) in outbox {
+        let slot = *index.entry(issued.target.clone()).or_insert_with(|| {
+            by_target.push(Vec::new());
+            by_target.len() - 1
+        });
+        by_target[slot].push((issued, origin));
+    }
+    let results: Vec<Result<(), Stopped>> = futures_util::stream::iter(by_target)
+        .map(|commands| async move {
+            for (issued, origin) in &commands {
+                send(deps, name, issued, origin, handle).await?;
+            }
+            Ok(())
+        })
+        .buffer_unordered(SEND_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// Sends one command through the actors, as the HTTP path does. `Ok` once it is durable (or

@@ -360,6 +360,43 @@ async fn a_completed_encounter_posts_each_charge_once_and_low_stock_opens_one_re
         requested[0].stream_id.to_string(),
         format!("purchase-{requisition}")
     );
+
+    // Goods received raise the stock; cancelling the purchase afterwards takes them back.
+    for body in [
+        json!({"type": "ApprovePurchase", "approver": "head-nurse"}),
+        json!({"type": "RecordPurchaseOrder", "odoo_order_ref": "PO-1"}),
+        json!({"type": "ReceiveGoods", "receipt_id": "GR1", "lines": [{"item_id": "GAUZE", "quantity": 12}]}),
+    ] {
+        api.ok(&t.ehr, "purchases", &requisition, body).await;
+    }
+    eventually(WITHIN, "the receipt in stock", || async {
+        let reply = api.get("/v1/inventory-items/GAUZE", Some(&t.ehr)).await;
+        (reply.body["on_hand"] == 15).then_some(())
+    })
+    .await;
+    api.ok(
+        &t.ehr,
+        "purchases",
+        &requisition,
+        json!({"type": "CancelPurchase", "reason": "vendor recalled the lot"}),
+    )
+    .await;
+    eventually(WITHIN, "the receipt returned", || async {
+        let reply = api.get("/v1/inventory-items/GAUZE", Some(&t.ehr)).await;
+        (reply.body["on_hand"] == 3).then_some(())
+    })
+    .await;
+    let events = api.all_events(&t.auditor).await;
+    let returned = events
+        .iter()
+        .filter(|e| {
+            e.stream_id.to_string() == "inventory_item-GAUZE"
+                && e.event_type == "StockConsumed"
+                && e.data["reference"] == "return:GR1"
+        })
+        .count();
+    assert_eq!(returned, 1);
+    assert_eq!(count(&events, "inventory_item-GAUZE", "StockReceived"), 2);
 }
 
 #[tokio::test]
