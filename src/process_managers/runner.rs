@@ -181,26 +181,45 @@ async fn own<P: ProcessManager>(
         while checks.try_join_next().is_some() {}
 
         // Timers first: a due timer is appended before new events are read, so its firing is
-        // in the log (and acted on) within one loop.
+        // in the log (and acted on) within one loop. The appends go out together (at most
+        // FIRE_BATCH per loop, so events keep flowing when a great many fall due at once):
+        // the store's group commit then makes one write of many firings. Their order does not
+        // matter; each one's command id is derived from its timer, so a firing repeated after
+        // a crash appends nothing.
         let now = Utc::now();
-        let due: Vec<_> = timers.due(now).collect();
-        for timer in due {
-            let Some(fired) = timers.fire(timer.timer_id, now) else {
-                continue;
-            };
-            let command_id = Uuid::new_v5(&timer.timer_id, b"fire");
-            let origin = Origin {
-                correlation_id: timer.timer_id.to_string(),
-                causation_id: timer.timer_id.to_string(),
-            };
-            if append_timer::<P>(deps, &timers_stream, &fired, command_id, &origin)
-                .await
-                .is_err()
-            {
+        let fired: Vec<TimerEvent> = timers
+            .due(now)
+            .take(FIRE_BATCH)
+            .filter_map(|timer| timers.fire(timer.timer_id, now))
+            .collect();
+        if !fired.is_empty() {
+            let appends = fired.iter().map(|event| {
+                let timer_id = event.timer_id();
+                let origin = Origin {
+                    correlation_id: timer_id.to_string(),
+                    causation_id: timer_id.to_string(),
+                };
+                let stream = &timers_stream;
+                async move {
+                    let command_id = Uuid::new_v5(&timer_id, b"fire");
+                    append_timer::<P>(deps, stream, event, command_id, &origin).await
+                }
+            });
+            let results: Vec<Result<(), Stopped>> = futures_util::stream::iter(appends)
+                .buffer_unordered(SEND_CONCURRENCY * 4)
+                .collect()
+                .await;
+            if results.into_iter().any(|result| result.is_err()) {
                 return Exit::Stopped;
             }
-            timers.apply(&fired);
-            tracing::info!(process_manager = P::NAME, timer_id = %timer.timer_id, due_at = %timer.due_at, "timer fired");
+            for event in &fired {
+                timers.apply(event);
+            }
+            tracing::info!(
+                process_manager = P::NAME,
+                count = fired.len(),
+                "timers fired"
+            );
         }
 
         head.borrow_and_update();
@@ -501,6 +520,9 @@ async fn append_timer<P: ProcessManager>(
         }
     }
 }
+
+/// Most timers fired in one loop of the runner.
+const FIRE_BATCH: usize = 4_096;
 
 /// Most targets a runner sends to at once.
 const SEND_CONCURRENCY: usize = 32;
