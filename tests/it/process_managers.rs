@@ -696,3 +696,36 @@ async fn checkpoints_keep_position_and_state_together_and_a_postgres_lease_has_o
     .await;
     drop_schema(&url, &schema).await;
 }
+
+#[tokio::test]
+async fn without_a_payer_url_a_covered_registration_is_flagged_self_pay_at_its_deadline() {
+    let dir = TempDir::new();
+    let env = [("CAREFLOW_ELIGIBILITY_DEADLINE_SECONDS", "1")];
+    let t = tokens(&dir.path(), &env);
+    let server = start(&dir.path(), &env);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    api.ok(
+        &t.ehr,
+        "patient-accounts",
+        "MRN-N1",
+        register_body(Some("eligible-unasked")),
+    )
+    .await;
+    let account = wait_account_status(&api, &t.ehr, "MRN-N1", "self_pay").await;
+    assert!(
+        account["self_pay_reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{account}"
+    );
+    let eligibility = manager(&api, &t.admin, "eligibility").await;
+    assert_eq!(eligibility["breaker"], "not_configured", "{eligibility}");
+    let events = api.all_events(&t.auditor).await;
+    assert_eq!(count(&events, "timers-eligibility", "TimerFired"), 1);
+    assert_eq!(
+        count(&events, "patient_account-MRN-N1", "AccountFlaggedSelfPay"),
+        1
+    );
+}
