@@ -1,9 +1,9 @@
 //! Process-manager runners: the I/O half of the policies in `careflow_aggregates::policies`.
 //!
 //! [`ProcessManagers::start`] runs one task per process manager (eligibility, charges,
-//! replenishment, purchase_approval, purchase_stock) on the server's actix system thread:
-//! sending a command is an actor message, so the runners are async tasks rather than the
-//! threads projections use. Each follows the global log from its own checkpoint, sends what
+//! replenishment, purchase_approval, purchase_stock), each on an actix arbiter thread of its
+//! own: sending a command is an actor message, so the runners are async tasks (on threads, as
+//! projections are, so one busy runner does not slow another). Each follows the global log from its own checkpoint, sends what
 //! its policy asks through the same [`Registry`] as the HTTP path, keeps its timers as events
 //! of `timers-<name>`, and checkpoints only after the commands are durable (see [`runner`]).
 //!
@@ -24,8 +24,8 @@ use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
 use chrono::TimeDelta;
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
 use self::checkpoint::CheckpointStore;
@@ -131,11 +131,46 @@ pub(crate) struct RunnerHandle {
 /// The process managers of this node.
 pub struct ProcessManagers {
     handles: Vec<Arc<RunnerHandle>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<RunnerThread>>,
     stop: watch::Sender<bool>,
     checkpoints: Arc<dyn CheckpointStore>,
     store: Arc<dyn EventStore>,
     payer: Option<PayerClient>,
+}
+
+/// A runner's thread: an actix arbiter of its own, so one busy runner (eligibility following
+/// thousands of registrations a second) does not delay another (charges), and the runners do
+/// not share the server's system thread.
+struct RunnerThread {
+    name: &'static str,
+    arbiter: actix_rt::Arbiter,
+    /// Fires when the runner's loop has returned.
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts `runner()` on a new arbiter thread. The future is built there, because it need not
+/// be `Send` (actor requests and local payer-check tasks are not).
+fn on_own_thread<F, Fut>(name: &'static str, runner: F) -> RunnerThread
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let arbiter = actix_rt::Arbiter::new();
+    let (tx, done) = oneshot::channel();
+    let started = arbiter.spawn_fn(move || {
+        actix_rt::spawn(async move {
+            runner().await;
+            let _ = tx.send(());
+        });
+    });
+    if !started {
+        tracing::error!(process_manager = name, "the runner's thread did not start");
+    }
+    RunnerThread {
+        name,
+        arbiter,
+        done,
+    }
 }
 
 /// Every process manager this build runs, in a stable order.
@@ -148,9 +183,9 @@ pub const NAMES: [&str; 5] = [
 ];
 
 impl ProcessManagers {
-    /// Starts one runner per process manager (or none when `enabled` is false: the status
-    /// then says `disabled`). Must be called on an actix system thread (the runners are
-    /// local tasks, like the actors' callers).
+    /// Starts one runner per process manager, each on its own arbiter thread (or none when
+    /// `enabled` is false: the status then says `disabled`). Must be called inside an actix
+    /// system.
     pub fn start(
         store: Arc<dyn EventStore>,
         registry: Arc<Registry>,
@@ -182,31 +217,28 @@ impl ProcessManagers {
                 config: config.clone(),
                 stop: stop_rx,
             });
-            tasks.push(actix_web::rt::spawn(runner::run::<Eligibility>(
-                Arc::clone(&deps),
-                Arc::clone(&handles[0]),
-                config.eligibility.clone(),
-            )));
-            tasks.push(actix_web::rt::spawn(runner::run::<Charges>(
-                Arc::clone(&deps),
-                Arc::clone(&handles[1]),
-                (),
-            )));
-            tasks.push(actix_web::rt::spawn(runner::run::<Replenishment>(
-                Arc::clone(&deps),
-                Arc::clone(&handles[2]),
-                (),
-            )));
-            tasks.push(actix_web::rt::spawn(runner::run::<ApprovalDeadline>(
-                Arc::clone(&deps),
-                Arc::clone(&handles[3]),
-                config.approval.clone(),
-            )));
-            tasks.push(actix_web::rt::spawn(runner::run::<PurchaseStock>(
-                Arc::clone(&deps),
-                Arc::clone(&handles[4]),
-                (),
-            )));
+            tasks.push(on_own_thread(Eligibility::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[0]));
+                let settings = config.eligibility.clone();
+                move || runner::run::<Eligibility>(deps, handle, settings)
+            }));
+            tasks.push(on_own_thread(Charges::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[1]));
+                move || runner::run::<Charges>(deps, handle, ())
+            }));
+            tasks.push(on_own_thread(Replenishment::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[2]));
+                move || runner::run::<Replenishment>(deps, handle, ())
+            }));
+            tasks.push(on_own_thread(ApprovalDeadline::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[3]));
+                let settings = config.approval.clone();
+                move || runner::run::<ApprovalDeadline>(deps, handle, settings)
+            }));
+            tasks.push(on_own_thread(PurchaseStock::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[4]));
+                move || runner::run::<PurchaseStock>(deps, handle, ())
+            }));
         }
         Arc::new(Self {
             handles,
@@ -228,11 +260,15 @@ impl ProcessManagers {
             .map(|mut tasks| std::mem::take(&mut *tasks))
             .unwrap_or_default();
         for task in tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(deadline, task).await.is_err() {
-                tracing::warn!("a process-manager runner overran the shutdown deadline");
-                abort.abort();
+            if tokio::time::timeout(deadline, task.done).await.is_err() {
+                tracing::warn!(
+                    process_manager = task.name,
+                    "a process-manager runner overran the shutdown deadline"
+                );
             }
+            // Ends the runner's thread (and its payer checks) whether or not it finished.
+            task.arbiter.stop();
+            let _ = tokio::task::spawn_blocking(move || task.arbiter.join()).await;
         }
     }
 
