@@ -20,11 +20,16 @@ use crate::audit::checkpoint::Checkpointer;
 use crate::audit::export::Selection;
 use crate::audit::raw::LogSource;
 use crate::audit::verify::VerifyOptions;
-use crate::bench::{self, ActivateBench, AppendBench, HttpBench, RebuildBench, StreamChoice};
+use crate::bench::{
+    self, ActivateBench, AppendBench, ChargesBench, HttpBench, RebuildBench, StreamChoice,
+    TimersBench,
+};
 use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
+use crate::payer::{PayerClient, PayerSettings};
+use crate::process_managers::{self, ManagerConfig, ProcessManagers};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, EventStore, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
@@ -208,6 +213,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         runs: usize,
     },
+    /// Memory of pending timers in a process manager's fold, and firing them all in memory.
+    Timers {
+        /// Pending timers.
+        #[arg(long, default_value_t = 100_000)]
+        timers: usize,
+    },
+    /// Encounter completed -> charges visible in the billing view, through a running server
+    /// with the process managers on.
+    Charges {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Encounters to complete and time.
+        #[arg(long, default_value_t = 200)]
+        encounters: usize,
+        /// Concurrent workers, one encounter in flight each.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+    },
     /// Commands per second through a running server (mixed RegisterPatient and PostCharge).
     Http {
         /// The server's base URL.
@@ -310,6 +334,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 BenchCommand::Activate { events, runs } => {
                     let spec = ActivateBench { events, runs };
                     let report = runtime.block_on(bench::activate(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Timers { timers } => {
+                    println!("{}", bench::timers(&TimersBench { timers }));
+                }
+                BenchCommand::Charges {
+                    url,
+                    encounters,
+                    connections,
+                } => {
+                    let spec = ChargesBench {
+                        url,
+                        encounters,
+                        connections,
+                    };
+                    let report = runtime.block_on(bench::charges(&config, &spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Http {
@@ -680,7 +720,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.await.context("running the HTTP server")?;
     opener.abort();
     if let Some(runtime) = state.runtime() {
-        // The server has drained its requests, so no actor is mid-command.
+        // The process managers send commands too: stop them before the actors, so none is
+        // mid-command when the registry shuts down (an interrupted one is redelivered after
+        // the restart). The server has drained its requests already.
+        runtime
+            .process_managers
+            .shutdown(Duration::from_secs(5))
+            .await;
         runtime.registry.shutdown();
         runtime.projections.shutdown().await;
         // Sign the log as it is left, so removing its newest events is evident. Before the
@@ -734,10 +780,13 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
             .await
             .map_err(StoreError::unavailable)?;
         let views = views::open(config).await.map_err(StoreError::unavailable)?;
-        Ok::<_, StoreError>((snapshots, idempotency, views))
+        let checkpoints = process_managers::checkpoint::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok::<_, StoreError>((snapshots, idempotency, views, checkpoints))
     }
     .await;
-    let (snapshots, idempotency, views) = match opened {
+    let (snapshots, idempotency, views, checkpoints) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
@@ -756,10 +805,40 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
         views::runner::all_projections(),
         RunnerConfig::default(),
     );
+    let process_managers = ProcessManagers::start(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        checkpoints,
+        payer_client(config),
+        ManagerConfig::from_config(config),
+        config.process_managers,
+    );
     Ok(Runtime {
         store,
         registry,
         idempotency,
         projections,
+        process_managers,
     })
+}
+
+/// The payer client of the eligibility runner. Without `payer_url` there is none: the
+/// eligibility deadline then flags registrations self-pay unless an upstream system records
+/// their eligibility first (docs/process-managers.md).
+fn payer_client(config: &Config) -> Option<PayerClient> {
+    let Some(settings) = PayerSettings::from_config(config) else {
+        if config.process_managers {
+            tracing::warn!(
+                "payer_url is not set: eligibility is not checked; registrations with coverage are flagged self-pay at their deadline unless eligibility is recorded by another system"
+            );
+        }
+        return None;
+    };
+    match PayerClient::new(settings) {
+        Ok(client) => Some(client),
+        Err(error) => {
+            tracing::error!(%error, "payer_url cannot be used: eligibility is not checked");
+            None
+        }
+    }
 }

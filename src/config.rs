@@ -84,6 +84,15 @@ pub struct Config {
     /// How long the open breaker refuses calls before one probe, in milliseconds (default
     /// 30,000).
     pub payer_breaker_cool_down_ms: u64,
+    /// Run the process managers on this node (default true). Off, nothing reacts to events:
+    /// for tools and tests of the bare command path.
+    pub process_managers: bool,
+    /// How long the payer may stay unanswered before a registration is flagged self-pay, in
+    /// seconds (default 900).
+    pub eligibility_deadline_seconds: u64,
+    /// The approval deadline of a purchase request that names none, in seconds (default
+    /// 172,800: 48 hours).
+    pub approval_deadline_seconds: u64,
     pub odoo_url: Option<String>,
     pub odoo_db: Option<String>,
     pub odoo_user: Option<String>,
@@ -149,6 +158,9 @@ const KEYS: &[&str] = &[
     "payer_attempts",
     "payer_breaker_failures",
     "payer_breaker_cool_down_ms",
+    "process_managers",
+    "eligibility_deadline_seconds",
+    "approval_deadline_seconds",
     "odoo_url",
     "odoo_db",
     "odoo_user",
@@ -267,6 +279,19 @@ impl Config {
             payer_breaker_failures: u32::try_from(number("payer_breaker_failures", 5)?)
                 .unwrap_or(u32::MAX),
             payer_breaker_cool_down_ms: number("payer_breaker_cool_down_ms", 30_000)?,
+            process_managers: match get("process_managers").as_deref() {
+                None | Some("true" | "on" | "1") => true,
+                Some("false" | "off" | "0") => false,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        key: "process_managers",
+                        value: other.to_owned(),
+                        hint: "use true or false",
+                    });
+                }
+            },
+            eligibility_deadline_seconds: number("eligibility_deadline_seconds", 900)?,
+            approval_deadline_seconds: number("approval_deadline_seconds", 172_800)?,
             odoo_url: get("odoo_url"),
             odoo_db: get("odoo_db"),
             odoo_user: get("odoo_user"),

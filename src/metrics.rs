@@ -30,6 +30,16 @@ pub struct Metrics {
     projection: ProjectionMetrics,
     breaker_state: IntGaugeVec,
     payer_requests: IntCounterVec,
+    process_manager: ProcessManagerMetrics,
+}
+
+/// What every process-manager runner exports, labelled by its name (five values).
+struct ProcessManagerMetrics {
+    position: IntGaugeVec,
+    lag_events: IntGaugeVec,
+    commands: IntCounterVec,
+    failures: IntCounterVec,
+    timers_pending: IntGaugeVec,
 }
 
 /// What every projection runner exports, labelled by projection name (a bounded set).
@@ -228,8 +238,50 @@ impl Metrics {
             ),
             &["outcome"],
         );
+        let gauge = |name: &str, help: &str| {
+            register(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), &["process_manager"]),
+            )
+        };
+        let process_manager = ProcessManagerMetrics {
+            position: gauge(
+                "careflow_process_manager_position",
+                "Global position up to which the process manager has acted and checkpointed",
+            ),
+            lag_events: gauge(
+                "careflow_process_manager_lag_events",
+                "Events committed to the store that the process manager has not acted on yet",
+            ),
+            timers_pending: gauge(
+                "careflow_process_manager_timers_pending",
+                "Timers scheduled by the process manager that have neither fired nor been cancelled",
+            ),
+            commands: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_process_manager_commands_total",
+                        "Commands a process manager sent, by outcome (appended, noop, duplicate, \
+                         rejected, error)",
+                    ),
+                    &["process_manager", "outcome"],
+                ),
+            ),
+            failures: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_process_manager_failures_total",
+                        "Process-manager failures by reason (rejected, poison, store, payer)",
+                    ),
+                    &["process_manager", "reason"],
+                ),
+            ),
+        };
         Self {
             projection,
+            process_manager,
             breaker_state: register(&registry, breaker_state),
             payer_requests: register(&registry, payer_requests),
             commands: register(&registry, commands),
@@ -423,6 +475,41 @@ pub fn breaker_state(service: &'static str, state: i64) {
 /// payer's text).
 pub fn payer_request(outcome: &'static str) {
     global().payer_requests.with_label_values(&[outcome]).inc();
+}
+
+/// Where process manager `name` stands: its checkpoint and how far the log is ahead of it.
+pub fn process_manager_progress(name: &'static str, position: u64, lag: u64, timers: usize) {
+    let metrics = &global().process_manager;
+    metrics
+        .position
+        .with_label_values(&[name])
+        .set(i64::try_from(position).unwrap_or(i64::MAX));
+    metrics
+        .lag_events
+        .with_label_values(&[name])
+        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    metrics
+        .timers_pending
+        .with_label_values(&[name])
+        .set(i64::try_from(timers).unwrap_or(i64::MAX));
+}
+
+/// Process manager `name` sent a command that ended with `outcome`.
+pub fn process_manager_command(name: &'static str, outcome: &'static str) {
+    global()
+        .process_manager
+        .commands
+        .with_label_values(&[name, outcome])
+        .inc();
+}
+
+/// Process manager `name` failed for `reason` (a bounded word).
+pub fn process_manager_failure(name: &'static str, reason: &'static str) {
+    global()
+        .process_manager
+        .failures
+        .with_label_values(&[name, reason])
+        .inc();
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 mod activate;
 mod append;
 mod audit;
+mod flows;
 mod http;
 mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
+pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 

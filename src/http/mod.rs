@@ -37,6 +37,7 @@ pub mod commands;
 pub mod error;
 pub mod openapi;
 pub mod problem;
+pub mod process_managers;
 pub mod projections;
 pub mod rate_limit;
 pub mod reads;
@@ -57,6 +58,8 @@ pub struct Runtime {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// The views and their runners.
     pub projections: Arc<crate::views::ProjectionSet>,
+    /// The process-manager runners and their status.
+    pub process_managers: Arc<crate::process_managers::ProcessManagers>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -312,6 +315,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::inventory_items::register(cfg);
     openapi::purchases::register(cfg);
     projections::register(cfg);
+    process_managers::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.

@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/audit/access-log"),
     ("get", "/v1/projections"),
     ("post", "/v1/projections/{name}/rebuild"),
+    ("get", "/v1/process-managers"),
 ];
 
 macro_rules! resource {
@@ -247,6 +248,7 @@ impl Modify for BearerAuth {
         crate::http::projections::list,
         crate::http::projections::rebuild,
         crate::http::audit::verify,
+        crate::http::process_managers::list,
         patient_accounts::command,
         patient_accounts::state,
         patient_accounts::history,
@@ -272,6 +274,8 @@ impl Modify for BearerAuth {
         crate::http::projections::ProjectionsView,
         crate::http::projections::RebuildAccepted,
         crate::views::runner::ProjectionStatus,
+        crate::http::process_managers::ProcessManagersView,
+        crate::process_managers::ProcessManagerStatus,
         CommandAnswer,
         HistoryPage,
         EventsPage,

@@ -11,6 +11,7 @@ mod journey;
 mod passivation;
 mod payer;
 mod postgres_api;
+mod process_managers;
 mod projections;
 mod roles;
 mod serve;

@@ -22,7 +22,11 @@ pub fn careflow(data_dir: &Path) -> Command {
     cmd.current_dir(data_dir)
         .env("CAREFLOW_DATA_DIR", data_dir.join("data"))
         .env("CAREFLOW_LISTEN", "127.0.0.1:0")
-        .env("CAREFLOW_LOG", "warn");
+        .env("CAREFLOW_LOG", "warn")
+        // The process managers react to registrations and completed encounters with commands
+        // of their own; tests of the bare command path turn them off, and
+        // tests/it/process_managers.rs turns them on.
+        .env("CAREFLOW_PROCESS_MANAGERS", "false");
     cmd
 }
 

@@ -44,6 +44,8 @@ pub fn deadline_timer(requisition_id: &str) -> Uuid {
 
 impl ProcessManager for ApprovalDeadline {
     const NAME: &'static str = "purchase_approval";
+    const STREAM_KINDS: &'static [&'static str] =
+        &[PurchaseWorkflow::KIND, super::timer::TIMER_STREAM_KIND];
     type State = ();
     type Settings = ApprovalSettings;
 

@@ -44,6 +44,7 @@ pub fn charge_id_for(visit: &str, line: u32) -> String {
 
 impl ProcessManager for Charges {
     const NAME: &'static str = "charges";
+    const STREAM_KINDS: &'static [&'static str] = &[crate::Encounter::KIND];
     type State = ();
     type Settings = ();
 

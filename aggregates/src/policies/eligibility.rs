@@ -79,6 +79,8 @@ const STEP_FLAG: &str = "flag-self-pay";
 
 impl ProcessManager for Eligibility {
     const NAME: &'static str = "eligibility";
+    const STREAM_KINDS: &'static [&'static str] =
+        &[PatientAccount::KIND, super::timer::TIMER_STREAM_KIND];
     type State = ();
     type Settings = EligibilitySettings;
 

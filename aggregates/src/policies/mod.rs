@@ -217,6 +217,10 @@ pub trait ProcessManager {
     /// The runner's name: checkpoint key, metric label, `process_manager:<NAME>` principal,
     /// `timers-<NAME>` stream.
     const NAME: &'static str;
+    /// The stream kinds whose events `react` or `evolve` can act on. The runner decodes only
+    /// these (every runner reads the whole log; decoding the rest would be wasted work), so a
+    /// policy that starts reacting to another kind must list it here.
+    const STREAM_KINDS: &'static [&'static str];
     /// The process state (`()` for stateless policies); serialisable for the runner's snapshot.
     type State: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + 'static;
     /// Deadlines and similar knobs, from config.

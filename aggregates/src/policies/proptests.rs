@@ -535,6 +535,33 @@ proptest! {
         check_redelivery::<Charges>(&log, &glitches, rebuild);
         check_redelivery::<ApprovalDeadline>(&log, &glitches, rebuild);
         check_redelivery::<PurchaseStock>(&log, &glitches, rebuild);
+        check_stream_kinds::<Replenishment>(&log);
+        check_stream_kinds::<Eligibility>(&log);
+        check_stream_kinds::<Charges>(&log);
+        check_stream_kinds::<ApprovalDeadline>(&log);
+        check_stream_kinds::<PurchaseStock>(&log);
+    }
+}
+
+/// The runner skips, undecoded, events of kinds outside `P::STREAM_KINDS`: such an event must
+/// ask for nothing and leave the state as it was, or skipping it would lose a reaction.
+#[track_caller]
+fn check_stream_kinds<P: ProcessManager>(log: &[Trigger]) {
+    let settings = P::Settings::default();
+    let mut state = P::State::default();
+    for trigger in log {
+        let reaction = P::react(&state, trigger, &settings).unwrap();
+        let next = P::evolve(state.clone(), trigger);
+        if !P::STREAM_KINDS.contains(&trigger.stream_id.kind()) {
+            assert!(
+                reaction.is_empty(),
+                "{} reacts to {} outside its STREAM_KINDS",
+                P::NAME,
+                trigger.stream_id
+            );
+            assert_eq!(next, state, "{} evolves on {}", P::NAME, trigger.stream_id);
+        }
+        state = next;
     }
 }
 

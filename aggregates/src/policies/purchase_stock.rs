@@ -39,6 +39,7 @@ pub struct State {
 
 impl ProcessManager for PurchaseStock {
     const NAME: &'static str = "purchase_stock";
+    const STREAM_KINDS: &'static [&'static str] = &[crate::PurchaseWorkflow::KIND];
     type State = State;
     type Settings = ();
 

@@ -50,6 +50,7 @@ impl State {
 
 impl ProcessManager for Replenishment {
     const NAME: &'static str = "replenishment";
+    const STREAM_KINDS: &'static [&'static str] = &[InventoryItem::KIND, PurchaseWorkflow::KIND];
     type State = State;
     type Settings = ();
 
