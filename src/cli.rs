@@ -25,7 +25,7 @@ use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
-use crate::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalKeys};
+use crate::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalDataError, PersonalKeys};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, EventStore, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
@@ -761,6 +761,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let mut delay = Duration::from_millis(200);
             loop {
                 match open_runtime(&config).await {
+                    Err(OpenFailure::Fatal(error)) => {
+                        if let Ok(mut slot) = open_error.lock() {
+                            *slot = Some(error);
+                        }
+                        handle.stop(false).await;
+                        return;
+                    }
                     Ok(runtime) => {
                         tracing::info!(backend = runtime.store.backend(), "event store open");
                         // Checkpoints pin the stored hashes: the undecrypted store.
@@ -771,12 +778,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     }
                     // A shared server may come up after us: keep trying. An embedded file
                     // that cannot be opened will not fix itself.
-                    Err(error) if config.store == StoreKind::Postgres => {
+                    Err(OpenFailure::Retry(error)) if config.store == StoreKind::Postgres => {
                         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event store not reachable");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
-                    Err(error) => {
+                    Err(OpenFailure::Retry(error)) => {
                         if let Ok(mut slot) = open_error.lock() {
                             *slot = Some(error);
                         }
@@ -835,12 +842,37 @@ async fn start_checkpoints(
 
 /// Opens the event store and what lives beside it (snapshots, idempotency records), then
 /// starts the actor registry.
-async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
+/// Why the runtime did not open: worth retrying (a PostgreSQL server not up yet), or not.
+enum OpenFailure {
+    Retry(StoreError),
+    /// A master key that does not match the store's keys will not fix itself: stop at once
+    /// (exit 2) rather than retry forever.
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for OpenFailure {
+    fn from(error: StoreError) -> Self {
+        OpenFailure::Retry(error)
+    }
+}
+
+async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
     let stored = store::open(config).await?;
     let opened = async {
-        let personal = PersonalKeys::open(config)
-            .await
-            .map_err(StoreError::unavailable)?;
+        let personal = PersonalKeys::open(config).await.map_err(|error| {
+            let fatal = matches!(
+                error,
+                PersonalDataError::MasterKeyMismatch { .. }
+                    | PersonalDataError::InvalidMasterKey(_)
+                    | PersonalDataError::MasterKeyFile { .. }
+            );
+            let error = StoreError::unavailable(error);
+            if fatal {
+                OpenFailure::Fatal(error)
+            } else {
+                OpenFailure::Retry(error)
+            }
+        })?;
         let snapshots: Arc<dyn snapshot::SnapshotStore> = Arc::new(EncryptingSnapshots::new(
             snapshot::open(config)
                 .await
@@ -851,7 +883,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
             .await
             .map_err(StoreError::unavailable)?;
         let views = views::open(config).await.map_err(StoreError::unavailable)?;
-        Ok::<_, StoreError>((personal, snapshots, idempotency, views))
+        Ok::<_, OpenFailure>((personal, snapshots, idempotency, views))
     }
     .await;
     let (personal, snapshots, idempotency, views) = match opened {

@@ -378,5 +378,19 @@ async fn erasure_on_postgres_leaves_no_personal_data_in_any_table() {
         keys.is_empty(),
         "the erased patient's key row is still there"
     );
+
+    // A node with another master key would read every patient as erased: it refuses to start.
+    let mut other = crate::serve::careflow(&site.dir.path());
+    for (k, v) in &site.env {
+        other.env(k, v);
+    }
+    let output = other
+        .env("CAREFLOW_MASTER_KEY", "cd".repeat(32))
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the master key does not match"), "{stderr}");
     site.cleanup().await;
 }
