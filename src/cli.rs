@@ -706,7 +706,9 @@ async fn erase(
         occurred_at: Utc::now(),
         check_duplicate: false,
     };
-    let outcome = crate::personal_data::erase(&registry, &personal, mrn, reason, context).await;
+    let outcome =
+        crate::personal_data::erase(&registry, &personal, stored.as_ref(), mrn, reason, context)
+            .await;
     registry.shutdown();
     store.close().await;
     let outcome = outcome.with_context(|| format!("erasing patient {mrn}"))?;

@@ -76,6 +76,7 @@ pub async fn erase(
     let outcome = personal_data::erase(
         &runtime.registry,
         &runtime.personal,
+        runtime.stored.as_ref(),
         stream.id(),
         &body.reason,
         context,

@@ -6,6 +6,7 @@ use careflow_aggregates::patient_account::{Command, ErasePersonalData};
 
 use super::{PATIENT_KIND, PersonalKeys};
 use crate::actors::{CommandContext, CommandError, CommandOutcome, Registry};
+use crate::store::EventStore;
 
 /// Erases `mrn`'s personal data:
 ///
@@ -23,6 +24,7 @@ use crate::actors::{CommandContext, CommandError, CommandOutcome, Registry};
 pub async fn erase(
     registry: &Registry,
     keys: &PersonalKeys,
+    stored: &dyn EventStore,
     mrn: &str,
     reason: &str,
     context: CommandContext,
@@ -35,7 +37,7 @@ pub async fn erase(
     let outcome = registry
         .execute::<PatientAccount>(&stream, command, context)
         .await?;
-    keys.destroy(mrn)
+    super::destroy_patient(keys, stored, &stream)
         .await
         .map_err(|error| CommandError::Unavailable(error.to_string()))?;
     registry.passivate(&stream);

@@ -1,13 +1,17 @@
 //! Where wrapped data keys live: `keys.db` beside the SQLite events, or table `patient_keys`
 //! in the PostgreSQL schema.
 //!
-//! A key is written durably *before* the first event that needs it is appended, so a
-//! committed event never refers to a key that a crash lost. Erasure deletes the key's row and
-//! records the MRN in `erased_patients`, so no key is ever created for that patient again.
-//! On SQLite the file runs with `secure_delete=ON` (freed cells are zeroed) and the WAL is
-//! checkpointed and truncated after an erasure, so the wrapped key's bytes are not left in a
-//! free page or an old WAL frame. On PostgreSQL a `VACUUM` follows; what PostgreSQL keeps in its
-//! WAL archive and backups is covered in docs/operations.md.
+//! Keys are made ahead of need: a batch of fresh keys is written durably (one commit for the
+//! batch) before any of them is handed out, so a committed event never refers to a key a
+//! crash lost, and a registration does not wait for a commit of its own. A key is found by its
+//! id (`kid`), which every envelope carries; which patient holds it (`mrn`) is written after
+//! the event, without waiting, and is only a shortcut: erasure deletes the rows of the
+//! patient's MRN *and* of every `kid` found in the patient's stream. Erasure also records the
+//! MRN in `erased_patients`, so no key is used for that patient again. On SQLite the file runs
+//! with `secure_delete=ON` (freed cells are zeroed) and the WAL is checkpointed and truncated
+//! after an erasure, so the wrapped key's bytes are not left in a free page or an old WAL
+//! frame. On PostgreSQL a `VACUUM` follows; what PostgreSQL keeps in its WAL archive and
+//! backups is covered in docs/operations.md.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,31 +23,40 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::PersonalDataError;
 
-/// A patient's key as stored.
+/// A data key as stored: its id and the key wrapped with the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kid: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// The key a patient's new personal data is sealed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredKey {
-    /// The data key, wrapped with the master key.
-    Wrapped { kid: String, wrapped: Vec<u8> },
+    /// The newest key assigned to the patient.
+    Wrapped(WrappedKey),
     /// Destroyed by an erasure.
     Erased,
-    /// Never created.
+    /// None assigned (yet, or the assignment was lost in a crash: a fresh key is then used).
     Missing,
 }
 
 /// Storage of wrapped data keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
-    async fn load(&self, mrn: &str) -> Result<StoredKey, PersonalDataError>;
-    /// Stores `wrapped` unless the patient already has a key or was erased; answers what is
-    /// stored afterwards. Durable when it returns.
-    async fn create(
-        &self,
-        mrn: &str,
-        kid: &str,
-        wrapped: Vec<u8>,
-    ) -> Result<StoredKey, PersonalDataError>;
-    /// Deletes the key and remembers the erasure (idempotent). Durable when it returns.
-    async fn destroy(&self, mrn: &str) -> Result<(), PersonalDataError>;
+    /// The wrapped key `kid`, if it still exists.
+    async fn by_kid(&self, kid: &str) -> Result<Option<Vec<u8>>, PersonalDataError>;
+    /// The key assigned to `mrn`, or whether it was erased.
+    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError>;
+    /// Stores fresh, unassigned keys. Durable when it returns.
+    async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError>;
+    /// Notes that `mrn` holds `kid`; need not be durable (see the module docs).
+    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError>;
+    /// Deletes every key of `mrn` and every key in `kids`, and remembers the erasure
+    /// (idempotent). Durable when it returns.
+    async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError>;
+    /// Whether `mrn` was erased.
+    async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError>;
     /// Records the master key's fingerprint, or checks it against the recorded one.
     async fn check_master(&self, fingerprint: &str) -> Result<(), PersonalDataError>;
 }
@@ -58,11 +71,12 @@ const SQLITE_SCHEMA: &str = "
     PRAGMA secure_delete=ON;
     PRAGMA busy_timeout=5000;
     CREATE TABLE IF NOT EXISTS patient_keys (
-        mrn TEXT PRIMARY KEY,
-        kid TEXT NOT NULL,
+        kid TEXT PRIMARY KEY,
+        mrn TEXT,
         wrapped BLOB NOT NULL,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
+    CREATE INDEX IF NOT EXISTS patient_keys_mrn ON patient_keys (mrn);
     CREATE TABLE IF NOT EXISTS erased_patients (
         mrn TEXT PRIMARY KEY,
         erased_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -72,22 +86,26 @@ const SQLITE_SCHEMA: &str = "
         fingerprint TEXT NOT NULL
     );";
 
+type Reply = tokio::sync::oneshot::Sender<Result<(), PersonalDataError>>;
+
 enum Job {
-    Create {
+    Add {
+        keys: Vec<WrappedKey>,
+        reply: Reply,
+    },
+    Assign {
         mrn: String,
         kid: String,
-        wrapped: Vec<u8>,
-        reply: tokio::sync::oneshot::Sender<Result<StoredKey, PersonalDataError>>,
     },
     Destroy {
         mrn: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), PersonalDataError>>,
+        kids: Vec<String>,
+        reply: Reply,
     },
 }
 
-/// Keys in `keys.db`. One writer thread group-commits key creations (one fsync for every
-/// registration waiting at that moment, like the event store's writer), so a burst of
-/// registrations does not queue behind one fsync each; reads use their own connection.
+/// Keys in `keys.db`: one writer thread commits whatever is waiting in one transaction;
+/// reads use their own connection.
 pub struct SqliteKeys {
     reader: Mutex<Connection>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
@@ -137,30 +155,26 @@ impl SqliteKeys {
             .send(job)
             .map_err(|_| unavailable("key writer stopped"))
     }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, PersonalDataError> {
+        // On the calling thread: one indexed row, and only on a cache miss.
+        let conn = self
+            .reader
+            .lock()
+            .map_err(|_| unavailable("key reader lock poisoned"))?;
+        f(&conn).map_err(unavailable)
+    }
 }
 
-fn load_row(conn: &Connection, mrn: &str) -> rusqlite::Result<StoredKey> {
-    let key = conn
-        .prepare_cached("SELECT kid, wrapped FROM patient_keys WHERE mrn = ?1")?
-        .query_row(params![mrn], |row| {
-            Ok(StoredKey::Wrapped {
-                kid: row.get(0)?,
-                wrapped: row.get(1)?,
-            })
-        })
-        .optional()?;
-    if let Some(key) = key {
-        return Ok(key);
-    }
-    let erased = conn
+fn erased(conn: &Connection, mrn: &str) -> rusqlite::Result<bool> {
+    Ok(conn
         .prepare_cached("SELECT 1 FROM erased_patients WHERE mrn = ?1")?
         .query_row(params![mrn], |_| Ok(()))
-        .optional()?;
-    Ok(if erased.is_some() {
-        StoredKey::Erased
-    } else {
-        StoredKey::Missing
-    })
+        .optional()?
+        .is_some())
 }
 
 /// Takes every job waiting, runs them in one transaction, commits (one fsync), answers.
@@ -174,40 +188,39 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         let destroyed = batch.iter().any(|j| matches!(j, Job::Destroy { .. }));
-        let result = (|| -> rusqlite::Result<Vec<StoredKey>> {
+        let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut answers = Vec::with_capacity(batch.len());
             for job in &batch {
                 match job {
-                    Job::Create {
-                        mrn, kid, wrapped, ..
-                    } => {
-                        let erased = tx
-                            .prepare_cached("SELECT 1 FROM erased_patients WHERE mrn = ?1")?
-                            .query_row(params![mrn], |_| Ok(()))
-                            .optional()?;
-                        if erased.is_none() {
-                            tx.prepare_cached(
-                                "INSERT OR IGNORE INTO patient_keys (mrn, kid, wrapped)
-                                 VALUES (?1, ?2, ?3)",
-                            )?
-                            .execute(params![mrn, kid, wrapped])?;
+                    Job::Add { keys, .. } => {
+                        let mut insert = tx.prepare_cached(
+                            "INSERT OR IGNORE INTO patient_keys (kid, wrapped) VALUES (?1, ?2)",
+                        )?;
+                        for key in keys {
+                            insert.execute(params![key.kid, key.wrapped])?;
                         }
-                        answers.push(load_row(&tx, mrn)?);
                     }
-                    Job::Destroy { mrn, .. } => {
+                    Job::Assign { mrn, kid } => {
+                        tx.prepare_cached(
+                            "UPDATE patient_keys SET mrn = ?1 WHERE kid = ?2 AND mrn IS NULL",
+                        )?
+                        .execute(params![mrn, kid])?;
+                    }
+                    Job::Destroy { mrn, kids, .. } => {
                         tx.prepare_cached("DELETE FROM patient_keys WHERE mrn = ?1")?
                             .execute(params![mrn])?;
+                        for kid in kids {
+                            tx.prepare_cached("DELETE FROM patient_keys WHERE kid = ?1")?
+                                .execute(params![kid])?;
+                        }
                         tx.prepare_cached(
                             "INSERT OR IGNORE INTO erased_patients (mrn) VALUES (?1)",
                         )?
                         .execute(params![mrn])?;
-                        answers.push(StoredKey::Erased);
                     }
                 }
             }
-            tx.commit()?;
-            Ok(answers)
+            tx.commit()
         })();
         if destroyed && result.is_ok() {
             // Copy the zeroed pages into the file and empty the WAL, so the old frames that
@@ -218,31 +231,13 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 tracing::warn!(%error, "keys.db checkpoint after erasure failed");
             }
         }
-        match result {
-            Ok(answers) => {
-                for (job, answer) in batch.into_iter().zip(answers) {
-                    match job {
-                        Job::Create { reply, .. } => {
-                            let _ = reply.send(Ok(answer));
-                        }
-                        Job::Destroy { reply, .. } => {
-                            let _ = reply.send(Ok(()));
-                        }
-                    }
+        let result = result.map_err(unavailable);
+        for job in batch {
+            match job {
+                Job::Add { reply, .. } | Job::Destroy { reply, .. } => {
+                    let _ = reply.send(result.clone());
                 }
-            }
-            Err(error) => {
-                let error = unavailable(error);
-                for job in batch {
-                    match job {
-                        Job::Create { reply, .. } => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                        Job::Destroy { reply, .. } => {
-                            let _ = reply.send(Err(error.clone()));
-                        }
-                    }
-                }
+                Job::Assign { .. } => {}
             }
         }
     }
@@ -250,37 +245,55 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
 
 #[async_trait]
 impl KeyStore for SqliteKeys {
-    async fn load(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
-        // On the calling thread: one indexed row, and only on a cache miss.
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| unavailable("key reader lock poisoned"))?;
-        load_row(&conn, mrn).map_err(unavailable)
+    async fn by_kid(&self, kid: &str) -> Result<Option<Vec<u8>>, PersonalDataError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT wrapped FROM patient_keys WHERE kid = ?1")?
+                .query_row(params![kid], |row| row.get(0))
+                .optional()
+        })
     }
 
-    async fn create(
-        &self,
-        mrn: &str,
-        kid: &str,
-        wrapped: Vec<u8>,
-    ) -> Result<StoredKey, PersonalDataError> {
+    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
+        self.read(|conn| {
+            if erased(conn, mrn)? {
+                return Ok(StoredKey::Erased);
+            }
+            let key = conn
+                .prepare_cached(
+                    "SELECT kid, wrapped FROM patient_keys WHERE mrn = ?1
+                     ORDER BY created_at DESC LIMIT 1",
+                )?
+                .query_row(params![mrn], |row| {
+                    Ok(WrappedKey {
+                        kid: row.get(0)?,
+                        wrapped: row.get(1)?,
+                    })
+                })
+                .optional()?;
+            Ok(key.map_or(StoredKey::Missing, StoredKey::Wrapped))
+        })
+    }
+
+    async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Job::Create {
-            mrn: mrn.to_owned(),
-            kid: kid.to_owned(),
-            wrapped,
-            reply,
-        })?;
+        self.send(Job::Add { keys, reply })?;
         answer
             .await
             .map_err(|_| unavailable("key writer stopped"))?
     }
 
-    async fn destroy(&self, mrn: &str) -> Result<(), PersonalDataError> {
+    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError> {
+        self.send(Job::Assign {
+            mrn: mrn.to_owned(),
+            kid: kid.to_owned(),
+        })
+    }
+
+    async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Destroy {
             mrn: mrn.to_owned(),
+            kids: kids.to_vec(),
             reply,
         })?;
         answer
@@ -288,23 +301,22 @@ impl KeyStore for SqliteKeys {
             .map_err(|_| unavailable("key writer stopped"))?
     }
 
+    async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError> {
+        self.read(|conn| erased(conn, mrn))
+    }
+
     async fn check_master(&self, fingerprint: &str) -> Result<(), PersonalDataError> {
-        let conn = self
-            .reader
-            .lock()
-            .map_err(|_| unavailable("key reader lock poisoned"))?;
-        conn.execute(
-            "INSERT OR IGNORE INTO master_key_check (id, fingerprint) VALUES (1, ?1)",
-            params![fingerprint],
-        )
-        .map_err(unavailable)?;
-        let stored: String = conn
-            .query_row(
+        let stored: String = self.read(|conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO master_key_check (id, fingerprint) VALUES (1, ?1)",
+                params![fingerprint],
+            )?;
+            conn.query_row(
                 "SELECT fingerprint FROM master_key_check WHERE id = 1",
                 [],
                 |row| row.get(0),
             )
-            .map_err(unavailable)?;
+        })?;
         if stored == fingerprint {
             Ok(())
         } else {
@@ -341,11 +353,12 @@ impl PostgresKeys {
                  SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
                  CREATE SCHEMA IF NOT EXISTS {schema};
                  CREATE TABLE IF NOT EXISTS {schema}.patient_keys (
-                     mrn TEXT PRIMARY KEY,
-                     kid TEXT NOT NULL,
+                     kid TEXT PRIMARY KEY,
+                     mrn TEXT,
                      wrapped BYTEA NOT NULL,
-                     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                     created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
                  );
+                 CREATE INDEX IF NOT EXISTS patient_keys_mrn ON {schema}.patient_keys (mrn);
                  CREATE TABLE IF NOT EXISTS {schema}.erased_patients (
                      mrn TEXT PRIMARY KEY,
                      erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -367,65 +380,93 @@ impl PostgresKeys {
 
 #[async_trait]
 impl KeyStore for PostgresKeys {
-    async fn load(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
+    async fn by_kid(&self, kid: &str) -> Result<Option<Vec<u8>>, PersonalDataError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT k.kid, k.wrapped, e.mrn IS NOT NULL
-                     FROM (SELECT $1::text AS mrn) q
-                     LEFT JOIN {s}.patient_keys k ON k.mrn = q.mrn
-                     LEFT JOIN {s}.erased_patients e ON e.mrn = q.mrn",
-                    s = self.schema
+                    "SELECT wrapped FROM {}.patient_keys WHERE kid = $1",
+                    self.schema
+                ),
+                &[&kid],
+            )
+            .await
+            .map_err(pg)?;
+        row.map(|r| r.try_get(0)).transpose().map_err(pg)
+    }
+
+    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
+        if self.is_erased(mrn).await? {
+            return Ok(StoredKey::Erased);
+        }
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT kid, wrapped FROM {}.patient_keys WHERE mrn = $1
+                     ORDER BY created_at DESC LIMIT 1",
+                    self.schema
                 ),
                 &[&mrn],
             )
             .await
             .map_err(pg)?;
-        let Some(row) = row else {
-            return Ok(StoredKey::Missing);
-        };
-        let kid: Option<String> = row.try_get(0).map_err(pg)?;
-        let wrapped: Option<Vec<u8>> = row.try_get(1).map_err(pg)?;
-        let erased: bool = row.try_get(2).map_err(pg)?;
-        Ok(match (kid, wrapped, erased) {
-            (_, _, true) => StoredKey::Erased,
-            (Some(kid), Some(wrapped), false) => StoredKey::Wrapped { kid, wrapped },
-            _ => StoredKey::Missing,
-        })
+        match row {
+            None => Ok(StoredKey::Missing),
+            Some(row) => Ok(StoredKey::Wrapped(WrappedKey {
+                kid: row.try_get(0).map_err(pg)?,
+                wrapped: row.try_get(1).map_err(pg)?,
+            })),
+        }
     }
 
-    async fn create(
-        &self,
-        mrn: &str,
-        kid: &str,
-        wrapped: Vec<u8>,
-    ) -> Result<StoredKey, PersonalDataError> {
+    async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError> {
         let client = self.pool.get().await.map_err(unavailable)?;
+        let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
         client
             .execute(
                 &format!(
-                    "INSERT INTO {s}.patient_keys (mrn, kid, wrapped)
-                     SELECT $1, $2, $3
-                     WHERE NOT EXISTS (SELECT 1 FROM {s}.erased_patients WHERE mrn = $1)
-                     ON CONFLICT (mrn) DO NOTHING",
-                    s = self.schema
+                    "INSERT INTO {}.patient_keys (kid, wrapped)
+                     SELECT * FROM UNNEST($1::text[], $2::bytea[])
+                     ON CONFLICT (kid) DO NOTHING",
+                    self.schema
                 ),
-                &[&mrn, &kid, &wrapped],
+                &[&kids, &wrapped],
             )
             .await
             .map_err(pg)?;
-        drop(client);
-        // A new statement sees a row another node committed while this insert waited.
-        self.load(mrn).await
+        Ok(())
     }
 
-    async fn destroy(&self, mrn: &str) -> Result<(), PersonalDataError> {
+    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Not worth a WAL flush: the kid in the events is what counts (module docs).
+        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &format!(
+                "UPDATE {}.patient_keys SET mrn = $1 WHERE kid = $2 AND mrn IS NULL",
+                self.schema
+            ),
+            &[&mrn, &kid],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
-            &format!("DELETE FROM {}.patient_keys WHERE mrn = $1", self.schema),
-            &[&mrn],
+            &format!(
+                "DELETE FROM {}.patient_keys WHERE mrn = $1 OR kid = ANY($2)",
+                self.schema
+            ),
+            &[&mrn, &kids],
         )
         .await
         .map_err(pg)?;
@@ -448,6 +489,21 @@ impl KeyStore for PostgresKeys {
             tracing::warn!(error = %crate::store::postgres::describe_pg_error(&error), "VACUUM of patient_keys after erasure failed");
         }
         Ok(())
+    }
+
+    async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT 1 FROM {}.erased_patients WHERE mrn = $1",
+                    self.schema
+                ),
+                &[&mrn],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
     }
 
     async fn check_master(&self, fingerprint: &str) -> Result<(), PersonalDataError> {

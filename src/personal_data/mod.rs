@@ -23,7 +23,7 @@
 //! (ciphertext), which is what the hashes cover; an export therefore never carries plaintext
 //! personal data, and one taken before an erasure becomes unreadable with it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,7 +43,8 @@ pub mod keys;
 mod store;
 
 pub use erase::erase;
-pub use keys::{KeyStore, StoredKey};
+pub use keys::{KeyStore, StoredKey, WrappedKey};
+pub(crate) use store::destroy_patient;
 pub use store::{EncryptingSnapshots, EncryptingStore};
 
 /// The only stream kind whose events carry a `personal` object (`grep Personal<` in
@@ -59,6 +60,10 @@ const ALGORITHM: &str = "aes-256-gcm";
 /// Unwrapped keys kept in memory at most; beyond it the cache starts over (a miss costs one
 /// indexed read and one unwrap).
 const CACHE_CAPACITY: usize = 100_000;
+
+/// Fresh keys written (one commit) each time the stock of ready keys runs out: a registration
+/// then waits for a commit once per this many patients instead of every time.
+const KEY_BATCH: usize = 256;
 
 /// Why personal data could not be protected or read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,8 +93,8 @@ pub enum PersonalDataError {
     #[error("patient key store unavailable: {0}")]
     Unavailable(String),
     /// Occurs when a stored key does not unwrap with the master key (an edited row).
-    #[error("the data key of {mrn} does not unwrap")]
-    Unwrap { mrn: String },
+    #[error("data key {kid} does not unwrap")]
+    Unwrap { kid: String },
     /// Occurs when a value cannot be encrypted (serialisation; never in practice).
     #[error("personal data cannot be encrypted: {0}")]
     Seal(String),
@@ -150,10 +155,10 @@ impl MasterKey {
         &self.fingerprint
     }
 
-    /// Wraps a fresh data key for `mrn`: `nonce || ciphertext`, bound to the MRN and key id.
-    fn wrap(&self, mrn: &str, kid: &str, key: &[u8; 32]) -> Result<Vec<u8>, PersonalDataError> {
+    /// Wraps a fresh data key: `nonce || ciphertext`, bound to its key id.
+    fn wrap(&self, kid: &str, key: &[u8; 32]) -> Result<Vec<u8>, PersonalDataError> {
         let nonce = random_nonce();
-        let aad = wrap_aad(mrn, kid);
+        let aad = wrap_aad(kid);
         let ct = self
             .cipher
             .encrypt(
@@ -169,18 +174,13 @@ impl MasterKey {
         Ok(out)
     }
 
-    fn unwrap_key(
-        &self,
-        mrn: &str,
-        kid: &str,
-        wrapped: &[u8],
-    ) -> Result<DataKey, PersonalDataError> {
-        let fail = || PersonalDataError::Unwrap { mrn: mrn.into() };
+    fn unwrap_key(&self, kid: &str, wrapped: &[u8]) -> Result<DataKey, PersonalDataError> {
+        let fail = || PersonalDataError::Unwrap { kid: kid.into() };
         if wrapped.len() < 12 {
             return Err(fail());
         }
         let (nonce, ct) = wrapped.split_at(12);
-        let aad = wrap_aad(mrn, kid);
+        let aad = wrap_aad(kid);
         let key = self
             .cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
@@ -190,14 +190,9 @@ impl MasterKey {
     }
 }
 
-fn wrap_aad(mrn: &str, kid: &str) -> Vec<u8> {
-    [
-        b"careflow-patient-key-v1\0",
-        mrn.as_bytes(),
-        b"\0",
-        kid.as_bytes(),
-    ]
-    .concat()
+/// Binds a wrapped key to its id: a wrapped key copied under another id does not unwrap.
+fn wrap_aad(kid: &str) -> Vec<u8> {
+    [b"careflow-patient-key-v1\0".as_slice(), kid.as_bytes()].concat()
 }
 
 fn random_nonce() -> [u8; 12] {
@@ -369,16 +364,24 @@ impl Envelope {
     }
 }
 
-enum Cached {
-    Key(Arc<DataKey>, Instant),
-    Erased,
+/// The in-memory side of [`PersonalKeys`]: bounded, rebuilt from the store on a miss.
+#[derive(Default)]
+struct Cache {
+    /// Unwrapped keys by id, with when they were read.
+    keys: HashMap<String, (Arc<DataKey>, Instant)>,
+    /// The key each patient's new data is sealed with.
+    current: HashMap<String, String>,
+    /// Patients known to be erased (final, so never stale).
+    erased: HashSet<String>,
 }
 
-/// The data keys of every patient: wrapped in the [`KeyStore`], unwrapped in a bounded cache.
+/// The data keys of every patient: wrapped in the [`KeyStore`], unwrapped in a bounded cache,
+/// plus a stock of fresh keys already stored, ready to hand to new patients.
 pub struct PersonalKeys {
     master: MasterKey,
     store: Box<dyn KeyStore>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<Cache>,
+    ready: tokio::sync::Mutex<Vec<Arc<DataKey>>>,
     /// How long an unwrapped key is trusted without looking at the store again: unbounded
     /// where this process is the only writer (SQLite), short where another node may erase.
     ttl: Option<Duration>,
@@ -398,7 +401,8 @@ impl PersonalKeys {
         Ok(Self {
             master,
             store,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
+            ready: tokio::sync::Mutex::new(Vec::new()),
             ttl,
         })
     }
@@ -429,104 +433,180 @@ impl PersonalKeys {
         Ok(Arc::new(Self::new(master, store, ttl).await?))
     }
 
-    fn cached(&self, mrn: &str) -> Option<Option<Arc<DataKey>>> {
-        let cache = self.cache.lock().ok()?;
-        match cache.get(mrn)? {
-            Cached::Erased => Some(None),
-            Cached::Key(key, at) => {
-                let fresh = self.ttl.is_none_or(|ttl| at.elapsed() < ttl);
-                fresh.then(|| Some(Arc::clone(key)))
-            }
-        }
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> Option<T> {
+        self.cache.lock().ok().map(|mut cache| f(&mut cache))
     }
 
-    fn remember(&self, mrn: &str, entry: Cached) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY && !cache.contains_key(mrn) {
-                cache.clear();
-            }
-            cache.insert(mrn.to_owned(), entry);
-        }
+    fn fresh(&self, at: Instant) -> bool {
+        self.ttl.is_none_or(|ttl| at.elapsed() < ttl)
     }
 
-    fn settle(
-        &self,
-        mrn: &str,
-        stored: StoredKey,
-    ) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
-        match stored {
-            StoredKey::Wrapped { kid, wrapped } => {
-                let key = Arc::new(self.master.unwrap_key(mrn, &kid, &wrapped)?);
-                self.remember(mrn, Cached::Key(Arc::clone(&key), Instant::now()));
-                Ok(Some(key))
+    fn remember(&self, mrn: Option<&str>, key: &Arc<DataKey>) {
+        self.with_cache(|cache| {
+            if cache.keys.len() >= CACHE_CAPACITY {
+                cache.keys.clear();
+                cache.current.clear();
             }
-            StoredKey::Erased => {
-                self.remember(mrn, Cached::Erased);
-                Ok(None)
+            cache
+                .keys
+                .insert(key.kid.clone(), (Arc::clone(key), Instant::now()));
+            if let Some(mrn) = mrn {
+                cache.current.insert(mrn.to_owned(), key.kid.clone());
             }
-            StoredKey::Missing => Ok(None),
-        }
+        });
     }
 
-    /// The key to encrypt `mrn`'s personal data with, created (durably, before it is used)
-    /// when the patient has none; `None` once the patient was erased: nothing personal is
-    /// stored for them again.
+    fn mark_erased(&self, mrn: &str, kids: &[String]) {
+        self.with_cache(|cache| {
+            if cache.erased.len() >= CACHE_CAPACITY {
+                cache.erased.clear();
+            }
+            cache.erased.insert(mrn.to_owned());
+            if let Some(kid) = cache.current.remove(mrn) {
+                cache.keys.remove(&kid);
+            }
+            for kid in kids {
+                cache.keys.remove(kid);
+            }
+        });
+    }
+
+    /// A fresh key from the stock, storing a new batch first when it is empty.
+    async fn fresh_key(&self) -> Result<Arc<DataKey>, PersonalDataError> {
+        let mut ready = self.ready.lock().await;
+        if let Some(key) = ready.pop() {
+            return Ok(key);
+        }
+        let mut batch = Vec::with_capacity(KEY_BATCH);
+        let mut wrapped = Vec::with_capacity(KEY_BATCH);
+        for _ in 0..KEY_BATCH {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let kid = uuid::Uuid::new_v4().simple().to_string();
+            wrapped.push(WrappedKey {
+                kid: kid.clone(),
+                wrapped: self.master.wrap(&kid, &bytes)?,
+            });
+            batch.push(Arc::new(DataKey::new(kid, &bytes)));
+        }
+        // Durable before any of them seals anything.
+        self.store.add(wrapped).await?;
+        let key = batch
+            .pop()
+            .ok_or_else(|| PersonalDataError::Seal("empty batch".into()))?;
+        *ready = batch;
+        Ok(key)
+    }
+
+    /// The key to encrypt `mrn`'s personal data with: the patient's own, or a fresh one from
+    /// the stock; `None` once the patient was erased: nothing personal is stored for them
+    /// again.
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`] and unwrap errors.
     pub async fn for_writing(&self, mrn: &str) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
-        if let Some(found) = self.cached(mrn) {
+        let cached = self
+            .with_cache(|cache| {
+                if cache.erased.contains(mrn) {
+                    return Some(None);
+                }
+                let kid = cache.current.get(mrn)?;
+                let (key, at) = cache.keys.get(kid)?;
+                self.fresh(*at).then(|| Some(Arc::clone(key)))
+            })
+            .flatten();
+        if let Some(found) = cached {
             return Ok(found);
         }
-        match self.store.load(mrn).await? {
-            StoredKey::Missing => {}
-            other => return self.settle(mrn, other),
+        match self.store.current(mrn).await? {
+            StoredKey::Erased => {
+                self.mark_erased(mrn, &[]);
+                Ok(None)
+            }
+            StoredKey::Wrapped(stored) => {
+                let key = Arc::new(self.master.unwrap_key(&stored.kid, &stored.wrapped)?);
+                self.remember(Some(mrn), &key);
+                Ok(Some(key))
+            }
+            StoredKey::Missing => {
+                let key = self.fresh_key().await?;
+                self.remember(Some(mrn), &key);
+                // Not awaited for durability: the envelope names the key (module docs).
+                self.store.assign(mrn, &key.kid).await?;
+                Ok(Some(key))
+            }
         }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let kid = uuid::Uuid::new_v4().simple().to_string();
-        let wrapped = self.master.wrap(mrn, &kid, &bytes)?;
-        // Another node (or a racing command) may have created one first: use what is stored.
-        let stored = self.store.create(mrn, &kid, wrapped).await?;
-        self.settle(mrn, stored)
     }
 
-    /// The key to decrypt `mrn`'s personal data with; `None` when it was destroyed (or never
-    /// stored, which is logged: the data is lost).
+    /// The key `kid` of patient `mrn`, to decrypt with; `None` when it was destroyed (or never
+    /// stored, which is logged: that data is lost).
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`] and unwrap errors.
-    pub async fn for_reading(&self, mrn: &str) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
-        if let Some(found) = self.cached(mrn) {
+    pub async fn for_reading(
+        &self,
+        mrn: &str,
+        kid: &str,
+    ) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
+        let cached = self
+            .with_cache(|cache| {
+                if cache.erased.contains(mrn) {
+                    return Some(None);
+                }
+                let (key, at) = cache.keys.get(kid)?;
+                self.fresh(*at).then(|| Some(Arc::clone(key)))
+            })
+            .flatten();
+        if let Some(found) = cached {
             return Ok(found);
         }
-        let stored = self.store.load(mrn).await?;
-        if stored == StoredKey::Missing {
-            tracing::error!(
-                mrn,
-                "patient data key missing: personal data reads as erased"
-            );
+        match self.store.by_kid(kid).await? {
+            Some(wrapped) => {
+                let key = Arc::new(self.master.unwrap_key(kid, &wrapped)?);
+                self.remember(None, &key);
+                Ok(Some(key))
+            }
+            None => {
+                if self.store.is_erased(mrn).await? {
+                    self.mark_erased(mrn, &[]);
+                } else {
+                    tracing::error!(
+                        mrn,
+                        kid,
+                        "patient data key missing: personal data reads as erased"
+                    );
+                }
+                Ok(None)
+            }
         }
-        self.settle(mrn, stored)
     }
 
-    /// Destroys `mrn`'s data key for good (idempotent) and forgets it here.
+    /// Destroys every data key of `mrn` (those assigned to it and `kids`, the ones its events
+    /// name) for good, idempotently, and forgets them here.
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`].
-    pub async fn destroy(&self, mrn: &str) -> Result<(), PersonalDataError> {
-        self.remember(mrn, Cached::Erased);
-        self.store.destroy(mrn).await?;
-        self.remember(mrn, Cached::Erased);
+    pub async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError> {
+        self.mark_erased(mrn, kids);
+        self.store.destroy(mrn, kids).await?;
+        self.mark_erased(mrn, kids);
         Ok(())
     }
 
-    /// The stored (wrapped) form of `mrn`'s key: for tests that check it is really gone.
+    /// The stored (wrapped) form of key `kid`: for tests that check it is really gone.
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`].
-    pub async fn stored(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
-        self.store.load(mrn).await
+    pub async fn stored(&self, kid: &str) -> Result<Option<Vec<u8>>, PersonalDataError> {
+        self.store.by_kid(kid).await
+    }
+
+    /// Whether `mrn` was erased, as stored.
+    ///
+    /// # Errors
+    /// [`PersonalDataError::Unavailable`].
+    pub async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError> {
+        self.store.is_erased(mrn).await
     }
 }
 

@@ -31,6 +31,45 @@ fn plain_personal(data: &mut Value) -> Option<&mut Value> {
     plain.then_some(personal)
 }
 
+/// Destroys every data key of the patient of `stream`: those assigned to the MRN and those
+/// its stored events name (an assignment may have been lost in a crash).
+///
+/// # Errors
+/// [`PersonalDataError::Unavailable`] when the store or the key store cannot be used.
+pub(crate) async fn destroy_patient(
+    keys: &PersonalKeys,
+    stored: &dyn EventStore,
+    stream: &StreamId,
+) -> Result<(), PersonalDataError> {
+    let Some(mrn) = patient(stream) else {
+        return Ok(());
+    };
+    let mut kids: Vec<String> = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = stored
+            .read_stream(stream, from, Direction::Forward, 1_000)
+            .await
+            .map_err(PersonalDataError::unavailable)?;
+        for event in &page {
+            let envelope = event
+                .data
+                .get(PERSONAL_FIELD)
+                .and_then(Envelope::from_value);
+            if let Some(envelope) = envelope
+                && !kids.contains(&envelope.kid)
+            {
+                kids.push(envelope.kid);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 1_000 => from = last.version + 1,
+            _ => break,
+        }
+    }
+    keys.destroy(mrn, &kids).await
+}
+
 /// An event store that keeps patients' `personal` objects encrypted (module docs).
 pub struct EncryptingStore {
     inner: Arc<dyn EventStore>,
@@ -65,7 +104,11 @@ impl EncryptingStore {
             let Some(envelope) = Envelope::from_value(slot) else {
                 continue;
             };
-            let key = self.keys.for_reading(mrn).await.map_err(store_error)?;
+            let key = self
+                .keys
+                .for_reading(mrn, &envelope.kid)
+                .await
+                .map_err(store_error)?;
             let plain = match key {
                 None => None,
                 Some(key) => {
@@ -95,7 +138,9 @@ impl EventStore for EncryptingStore {
             // The key goes first: should the append then fail, the data is unreadable already
             // and a retried erasure appends the event.
             if request.events.iter().any(|e| e.event_type == ERASED_EVENT) {
-                self.keys.destroy(mrn).await.map_err(store_error)?;
+                destroy_patient(&self.keys, self.inner.as_ref(), &request.stream_id)
+                    .await
+                    .map_err(store_error)?;
             }
             let needs_key = request
                 .events
@@ -213,7 +258,12 @@ impl SnapshotStore for EncryptingSnapshots {
         let Some(envelope) = serde_json::from_str::<Envelope>(&snapshot.state).ok() else {
             return Ok(None);
         };
-        let Some(key) = self.keys.for_reading(mrn).await.map_err(snapshot_error)? else {
+        let Some(key) = self
+            .keys
+            .for_reading(mrn, &envelope.kid)
+            .await
+            .map_err(snapshot_error)?
+        else {
             return Ok(None);
         };
         let Some(plain) = key.open(&snapshot_context(stream), &envelope) else {
@@ -230,7 +280,7 @@ impl SnapshotStore for EncryptingSnapshots {
         };
         // No key (erased): no snapshot, so no state of that patient is ever kept outside the
         // events; the account replays from its events instead.
-        let Some(key) = self.keys.for_reading(mrn).await.map_err(snapshot_error)? else {
+        let Some(key) = self.keys.for_writing(mrn).await.map_err(snapshot_error)? else {
             return Ok(());
         };
         let envelope = key

@@ -164,10 +164,13 @@ async fn stored_event_data_holds_ciphertext_and_reads_back_plain_until_erased() 
     f.stored.close().await;
     assert!(files_containing(&f.dir, NAME.as_bytes()).is_empty());
 
-    let wrapped = match f.keys.stored("MRN-1").await.unwrap() {
-        StoredKey::Wrapped { wrapped, .. } => wrapped,
-        other => panic!("no key stored: {other:?}"),
-    };
+    let kid = personal["kid"].as_str().unwrap();
+    let wrapped = f
+        .keys
+        .stored(kid)
+        .await
+        .unwrap()
+        .expect("the key is stored");
     assert_eq!(
         files_containing(&f.dir, &wrapped).len(),
         1,
@@ -188,9 +191,18 @@ async fn erasure_destroys_the_key_and_later_reads_are_null() {
         ))
         .await
         .unwrap();
-    let StoredKey::Wrapped { wrapped, .. } = f.keys.stored("MRN-2").await.unwrap() else {
-        panic!("no key");
-    };
+    let raw = f
+        .stored
+        .read_stream(&stream, 1, Direction::Forward, 1)
+        .await
+        .unwrap();
+    let kid = raw[0].data["personal"]["kid"].as_str().unwrap().to_owned();
+    let wrapped = f
+        .keys
+        .stored(&kid)
+        .await
+        .unwrap()
+        .expect("the key is stored");
     f.store
         .append(request(
             &stream,
@@ -200,7 +212,8 @@ async fn erasure_destroys_the_key_and_later_reads_are_null() {
         ))
         .await
         .unwrap();
-    assert_eq!(f.keys.stored("MRN-2").await.unwrap(), StoredKey::Erased);
+    assert_eq!(f.keys.stored(&kid).await.unwrap(), None);
+    assert!(f.keys.is_erased("MRN-2").await.unwrap());
     let read = f
         .store
         .read_stream(&stream, 1, Direction::Forward, 10)
@@ -226,7 +239,7 @@ async fn erasure_destroys_the_key_and_later_reads_are_null() {
         .await
         .unwrap();
     assert_eq!(raw[0].data["personal"], serde_json::Value::Null);
-    assert_eq!(f.keys.stored("MRN-2").await.unwrap(), StoredKey::Erased);
+    assert!(f.keys.for_writing("MRN-2").await.unwrap().is_none());
     f.stored.close().await;
     assert!(
         files_containing(&f.dir, &wrapped).is_empty(),
@@ -278,7 +291,7 @@ async fn patient_snapshots_are_sealed_and_unreadable_after_erasure() {
     snapshots.save(snapshot).await.unwrap();
     assert!(!inner.get(&stream).unwrap().state.contains(NAME));
     assert_eq!(snapshots.load(&stream).await.unwrap().unwrap().state, state);
-    f.keys.destroy("MRN-3").await.unwrap();
+    f.keys.destroy("MRN-3", &[]).await.unwrap();
     assert_eq!(snapshots.load(&stream).await.unwrap(), None);
     // Other kinds pass through untouched.
     let item = StreamId::parse("inventory_item-I1").unwrap();
