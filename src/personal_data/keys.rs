@@ -4,10 +4,10 @@
 //! Keys are made ahead of need: a batch of fresh keys is written durably (one commit for the
 //! batch) before any of them is handed out, so a committed event never refers to a key a
 //! crash lost, and a registration does not wait for a commit of its own. A key is found by its
-//! id (`kid`), which every envelope carries; which patient holds it (`mrn`) is written after
-//! the event, without waiting, and is only a shortcut: erasure deletes the rows of the
-//! patient's MRN *and* of every `kid` found in the patient's stream. Erasure also records the
-//! MRN in `erased_patients`, so no key is used for that patient again. On SQLite the file runs
+//! id (`kid`), which every envelope carries; which patient holds it is what the patient's
+//! events say, so erasure deletes every `kid` found in the patient's stream (a patient may hold
+//! several: one per cold cache that sealed something). Erasure also records the MRN in
+//! `erased_patients`, so no key is used for that patient again. On SQLite the file runs
 //! with `secure_delete=ON` (freed cells are zeroed) and the WAL is checkpointed and truncated
 //! after an erasure, so the wrapped key's bytes are not left in a free page or an old WAL
 //! frame. On PostgreSQL a `VACUUM` follows; what PostgreSQL keeps in its WAL archive and
@@ -30,30 +30,15 @@ pub struct WrappedKey {
     pub wrapped: Vec<u8>,
 }
 
-/// The key a patient's new personal data is sealed with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredKey {
-    /// The newest key assigned to the patient.
-    Wrapped(WrappedKey),
-    /// Destroyed by an erasure.
-    Erased,
-    /// None assigned (yet, or the assignment was lost in a crash: a fresh key is then used).
-    Missing,
-}
-
 /// Storage of wrapped data keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// The wrapped key `kid`, if it still exists.
     async fn by_kid(&self, kid: &str) -> Result<Option<Vec<u8>>, PersonalDataError>;
-    /// The key assigned to `mrn`, or whether it was erased.
-    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError>;
     /// Stores fresh, unassigned keys. Durable when it returns.
     async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError>;
-    /// Notes that `mrn` holds `kid`; need not be durable (see the module docs).
-    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError>;
-    /// Deletes every key of `mrn` and every key in `kids`, and remembers the erasure
-    /// (idempotent). Durable when it returns.
+    /// Deletes every key in `kids` and remembers that `mrn` was erased (idempotent). Durable
+    /// when it returns.
     async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError>;
     /// Whether `mrn` was erased.
     async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError>;
@@ -72,11 +57,9 @@ const SQLITE_SCHEMA: &str = "
     PRAGMA busy_timeout=5000;
     CREATE TABLE IF NOT EXISTS patient_keys (
         kid TEXT PRIMARY KEY,
-        mrn TEXT,
         wrapped BLOB NOT NULL,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
     );
-    CREATE INDEX IF NOT EXISTS patient_keys_mrn ON patient_keys (mrn);
     CREATE TABLE IF NOT EXISTS erased_patients (
         mrn TEXT PRIMARY KEY,
         erased_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -92,10 +75,6 @@ enum Job {
     Add {
         keys: Vec<WrappedKey>,
         reply: Reply,
-    },
-    Assign {
-        mrn: String,
-        kid: String,
     },
     Destroy {
         mrn: String,
@@ -200,15 +179,7 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                             insert.execute(params![key.kid, key.wrapped])?;
                         }
                     }
-                    Job::Assign { mrn, kid } => {
-                        tx.prepare_cached(
-                            "UPDATE patient_keys SET mrn = ?1 WHERE kid = ?2 AND mrn IS NULL",
-                        )?
-                        .execute(params![mrn, kid])?;
-                    }
                     Job::Destroy { mrn, kids, .. } => {
-                        tx.prepare_cached("DELETE FROM patient_keys WHERE mrn = ?1")?
-                            .execute(params![mrn])?;
                         for kid in kids {
                             tx.prepare_cached("DELETE FROM patient_keys WHERE kid = ?1")?
                                 .execute(params![kid])?;
@@ -237,7 +208,6 @@ fn write_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Job::Add { reply, .. } | Job::Destroy { reply, .. } => {
                     let _ = reply.send(result.clone());
                 }
-                Job::Assign { .. } => {}
             }
         }
     }
@@ -253,40 +223,12 @@ impl KeyStore for SqliteKeys {
         })
     }
 
-    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
-        self.read(|conn| {
-            if erased(conn, mrn)? {
-                return Ok(StoredKey::Erased);
-            }
-            let key = conn
-                .prepare_cached(
-                    "SELECT kid, wrapped FROM patient_keys WHERE mrn = ?1
-                     ORDER BY created_at DESC LIMIT 1",
-                )?
-                .query_row(params![mrn], |row| {
-                    Ok(WrappedKey {
-                        kid: row.get(0)?,
-                        wrapped: row.get(1)?,
-                    })
-                })
-                .optional()?;
-            Ok(key.map_or(StoredKey::Missing, StoredKey::Wrapped))
-        })
-    }
-
     async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.send(Job::Add { keys, reply })?;
         answer
             .await
             .map_err(|_| unavailable("key writer stopped"))?
-    }
-
-    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError> {
-        self.send(Job::Assign {
-            mrn: mrn.to_owned(),
-            kid: kid.to_owned(),
-        })
     }
 
     async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError> {
@@ -354,11 +296,9 @@ impl PostgresKeys {
                  CREATE SCHEMA IF NOT EXISTS {schema};
                  CREATE TABLE IF NOT EXISTS {schema}.patient_keys (
                      kid TEXT PRIMARY KEY,
-                     mrn TEXT,
                      wrapped BYTEA NOT NULL,
-                     created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+                     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
                  );
-                 CREATE INDEX IF NOT EXISTS patient_keys_mrn ON {schema}.patient_keys (mrn);
                  CREATE TABLE IF NOT EXISTS {schema}.erased_patients (
                      mrn TEXT PRIMARY KEY,
                      erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
@@ -395,31 +335,6 @@ impl KeyStore for PostgresKeys {
         row.map(|r| r.try_get(0)).transpose().map_err(pg)
     }
 
-    async fn current(&self, mrn: &str) -> Result<StoredKey, PersonalDataError> {
-        if self.is_erased(mrn).await? {
-            return Ok(StoredKey::Erased);
-        }
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT kid, wrapped FROM {}.patient_keys WHERE mrn = $1
-                     ORDER BY created_at DESC LIMIT 1",
-                    self.schema
-                ),
-                &[&mrn],
-            )
-            .await
-            .map_err(pg)?;
-        match row {
-            None => Ok(StoredKey::Missing),
-            Some(row) => Ok(StoredKey::Wrapped(WrappedKey {
-                kid: row.try_get(0).map_err(pg)?,
-                wrapped: row.try_get(1).map_err(pg)?,
-            })),
-        }
-    }
-
     async fn add(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalDataError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
@@ -439,34 +354,15 @@ impl KeyStore for PostgresKeys {
         Ok(())
     }
 
-    async fn assign(&self, mrn: &str, kid: &str) -> Result<(), PersonalDataError> {
-        let mut client = self.pool.get().await.map_err(unavailable)?;
-        let tx = client.transaction().await.map_err(pg)?;
-        // Not worth a WAL flush: the kid in the events is what counts (module docs).
-        tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-            .await
-            .map_err(pg)?;
-        tx.execute(
-            &format!(
-                "UPDATE {}.patient_keys SET mrn = $1 WHERE kid = $2 AND mrn IS NULL",
-                self.schema
-            ),
-            &[&mrn, &kid],
-        )
-        .await
-        .map_err(pg)?;
-        tx.commit().await.map_err(pg)
-    }
-
     async fn destroy(&self, mrn: &str, kids: &[String]) -> Result<(), PersonalDataError> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             &format!(
-                "DELETE FROM {}.patient_keys WHERE mrn = $1 OR kid = ANY($2)",
+                "DELETE FROM {}.patient_keys WHERE kid = ANY($1)",
                 self.schema
             ),
-            &[&mrn, &kids],
+            &[&kids],
         )
         .await
         .map_err(pg)?;

@@ -43,7 +43,7 @@ pub mod keys;
 mod store;
 
 pub use erase::erase;
-pub use keys::{KeyStore, StoredKey, WrappedKey};
+pub use keys::{KeyStore, WrappedKey};
 pub(crate) use store::destroy_patient;
 pub use store::{EncryptingSnapshots, EncryptingStore};
 
@@ -498,13 +498,19 @@ impl PersonalKeys {
         Ok(key)
     }
 
-    /// The key to encrypt `mrn`'s personal data with: the patient's own, or a fresh one from
-    /// the stock; `None` once the patient was erased: nothing personal is stored for them
-    /// again.
+    /// The key to encrypt `mrn`'s personal data with: the one this process last used or read
+    /// for the patient, else a fresh one from the stock (a patient may so hold several keys;
+    /// erasure destroys every one its events name). `None` once the patient was erased:
+    /// nothing personal is stored for them again. `new_patient` (a stream's first append)
+    /// skips the erasure look-up: only a registered patient can be erased.
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`] and unwrap errors.
-    pub async fn for_writing(&self, mrn: &str) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
+    pub async fn for_writing(
+        &self,
+        mrn: &str,
+        new_patient: bool,
+    ) -> Result<Option<Arc<DataKey>>, PersonalDataError> {
         let cached = self
             .with_cache(|cache| {
                 if cache.erased.contains(mrn) {
@@ -518,24 +524,13 @@ impl PersonalKeys {
         if let Some(found) = cached {
             return Ok(found);
         }
-        match self.store.current(mrn).await? {
-            StoredKey::Erased => {
-                self.mark_erased(mrn, &[]);
-                Ok(None)
-            }
-            StoredKey::Wrapped(stored) => {
-                let key = Arc::new(self.master.unwrap_key(&stored.kid, &stored.wrapped)?);
-                self.remember(Some(mrn), &key);
-                Ok(Some(key))
-            }
-            StoredKey::Missing => {
-                let key = self.fresh_key().await?;
-                self.remember(Some(mrn), &key);
-                // Not awaited for durability: the envelope names the key (module docs).
-                self.store.assign(mrn, &key.kid).await?;
-                Ok(Some(key))
-            }
+        if !new_patient && self.store.is_erased(mrn).await? {
+            self.mark_erased(mrn, &[]);
+            return Ok(None);
         }
+        let key = self.fresh_key().await?;
+        self.remember(Some(mrn), &key);
+        Ok(Some(key))
     }
 
     /// The key `kid` of patient `mrn`, to decrypt with; `None` when it was destroyed (or never
@@ -563,7 +558,8 @@ impl PersonalKeys {
         match self.store.by_kid(kid).await? {
             Some(wrapped) => {
                 let key = Arc::new(self.master.unwrap_key(kid, &wrapped)?);
-                self.remember(None, &key);
+                // The patient's newest key as far as this process knows: new data goes under it.
+                self.remember(Some(mrn), &key);
                 Ok(Some(key))
             }
             None => {
@@ -581,8 +577,8 @@ impl PersonalKeys {
         }
     }
 
-    /// Destroys every data key of `mrn` (those assigned to it and `kids`, the ones its events
-    /// name) for good, idempotently, and forgets them here.
+    /// Destroys the data keys `kids` (every one `mrn`'s events name) for good, idempotently,
+    /// records the erasure, and forgets them here.
     ///
     /// # Errors
     /// [`PersonalDataError::Unavailable`].

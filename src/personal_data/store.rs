@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{ERASED_EVENT, Envelope, PATIENT_KIND, PersonalDataError, PersonalKeys};
 use crate::snapshot::{Snapshot, SnapshotError, SnapshotStore};
-use crate::store::{AppendRequest, Appended, Direction, EventStore, StoreError};
+use crate::store::{AppendRequest, Appended, Direction, EventStore, ExpectedVersion, StoreError};
 
 fn store_error(error: PersonalDataError) -> StoreError {
     StoreError::Unavailable(error.to_string())
@@ -31,8 +31,7 @@ fn plain_personal(data: &mut Value) -> Option<&mut Value> {
     plain.then_some(personal)
 }
 
-/// Destroys every data key of the patient of `stream`: those assigned to the MRN and those
-/// its stored events name (an assignment may have been lost in a crash).
+/// Destroys every data key the stored events of the patient of `stream` name.
 ///
 /// # Errors
 /// [`PersonalDataError::Unavailable`] when the store or the key store cannot be used.
@@ -147,7 +146,12 @@ impl EventStore for EncryptingStore {
                 .iter_mut()
                 .any(|e| plain_personal(&mut e.data).is_some());
             if needs_key {
-                let key = self.keys.for_writing(mrn).await.map_err(store_error)?;
+                let new_patient = request.expected == ExpectedVersion::NoStream;
+                let key = self
+                    .keys
+                    .for_writing(mrn, new_patient)
+                    .await
+                    .map_err(store_error)?;
                 let context = request.stream_id.as_str().to_owned();
                 for event in &mut request.events {
                     let Some(slot) = plain_personal(&mut event.data) else {
@@ -280,7 +284,12 @@ impl SnapshotStore for EncryptingSnapshots {
         };
         // No key (erased): no snapshot, so no state of that patient is ever kept outside the
         // events; the account replays from its events instead.
-        let Some(key) = self.keys.for_writing(mrn).await.map_err(snapshot_error)? else {
+        let Some(key) = self
+            .keys
+            .for_writing(mrn, false)
+            .await
+            .map_err(snapshot_error)?
+        else {
             return Ok(());
         };
         let envelope = key

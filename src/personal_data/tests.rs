@@ -239,7 +239,7 @@ async fn erasure_destroys_the_key_and_later_reads_are_null() {
         .await
         .unwrap();
     assert_eq!(raw[0].data["personal"], serde_json::Value::Null);
-    assert!(f.keys.for_writing("MRN-2").await.unwrap().is_none());
+    assert!(f.keys.for_writing("MRN-2", false).await.unwrap().is_none());
     f.stored.close().await;
     assert!(
         files_containing(&f.dir, &wrapped).is_empty(),
@@ -278,7 +278,7 @@ async fn patient_snapshots_are_sealed_and_unreadable_after_erasure() {
     let inner = Arc::new(MemorySnapshots::new());
     let snapshots = EncryptingSnapshots::new(inner.clone(), Arc::clone(&f.keys));
     let stream = StreamId::parse("patient_account-MRN-3").unwrap();
-    f.keys.for_writing("MRN-3").await.unwrap().unwrap();
+    let key = f.keys.for_writing("MRN-3", true).await.unwrap().unwrap();
     let state = json!({"identity": {"name": NAME}}).to_string();
     let snapshot = Snapshot {
         stream_id: stream.clone(),
@@ -291,7 +291,11 @@ async fn patient_snapshots_are_sealed_and_unreadable_after_erasure() {
     snapshots.save(snapshot).await.unwrap();
     assert!(!inner.get(&stream).unwrap().state.contains(NAME));
     assert_eq!(snapshots.load(&stream).await.unwrap().unwrap().state, state);
-    f.keys.destroy("MRN-3", &[]).await.unwrap();
+    f.keys
+        .destroy("MRN-3", &[key.kid().to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(f.keys.stored(key.kid()).await.unwrap(), None);
     assert_eq!(snapshots.load(&stream).await.unwrap(), None);
     // Other kinds pass through untouched.
     let item = StreamId::parse("inventory_item-I1").unwrap();

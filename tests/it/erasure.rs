@@ -367,13 +367,39 @@ async fn erasure_on_postgres_leaves_no_personal_data_in_any_table() {
             assert_no_secret(&format!("{schema}.{table}"), &text);
         }
     }
+    // Every key the patient's stored events name is gone, and the erasure is remembered.
+    let stream = format!("patient_account-{MRN}");
+    let named: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(DISTINCT (data::jsonb)->'personal'->>'kid') FROM {schema}.events
+                 WHERE stream_id = $1 AND (data::jsonb)->'personal'->>'kid' IS NOT NULL"
+            ),
+            &[&stream],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(named >= 1, "the patient's events name no key");
     let keys = client
         .query(
-            &format!("SELECT 1 FROM {schema}.patient_keys WHERE mrn = $1"),
+            &format!(
+                "SELECT 1 FROM {schema}.patient_keys WHERE kid IN (
+                     SELECT (data::jsonb)->'personal'->>'kid' FROM {schema}.events
+                     WHERE stream_id = $1)"
+            ),
+            &[&stream],
+        )
+        .await
+        .unwrap();
+    let erased = client
+        .query(
+            &format!("SELECT 1 FROM {schema}.erased_patients WHERE mrn = $1"),
             &[&MRN],
         )
         .await
         .unwrap();
+    assert_eq!(erased.len(), 1);
     assert!(
         keys.is_empty(),
         "the erased patient's key row is still there"
