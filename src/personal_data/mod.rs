@@ -9,8 +9,9 @@
 //!   `<data_dir>/master_key` (0600). It only wraps data keys; losing it loses every patient's
 //!   personal data (docs/operations.md).
 //! - [`PersonalKeys`]: the wrapped data keys "in the store beside the events" (`keys.db` on
-//!   SQLite, table `patient_keys` on PostgreSQL, see [`keys`]) behind a bounded in-memory cache
-//!   of unwrapped keys, so the command path pays for a key only when a patient registers.
+//!   SQLite, table `patient_keys` on PostgreSQL, see [`keys`]), made in batches ahead of need
+//!   (one commit per 256 patients) and found by the key id each envelope carries, behind a
+//!   bounded in-memory cache of unwrapped keys: the command path never waits for a key commit.
 //! - [`EncryptingStore`]: an [`crate::store::EventStore`] wrapper. Appends replace
 //!   `data.personal` with a ciphertext envelope *before* the backend hashes the event, so the
 //!   chain covers the ciphertext; reads hand back the plain object, or `null` once the key is
@@ -496,6 +497,21 @@ impl PersonalKeys {
             .ok_or_else(|| PersonalDataError::Seal("empty batch".into()))?;
         *ready = batch;
         Ok(key)
+    }
+
+    /// The key this process last used or read for `mrn`, without asking the store: snapshots
+    /// are sealed only with a key the patient's events already name, so that erasure, which
+    /// destroys those, leaves no snapshot readable.
+    pub fn known(&self, mrn: &str) -> Option<Arc<DataKey>> {
+        self.with_cache(|cache| {
+            if cache.erased.contains(mrn) {
+                return None;
+            }
+            let kid = cache.current.get(mrn)?;
+            let (key, at) = cache.keys.get(kid)?;
+            self.fresh(*at).then(|| Arc::clone(key))
+        })
+        .flatten()
     }
 
     /// The key to encrypt `mrn`'s personal data with: the one this process last used or read

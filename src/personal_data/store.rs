@@ -282,14 +282,9 @@ impl SnapshotStore for EncryptingSnapshots {
         let Some(mrn) = patient(&snapshot.stream_id) else {
             return self.inner.save(snapshot).await;
         };
-        // No key (erased): no snapshot, so no state of that patient is ever kept outside the
-        // events; the account replays from its events instead.
-        let Some(key) = self
-            .keys
-            .for_writing(mrn, false)
-            .await
-            .map_err(snapshot_error)?
-        else {
+        // Only under a key the patient's events name (see `PersonalKeys::known`); none (erased,
+        // or not in the cache): no snapshot, and the account replays from its events instead.
+        let Some(key) = self.keys.known(mrn) else {
             return Ok(());
         };
         let envelope = key
