@@ -53,6 +53,9 @@ done
 echo "server: $url store: $store pid: $pid"
 "$bin" bench http --url "$url" "$@"
 grep -E '^VmHWM' "/proc/$pid/status" | awk '{printf "server_peak_rss_mib: %.0f\n", $2/1024}'
+# CPU the server used over the whole run (set-up included): on a shared 2-core machine this is
+# steadier than commands/s, which any other process's load moves.
+awk -v hz="$(getconf CLK_TCK)" '{printf "server_cpu_seconds: %.2f\n", ($14 + $15) / hz}' "/proc/$pid/stat"
 curl -fs "$url/metrics" | grep -E '^careflow_projection_lag_events' | sed 's/^/at_end_of_load: /' || true
 # Wait (at most 60 s) for every view to reflect the newest event, then read the histogram.
 for _ in $(seq 600); do

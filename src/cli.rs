@@ -30,6 +30,7 @@ use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
 use crate::payer::{PayerClient, PayerSettings};
 use crate::process_managers::{self, ManagerConfig, ProcessManagers};
+use crate::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalDataError, PersonalKeys};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, EventStore, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
@@ -75,6 +76,19 @@ pub enum Command {
         as_of: Option<DateTime<Utc>>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Erase a patient's personal data (right to erasure): destroys the patient's data key and
+    /// appends PersonalDataErased. On SQLite the server must be stopped (a running one erases
+    /// through POST /v1/patient-accounts/{mrn}/erase); on PostgreSQL it runs beside the nodes.
+    Erase {
+        /// The patient's MRN.
+        mrn: String,
+        /// Why (stored in clear in the event: a request reference, never personal data).
+        #[arg(long)]
+        reason: String,
+        /// The admin who erases, the event's principal (default: the OS user).
+        #[arg(long)]
+        subject: Option<String>,
     },
     /// Tamper evidence and exports for auditors.
     Audit {
@@ -421,6 +435,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
         } => audit_runtime()?.block_on(replay(&config, &stream, as_of, format)),
         Command::Audit { what } => audit_runtime()?.block_on(audit(&config, what)),
+        Command::Erase {
+            mrn,
+            reason,
+            subject,
+        } => actix_web::rt::System::new().block_on(erase(&config, &mrn, &reason, subject)),
     }
 }
 
@@ -431,8 +450,22 @@ fn audit_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens the configured store for reading with personal data decrypted (or `null` once
+/// erased), as the server shows it: what `replay` prints.
+async fn open_decrypting(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    let stored = open_for_reading(config).await?;
+    match PersonalKeys::open(config).await {
+        Ok(keys) => Ok(Arc::new(EncryptingStore::new(stored, keys))),
+        Err(error) => {
+            stored.close().await;
+            Err(anyhow::Error::new(error).context("opening the patient key store"))
+        }
+    }
+}
+
 /// Opens the configured store for reading: a read-only handle on SQLite (no lock, so it
-/// works beside a running server), the shared database on PostgreSQL.
+/// works beside a running server), the shared database on PostgreSQL. The stored bytes:
+/// personal data stays ciphertext, which is what the hash checks need.
 async fn open_for_reading(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     match config.store {
         StoreKind::Sqlite => {
@@ -460,7 +493,7 @@ async fn replay(
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let stream = parse_stream(stream)?;
-    let store = open_for_reading(config).await?;
+    let store = open_decrypting(config).await?;
     let replayed = audit::replay::replay(store.as_ref(), &stream, as_of).await;
     store.close().await;
     let replayed = replayed?;
@@ -572,6 +605,8 @@ async fn audit(config: &Config, what: AuditCommand) -> anyhow::Result<ExitCode> 
                     "opening the event store for the access record (on SQLite, stop the server first)",
                 )
             })?;
+            // The stored bytes, not decrypted: each line's hash must check offline, and an
+            // export then never carries personal data in clear (docs/audit-guide.md).
             let manifest =
                 audit::export::export(store.as_ref(), &key, &selection, &out, &subject, true).await;
             store.close().await;
@@ -653,6 +688,83 @@ async fn rebuild_projection(config: &Config, name: &str) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// `careflow erase <mrn> --reason R`: the same work as `POST /v1/patient-accounts/{mrn}/erase`,
+/// through an actor registry of this process. On SQLite the event store's lock must be free
+/// (a running server holds it): the error says to use the HTTP route instead (exit 2).
+async fn erase(
+    config: &Config,
+    mrn: &str,
+    reason: &str,
+    subject: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    careflow_aggregates::stream_id::validate_id(mrn).with_context(|| format!("MRN {mrn:?}"))?;
+    let subject = subject
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let stored = store::open(config).await.map_err(|e| {
+        let hint = match config.store {
+            StoreKind::Sqlite => {
+                "opening the event store (a running server holds it on SQLite: stop it, or erase through POST /v1/patient-accounts/{mrn}/erase with an admin token)"
+            }
+            _ => "opening the event store",
+        };
+        anyhow::Error::new(e).context(hint)
+    })?;
+    let side = async {
+        let personal = PersonalKeys::open(config)
+            .await
+            .context("opening the patient key store")?;
+        let snapshots = snapshot::open(config)
+            .await
+            .context("opening the snapshot store")?;
+        Ok::<_, anyhow::Error>((personal, snapshots))
+    }
+    .await;
+    let (personal, snapshots) = match side {
+        Ok(side) => side,
+        Err(error) => {
+            stored.close().await;
+            return Err(error);
+        }
+    };
+    let store: Arc<dyn EventStore> = Arc::new(EncryptingStore::new(
+        Arc::clone(&stored),
+        Arc::clone(&personal),
+    ));
+    let registry = Registry::start(
+        Arc::clone(&store),
+        Arc::new(EncryptingSnapshots::new(snapshots, Arc::clone(&personal))),
+        ActorConfig::from_config(config),
+    );
+    let context = crate::actors::CommandContext {
+        command_id: uuid::Uuid::new_v4(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        causation_id: uuid::Uuid::new_v4().to_string(),
+        principal: subject,
+        source: "cli".into(),
+        occurred_at: Utc::now(),
+        check_duplicate: false,
+    };
+    let outcome =
+        crate::personal_data::erase(&registry, &personal, stored.as_ref(), mrn, reason, context)
+            .await;
+    registry.shutdown();
+    store.close().await;
+    let outcome = outcome.with_context(|| format!("erasing patient {mrn}"))?;
+    match outcome.events.last() {
+        Some(event) => println!(
+            "erased personal data of patient {mrn}: {} at version {}, position {}; data key destroyed",
+            event.event_type, event.version, event.position
+        ),
+        None => println!(
+            "patient {mrn} was already erased (version {}); data key destroyed",
+            outcome.version
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -691,21 +803,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let mut delay = Duration::from_millis(200);
             loop {
                 match open_runtime(&config).await {
+                    Err(OpenFailure::Fatal(error)) => {
+                        if let Ok(mut slot) = open_error.lock() {
+                            *slot = Some(error);
+                        }
+                        handle.stop(false).await;
+                        return;
+                    }
                     Ok(runtime) => {
                         tracing::info!(backend = runtime.store.backend(), "event store open");
-                        let store = Arc::clone(&runtime.store);
+                        // Checkpoints pin the stored hashes: the undecrypted store.
+                        let store = Arc::clone(&runtime.stored);
                         state.set_runtime(runtime);
                         start_checkpoints(&config, store, &checkpoints).await;
                         return;
                     }
                     // A shared server may come up after us: keep trying. An embedded file
                     // that cannot be opened will not fix itself.
-                    Err(error) if config.store == StoreKind::Postgres => {
+                    Err(OpenFailure::Retry(error)) if config.store == StoreKind::Postgres => {
                         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "event store not reachable");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
-                    Err(error) => {
+                    Err(OpenFailure::Retry(error)) => {
                         if let Ok(mut slot) = open_error.lock() {
                             *slot = Some(error);
                         }
@@ -770,12 +890,43 @@ async fn start_checkpoints(
 
 /// Opens the event store and what lives beside it (snapshots, idempotency records), then
 /// starts the actor registry.
-async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
-    let store = store::open(config).await?;
+/// Why the runtime did not open: worth retrying (a PostgreSQL server not up yet), or not.
+enum OpenFailure {
+    Retry(StoreError),
+    /// A master key that does not match the store's keys will not fix itself: stop at once
+    /// (exit 2) rather than retry forever.
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for OpenFailure {
+    fn from(error: StoreError) -> Self {
+        OpenFailure::Retry(error)
+    }
+}
+
+async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
+    let stored = store::open(config).await?;
     let opened = async {
-        let snapshots = snapshot::open(config)
-            .await
-            .map_err(StoreError::unavailable)?;
+        let personal = PersonalKeys::open(config).await.map_err(|error| {
+            let fatal = matches!(
+                error,
+                PersonalDataError::MasterKeyMismatch { .. }
+                    | PersonalDataError::InvalidMasterKey(_)
+                    | PersonalDataError::MasterKeyFile { .. }
+            );
+            let error = StoreError::unavailable(error);
+            if fatal {
+                OpenFailure::Fatal(error)
+            } else {
+                OpenFailure::Retry(error)
+            }
+        })?;
+        let snapshots: Arc<dyn snapshot::SnapshotStore> = Arc::new(EncryptingSnapshots::new(
+            snapshot::open(config)
+                .await
+                .map_err(StoreError::unavailable)?,
+            Arc::clone(&personal),
+        ));
         let idempotency = idempotency::open(config)
             .await
             .map_err(StoreError::unavailable)?;
@@ -783,24 +934,33 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
         let checkpoints = process_managers::checkpoint::open(config)
             .await
             .map_err(StoreError::unavailable)?;
-        Ok::<_, StoreError>((snapshots, idempotency, views, checkpoints))
+        Ok::<_, OpenFailure>((personal, snapshots, idempotency, views, checkpoints))
     }
     .await;
-    let (snapshots, idempotency, views, checkpoints) = match opened {
+    let (personal, snapshots, idempotency, views, checkpoints) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
-            store.close().await;
+            stored.close().await;
             return Err(error);
         }
     };
+    // Everything that reads events for their meaning (HTTP, actors, replays) goes through
+    // this one wrapper: personal data is encrypted on the way in and decrypted, or `null`
+    // once erased, on the way out (docs/audit-guide.md "Erasure").
+    let store: Arc<dyn EventStore> = Arc::new(EncryptingStore::new(
+        Arc::clone(&stored),
+        Arc::clone(&personal),
+    ));
     let registry = Registry::start(
         Arc::clone(&store),
         snapshots,
         ActorConfig::from_config(config),
     );
+    // Projections blank every `personal` object before a view sees it (no view holds
+    // personal data), so they read the stored bytes and never touch a key.
     let projections = ProjectionSet::start(
-        Arc::clone(&store),
+        Arc::clone(&stored),
         views,
         views::runner::all_projections(),
         RunnerConfig::default(),
@@ -815,6 +975,8 @@ async fn open_runtime(config: &Config) -> Result<Runtime, StoreError> {
     );
     Ok(Runtime {
         store,
+        stored,
+        personal,
         registry,
         idempotency,
         projections,

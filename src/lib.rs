@@ -17,6 +17,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod payer;
+pub mod personal_data;
 pub mod process_managers;
 pub mod snapshot;
 pub mod store;

@@ -11,8 +11,9 @@
 //! - `postgres`: table `snapshots` in the same schema as the events, so every node shares them.
 //!
 //! What this module deliberately does not do: encrypt. A patient account's state holds the
-//! identity in clear (docs/domain.md); until personal-data encryption lands, `delete` is the
-//! hook erasure must call (see docs/http-api.md, "Snapshots").
+//! identity in clear (docs/domain.md), so the server wraps this store in
+//! `personal_data::EncryptingSnapshots`, which seals those states with the patient's key; an
+//! erasure also calls `delete` (docs/http-api.md "Actors and snapshots").
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -196,6 +196,24 @@ impl Registry {
         removed.len()
     }
 
+    /// The snapshot cache the actors use (erasure deletes a patient's snapshot through it).
+    pub fn snapshots(&self) -> &Arc<dyn SnapshotStore> {
+        &self.services.snapshots
+    }
+
+    /// Passivates the actor of `stream` now, whatever its type: its in-memory state is
+    /// dropped, and the next message rebuilds it from the store (used after an erasure).
+    pub fn passivate(&self, stream: &StreamId) {
+        let removed = self.inner.lock().ok().and_then(|mut inner| {
+            let removed = inner.remove(stream);
+            metrics::actors_live(inner.entries.len());
+            removed
+        });
+        if removed.is_some() {
+            metrics::actors_passivated("erased", 1);
+        }
+    }
+
     /// Stops the arbiter threads (after the HTTP server has drained its requests).
     pub fn shutdown(&self) {
         if let Ok(mut inner) = self.inner.lock() {

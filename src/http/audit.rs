@@ -71,7 +71,8 @@ pub async fn verify(
             "a stream is {kind}-{id}, e.g. patient_account-CF-1001",
         )
     })?;
-    let report = verify_stream(runtime.store.as_ref(), &stream).await?;
+    // The stored bytes: the hashes cover the personal data's ciphertext, not its plaintext.
+    let report = verify_stream(runtime.stored.as_ref(), &stream).await?;
     if report.events == 0 && report.intact {
         return Err(ApiError::NotFound {
             title: "no such stream".into(),

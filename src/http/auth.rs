@@ -53,7 +53,7 @@ impl Role {
             Right::ReadEvents => matches!(self, Role::Auditor | Role::Admin),
             Right::ReadBilling | Right::ReadAnalytics => self == Role::Finance,
             Right::ReadAudit | Right::Export => self == Role::Auditor,
-            Right::Rebuild | Right::DeadLetters => self == Role::Admin,
+            Right::Rebuild | Right::DeadLetters | Right::ErasePersonalData => self == Role::Admin,
         }
     }
 }
@@ -71,6 +71,7 @@ pub enum Right {
     Export,
     Rebuild,
     DeadLetters,
+    ErasePersonalData,
 }
 
 impl Right {
@@ -87,6 +88,7 @@ impl Right {
             Right::Export => "export audit data",
             Right::Rebuild => "rebuild projections",
             Right::DeadLetters => "manage dead letters",
+            Right::ErasePersonalData => "erase personal data",
         }
     }
 
@@ -333,7 +335,10 @@ mod tests {
                 Role::Auditor,
                 vec![ReadState, ReadHistory, ReadEvents, ReadAudit, Export],
             ),
-            (Role::Admin, vec![ReadEvents, Rebuild, DeadLetters]),
+            (
+                Role::Admin,
+                vec![ReadEvents, Rebuild, DeadLetters, ErasePersonalData],
+            ),
         ];
         let all = [
             SendCommands,
@@ -346,6 +351,7 @@ mod tests {
             Export,
             Rebuild,
             DeadLetters,
+            ErasePersonalData,
         ];
         for (role, allowed) in table {
             for right in all {

@@ -5,6 +5,7 @@
 //!   `GET /v1/events` read state and events ([`reads`]); reads of patient data are written
 //!   to the access log ([`access_log`]);
 //! - `GET /v1/audit/verify?stream=` checks one stream's hash chain ([`audit`]);
+//! - `POST /v1/patient-accounts/{id}/erase` erases a patient's personal data ([`erasure`]);
 //! - `/healthz`, `/readyz`, `/metrics` and `/openapi.json` need no token.
 //!
 //! Every error is RFC 9457 problem+json: handlers return [`error::ApiError`], extractor
@@ -34,6 +35,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod commands;
+pub mod erasure;
 pub mod error;
 pub mod openapi;
 pub mod problem;
@@ -53,7 +55,14 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 
 /// What the running service offers handlers once the store is open.
 pub struct Runtime {
+    /// The store as handlers, actors and replays use it: patients' personal data decrypted,
+    /// or `null` once erased (`personal_data::EncryptingStore`).
     pub store: Arc<dyn EventStore>,
+    /// The same store's stored bytes (personal data as ciphertext), which the hashes cover:
+    /// for the tamper checks.
+    pub stored: Arc<dyn EventStore>,
+    /// Patients' data keys (erasure destroys them).
+    pub personal: Arc<crate::personal_data::PersonalKeys>,
     pub registry: Arc<Registry>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// The views and their runners.
@@ -311,6 +320,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_only("/v1/events").route(web::get().to(reads::events)))
         .service(get_only("/v1/audit/verify").route(web::get().to(audit::verify)));
     openapi::patient_accounts::register(cfg);
+    cfg.service(post_only("/v1/patient-accounts/{id}/erase").route(web::post().to(erasure::erase)));
     openapi::encounters::register(cfg);
     openapi::inventory_items::register(cfg);
     openapi::purchases::register(cfg);

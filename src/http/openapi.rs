@@ -28,6 +28,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/patient-accounts/{id}/commands"),
     ("get", "/v1/patient-accounts/{id}"),
     ("get", "/v1/patient-accounts/{id}/history"),
+    ("post", "/v1/patient-accounts/{id}/erase"),
     ("post", "/v1/encounters/{id}/commands"),
     ("get", "/v1/encounters/{id}"),
     ("get", "/v1/encounters/{id}/history"),
@@ -252,6 +253,7 @@ impl Modify for BearerAuth {
         patient_accounts::command,
         patient_accounts::state,
         patient_accounts::history,
+        crate::http::erasure::erase,
         encounters::command,
         encounters::state,
         encounters::history,
@@ -296,6 +298,7 @@ impl Modify for BearerAuth {
         VendorBillView,
         crate::http::audit::StreamVerifyView,
         crate::http::audit::BreakView,
+        crate::http::erasure::EraseBody,
     )),
     modifiers(&BearerAuth)
 )]

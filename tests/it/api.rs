@@ -1,7 +1,7 @@
 //! A small HTTP client for the black-box API tests: requests with tokens and headers, and
 //! answers with their status, headers and JSON body.
 
-use careflow_aggregates::{ChainVerifier, RecordedEvent};
+use careflow_aggregates::{ChainBreak, ChainVerifier, RecordedEvent};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -190,9 +190,17 @@ pub fn assert_log_is_sound(events: &[RecordedEvent]) {
         list.sort_by_key(|e| e.version);
         let mut verifier = ChainVerifier::new(list[0].stream_id.clone());
         for event in list {
-            verifier
-                .check(event)
-                .unwrap_or_else(|breaks| panic!("{stream} v{}: {breaks:?}", event.version));
+            // A patient's `personal` object is served decrypted (or null once erased) while
+            // the hash covers the stored ciphertext: only the links can be checked for it
+            // (docs/http-api.md "Command answer"; `GET /v1/audit/verify` checks the content).
+            let served_plain = event.data.get("personal").is_some();
+            if let Err(breaks) = verifier.check(event) {
+                let real: Vec<_> = breaks
+                    .into_iter()
+                    .filter(|b| !(served_plain && *b == ChainBreak::HashMismatch))
+                    .collect();
+                assert!(real.is_empty(), "{stream} v{}: {real:?}", event.version);
+            }
         }
     }
 }

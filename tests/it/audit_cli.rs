@@ -102,12 +102,16 @@ async fn an_export_checks_offline_and_a_changed_byte_fails_it() {
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("3 events, positions 1..3"), "{output}");
 
-    // The exported lines are the stored events, hashes included.
+    // The exported lines are the stored events, hashes included: the patient's `personal`
+    // object as the store holds it (ciphertext), where the command answers showed it plain.
     let text = std::fs::read_to_string(&out).unwrap();
-    let exported: Vec<RecordedEvent> = text
+    let mut exported: Vec<RecordedEvent> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    assert_eq!(exported[0].data["personal"]["enc"], "aes-256-gcm");
+    assert!(!text.contains("Doe"), "{text}");
+    exported[0].data["personal"] = events[0].data["personal"].clone();
     assert_eq!(exported, events);
 
     // The export is in the access log, under the subject given.

@@ -5,6 +5,7 @@ mod api;
 mod audit_cli;
 mod conformance;
 mod crash;
+mod erasure;
 mod errors;
 mod fake_payer;
 mod journey;

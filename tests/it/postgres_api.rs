@@ -157,6 +157,12 @@ async fn two_nodes_on_one_database_retry_conflicts_and_append_each_command_once(
         ("CAREFLOW_DATABASE_URL", url.as_str()),
         ("CAREFLOW_DATABASE_SCHEMA", schema.as_str()),
         ("CAREFLOW_JWT_SECRET", "shared-secret-of-both-nodes"),
+        // Like the JWT secret, every node of one installation shares the master key
+        // (docs/operations.md "The master key").
+        (
+            "CAREFLOW_MASTER_KEY",
+            "0101010101010101010101010101010101010101010101010101010101010101",
+        ),
         ("CAREFLOW_RATE_LIMIT_PER_SECOND", "0"),
     ];
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());

@@ -567,12 +567,16 @@ async fn two_nodes_on_one_postgres_act_once_for_each_flow() {
     let dir = TempDir::new();
     let other = TempDir::new();
     let secret = "a-test-secret-shared-by-both-nodes-0123456789";
+    // Nodes sharing a database share its master key too (a node with another refuses to
+    // start), as they share the JWT secret.
+    let master_key = "ab".repeat(32);
     let env = [
         ("CAREFLOW_STORE", "postgres"),
         ("CAREFLOW_DATABASE_URL", url.as_str()),
         ("CAREFLOW_DATABASE_SCHEMA", schema.as_str()),
         ("CAREFLOW_PAYER_URL", payer.url.as_str()),
         ("CAREFLOW_JWT_SECRET", secret),
+        ("CAREFLOW_MASTER_KEY", master_key.as_str()),
     ];
     let t = tokens(&dir.path(), &env);
     let a = start(&dir.path(), &env);

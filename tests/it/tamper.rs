@@ -94,7 +94,7 @@ impl Site {
         }
     }
 
-    async fn postgres() -> Option<Self> {
+    pub async fn postgres() -> Option<Self> {
         let url = postgres_url().await?;
         let schema = unique_schema("tamper");
         let dir = TempDir::new();
@@ -130,7 +130,7 @@ impl Site {
         )
     }
 
-    async fn cleanup(self) {
+    pub async fn cleanup(self) {
         if let Some((url, schema)) = &self.pg {
             drop_schema(url, schema).await;
         }

@@ -165,8 +165,18 @@ async fn postgres_views_keep_the_contract_and_one_writer_per_projection() {
     let (a, b) = (Arc::clone(&views), Arc::clone(&other));
     tokio::task::spawn_blocking(move || {
         exercise(a.as_ref());
-        // The writer of `exercise` is dropped: its lock is free again, but only for one.
-        let first = b.writer("test").unwrap();
+        // The writer of `exercise` is dropped; its session ends (and frees the lock) a moment
+        // later, on the server's time. Then the lock is free again, but only for one.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let first = loop {
+            match b.writer("test") {
+                Ok(writer) => break writer,
+                Err(ViewError::NotOwner(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::yield_now();
+                }
+                Err(error) => panic!("the lock was not released: {error}"),
+            }
+        };
         assert!(matches!(a.writer("test"), Err(ViewError::NotOwner(_))));
         drop(first);
     })

@@ -166,4 +166,9 @@ pub struct CloseAccount {}
 /// `ErasePersonalData`: right to erasure; the shell destroys the patient's data key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ErasePersonalData {}
+pub struct ErasePersonalData {
+    /// Why (a request reference, a ruling): kept in clear in the event for the auditors, so it
+    /// must not itself hold personal data.
+    #[serde(default)]
+    pub reason: String,
+}

@@ -49,7 +49,8 @@ pub fn decide(state: &State, command: &Command, ctx: &Ctx) -> Result<Vec<Event>,
             }
             Ok(vec![AccountClosed {}.into()])
         }
-        Command::ErasePersonalData(_) => {
+        Command::ErasePersonalData(c) => {
+            field::text("reason", &c.reason, LONG_TEXT)?;
             if !state.is_registered() {
                 return Err(Rejection::NotRegistered);
             }
@@ -57,7 +58,12 @@ pub fn decide(state: &State, command: &Command, ctx: &Ctx) -> Result<Vec<Event>,
             if state.personal_data_erased {
                 return Ok(vec![]);
             }
-            Ok(vec![PersonalDataErased {}.into()])
+            Ok(vec![
+                PersonalDataErased {
+                    reason: c.reason.clone(),
+                }
+                .into(),
+            ])
         }
     }
 }

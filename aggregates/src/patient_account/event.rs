@@ -164,7 +164,11 @@ pub struct AccountClosed {}
 /// The patient's data key was destroyed: from here on every `personal` object of this stream
 /// reads as erased. The event itself holds no personal data.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct PersonalDataErased {}
+pub struct PersonalDataErased {
+    /// Why the data was erased, as the admin gave it (never personal data itself).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
 
 /// `ChargePosted` v1 → v2.
 ///

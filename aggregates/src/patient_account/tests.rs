@@ -127,7 +127,10 @@ fn closed() -> Event {
 }
 
 fn erased() -> Event {
-    PersonalDataErased {}.into()
+    PersonalDataErased {
+        reason: "patient request".into(),
+    }
+    .into()
 }
 
 // ---- registration ----
@@ -246,7 +249,9 @@ fn nothing_but_registration_before_registering() {
             .then_rejects(Rejection::NotRegistered);
     }
     given_no_history::<PatientAccount>()
-        .when(ErasePersonalData {})
+        .when(ErasePersonalData {
+            reason: "patient request".into(),
+        })
         .then_rejects(Rejection::NotRegistered);
 }
 
@@ -261,7 +266,9 @@ fn nothing_but_erasure_after_closing() {
         .when(register())
         .then_rejects(Rejection::AlreadyRegistered);
     given([registered(), closed()])
-        .when(ErasePersonalData {})
+        .when(ErasePersonalData {
+            reason: "patient request".into(),
+        })
         .then_expect([erased()]);
 }
 
@@ -676,7 +683,9 @@ fn erasure_forgets_identity_and_payers_and_repeats_as_a_no_op() {
     }
     .into();
     given([registered(), charged("C1", 500), paid_by_guarantor])
-        .when(ErasePersonalData {})
+        .when(ErasePersonalData {
+            reason: "patient request".into(),
+        })
         .then_expect([erased()])
         .then_state_matches(|s| {
             assert_eq!(s.identity, None);
@@ -685,7 +694,9 @@ fn erasure_forgets_identity_and_payers_and_repeats_as_a_no_op() {
             assert_eq!(s.balance, Cents(400), "money survives erasure");
         });
     given([registered(), erased()])
-        .when(ErasePersonalData {})
+        .when(ErasePersonalData {
+            reason: "patient request".into(),
+        })
         .then_no_events();
 }
 

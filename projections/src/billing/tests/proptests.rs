@@ -46,7 +46,7 @@ fn command() -> impl Strategy<Value = Command> {
             adjustment_id: id, amount: Cents(a), reason: "adjust".into(), currency: Currency::USD,
         })),
         1 => Just(Command::from(CloseAccount {})),
-        1 => Just(Command::from(ErasePersonalData {})),
+        1 => Just(Command::from(ErasePersonalData { reason: "patient request".into() })),
     ]
 }
 
