@@ -34,5 +34,6 @@ pub use billing::Billing;
 pub use error::ProjectionError;
 pub use projection::{Decoded, Projection, decode};
 pub use store::{
-    MemoryViewStore, Taken, TypedRow, ViewStore, load, load_prefix, save, save_owned, take,
+    MemoryViewStore, Taken, TypedRow, ViewStore, decode_row, load, load_prefix, load_range, save,
+    save_owned, take,
 };

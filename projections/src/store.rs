@@ -296,6 +296,27 @@ pub fn save<T: Serialize>(
     store.put(table, key, value)
 }
 
+/// Reads and deserialises every row whose key is `>= from` and, when `to` is given, `< to`,
+/// in key order.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_range<T: DeserializeOwned>(
+    store: &dyn ViewStore,
+    table: &'static str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<Vec<(String, T)>, ProjectionError> {
+    store
+        .scan_range(table, from, to)?
+        .into_iter()
+        .map(|(key, row)| {
+            let row = decode_row(table, &key, row)?;
+            Ok((key, row))
+        })
+        .collect()
+}
+
 /// Reads and deserialises every row whose key starts with `prefix`, in key order.
 ///
 /// # Errors
@@ -315,7 +336,11 @@ pub fn load_prefix<T: DeserializeOwned>(
         .collect()
 }
 
-fn decode_row<T: DeserializeOwned>(
+/// One row of `table` as its struct; a row of another shape is [`ProjectionError::Row`].
+///
+/// # Errors
+/// [`ProjectionError::Row`].
+pub fn decode_row<T: DeserializeOwned>(
     table: &'static str,
     key: &str,
     row: Value,

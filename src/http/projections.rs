@@ -17,7 +17,7 @@ use careflow_projections::billing::{
     self, AccountRow, AdjustmentRow, AgingReport, ChargeRow, ClaimLine, InvoiceReconciliation,
     PaymentRow,
 };
-use careflow_projections::{ViewStore, load, load_prefix};
+use careflow_projections::{ViewStore, decode_row, load, load_prefix, load_range};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -327,25 +327,17 @@ fn days(
     let end = to
         .checked_add_days(Days::new(1))
         .map(|d| d.format("%Y-%m-%d").to_string());
-    let rows = store.scan_range(
+    let rows: Vec<(String, DailyCounters)> = load_range(
+        store,
         analytics::DAILY,
         &from.format("%Y-%m-%d").to_string(),
         end.as_deref(),
     )?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (key, row) in rows {
-        let day: DailyCounters = serde_json::from_value(row).map_err(|e| {
-            ViewError::Projection(careflow_projections::ProjectionError::Row {
-                table: analytics::DAILY,
-                key,
-                detail: e.to_string(),
-            })
-        })?;
-        if facility.is_none_or(|f| f == day.facility) {
-            out.push(day);
-        }
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(_, day)| day)
+        .filter(|day| facility.is_none_or(|f| f == day.facility))
+        .collect())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -523,13 +515,7 @@ pub async fn audit_streams(
                 if !key.starts_with(&prefix) || rows.len() > limit {
                     break;
                 }
-                rows.push(serde_json::from_value(row).map_err(|e| {
-                    ViewError::Projection(careflow_projections::ProjectionError::Row {
-                        table: audit::STREAMS,
-                        key,
-                        detail: e.to_string(),
-                    })
-                })?);
+                rows.push(decode_row(audit::STREAMS, &key, row)?);
             }
             Ok(rows)
         },

@@ -479,9 +479,10 @@ async fn after_a_kill_9_each_command_applies_once_and_a_timer_due_meanwhile_fire
     server.kill9();
     // The approval deadline passes while careflow is down: a wall-clock precondition of the
     // scenario, not a wait for work.
-    while Utc::now() <= deadline + chrono::TimeDelta::milliseconds(200) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(WITHIN, "the approval deadline to pass", || async {
+        (Utc::now() > deadline + chrono::TimeDelta::milliseconds(200)).then_some(())
+    })
+    .await;
 
     let server = start(&dir.path(), &[]);
     server.wait_ready().await;
