@@ -28,6 +28,7 @@ use crate::config::{Config, StoreKind};
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
+use crate::outbound::{Outbound, OutboundDeps};
 use crate::payer::{PayerClient, PayerSettings};
 use crate::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalDataError, PersonalKeys};
 use crate::process_managers::{self, ManagerConfig, ProcessManagers};
@@ -285,6 +286,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The NATS publisher following paced appends to a throw-away store (needs nats_url):
+    /// commit-to-acknowledgement lag p50/p99.
+    Nats {
+        /// Events to append, one per command.
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+        /// Target events per second.
+        #[arg(long, default_value_t = 25_000)]
+        rate: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+    },
     /// `replay` of one long stream, as of now and as of its middle.
     Replay {
         /// Events in the stream.
@@ -400,6 +414,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         runs,
                     };
                     let report = runtime.block_on(bench::verify(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Nats {
+                    events,
+                    rate,
+                    writers,
+                } => {
+                    let spec = bench::NatsBench {
+                        events,
+                        rate,
+                        writers,
+                    };
+                    let report = runtime.block_on(bench::nats(&config, &spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Replay { events, runs } => {
@@ -848,6 +875,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .shutdown(Duration::from_secs(5))
             .await;
         runtime.registry.shutdown();
+        runtime.outbound.shutdown(Duration::from_secs(5)).await;
         runtime.projections.shutdown().await;
         // Sign the log as it is left, so removing its newest events is evident. Before the
         // store closes: a closed PostgreSQL store cannot be read any more.
@@ -965,6 +993,16 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         views::runner::all_projections(),
         RunnerConfig::default(),
     );
+    // The outbound publishers keep their checkpoints in the same table (`nats`, `webhooks`).
+    let outbound = Outbound::start(
+        config,
+        OutboundDeps {
+            stored: Arc::clone(&stored),
+            checkpoints: Arc::clone(&checkpoints),
+            personal: Arc::clone(&personal),
+            dead_letters: crate::dead_letters::DeadLetters::default(),
+        },
+    );
     let process_managers = ProcessManagers::start(
         Arc::clone(&store),
         Arc::clone(&registry),
@@ -981,6 +1019,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         idempotency,
         projections,
         process_managers,
+        outbound,
     })
 }
 

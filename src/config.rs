@@ -113,6 +113,22 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Requests a token subject may make in a burst above the average (default 400).
     pub rate_limit_burst: u32,
+    /// The JetStream stream the NATS publisher writes to (default `CAREFLOW_EVENTS`).
+    pub nats_stream: String,
+    /// Subjects are `{nats_subject_prefix}.{kind}.{event_type}` (default `careflow.events`).
+    pub nats_subject_prefix: String,
+    /// Attempts per webhook delivery, the first included, before it is dead-lettered
+    /// (default 8).
+    pub webhook_max_attempts: u32,
+    /// The pause after a webhook's first failed attempt, in milliseconds; doubles (with
+    /// jitter) up to `webhook_backoff_max_ms` (default 1,000).
+    pub webhook_backoff_first_ms: u64,
+    /// The longest pause between two attempts of one delivery, in milliseconds (default
+    /// 300,000: five minutes).
+    pub webhook_backoff_max_ms: u64,
+    /// Longest one webhook request may take, in milliseconds (default 15,000, inside the
+    /// Standard Webhooks recommendation of 15 to 30 s).
+    pub webhook_timeout_ms: u64,
 }
 
 /// Why configuration was refused.
@@ -173,6 +189,12 @@ const KEYS: &[&str] = &[
     "snapshot_every",
     "rate_limit_per_second",
     "rate_limit_burst",
+    "nats_stream",
+    "nats_subject_prefix",
+    "webhook_max_attempts",
+    "webhook_backoff_first_ms",
+    "webhook_backoff_max_ms",
+    "webhook_timeout_ms",
 ];
 
 impl Config {
@@ -306,6 +328,14 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("rate_limit_per_second", 200)?)
                 .unwrap_or(u32::MAX),
             rate_limit_burst: u32::try_from(number("rate_limit_burst", 400)?).unwrap_or(u32::MAX),
+            nats_stream: get("nats_stream").unwrap_or_else(|| "CAREFLOW_EVENTS".into()),
+            nats_subject_prefix: get("nats_subject_prefix")
+                .unwrap_or_else(|| "careflow.events".into()),
+            webhook_max_attempts: u32::try_from(number("webhook_max_attempts", 8)?)
+                .unwrap_or(u32::MAX),
+            webhook_backoff_first_ms: number("webhook_backoff_first_ms", 1_000)?,
+            webhook_backoff_max_ms: number("webhook_backoff_max_ms", 300_000)?,
+            webhook_timeout_ms: number("webhook_timeout_ms", 15_000)?,
         };
         config.validate()?;
         Ok(config)
@@ -336,6 +366,38 @@ impl Config {
                 key: "database_schema",
                 value: self.database_schema.clone(),
                 hint: "use lower-case letters, digits and _ (at most 63), starting with a letter",
+            });
+        }
+        self.validate_outbound()
+    }
+
+    /// The NATS names go into subjects and the stream API as they are: no wildcard, space or
+    /// dot where NATS gives them a meaning.
+    fn validate_outbound(&self) -> Result<(), ConfigError> {
+        let token = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if self.nats_stream.is_empty() || !self.nats_stream.chars().all(token) {
+            return Err(ConfigError::Invalid {
+                key: "nats_stream",
+                value: self.nats_stream.clone(),
+                hint: "use letters, digits, _ and -, e.g. CAREFLOW_EVENTS",
+            });
+        }
+        if self
+            .nats_subject_prefix
+            .split('.')
+            .any(|part| part.is_empty() || !part.chars().all(token))
+        {
+            return Err(ConfigError::Invalid {
+                key: "nats_subject_prefix",
+                value: self.nats_subject_prefix.clone(),
+                hint: "use dot-separated tokens of letters, digits, _ and -, e.g. careflow.events",
+            });
+        }
+        if self.webhook_max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                key: "webhook_max_attempts",
+                value: "0".into(),
+                hint: "at least one attempt is needed",
             });
         }
         Ok(())
@@ -485,5 +547,37 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("pw@"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn outbound_settings_have_defaults_and_are_checked() {
+        let c = Config::from_sources(None, None, &env(&[])).unwrap();
+        assert_eq!(c.nats_url, None);
+        assert_eq!(c.nats_stream, "CAREFLOW_EVENTS");
+        assert_eq!(c.nats_subject_prefix, "careflow.events");
+        assert_eq!(c.webhook_max_attempts, 8);
+        let c = Config::from_sources(
+            None,
+            Some("nats_stream = \"CF_TEST\"\nwebhook_max_attempts = 3\n"),
+            &env(&[("CAREFLOW_NATS_SUBJECT_PREFIX", "test.events")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.nats_stream.as_str(), c.nats_subject_prefix.as_str()),
+            ("CF_TEST", "test.events")
+        );
+        assert_eq!(c.webhook_max_attempts, 3);
+        for (key, value) in [
+            ("CAREFLOW_NATS_STREAM", "has.dot"),
+            ("CAREFLOW_NATS_SUBJECT_PREFIX", "careflow.>"),
+            ("CAREFLOW_NATS_SUBJECT_PREFIX", "careflow..events"),
+            ("CAREFLOW_WEBHOOK_MAX_ATTEMPTS", "0"),
+        ] {
+            let refused = Config::from_sources(None, None, &env(&[(key, value)]));
+            assert!(
+                matches!(refused, Err(ConfigError::Invalid { .. })),
+                "{key}={value}"
+            );
+        }
     }
 }

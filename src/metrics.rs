@@ -31,6 +31,7 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     payer_requests: IntCounterVec,
     process_manager: ProcessManagerMetrics,
+    outbound: OutboundMetrics,
 }
 
 /// What every process-manager runner exports, labelled by its name (five values).
@@ -279,9 +280,11 @@ impl Metrics {
                 ),
             ),
         };
+        let outbound = OutboundMetrics::build(&registry);
         Self {
             projection,
             process_manager,
+            outbound,
             breaker_state: register(&registry, breaker_state),
             payer_requests: register(&registry, payer_requests),
             commands: register(&registry, commands),
@@ -509,6 +512,89 @@ pub fn process_manager_failure(name: &'static str, reason: &'static str) {
         .process_manager
         .failures
         .with_label_values(&[name, reason])
+        .inc();
+}
+
+/// The outbound publishers' metrics (NATS and webhooks, docs/interop.md "Outbound").
+struct OutboundMetrics {
+    nats_published: prometheus::IntCounter,
+    nats_lag_events: IntGauge,
+    nats_lag_seconds: prometheus::Histogram,
+    webhook_deliveries: IntCounterVec,
+}
+
+impl OutboundMetrics {
+    fn build(registry: &Registry) -> Self {
+        Self {
+            nats_published: register(
+                registry,
+                prometheus::IntCounter::new(
+                    "careflow_nats_published_total",
+                    "Events published to NATS JetStream and acknowledged (duplicates the stream \
+                     dropped included)",
+                ),
+            ),
+            nats_lag_events: register(
+                registry,
+                IntGauge::new(
+                    "careflow_nats_lag_events",
+                    "Events committed to the store that the NATS publisher has not had acknowledged yet",
+                ),
+            ),
+            nats_lag_seconds: register(
+                registry,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "careflow_nats_lag_seconds",
+                        "From an event's recorded_at to JetStream's acknowledgement of its publication",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                ),
+            ),
+            webhook_deliveries: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_webhook_deliveries_total",
+                        "Webhook delivery attempts by outcome (delivered, failed: to be retried, \
+                         dead_lettered, redelivered: a dead letter retried successfully, \
+                         retry_failed)",
+                    ),
+                    &["outcome"],
+                ),
+            ),
+        }
+    }
+}
+
+/// The NATS publisher had `count` events acknowledged, `delays` after their `recorded_at`,
+/// and stands `lag` events behind the store's head.
+pub fn nats_published(count: usize, lag: u64, delays: impl Iterator<Item = Duration>) {
+    let m = &global().outbound;
+    m.nats_published.inc_by(count as u64);
+    m.nats_lag_events
+        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    for delay in delays {
+        m.nats_lag_seconds.observe(delay.as_secs_f64());
+    }
+}
+
+/// The NATS publisher's lag without a publication (caught up, or waiting for NATS).
+pub fn nats_lag(lag: u64) {
+    global()
+        .outbound
+        .nats_lag_events
+        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+}
+
+/// One webhook delivery attempt ended with `outcome` (a bounded word, see the help text).
+pub fn webhook_delivery(outcome: &'static str) {
+    global()
+        .outbound
+        .webhook_deliveries
+        .with_label_values(&[outcome])
         .inc();
 }
 

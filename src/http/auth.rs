@@ -54,6 +54,7 @@ impl Role {
             Right::ReadBilling | Right::ReadAnalytics => self == Role::Finance,
             Right::ReadAudit | Right::Export => self == Role::Auditor,
             Right::Rebuild | Right::DeadLetters | Right::ErasePersonalData => self == Role::Admin,
+            Right::ManageWebhooks => self == Role::Admin,
         }
     }
 }
@@ -72,6 +73,7 @@ pub enum Right {
     Rebuild,
     DeadLetters,
     ErasePersonalData,
+    ManageWebhooks,
 }
 
 impl Right {
@@ -89,6 +91,7 @@ impl Right {
             Right::Rebuild => "rebuild projections",
             Right::DeadLetters => "manage dead letters",
             Right::ErasePersonalData => "erase personal data",
+            Right::ManageWebhooks => "manage webhooks",
         }
     }
 

@@ -44,6 +44,7 @@ pub mod projections;
 pub mod rate_limit;
 pub mod reads;
 pub mod views;
+pub mod webhooks;
 
 use auth::{Right, Role, TokenKeys};
 use error::ApiError;
@@ -69,6 +70,8 @@ pub struct Runtime {
     pub projections: Arc<crate::views::ProjectionSet>,
     /// The process-manager runners and their status.
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
+    /// The NATS and webhook publishers, and the webhook registrations.
+    pub outbound: Arc<crate::outbound::Outbound>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -326,6 +329,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::purchases::register(cfg);
     projections::register(cfg);
     process_managers::register(cfg);
+    webhooks::register_routes(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.

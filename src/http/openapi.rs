@@ -48,6 +48,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/projections"),
     ("post", "/v1/projections/{name}/rebuild"),
     ("get", "/v1/process-managers"),
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks"),
+    ("delete", "/v1/webhooks/{id}"),
 ];
 
 macro_rules! resource {
@@ -263,6 +266,9 @@ impl Modify for BearerAuth {
         purchases::command,
         purchases::state,
         purchases::history,
+        crate::http::webhooks::register,
+        crate::http::webhooks::list,
+        crate::http::webhooks::remove,
     ),
     components(schemas(
         Problem,
@@ -299,6 +305,10 @@ impl Modify for BearerAuth {
         crate::http::audit::StreamVerifyView,
         crate::http::audit::BreakView,
         crate::http::erasure::EraseBody,
+        crate::http::webhooks::RegisterWebhookBody,
+        crate::http::webhooks::RegisteredView,
+        crate::http::webhooks::WebhooksView,
+        crate::outbound::webhooks::WebhookView,
     )),
     modifiers(&BearerAuth)
 )]

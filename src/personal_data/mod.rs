@@ -191,6 +191,54 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// Seals a small secret that has to live in the event log (a webhook's signing key, see
+    /// `crate::outbound::webhooks`): base64 of `nonce || ciphertext`, bound to `context` (the
+    /// webhook id), so the log, its exports and its outbound copies never hold it in clear.
+    ///
+    /// # Errors
+    /// [`PersonalDataError::Seal`] (never in practice with AES-GCM).
+    pub fn seal_secret(&self, context: &str, plain: &[u8]) -> Result<String, PersonalDataError> {
+        let nonce = random_nonce();
+        let aad = secret_aad(context);
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| PersonalDataError::Seal("secret seal failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(BASE64.encode(out))
+    }
+
+    /// Opens what [`MasterKey::seal_secret`] sealed for `context`; `None` when it was sealed
+    /// for another context, by another master key, or altered.
+    pub fn open_secret(&self, context: &str, sealed: &str) -> Option<Vec<u8>> {
+        let bytes = BASE64.decode(sealed).ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let aad = secret_aad(context);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .ok()
+    }
+}
+
+fn secret_aad(context: &str) -> Vec<u8> {
+    [
+        b"careflow-sealed-secret-v1\0".as_slice(),
+        context.as_bytes(),
+    ]
+    .concat()
+}
+
 /// Binds a wrapped key to its id: a wrapped key copied under another id does not unwrap.
 fn wrap_aad(kid: &str) -> Vec<u8> {
     [b"careflow-patient-key-v1\0".as_slice(), kid.as_bytes()].concat()
@@ -406,6 +454,11 @@ impl PersonalKeys {
             ready: tokio::sync::Mutex::new(Vec::new()),
             ttl,
         })
+    }
+
+    /// The master key, for the few secrets sealed with it directly (webhook secrets).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
     }
 
     /// Opens the key store the configuration implies.

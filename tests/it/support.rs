@@ -39,6 +39,30 @@ pub async fn postgres_url() -> Option<String> {
     }
 }
 
+/// The NATS server tests use (`CAREFLOW_TEST_NATS_URL`, default `nats://127.0.0.1:4222`), or
+/// `None` (test skipped) when none answers and `CAREFLOW_REQUIRE_NATS` is not `1`.
+pub async fn nats_url() -> Option<String> {
+    let url =
+        std::env::var("CAREFLOW_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(url.as_str()),
+    )
+    .await;
+    let error = match connected {
+        Ok(Ok(_client)) => return Some(url),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no answer within 5 s".to_string(),
+    };
+    if std::env::var("CAREFLOW_REQUIRE_NATS").as_deref() == Ok("1") {
+        panic!("CAREFLOW_REQUIRE_NATS=1 but NATS at {url} refused: {error}");
+    }
+    eprintln!("skipped: no NATS at {url} ({error})");
+    None
+}
+
 /// A schema name no other test uses.
 pub fn unique_schema(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);

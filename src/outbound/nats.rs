@@ -1,0 +1,281 @@
+//! The NATS JetStream publisher: every committed event, in position order, on
+//! `{prefix}.{kind}.{event_type}` with `Nats-Msg-Id` = the event id.
+//!
+//! A projection with its own checkpoint (`nats` in the process-manager checkpoint table, with
+//! its lease on PostgreSQL, so one node publishes). Each round reads a batch of the raw log
+//! from the checkpoint, sends every message of it without waiting (many publishes in flight),
+//! then awaits the acknowledgements in order, and only then writes the checkpoint. A crash or
+//! a NATS outage anywhere before that write republishes the batch after the restart; the
+//! stream's duplicate window (at least two minutes, set here) drops the repeats by their
+//! `Nats-Msg-Id`, so a consumer sees each event once.
+//!
+//! The publisher creates the stream when it is missing (file storage, subjects `{prefix}.>`),
+//! and on an existing stream only adds its subjects and widens a duplicate window shorter
+//! than [`MIN_DUPLICATE_WINDOW`]: limits an operator set are left alone.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use careflow_aggregates::RecordedEvent;
+use chrono::Utc;
+use tokio::sync::watch;
+
+use super::{Exit, wait, wire_bytes};
+use crate::metrics;
+use crate::process_managers::checkpoint::{Checkpoint, CheckpointStore};
+use crate::store::EventStore;
+
+/// The checkpoint's name.
+pub const CHECKPOINT: &str = "nats";
+
+/// The shortest duplicate window the stream keeps: a restart from a checkpoint up to this old
+/// republishes nothing a consumer sees twice.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where and how the publisher publishes.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    pub url: String,
+    /// The JetStream stream (`nats_stream`).
+    pub stream: String,
+    /// The subjects' first tokens (`nats_subject_prefix`).
+    pub subject_prefix: String,
+    /// Most events read and in flight per round (one checkpoint write per round).
+    pub batch: usize,
+    /// Bounds connecting, the stream API and each acknowledgement.
+    pub timeout: Duration,
+    /// Pause before starting over after a failure; doubles up to `backoff_max`.
+    pub retry_after: Duration,
+    pub backoff_max: Duration,
+}
+
+impl NatsSettings {
+    pub fn new(
+        url: impl Into<String>,
+        stream: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            url: url.into(),
+            stream: stream.into(),
+            subject_prefix: prefix.into(),
+            batch: 4_096,
+            timeout: Duration::from_secs(10),
+            retry_after: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The subject of one event: `{prefix}.{kind}.{event_type}`. Kinds are `[a-z_]` and event
+/// types PastTense names, so neither holds a `.`, a space or a wildcard.
+pub fn subject(prefix: &str, event: &RecordedEvent) -> String {
+    format!("{prefix}.{}.{}", event.stream_id.kind(), event.event_type)
+}
+
+/// Commit-to-acknowledgement delays in microseconds, for `careflow bench nats`.
+pub type DelayRecorder = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
+
+/// What the publisher's task needs.
+pub(crate) struct NatsDeps {
+    pub store: Arc<dyn EventStore>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub settings: NatsSettings,
+    pub stop: watch::Receiver<bool>,
+    pub delays: Option<DelayRecorder>,
+}
+
+/// Runs the publisher until shutdown, starting over from its checkpoint after any failure.
+pub(crate) async fn run(deps: NatsDeps) {
+    let mut stop = deps.stop.clone();
+    let mut pause = deps.settings.retry_after;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        match own(&deps).await {
+            Exit::Stopped => break,
+            Exit::NotOwner => pause = deps.settings.retry_after,
+            Exit::Failed(error) => {
+                tracing::warn!(%error, "NATS publisher failed; starting over from its checkpoint");
+            }
+        }
+        if wait(&mut stop, pause).await {
+            break;
+        }
+        pause = (pause * 2).min(deps.settings.backoff_max);
+    }
+    tracing::info!("NATS publisher stopped");
+}
+
+/// Makes sure the stream exists, takes `{prefix}.>` and dedupes for at least
+/// [`MIN_DUPLICATE_WINDOW`].
+///
+/// # Errors
+/// The JetStream API's error, as text.
+pub async fn ensure_stream(js: &jetstream::Context, settings: &NatsSettings) -> Result<(), String> {
+    let subjects = format!("{}.>", settings.subject_prefix);
+    match js.get_stream(&settings.stream).await {
+        Ok(existing) => {
+            let mut config = existing.cached_info().config.clone();
+            let mut changed = false;
+            if !config.subjects.contains(&subjects) {
+                config.subjects.push(subjects);
+                changed = true;
+            }
+            if config.duplicate_window < MIN_DUPLICATE_WINDOW {
+                config.duplicate_window = MIN_DUPLICATE_WINDOW;
+                changed = true;
+            }
+            if changed {
+                js.update_stream(config)
+                    .await
+                    .map_err(|error| format!("updating stream {}: {error}", settings.stream))?;
+            }
+            Ok(())
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(inner)
+                    if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            js.create_stream(stream::Config {
+                name: settings.stream.clone(),
+                subjects: vec![subjects],
+                storage: stream::StorageType::File,
+                duplicate_window: MIN_DUPLICATE_WINDOW,
+                description: Some("careflow's committed events, in position order".into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| format!("creating stream {}: {error}", settings.stream))?;
+            Ok(())
+        }
+        Err(error) => Err(format!("looking up stream {}: {error}", settings.stream)),
+    }
+}
+
+/// The publisher while it holds the lease.
+async fn own(deps: &NatsDeps) -> Exit {
+    let lease = match deps.checkpoints.acquire(CHECKPOINT).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return Exit::NotOwner,
+        Err(error) => return Exit::Failed(error.to_string()),
+    };
+    let mut position = match deps.checkpoints.load(CHECKPOINT).await {
+        Ok(checkpoint) => checkpoint.map_or(0, |c| c.position),
+        Err(error) => return Exit::Failed(error.to_string()),
+    };
+    let settings = &deps.settings;
+    let client = match async_nats::ConnectOptions::new()
+        .connection_timeout(settings.timeout)
+        .name("careflow")
+        .connect(settings.url.as_str())
+        .await
+    {
+        Ok(client) => client,
+        Err(error) => return Exit::Failed(format!("connecting to NATS: {error}")),
+    };
+    let js = jetstream::ContextBuilder::new()
+        .timeout(settings.timeout)
+        .max_ack_inflight(settings.batch.max(1))
+        .build(client);
+    if let Err(error) = ensure_stream(&js, settings).await {
+        return Exit::Failed(error);
+    }
+    tracing::info!(position, stream = %settings.stream, "NATS publisher running");
+    let mut stop = deps.stop.clone();
+    let mut head = deps.store.head_watch();
+    loop {
+        if *stop.borrow() {
+            return Exit::Stopped;
+        }
+        if !lease.is_held() {
+            return Exit::Failed("the NATS publisher's lease was lost".into());
+        }
+        head.borrow_and_update();
+        let events = match deps.store.read_all(position + 1, settings.batch).await {
+            Ok(events) => events,
+            Err(error) => return Exit::Failed(error.to_string()),
+        };
+        let Some(last) = events.last().map(|e| e.position) else {
+            metrics::nats_lag(0);
+            // Caught up: wait for a commit of this process, or poll a shared store.
+            let poll = deps.store.poll_interval().unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return Exit::Stopped },
+                _ = head.changed() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        };
+        if let Err(error) = publish(&js, settings, &events).await {
+            return Exit::Failed(error);
+        }
+        let acked_at = Utc::now();
+        if let Err(error) = deps
+            .checkpoints
+            .save(
+                CHECKPOINT,
+                &Checkpoint {
+                    position: last,
+                    state: "null".into(),
+                },
+            )
+            .await
+        {
+            return Exit::Failed(error.to_string());
+        }
+        position = last;
+        let delays: Vec<Duration> = events
+            .iter()
+            .map(|e| {
+                (acked_at - e.metadata.recorded_at)
+                    .to_std()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if let Some(recorder) = &deps.delays
+            && let Ok(mut histogram) = recorder.lock()
+        {
+            for delay in &delays {
+                let _ =
+                    histogram.record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX).max(1));
+            }
+        }
+        let head_position = deps.store.head_position().await.unwrap_or(position);
+        metrics::nats_published(
+            events.len(),
+            head_position.saturating_sub(position),
+            delays.into_iter(),
+        );
+    }
+}
+
+/// Sends every event of the batch, then awaits the acknowledgements in order.
+async fn publish(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+    events: &[RecordedEvent],
+) -> Result<(), String> {
+    let mut acks = Vec::with_capacity(events.len());
+    for event in events {
+        let payload = wire_bytes(event).map_err(|error| error.to_string())?;
+        let message = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(event.event_id.to_string());
+        let ack = js
+            .send_publish(subject(&settings.subject_prefix, event), message)
+            .await
+            .map_err(|error| format!("publishing position {}: {error}", event.position))?;
+        acks.push((event.position, ack));
+    }
+    for (position, ack) in acks {
+        ack.await
+            .map_err(|error| format!("acknowledgement of position {position}: {error}"))?;
+    }
+    Ok(())
+}
