@@ -96,7 +96,9 @@ pub(crate) async fn run(deps: NatsDeps) {
         }
         match own(&deps).await {
             Exit::Stopped => break,
-            Exit::NotOwner => pause = deps.settings.retry_after,
+            // Another node publishes: look again every second (a lease attempt opens a
+            // connection), ready to take over when that node dies.
+            Exit::NotOwner => pause = Duration::from_secs(1),
             Exit::Failed(error) => {
                 tracing::warn!(%error, "NATS publisher failed; starting over from its checkpoint");
             }

@@ -64,6 +64,9 @@ pub const REGISTERED: &str = "WebhookRegistered";
 /// The event that removes one.
 pub const REMOVED: &str = "WebhookRemoved";
 
+/// How often the runner writes its checkpoint when only cursors and its position moved.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+
 /// Longest accepted URL.
 const MAX_URL_LEN: usize = 2_048;
 /// Most event types one registration may name.
@@ -536,7 +539,7 @@ pub(crate) async fn run(webhooks: Arc<Webhooks>, stop: watch::Receiver<bool>) {
         }
         match own(&webhooks, &stop).await {
             Exit::Stopped => break,
-            Exit::NotOwner => pause = first,
+            Exit::NotOwner => pause = Duration::from_secs(1),
             Exit::Failed(error) => {
                 tracing::warn!(%error, "webhook runner failed; starting over from its checkpoint");
             }
@@ -656,6 +659,7 @@ async fn follow(
     let mut saved_cursors: HashMap<String, u64> =
         cursors.lock().map(|c| c.clone()).unwrap_or_default();
     let mut last_retry_poll = tokio::time::Instant::now();
+    let mut last_save = tokio::time::Instant::now();
     loop {
         if *stop_rx.borrow() {
             return Exit::Stopped;
@@ -715,7 +719,9 @@ async fn follow(
         }
         let current: HashMap<String, u64> = cursors.lock().map(|c| c.clone()).unwrap_or_default();
         let moved = current != saved_cursors || *position != saved_position;
-        if changed || moved {
+        // A registration change is saved at once (POST /v1/webhooks waits for it); progress
+        // alone at most every SAVE_EVERY, so a busy log is not a checkpoint write per commit.
+        if changed || (moved && last_save.elapsed() >= SAVE_EVERY) {
             for (id, registration) in &mut state.webhooks {
                 if let Some(cursor) = current.get(id) {
                     registration.cursor = *cursor;
@@ -730,6 +736,7 @@ async fn follow(
             }
             saved_position = *position;
             saved_cursors = current;
+            last_save = tokio::time::Instant::now();
         }
         if last_retry_poll.elapsed() >= Duration::from_secs(1) {
             last_retry_poll = tokio::time::Instant::now();
