@@ -20,6 +20,7 @@ pub mod analytics;
 pub mod audit;
 pub mod billing;
 pub mod error;
+pub mod odoo;
 pub mod projection;
 pub mod store;
 
