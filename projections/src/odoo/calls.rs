@@ -437,3 +437,337 @@ impl Action {
         })
     }
 }
+
+/// `action_post [[id]]` on an `account.move` (invoice or bill): answers `false`.
+pub fn post_move(move_id: i64) -> Call {
+    Call::new("account.move", "action_post", json!([[move_id]]))
+}
+
+/// Reads what the acknowledgement needs from a posted invoice (see
+/// [`crate::odoo::OdooRecordAcknowledged::from_read`]).
+pub fn read_invoice(move_id: i64) -> Call {
+    Call::new("account.move", "read", json!([[move_id]]))
+        .with_kwargs(json!({"fields": ["name", "amount_total", "state"]}))
+}
+
+/// Reads moves by id (`state`, `ref`, `move_type`): which bill of an order is still a draft.
+pub fn read_moves(move_ids: &[i64]) -> Call {
+    Call::new("account.move", "read", json!([move_ids]))
+        .with_kwargs(json!({"fields": ["state", "ref", "move_type"]}))
+}
+
+/// A customer's posted invoices with something left to pay, oldest first: what a payment is
+/// registered against.
+pub fn open_invoices(partner_id: i64) -> Call {
+    Call::new(
+        "account.move",
+        "search_read",
+        json!([[
+            ["move_type", "=", "out_invoice"],
+            ["partner_id", "=", partner_id],
+            ["state", "=", "posted"],
+            ["payment_state", "in", ["not_paid", "partial"]],
+        ]]),
+    )
+    .with_kwargs(json!({"fields": ["amount_residual"], "order": "invoice_date asc, id asc"}))
+}
+
+/// `action_post [[id]]` on an `account.payment` (the no-open-invoice path): answers with no
+/// `result` key in 17.0.
+pub fn post_payment(payment_id: i64) -> Call {
+    Call::new("account.payment", "action_post", json!([[payment_id]]))
+}
+
+/// `action_create_payments [[wizard]]`: creates, posts and reconciles; answers an action
+/// whose `res_id` is the payment.
+pub fn create_payments(wizard_id: i64) -> Call {
+    Call::new(
+        "account.payment.register",
+        "action_create_payments",
+        json!([[wizard_id]]),
+    )
+}
+
+/// `button_confirm [[po]]`: the order becomes `purchase` and its receipt is created.
+pub fn confirm_order(order_id: i64) -> Call {
+    Call::new("purchase.order", "button_confirm", json!([[order_id]]))
+}
+
+/// Reads an order's `name` (Odoo's reference, sent back as `RecordPurchaseOrder`), `state`,
+/// receipts and bills.
+pub fn read_order(order_id: i64) -> Call {
+    Call::new("purchase.order", "read", json!([[order_id]]))
+        .with_kwargs(json!({"fields": ["name", "state", "picking_ids", "invoice_ids"]}))
+}
+
+/// Reads pickings' `state` (a retry reads it before validating again: validating a done
+/// picking is a UserError, API-NOTES.md §8).
+pub fn read_pickings(picking_ids: &[i64]) -> Call {
+    Call::new("stock.picking", "read", json!([picking_ids]))
+        .with_kwargs(json!({"fields": ["state", "origin"]}))
+}
+
+/// The moves of `picking_ids` not yet done or cancelled, in id order.
+pub fn open_moves(picking_ids: &[i64]) -> Call {
+    Call::new(
+        "stock.move",
+        "search_read",
+        json!([[
+            ["picking_id", "in", picking_ids],
+            ["state", "not in", ["done", "cancel"]],
+        ]]),
+    )
+    .with_kwargs(json!({
+        "fields": ["picking_id", "product_id", "product_uom_qty", "quantity"],
+        "order": "id asc",
+    }))
+}
+
+/// `write [[move], {"quantity": q}]`: the quantity done on a move (17.0's field; 16.0 called
+/// it `quantity_done`).
+pub fn set_move_quantity(move_id: i64, quantity: f64) -> Call {
+    Call::new(
+        "stock.move",
+        "write",
+        json!([[move_id], {"quantity": quantity}]),
+    )
+}
+
+/// `button_validate` with context `skip_backorder`: a picking whose moves are short is done
+/// at once and a backorder keeps the rest (API-NOTES.md §4.4), instead of answering the
+/// backorder wizard. Answers `true`.
+pub fn validate_pickings(picking_ids: &[i64]) -> Call {
+    Call::new("stock.picking", "button_validate", json!([picking_ids]))
+        .with_kwargs(json!({"context": {"skip_backorder": true}}))
+}
+
+/// `action_confirm [[picking]]` (a draft consumption picking becomes waiting/confirmed).
+pub fn confirm_picking(picking_id: i64) -> Call {
+    Call::new("stock.picking", "action_confirm", json!([[picking_id]]))
+}
+
+/// `action_assign [[picking]]`: reserves what is on hand.
+pub fn assign_picking(picking_id: i64) -> Call {
+    Call::new("stock.picking", "action_assign", json!([[picking_id]]))
+}
+
+/// `action_cancel` on pickings (the open receipts of an order cancelled after a receipt).
+pub fn cancel_pickings(picking_ids: &[i64]) -> Call {
+    Call::new("stock.picking", "action_cancel", json!([picking_ids]))
+}
+
+/// `action_create_invoice [[po]]`: Odoo drafts the vendor bill for what was received and not
+/// yet billed; read the order's `invoice_ids` afterwards rather than parsing the action.
+pub fn create_bill(order_id: i64) -> Call {
+    Call::new(
+        "purchase.order",
+        "action_create_invoice",
+        json!([[order_id]]),
+    )
+}
+
+/// `button_cancel [[po]]`: no `result` key in 17.0.
+pub fn cancel_order(order_id: i64) -> Call {
+    Call::new("purchase.order", "button_cancel", json!([[order_id]]))
+}
+
+/// `button_done [[po]]`: locks an order that cannot be cancelled because goods were received.
+pub fn lock_order(order_id: i64) -> Call {
+    Call::new("purchase.order", "button_done", json!([[order_id]]))
+}
+
+/// A stock move as [`open_moves`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenMove {
+    pub id: i64,
+    pub picking_id: i64,
+    pub product_id: i64,
+    /// The demand.
+    pub product_uom_qty: f64,
+}
+
+/// Why a receipt or consumption cannot be planned from the moves Odoo answered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// Occurs when a row of [`open_moves`] lacks a field (not a 17.0 answer).
+    #[error("stock.move row field {0} is missing or mistyped")]
+    Row(&'static str),
+    /// Occurs when a received product has no open move on the order's receipts: the receipt
+    /// was already validated (a retry: check the picking's state) or the order does not hold
+    /// the product (poison).
+    #[error("no open receipt move for {product}")]
+    NoOpenMove { product: String },
+    /// Occurs when a careflow external id is not resolved.
+    #[error(transparent)]
+    Missing(#[from] MissingRef),
+}
+
+impl OpenMove {
+    /// Parses the rows of [`open_moves`] (many2one fields arrive as `[id, "name"]`).
+    ///
+    /// # Errors
+    /// [`PlanError::Row`] naming the first missing or mistyped field.
+    pub fn from_rows(rows: &Value) -> Result<Vec<OpenMove>, PlanError> {
+        let many2one = |row: &Value, field: &'static str| {
+            row.get(field)
+                .and_then(|value| value.get(0))
+                .and_then(Value::as_i64)
+                .ok_or(PlanError::Row(field))
+        };
+        rows.as_array()
+            .ok_or(PlanError::Row("result"))?
+            .iter()
+            .map(|row| {
+                Ok(OpenMove {
+                    id: row
+                        .get("id")
+                        .and_then(Value::as_i64)
+                        .ok_or(PlanError::Row("id"))?,
+                    picking_id: many2one(row, "picking_id")?,
+                    product_id: many2one(row, "product_id")?,
+                    product_uom_qty: row
+                        .get("product_uom_qty")
+                        .and_then(Value::as_f64)
+                        .ok_or(PlanError::Row("product_uom_qty"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The writes and the validation that do one receipt or consumption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickingPlan {
+    /// One [`set_move_quantity`] per open move, in move order.
+    pub writes: Vec<Call>,
+    /// [`validate_pickings`] of every picking with something done.
+    pub validate: Call,
+    /// The pickings validated (the first is the one the external id names).
+    pub picking_ids: Vec<i64>,
+}
+
+impl Action {
+    /// Plans a receipt or a consumption from the open moves of its pickings:
+    /// - `ReceiveGoods`: each received quantity goes on the open moves of its product in order
+    ///   (a move takes at most its demand; the last takes any excess), every other open move
+    ///   is set to 0 (a confirmed receipt is reserved in full, API-NOTES.md §8), and the
+    ///   pickings with something received are validated keeping a backorder for the rest;
+    /// - `ConsumeStock`: each move is set to its demand (consumption is recorded even when
+    ///   Odoo's on-hand is short, as careflow records it).
+    ///
+    /// Other actions have no picking: `Ok(None)`.
+    ///
+    /// # Errors
+    /// [`PlanError::NoOpenMove`] when a received product has no open move;
+    /// [`PlanError::Missing`] when a product is not resolved.
+    pub fn picking_plan(
+        &self,
+        moves: &[OpenMove],
+        ids: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Option<PickingPlan>, PlanError> {
+        let mut done: Vec<(i64, f64)> = moves.iter().map(|m| (m.id, 0.0)).collect();
+        match self {
+            Action::ReceiveGoods { lines, .. } => {
+                for line in lines {
+                    let product_id = resolve_careflow(ids, &line.product)?;
+                    let indexes: Vec<usize> = moves
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| m.product_id == product_id)
+                        .map(|(i, _)| i)
+                        .collect();
+                    let Some(&last) = indexes.last() else {
+                        return Err(PlanError::NoOpenMove {
+                            product: line.product.clone(),
+                        });
+                    };
+                    let mut left = f64::from(line.quantity);
+                    for &i in &indexes {
+                        let room = (moves[i].product_uom_qty - done[i].1).max(0.0);
+                        let take = if i == last { left } else { left.min(room) };
+                        done[i].1 += take;
+                        left -= take;
+                    }
+                }
+            }
+            Action::ConsumeStock { .. } => {
+                for (slot, m) in done.iter_mut().zip(moves) {
+                    slot.1 = m.product_uom_qty;
+                }
+            }
+            Action::UpsertPartner { .. }
+            | Action::UpsertVendor { .. }
+            | Action::UpsertProduct { .. }
+            | Action::UpsertReorderRule { .. }
+            | Action::PostCustomerInvoice { .. }
+            | Action::RegisterPayment { .. }
+            | Action::ConfirmPurchaseOrder { .. }
+            | Action::PostVendorBill { .. }
+            | Action::CancelPurchaseOrder { .. } => return Ok(None),
+        }
+        let mut picking_ids: Vec<i64> = Vec::new();
+        for (m, (_, quantity)) in moves.iter().zip(&done) {
+            if *quantity > 0.0 && !picking_ids.contains(&m.picking_id) {
+                picking_ids.push(m.picking_id);
+            }
+        }
+        Ok(Some(PickingPlan {
+            writes: done
+                .iter()
+                .map(|&(id, quantity)| set_move_quantity(id, quantity))
+                .collect(),
+            validate: validate_pickings(&picking_ids),
+            picking_ids,
+        }))
+    }
+
+    /// The payment wizard for `RegisterPayment` against `invoice_ids` (from
+    /// [`open_invoices`]): `account.payment.register create` with the invoices in the context,
+    /// one grouped payment, and any difference left open (an overpayment stays as the
+    /// customer's credit). `None` for other actions.
+    pub fn payment_wizard(&self, invoice_ids: &[i64]) -> Option<Call> {
+        let Action::RegisterPayment {
+            amount,
+            payment_date,
+            memo,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(
+            Call::new(
+                "account.payment.register",
+                "create",
+                json!([{
+                    "amount": money(*amount),
+                    "payment_date": payment_date,
+                    "communication": memo,
+                    "group_payment": true,
+                    "payment_difference_handling": "open",
+                }]),
+            )
+            .with_kwargs(json!({
+                "context": {"active_model": "account.move", "active_ids": invoice_ids},
+            })),
+        )
+    }
+
+    /// For `PostVendorBill`: the write that dates and references the bill Odoo drafted.
+    /// `None` for other actions.
+    pub fn bill_write(&self, bill_id: i64) -> Option<Call> {
+        let Action::PostVendorBill {
+            reference,
+            invoice_date,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(Call::new(
+            "account.move",
+            "write",
+            json!([[bill_id], {"invoice_date": invoice_date, "ref": reference}]),
+        ))
+    }
+}
