@@ -6,10 +6,12 @@
 //! or a retry appends nothing new. The billing projection folds it into the invoice's
 //! reconciliation row. It is the only thing careflow learns back from Odoo.
 
-use careflow_aggregates::Cents;
+use careflow_aggregates::{Cents, DecodeError, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+use crate::error::ProjectionError;
 
 /// Stream kind of the acknowledgement streams: `odoo-{external id name}`.
 pub const ACK_STREAM_KIND: &str = "odoo";
@@ -121,4 +123,37 @@ impl OdooRecordAcknowledged {
 fn cents_of(amount: f64) -> Cents {
     // In range: `amount_total` of any real invoice is far below 2^53 cents.
     Cents((amount * 100.0).round() as i64)
+}
+
+impl OdooRecordAcknowledged {
+    /// The acknowledgement `event` holds, if it is one: `None` for every other event.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Decode`] when an `OdooRecordAcknowledged` of an `odoo` stream has a
+    /// newer schema or data of another shape.
+    pub fn decode(event: &RecordedEvent) -> Result<Option<Self>, ProjectionError> {
+        if event.stream_id.kind() != ACK_STREAM_KIND || event.event_type != ACK_EVENT_TYPE {
+            return Ok(None);
+        }
+        let failed = |source| ProjectionError::Decode {
+            position: event.position,
+            event_type: event.event_type.clone(),
+            source,
+        };
+        if event.schema_version > ACK_SCHEMA_VERSION {
+            return Err(failed(DecodeError::FutureSchemaVersion {
+                event_type: event.event_type.clone(),
+                found: event.schema_version,
+                current: ACK_SCHEMA_VERSION,
+            }));
+        }
+        serde_json::from_value(event.data.clone())
+            .map(Some)
+            .map_err(|error| {
+                failed(DecodeError::Data {
+                    event_type: event.event_type.clone(),
+                    detail: error.to_string(),
+                })
+            })
+    }
 }
