@@ -206,11 +206,11 @@ impl Action {
         Ok(Some(match self {
             Action::UpsertPartner { .. }
             | Action::UpsertVendor { .. }
-            | Action::UpsertProduct { .. } => {
-                Call::new(self.model(), "create", json!([self.upsert_values(ids)?]))
-            }
-            Action::UpsertReorderRule { .. } => {
-                Call::new(self.model(), "create", json!([self.upsert_values(ids)?]))
+            | Action::UpsertProduct { .. }
+            | Action::UpsertReorderRule { .. } => {
+                return Ok(self
+                    .upsert_values(ids)?
+                    .map(|values| Call::new(self.model(), "create", json!([values]))));
             }
             Action::PostCustomerInvoice {
                 partner,
@@ -332,23 +332,9 @@ impl Action {
         res_id: i64,
         ids: &dyn Fn(&str) -> Option<i64>,
     ) -> Result<Option<Call>, MissingRef> {
-        Ok(match self {
-            Action::UpsertPartner { .. }
-            | Action::UpsertVendor { .. }
-            | Action::UpsertProduct { .. }
-            | Action::UpsertReorderRule { .. } => Some(Call::new(
-                self.model(),
-                "write",
-                json!([[res_id], self.upsert_values(ids)?]),
-            )),
-            Action::PostCustomerInvoice { .. }
-            | Action::RegisterPayment { .. }
-            | Action::ConfirmPurchaseOrder { .. }
-            | Action::ReceiveGoods { .. }
-            | Action::PostVendorBill { .. }
-            | Action::CancelPurchaseOrder { .. }
-            | Action::ConsumeStock { .. } => None,
-        })
+        Ok(self
+            .upsert_values(ids)?
+            .map(|values| Call::new(self.model(), "write", json!([[res_id], values]))))
     }
 
     /// The `search_read` of the record's natural key (API-NOTES.md §3.3 step 2), run when the
@@ -398,9 +384,12 @@ impl Action {
         })
     }
 
-    /// The field values of an upsert, with references resolved.
-    fn upsert_values(&self, ids: &dyn Fn(&str) -> Option<i64>) -> Result<Value, MissingRef> {
-        Ok(match self {
+    /// The field values of an upsert, with references resolved; `None` for the documents.
+    fn upsert_values(
+        &self,
+        ids: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Option<Value>, MissingRef> {
+        Ok(Some(match self {
             Action::UpsertPartner {
                 values,
                 payment_terms,
@@ -433,8 +422,8 @@ impl Action {
             | Action::ReceiveGoods { .. }
             | Action::PostVendorBill { .. }
             | Action::CancelPurchaseOrder { .. }
-            | Action::ConsumeStock { .. } => Value::Null,
-        })
+            | Action::ConsumeStock { .. } => return Ok(None),
+        }))
     }
 }
 
@@ -571,7 +560,8 @@ pub fn cancel_order(order_id: i64) -> Call {
     Call::new("purchase.order", "button_cancel", json!([[order_id]]))
 }
 
-/// `button_done [[po]]`: locks an order that cannot be cancelled because goods were received.
+/// `button_done [[po]]`: locks an order that cannot be cancelled because goods were received
+/// (answers with no `result` key in 17.0).
 pub fn lock_order(order_id: i64) -> Call {
     Call::new("purchase.order", "button_done", json!([[order_id]]))
 }

@@ -1249,3 +1249,5 @@ fn acknowledgement_reads_the_posted_invoice_and_has_a_stable_command_id() {
         })
     );
 }
+
+mod proptests;
