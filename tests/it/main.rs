@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod erasure;
 mod errors;
+mod fake_odoo;
 mod fake_payer;
 mod journey;
 mod passivation;
