@@ -79,7 +79,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -98,6 +98,8 @@ pub const DB: &str = "careflow";
 pub const LOGIN: &str = "integration@careflow.test";
 /// The integration user's id.
 pub const UID: i64 = 2;
+/// How many calls [`FakeOdoo::calls`] keeps.
+pub const CALL_LOG: usize = 100_000;
 
 /// How the fake is down.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -135,7 +137,8 @@ struct State {
     store: Store,
     seeded: HashSet<(&'static str, i64)>,
     rejections: Vec<Rejection>,
-    calls: Vec<Call>,
+    /// The last [`CALL_LOG`] calls (a benchmark sends millions; counts stay exact).
+    calls: VecDeque<Call>,
     counts: HashMap<(String, String), usize>,
     failures: HashMap<Option<IpAddr>, (u32, Instant)>,
     cooldown_after: u32,
@@ -213,7 +216,7 @@ impl FakeOdoo {
                 store,
                 seeded,
                 rejections: Vec::new(),
-                calls: Vec::new(),
+                calls: VecDeque::new(),
                 counts: HashMap::new(),
                 failures: HashMap::new(),
                 cooldown_after: 5,
@@ -338,9 +341,9 @@ impl FakeOdoo {
 
     /// One record as stored (see [`FakeOdoo::records`]).
     pub fn record(&self, model: &str, id: i64) -> Option<Value> {
-        self.snapshot(model, true)
-            .into_iter()
-            .find(|r| r["id"].as_i64() == Some(id))
+        let state = self.shared.state();
+        let def = state.store.schema.model(model)?;
+        stored(&state.store, def.name, id)
     }
 
     fn snapshot(&self, model: &str, with_seeds: bool) -> Vec<Value> {
@@ -349,29 +352,13 @@ impl FakeOdoo {
             return vec![];
         };
         let model_name = def.name;
-        let table = state.store.table(model_name);
-        table
+        state
+            .store
+            .table(model_name)
             .rows
-            .iter()
-            .filter(|(id, _)| with_seeds || !state.seeded.contains(&(model_name, **id)))
-            .map(|(&id, rec)| {
-                let mut rec = rec.clone();
-                for (field, comodel, inverse) in state.store.one2manys(model_name) {
-                    rec.insert(
-                        field.into(),
-                        json!(state.store.children(comodel, inverse, id)),
-                    );
-                }
-                for field in &def.fields {
-                    if field.computed
-                        && let Some(value) =
-                            business::computed(&state.store, model_name, id, field.name)
-                    {
-                        rec.insert(field.name.into(), value);
-                    }
-                }
-                Value::Object(rec)
-            })
+            .keys()
+            .filter(|id| with_seeds || !state.seeded.contains(&(model_name, **id)))
+            .filter_map(|&id| stored(&state.store, model_name, id))
             .collect()
     }
 
@@ -390,9 +377,9 @@ impl FakeOdoo {
             .collect()
     }
 
-    /// Every call received, in order.
+    /// The calls received, in order (the last [`CALL_LOG`] of them).
     pub fn calls(&self) -> Vec<Call> {
-        self.shared.state().calls.clone()
+        self.shared.state().calls.iter().cloned().collect()
     }
 
     /// How many `object` calls of `method` on `model` were received (failed ones included).
@@ -427,6 +414,23 @@ impl Drop for FakeOdoo {
     }
 }
 
+/// A row as stored, with its one2many and computed fields filled in.
+fn stored(store: &Store, model: &'static str, id: i64) -> Option<Value> {
+    let def = store.schema.model(model)?;
+    let mut rec = store.get(model, id)?.clone();
+    for (field, comodel, inverse) in store.one2manys(model) {
+        rec.insert(field.into(), json!(store.children(comodel, inverse, id)));
+    }
+    for field in &def.fields {
+        if field.computed
+            && let Some(value) = business::computed(store, model, id, field.name)
+        {
+            rec.insert(field.name.into(), value);
+        }
+    }
+    Some(Value::Object(rec))
+}
+
 fn serve(listener: TcpListener, shared: Arc<Shared>) -> Running {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -438,7 +442,7 @@ fn serve(listener: TcpListener, shared: Arc<Shared>) -> Running {
                     .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
                     .route("/jsonrpc", web::post().to(jsonrpc))
             })
-            .workers(1)
+            .workers(2)
             .disable_signals()
             .listen(listener)
             .unwrap()

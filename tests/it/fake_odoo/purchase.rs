@@ -324,6 +324,16 @@ pub fn call(env: &mut Env, method: &str, args: &Args) -> Option<Result<Option<Va
             }
             Ok(Some(json!({})))
         }),
+        "button_done" => args.ids().and_then(|ids| {
+            for id in ids {
+                exists(env, id)?;
+                let mut values = Record::new();
+                values.insert("state".into(), json!("done"));
+                values.insert("priority".into(), json!("0"));
+                env.store.update("purchase.order", id, values);
+            }
+            Ok(None)
+        }),
         "action_create_invoice" => args.ids().and_then(|ids| create_bills(env, &ids)),
         _ => return None,
     };

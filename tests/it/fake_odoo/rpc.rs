@@ -37,11 +37,11 @@ pub fn handle(
         Ok(value) => value,
         Err(_) => return plain_400("Invalid JSON data"),
     };
-    let Value::Object(request) = request else {
+    let Value::Object(mut request) = request else {
         return plain_400("Invalid JSON-RPC data");
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let outcome = dispatch(shared, &request, peer);
+    let id = request.remove("id").unwrap_or(Value::Null);
+    let outcome = dispatch(shared, request, peer);
     let id_text = id.to_string();
     let body = match outcome {
         Ok(Some(result)) => format!(r#"{{"jsonrpc":"2.0","id":{id_text},"result":{result}}}"#),
@@ -64,12 +64,12 @@ fn plain_400(text: &'static str) -> HttpResponse {
 
 fn dispatch(
     shared: &Shared,
-    request: &Map<String, Value>,
+    mut request: Map<String, Value>,
     peer: Option<IpAddr>,
 ) -> Result<Option<Value>, Fault> {
-    let params = match request.get("params") {
+    let mut params = match request.remove("params") {
         None => Map::new(),
-        Some(Value::Object(params)) => params.clone(),
+        Some(Value::Object(params)) => params,
         Some(_) => {
             return Err(Fault::type_error(
                 "cannot convert dictionary update sequence element #0 to a sequence",
@@ -91,13 +91,13 @@ fn dispatch(
     }
     let service = params["service"].as_str().unwrap_or_default().to_owned();
     let method = params["method"].as_str().unwrap_or_default().to_owned();
-    let args = match &params["args"] {
-        Value::Array(args) => args.clone(),
+    let args = match params.remove("args").unwrap_or(Value::Null) {
+        Value::Array(args) => args,
         Value::Null => vec![],
         other => {
             return Err(Fault::type_error(format!(
                 "dispatch_rpc() argument after * must be an iterable, not {}",
-                python_type(other)
+                python_type(&other)
             )));
         }
     };
@@ -132,7 +132,10 @@ fn dispatch(
             .entry((model.clone(), model_method.clone()))
             .or_default() += 1;
     }
-    state.calls.push(Call {
+    if state.calls.len() >= super::CALL_LOG {
+        state.calls.pop_front();
+    }
+    state.calls.push_back(Call {
         service,
         method,
         model,
