@@ -1152,6 +1152,20 @@ async fn fake_odoo_cancel_a_purchase_order_before_receipt() {
         fake.record("stock.picking", picking).unwrap()["state"],
         "cancel"
     );
+    // `button_done` (lock the order) also returns None.
+    let other = rpc
+        .create("purchase.order", json!({"partner_id":vendor,"order_line":[[0,0,{"product_id":product,"product_qty":1}]]}))
+        .await;
+    rpc.ok("purchase.order", "button_confirm", json!([[other]]), None)
+        .await;
+    let envelope = rpc
+        .execute("purchase.order", "button_done", json!([[other]]), None)
+        .await;
+    assert_eq!(envelope, json!({"jsonrpc":"2.0","id":1}));
+    assert_eq!(
+        fake.record("purchase.order", other).unwrap()["state"],
+        "done"
+    );
 }
 
 #[tokio::test]
