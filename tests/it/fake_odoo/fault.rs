@@ -97,6 +97,15 @@ impl Fault {
         Fault::new("builtins.Exception", message)
     }
 
+    /// A concurrency failure still there after `retrying`'s last try (API-NOTES §5.1; the
+    /// serialized name follows the `name` rule, UNVERIFIED against a live server).
+    pub fn serialization_failure() -> Fault {
+        Fault::new(
+            "psycopg2.errors.SerializationFailure",
+            "could not serialize access due to concurrent update\n",
+        )
+    }
+
     pub fn name_error(message: impl Into<String>) -> Fault {
         Fault::new("builtins.NameError", message)
     }

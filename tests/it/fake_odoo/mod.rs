@@ -45,13 +45,15 @@
 //! [`FakeOdoo::go_down`] with [`Down::Refused`] stops the server and closes its listening
 //! socket, so a client gets ECONNREFUSED (a connection error, never an HTTP answer);
 //! [`FakeOdoo::come_back`] binds the same port again. Keep-alive connections a client pooled
-//! before the outage were closed by it, so the first request on one fails as a transport error
-//! (hyper's `IncompleteMessage`), exactly as after a real Odoo restart; a retry connects afresh. [`Down::BadGateway`] answers every request
-//! with an nginx-style 502 page without touching Odoo. [`Down::Slow`] carries each call out at
-//! once (committed) and holds the answer back for the given time: the ambiguous "timed out but
-//! committed" case of §5.2 that the xmlid recipe must survive. [`FakeOdoo::reject`] /
-//! [`FakeOdoo::reject_if`] make create/write of matching records a ValidationError until
-//! [`FakeOdoo::accept_all`].
+//! before the outage were closed by it, so the first request on one fails as a transport
+//! error (hyper's `IncompleteMessage`), exactly as after a real Odoo restart; a retry connects
+//! afresh. [`Down::BadGateway`] answers every request with an nginx-style 502 page without
+//! touching Odoo. [`Down::Slow`] carries each call out at once (committed) and holds the answer
+//! back for the given time: the ambiguous "timed out but committed" case of §5.2 that the
+//! xmlid recipe must survive. [`FakeOdoo::reject`] / [`FakeOdoo::reject_if`] make create/write
+//! of matching records a ValidationError until [`FakeOdoo::accept_all`].
+//! [`FakeOdoo::serialization_failures`] makes the next calls fail as a persistent PostgreSQL
+//! serialization failure (retryable, nothing kept).
 //!
 //! # Where it deviates from Odoo, and why
 //! - No accounting entries: an invoice has only its product lines (no receivable/tax lines),
@@ -152,6 +154,7 @@ struct State {
     failures: HashMap<Option<IpAddr>, (u32, Instant)>,
     cooldown_after: u32,
     cooldown: Duration,
+    serialization_failures: u32,
 }
 
 struct Shared {
@@ -230,6 +233,7 @@ impl FakeOdoo {
                 failures: HashMap::new(),
                 cooldown_after: 5,
                 cooldown: Duration::from_secs(60),
+                serialization_failures: 0,
             }),
             mode: Mutex::new(Mode::Up),
             requests: Mutex::new(0),
@@ -323,6 +327,13 @@ impl FakeOdoo {
     /// Lifts every rejection.
     pub fn accept_all(&self) {
         self.shared.state().rejections.clear();
+    }
+
+    /// The next `count` `object` calls that pass `security.check` fail with a
+    /// `psycopg2.errors.SerializationFailure` envelope and change nothing: what a client sees
+    /// when Odoo's own five retries of a concurrent update all lost (API-NOTES §5.1).
+    pub fn serialization_failures(&self, count: u32) {
+        self.shared.state().serialization_failures = count;
     }
 
     /// The cooldown: `after` failures (0 disables) within `duration` per client.
@@ -449,7 +460,7 @@ fn serve(listener: TcpListener, shared: Arc<Shared>) -> Running {
                 App::new()
                     .app_data(state.clone())
                     .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
-                    .route("/jsonrpc", web::post().to(jsonrpc))
+                    .route("/jsonrpc", web::route().to(jsonrpc))
             })
             .workers(2)
             .disable_signals()

@@ -851,8 +851,9 @@ impl Env<'_> {
         Some(result)
     }
 
+    /// `_call_kw_model_create` reads `args[0]`: the values must be positional.
     fn call_create(&mut self, model: &str, args: &Args) -> Result<Option<Value>, Fault> {
-        match args.get(0, "vals_list") {
+        match args.pos.first() {
             Some(Value::Object(vals)) => {
                 let ids = self.create(model, vec![vals.clone()])?;
                 Ok(Some(json!(ids[0])))
@@ -879,6 +880,29 @@ impl Env<'_> {
             ))),
             None => Err(Fault::index_error()),
         }
+    }
+}
+
+/// The keyword arguments a method takes (beyond `context`, which `call_kw` pops); any other
+/// is Python's TypeError. Business methods take none.
+pub fn check_kwargs(method: &str, kwargs: &Map<String, Value>) -> Result<(), Fault> {
+    let allowed: &[&str] = match method {
+        // Accepted by `create` itself, then `_call_kw_model_create` reads `args[0]`.
+        "create" => &["vals_list"],
+        "read" => &["fields", "load"],
+        "search" => &["domain", "offset", "limit", "order"],
+        "search_read" => &["domain", "fields", "offset", "limit", "order", "load"],
+        "search_count" => &["domain", "limit"],
+        "name_search" => &["name", "args", "operator", "limit"],
+        "fields_get" => &["allfields", "attributes"],
+        "check_object_reference" => &["module", "xml_id", "raise_on_access_error"],
+        _ => &[],
+    };
+    match kwargs.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(unexpected) => Err(Fault::type_error(format!(
+            "{method}() got an unexpected keyword argument '{unexpected}'"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use super::fault::{Fault, py_repr};
-use super::orm::{Args, Env, python_type};
+use super::orm::{Args, Env, check_kwargs, python_type};
 use super::{Call, DB, LOGIN, Shared, State, UID, business};
 
 /// Answers one HTTP request body.
@@ -334,6 +334,11 @@ fn execute(
         Some(Value::Object(context)) => context,
         _ => Map::new(),
     };
+    check_kwargs(method, &args.kw)?;
+    if state.serialization_failures > 0 {
+        state.serialization_failures -= 1;
+        return Err(Fault::serialization_failure());
+    }
     let now = Utc::now();
     let State {
         store, rejections, ..

@@ -1620,3 +1620,69 @@ async fn fake_odoo_comes_back_after_refusing_under_polling() {
     assert_eq!(answered["result"], fake.uid);
     assert_eq!(fake.db, "careflow");
 }
+
+#[tokio::test]
+async fn fake_odoo_python_argument_rules_and_serialization_failures() {
+    let fake = FakeOdoo::start(KEY);
+    let rpc = Rpc::new(&fake);
+    // `create` reads args[0]: values by keyword are an IndexError.
+    let data = rpc
+        .fails(
+            "res.partner",
+            "create",
+            json!([]),
+            Some(json!({"vals_list": {"name": "X"}})),
+        )
+        .await;
+    assert_eq!(
+        (data["name"].clone(), data["message"].clone()),
+        (
+            json!("builtins.IndexError"),
+            json!("list index out of range")
+        )
+    );
+    let data = rpc
+        .fails(
+            "res.partner",
+            "search_read",
+            json!([[]]),
+            Some(json!({"fieldz": ["name"]})),
+        )
+        .await;
+    assert_eq!(data["name"], "builtins.TypeError");
+    assert_eq!(
+        data["message"],
+        "search_read() got an unexpected keyword argument 'fieldz'"
+    );
+    let data = rpc
+        .fails(
+            "account.move",
+            "action_post",
+            json!([[1]]),
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(data["name"], "builtins.TypeError");
+    // Record methods need the ids first.
+    let data = rpc
+        .fails("account.move", "action_post", json!([]), None)
+        .await;
+    assert_eq!(data["name"], "builtins.IndexError");
+    // A GET is a request of the wrong type for a json route.
+    let response = reqwest::get(fake.endpoint()).await.unwrap();
+    assert_eq!(response.status(), 400);
+
+    fake.serialization_failures(2);
+    for _ in 0..2 {
+        let data = rpc
+            .fails("res.partner", "create", json!([{"name":"Racy"}]), None)
+            .await;
+        assert_eq!(data["name"], "psycopg2.errors.SerializationFailure");
+    }
+    assert!(
+        fake.records("res.partner").is_empty(),
+        "nothing of a failed call is kept"
+    );
+    rpc.create("res.partner", json!({"name":"Racy"})).await;
+    assert_eq!(fake.records("res.partner").len(), 1);
+}
