@@ -464,7 +464,7 @@ fn validate(env: &mut Env, pickings: &[i64]) -> Result<Value, Fault> {
                 env.str("stock.picking.type", kind, "create_backorder") == "ask"
                     && moves(env, p).into_iter().any(|m| {
                         env.str("stock.move", m, "state") != "cancel"
-                            && env.f64("stock.move", m, "quantity") + EPSILON
+                            && picked_quantity(env, m) + EPSILON
                                 < env.f64("stock.move", m, "product_uom_qty")
                     })
             })
@@ -507,6 +507,15 @@ fn validate(env: &mut Env, pickings: &[i64]) -> Result<Value, Fault> {
     Ok(json!(true))
 }
 
+/// `_get_picked_quantity`: only a picked move counts as processed.
+fn picked_quantity(env: &Env, move_id: i64) -> f64 {
+    if truthy(&env.val("stock.move", move_id, "picked")) {
+        env.f64("stock.move", move_id, "quantity")
+    } else {
+        0.0
+    }
+}
+
 /// `_action_done` for one picking: done moves, the rest to a backorder or cancelled.
 fn done(env: &mut Env, picking: i64, cancel_rest: bool) -> Result<(), Fault> {
     let mut rest: Vec<(i64, f64)> = Vec::new();
@@ -517,7 +526,7 @@ fn done(env: &mut Env, picking: i64, cancel_rest: bool) -> Result<(), Fault> {
         ) {
             continue;
         }
-        let quantity = env.f64("stock.move", m, "quantity");
+        let quantity = picked_quantity(env, m);
         let demand = env.f64("stock.move", m, "product_uom_qty");
         if quantity < EPSILON {
             rest.push((m, demand));

@@ -1686,3 +1686,62 @@ async fn fake_odoo_python_argument_rules_and_serialization_failures() {
     rpc.create("res.partner", json!({"name":"Racy"})).await;
     assert_eq!(fake.records("res.partner").len(), 1);
 }
+
+#[tokio::test]
+async fn fake_odoo_only_picked_moves_are_done() {
+    let fake = FakeOdoo::start(KEY);
+    let rpc = Rpc::new(&fake);
+    let vendor = rpc.create("res.partner", json!({"name":"Acme"})).await;
+    let a = rpc
+        .create(
+            "product.product",
+            json!({"name":"A","detailed_type":"product"}),
+        )
+        .await;
+    let b = rpc
+        .create(
+            "product.product",
+            json!({"name":"B","detailed_type":"product"}),
+        )
+        .await;
+    let order = rpc
+        .create("purchase.order", json!({"partner_id":vendor,"order_line":[[0,0,{"product_id":a,"product_qty":2}],[0,0,{"product_id":b,"product_qty":3}]]}))
+        .await;
+    rpc.ok("purchase.order", "button_confirm", json!([[order]]), None)
+        .await;
+    let picking = fake.record("purchase.order", order).unwrap()["picking_ids"][0]
+        .as_i64()
+        .unwrap();
+    let moves = fake.record("stock.picking", picking).unwrap()["move_ids"].clone();
+    let (first, second) = (moves[0].as_i64().unwrap(), moves[1].as_i64().unwrap());
+    // Only the first move is marked picked: the second is not processed although reserved.
+    rpc.ok(
+        "stock.move",
+        "write",
+        json!([[first], {"picked": true}]),
+        None,
+    )
+    .await;
+    let answer = rpc
+        .ok(
+            "stock.picking",
+            "button_validate",
+            json!([[picking]]),
+            Some(json!({"context":{"skip_backorder":true}})),
+        )
+        .await;
+    assert_eq!(answer, true);
+    assert_eq!(fake.record("stock.move", first).unwrap()["state"], "done");
+    let moved = fake.record("stock.move", second).unwrap();
+    assert_ne!(
+        moved["picking_id"], picking,
+        "the unpicked move went to the backorder"
+    );
+    assert_eq!(moved["product_uom_qty"], 3.0);
+    let lines: Vec<Value> = fake
+        .records("purchase.order.line")
+        .into_iter()
+        .map(|l| l["qty_received"].clone())
+        .collect();
+    assert_eq!(lines, vec![json!(2.0), json!(0.0)]);
+}
