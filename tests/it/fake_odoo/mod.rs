@@ -188,6 +188,9 @@ pub struct FakeOdoo {
     addr: SocketAddr,
     shared: Arc<Shared>,
     running: Mutex<Option<Running>>,
+    /// While refusing: the port, bound but not listening (connections get a RST), so no other
+    /// socket of the test process can take it before [`FakeOdoo::come_back`].
+    placeholder: Mutex<Option<tokio::net::TcpSocket>>,
 }
 
 impl FakeOdoo {
@@ -250,6 +253,7 @@ impl FakeOdoo {
             addr,
             shared,
             running: Mutex::new(Some(running)),
+            placeholder: Mutex::new(None),
         }
     }
 
@@ -291,6 +295,9 @@ impl FakeOdoo {
                 }
             }
         };
+        // Both sockets have SO_REUSEADDR and the placeholder never listens, so the listener
+        // could be bound first: the port was never free for anyone else.
+        drop(self.placeholder.lock().unwrap().take());
         *running = Some(serve(listener, self.shared.clone()));
     }
 
@@ -301,6 +308,12 @@ impl FakeOdoo {
             // and with it the listening socket is closed.
             drop(running.handle.stop(false));
             let _ = running.thread.join();
+            let placeholder = tokio::net::TcpSocket::new_v4().and_then(|socket| {
+                socket.set_reuseaddr(true)?;
+                socket.bind(self.addr)?;
+                Ok(socket)
+            });
+            *self.placeholder.lock().unwrap() = placeholder.ok();
         }
     }
 
