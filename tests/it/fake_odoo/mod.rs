@@ -43,8 +43,9 @@
 //!
 //! # Switches
 //! [`FakeOdoo::go_down`] with [`Down::Refused`] stops the server and closes its listening
-//! socket, so a client gets ECONNREFUSED (a connection error, never an HTTP answer);
-//! [`FakeOdoo::come_back`] binds the same port again. Keep-alive connections a client pooled
+//! socket, so a client gets ECONNREFUSED (a connection error, never an HTTP answer); the port
+//! stays bound by a socket that never listens, so nothing else takes it, and
+//! [`FakeOdoo::come_back`] listens on it again. Keep-alive connections a client pooled
 //! before the outage were closed by it, so the first request on one fails as a transport
 //! error (hyper's `IncompleteMessage`), exactly as after a real Odoo restart; a retry connects
 //! afresh. [`Down::BadGateway`] answers every request with an nginx-style 502 page without

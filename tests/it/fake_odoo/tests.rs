@@ -465,6 +465,25 @@ async fn fake_odoo_invoice_payment_pairs() {
     );
     let data = rpc
         .fails(
+            "account.move",
+            "write",
+            json!([[310], {"invoice_date": "2024-06-01", "ref": "ENC-7"}]),
+            None,
+        )
+        .await;
+    assert_eq!(
+        data["message"],
+        "You cannot modify the following readonly fields on a posted move: invoice_date"
+    );
+    rpc.ok(
+        "account.move",
+        "write",
+        json!([[310], {"ref": "ENC-7"}]),
+        None,
+    )
+    .await;
+    let data = rpc
+        .fails(
             "account.payment.register",
             "create",
             json!([{"amount":1.0}]),
