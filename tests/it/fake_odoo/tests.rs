@@ -1764,3 +1764,176 @@ async fn fake_odoo_only_picked_moves_are_done() {
         .collect();
     assert_eq!(lines, vec![json!(2.0), json!(0.0)]);
 }
+
+#[tokio::test]
+async fn fake_odoo_backorder_refused_cancels_the_rest() {
+    let fake = FakeOdoo::start(KEY);
+    let rpc = Rpc::new(&fake);
+    let vendor = rpc.create("res.partner", json!({"name":"Acme"})).await;
+    let product = rpc
+        .create(
+            "product.product",
+            json!({"name":"Gloves","detailed_type":"product"}),
+        )
+        .await;
+    let order = rpc
+        .create("purchase.order", json!({"partner_id":vendor,"order_line":[[0,0,{"product_id":product,"product_qty":8}]]}))
+        .await;
+    rpc.ok("purchase.order", "button_confirm", json!([[order]]), None)
+        .await;
+    let picking = fake.record("purchase.order", order).unwrap()["picking_ids"][0]
+        .as_i64()
+        .unwrap();
+    let move_id = fake.record("stock.picking", picking).unwrap()["move_ids"][0]
+        .as_i64()
+        .unwrap();
+    rpc.ok(
+        "stock.move",
+        "write",
+        json!([[move_id], {"quantity": 5}]),
+        None,
+    )
+    .await;
+    let wizard = rpc
+        .ok("stock.picking", "button_validate", json!([[picking]]), None)
+        .await;
+    let context = wizard["context"].clone();
+    let answer = rpc
+        .ok(
+            "stock.backorder.confirmation",
+            "create",
+            json!([{}]),
+            Some(json!({"context": context})),
+        )
+        .await;
+    let answer = answer.as_i64().unwrap();
+    assert_eq!(
+        fake.record("stock.backorder.confirmation", answer).unwrap()["pick_ids"],
+        json!([picking])
+    );
+    // Without the wizard's context `process` validates nothing (API-NOTES §4.4).
+    assert_eq!(
+        rpc.ok(
+            "stock.backorder.confirmation",
+            "process_cancel_backorder",
+            json!([[answer]]),
+            None
+        )
+        .await,
+        true
+    );
+    assert_eq!(
+        fake.record("stock.picking", picking).unwrap()["state"],
+        "assigned"
+    );
+    let done = rpc
+        .ok(
+            "stock.backorder.confirmation",
+            "process_cancel_backorder",
+            json!([[answer]]),
+            Some(json!({"context": context})),
+        )
+        .await;
+    assert_eq!(done, true);
+    let picking = fake.record("stock.picking", picking).unwrap();
+    assert_eq!(picking["state"], "done");
+    assert_eq!(picking["backorder_ids"], json!([]), "no backorder");
+    assert_eq!(fake.records("stock.picking").len(), 1);
+    let line = &fake.records("purchase.order.line")[0];
+    assert_eq!(
+        (line["qty_received"].clone(), line["product_qty"].clone()),
+        (json!(5.0), json!(8.0))
+    );
+}
+
+#[tokio::test]
+async fn fake_odoo_wire_details() {
+    let fake = FakeOdoo::start(KEY);
+    let rpc = Rpc::new(&fake);
+    // Non-ASCII goes out raw (ensure_ascii=False).
+    let id = rpc
+        .create("res.partner", json!({"name":"Zoë Müller"}))
+        .await;
+    let raw = rpc
+        .http
+        .post(fake.endpoint())
+        .json(&kw_ctx(
+            1,
+            "res.partner",
+            "read",
+            json!([[id]]),
+            json!({"fields":["name"]}),
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("Zoë Müller"), "{raw}");
+    // Reading an id that does not exist skips it; write on it is a MissingError.
+    let rows = rpc
+        .ok(
+            "res.partner",
+            "read",
+            json!([[id, 99999]]),
+            Some(json!({"fields":["name"]})),
+        )
+        .await;
+    assert_eq!(rows, json!([{"id":id,"name":"Zoë Müller"}]));
+    // A database that does not exist, and a uid that is not the key's.
+    let data = rpc
+        .post(&request(
+            1,
+            "object",
+            "execute_kw",
+            json!(["nope", 2, KEY, "res.partner", "search", [[]]]),
+        ))
+        .await;
+    assert_eq!(data["error"]["data"]["name"], "psycopg2.OperationalError");
+    let data = rpc
+        .post(&request(
+            1,
+            "object",
+            "execute_kw",
+            json!(["careflow", 3, KEY, "res.partner", "search", [[]]]),
+        ))
+        .await;
+    assert_eq!(
+        data["error"]["data"]["name"],
+        "odoo.exceptions.AccessDenied"
+    );
+    // offset, limit and order.
+    for name in ["B", "A", "C"] {
+        rpc.create("res.partner", json!({"name": name, "ref": "paged"}))
+            .await;
+    }
+    let page = rpc
+        .ok(
+            "res.partner",
+            "search_read",
+            json!([[["ref", "=", "paged"]]]),
+            Some(json!({"fields":["name"],"order":"name desc","offset":1,"limit":1})),
+        )
+        .await;
+    assert_eq!(page[0]["name"], "B");
+    let names = rpc
+        .ok(
+            "res.partner",
+            "search_read",
+            json!([[["ref", "=", "paged"]], ["name"]]),
+            None,
+        )
+        .await;
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["A", "B", "C"],
+        "res.partner's own order is by name"
+    );
+}
