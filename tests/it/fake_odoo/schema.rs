@@ -529,7 +529,10 @@ fn definitions() -> Vec<(&'static str, &'static str, &'static str, Vec<Field>)> 
                 f("picking_type_id", Many2one("stock.picking.type")),
                 f("purchase_line_id", Many2one("purchase.order.line")).idx(),
                 f("partner_id", Many2one("res.partner")),
-                f("state", Selection(MOVE_STATES)).def(json!("draft")).ro(),
+                f("state", Selection(MOVE_STATES))
+                    .def(json!("draft"))
+                    .ro()
+                    .idx(),
                 f("origin", Char),
                 f("date", Datetime),
                 f("company_id", Many2one("res.company")).def(json!(1)),

@@ -172,27 +172,22 @@ fn stock_value(store: &Store, model: &str, id: i64, field: &str) -> Value {
         .unwrap_or(Value::Bool(false))
 }
 
-/// Done quantity of `product` moved into `location` less what moved out.
+/// Done quantity of `product` moved into `location` less what moved out (kept up to date by
+/// [`record_done`], so a busy product costs nothing to look up).
 pub fn quantity_at(store: &Store, product: i64, location: i64) -> f64 {
-    moves_of(store, product)
-        .into_iter()
-        .filter(|&m| stock_value(store, "stock.move", m, "state") == json!("done"))
-        .map(|m| {
-            let quantity = stock_value(store, "stock.move", m, "quantity")
-                .as_f64()
-                .unwrap_or(0.0);
-            let from = stock_value(store, "stock.move", m, "location_id").as_i64();
-            let to = stock_value(store, "stock.move", m, "location_dest_id").as_i64();
-            let mut delta = 0.0;
-            if to == Some(location) {
-                delta += quantity;
-            }
-            if from == Some(location) {
-                delta -= quantity;
-            }
-            delta
-        })
-        .sum()
+    store.on_hand(product, location)
+}
+
+/// Books a move that just became done.
+fn record_done(env: &mut Env, move_id: i64) {
+    let product = env.id("stock.move", move_id, "product_id").unwrap_or(0);
+    let quantity = env.f64("stock.move", move_id, "quantity");
+    let from = env.id("stock.move", move_id, "location_id").unwrap_or(0);
+    let to = env
+        .id("stock.move", move_id, "location_dest_id")
+        .unwrap_or(0);
+    env.store.add_on_hand(product, from, -quantity);
+    env.store.add_on_hand(product, to, quantity);
 }
 
 fn moves_of(store: &Store, product: i64) -> Vec<i64> {
@@ -358,15 +353,17 @@ pub fn assign(env: &mut Env, pickings: &[i64]) -> Result<(), Fault> {
             } else {
                 let product = env.id("stock.move", m, "product_id").unwrap_or(0);
                 let source = env.id("stock.move", m, "location_id").unwrap_or(0);
-                let held_elsewhere: f64 = moves_of(env.store, product)
+                let held_elsewhere: f64 = ["assigned", "partially_available"]
                     .into_iter()
+                    .flat_map(|state| {
+                        env.store
+                            .lookup("stock.move", "state", &json!(state))
+                            .unwrap_or_default()
+                    })
                     .filter(|&o| {
                         o != m
+                            && env.id("stock.move", o, "product_id") == Some(product)
                             && env.id("stock.move", o, "location_id") == Some(source)
-                            && matches!(
-                                env.str("stock.move", o, "state").as_str(),
-                                "assigned" | "partially_available"
-                            )
                     })
                     .map(|o| env.f64("stock.move", o, "quantity"))
                     .sum();
@@ -542,6 +539,7 @@ fn done(env: &mut Env, picking: i64, cancel_rest: bool) -> Result<(), Fault> {
         values.insert("picked".into(), json!(true));
         values.insert("date".into(), json!(env.now));
         env.store.update("stock.move", m, values);
+        record_done(env, m);
     }
     let mut values = Record::new();
     values.insert("state".into(), json!("done"));
@@ -749,7 +747,8 @@ fn apply_inventory(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
                 .cloned()
                 .unwrap_or_default(),
             );
-            env.store.insert("stock.move", rec, None);
+            let adjustment = env.store.insert("stock.move", rec, None);
+            record_done(env, adjustment);
         }
         let mut values = Record::new();
         values.insert("inventory_quantity".into(), json!(0.0));

@@ -22,12 +22,15 @@ enum Undo {
     Replaced(&'static str, i64, Record),
     Removed(&'static str, i64, Record),
     Counter(String, Option<i64>),
+    OnHand((i64, i64), f64),
 }
 
 pub struct Store {
     pub schema: &'static Schema,
     tables: HashMap<&'static str, Table>,
     counters: HashMap<String, i64>,
+    /// Done quantity per (product, location): what moves brought in less what they took out.
+    on_hand: HashMap<(i64, i64), f64>,
     journal: Vec<Undo>,
 }
 
@@ -56,6 +59,7 @@ impl Store {
             schema,
             tables,
             counters: HashMap::new(),
+            on_hand: HashMap::new(),
             journal: Vec::new(),
         }
     }
@@ -209,6 +213,21 @@ impl Store {
         next
     }
 
+    /// The done quantity of `product` at `location`.
+    pub fn on_hand(&self, product: i64, location: i64) -> f64 {
+        self.on_hand
+            .get(&(product, location))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    /// Adds a done move's effect at one location; journaled like the rows.
+    pub fn add_on_hand(&mut self, product: i64, location: i64, delta: f64) {
+        let old = self.on_hand(product, location);
+        self.on_hand.insert((product, location), old + delta);
+        self.journal.push(Undo::OnHand((product, location), old));
+    }
+
     /// Sets the id the next created record of `model` gets.
     pub fn set_next_id(&mut self, model: &str, id: i64) {
         let (_, table) = self.table_mut(model);
@@ -244,6 +263,9 @@ impl Store {
                     let table = self.tables.get_mut(model).unwrap();
                     Self::add_to_index(schema, model, table, id, &old);
                     table.rows.insert(id, old);
+                }
+                Undo::OnHand(key, old) => {
+                    self.on_hand.insert(key, old);
                 }
                 Undo::Counter(key, old) => match old {
                     Some(v) => {
