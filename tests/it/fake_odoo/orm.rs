@@ -1073,7 +1073,8 @@ fn mentions(node: &Node, field: &str) -> bool {
     }
 }
 
-/// Candidates from an index when the domain is a conjunction holding `[indexed, "=", value]`.
+/// Candidates from an index when the domain is a conjunction holding `[indexed, "=", value]`
+/// or `[indexed, "in", values]` (the leaf is still evaluated on each candidate).
 fn indexed_leaf(store: &Store, model: &str, node: &Node) -> Option<Vec<i64>> {
     let Node::And(nodes) = node else {
         return None;
@@ -1081,11 +1082,23 @@ fn indexed_leaf(store: &Store, model: &str, node: &Node) -> Option<Vec<i64>> {
     for n in nodes {
         if let Node::Leaf(path, op, value) = n
             && path.len() == 1
-            && op == "="
-            && truthy(value)
             && store.is_indexed(model, &path[0])
         {
-            return store.lookup(model, &path[0], value);
+            if op == "=" && truthy(value) && !value.is_array() {
+                return store.lookup(model, &path[0], value);
+            }
+            if op == "in"
+                && let Value::Array(values) = value
+                && values.iter().all(truthy)
+            {
+                let mut ids: Vec<i64> = values
+                    .iter()
+                    .flat_map(|v| store.lookup(model, &path[0], v).unwrap_or_default())
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                return Some(ids);
+            }
         }
         if let Node::And(_) = n
             && let Some(ids) = indexed_leaf(store, model, n)
