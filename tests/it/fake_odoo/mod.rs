@@ -13,6 +13,9 @@
 //!   UserError, an unknown method an AttributeError, an unknown field an `Invalid field`
 //!   ValueError, a wrong selection value a `Wrong value` ValueError, a datetime with a `T` a
 //!   ValueError (§8).
+//! - Python's argument rules: an unexpected keyword argument is a TypeError, `create` values
+//!   given by keyword an IndexError (`_call_kw_model_create` reads `args[0]`), a record method
+//!   without ids an IndexError.
 //! - One call is one transaction: a call that raises leaves nothing behind (§5.1), including
 //!   the first records of a list `create`.
 //! - The failed-login cooldown per client IP (§1.5): after 5 failures within 60 s (settable with
@@ -30,13 +33,15 @@
 //!   15% sale/purchase taxes like a database with a chart of accounts), `stock.warehouse.orderpoint`
 //!   (unique product/location), `account.move` (invoices and bills, amounts from lines and
 //!   taxes, `action_post` → `false` with `INV/YYYY/NNNNN` / `BILL/YYYY/NNNNN`, the `_post`
-//!   UserErrors), `account.payment.register` (context `active_model`/`active_ids`, its UserErrors,
+//!   UserErrors, the partner's `customer_rank`/`supplier_rank` raised, 17.0's readonly fields
+//!   of a posted move), `account.payment.register` (context `active_model`/`active_ids`, its UserErrors,
 //!   `group_payment`, `action_create_payments` → act_window), `account.payment`,
 //!   `purchase.order` (`button_confirm` → a receipt reserved in full, `button_cancel` → no
 //!   result key or the "receptions have already been done" UserError, `action_create_invoice`
 //!   for received-not-billed quantities or "There is no invoiceable line"), `stock.picking`
 //!   (`action_confirm`, `action_assign`, `button_validate` → `true`, the backorder wizard of
-//!   §6.11 on a short move, `skip_backorder` → done plus a backorder,
+//!   §6.11 on a short move (only `picked` moves count as processed; when none is picked,
+//!   validation picks them all), `skip_backorder` → done plus a backorder,
 //!   `picking_ids_not_to_backorder`, the "no quantities are reserved" UserError on a done
 //!   picking), `stock.backorder.confirmation` (`process`, `process_cancel_backorder`),
 //!   `stock.move`, `stock.quant` (`action_apply_inventory` → no result key).
@@ -70,7 +75,13 @@
 //! - Stock: one warehouse, one stock location, no lots, packages or routes; on-hand quantities
 //!   are the sum of done moves into and out of WH/Stock; reservation of storable products is
 //!   limited by what is on hand, consumables are always available.
-//! - `debug` holds a one-line fake traceback.
+//! - Fields Odoo computes (amounts, `state`, quantities received/billed, `picking_ids`,
+//!   `invoice_ids`) ignore a client's value on create/write; Odoo would store a written
+//!   `state`, but a client that needs to is doing something careflow must not.
+//! - `debug` holds a one-line fake traceback. Texts marked UNVERIFIED in API-NOTES (the
+//!   PostgreSQL tail of the unique-index error, `psycopg2.errors.SerializationFailure`, the
+//!   MissingError and AttributeError wording, an unknown database's error) are plausible
+//!   renderings, not copies.
 //!
 //! # For assertions and benchmarks
 //! [`FakeOdoo::records`] / [`FakeOdoo::record`] return rows as stored (many2one as bare ids),
