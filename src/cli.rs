@@ -25,6 +25,7 @@ use crate::bench::{
     TimersBench,
 };
 use crate::config::{Config, StoreKind};
+use crate::dead_letters::DeadLetters;
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
@@ -962,10 +963,20 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         let checkpoints = process_managers::checkpoint::open(config)
             .await
             .map_err(StoreError::unavailable)?;
-        Ok::<_, OpenFailure>((personal, snapshots, idempotency, views, checkpoints))
+        let dead_letters = DeadLetters::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok::<_, OpenFailure>((
+            personal,
+            snapshots,
+            idempotency,
+            views,
+            checkpoints,
+            dead_letters,
+        ))
     }
     .await;
-    let (personal, snapshots, idempotency, views, checkpoints) = match opened {
+    let (personal, snapshots, idempotency, views, checkpoints, dead_letters) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
@@ -1000,7 +1011,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             stored: Arc::clone(&stored),
             checkpoints: Arc::clone(&checkpoints),
             personal: Arc::clone(&personal),
-            dead_letters: crate::dead_letters::DeadLetters::default(),
+            dead_letters: dead_letters.clone(),
         },
     );
     let process_managers = ProcessManagers::start(
@@ -1020,6 +1031,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         projections,
         process_managers,
         outbound,
+        dead_letters,
     })
 }
 

@@ -598,6 +598,27 @@ pub fn webhook_delivery(outcome: &'static str) {
         .inc();
 }
 
+/// Dead letters by source and status (`src/dead_letters`), registered on first use; kept
+/// here so the catalogue stays in one file.
+static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        &global().registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "careflow_dead_letters",
+                "Dead letters by source (odoo, webhook, ...) and status (dead, parked, \
+                 retry_requested, resolved, discarded)",
+            ),
+            &["source", "status"],
+        ),
+    )
+});
+
+/// `count` rows of `source` are in `status`.
+pub fn dead_letters(source: &str, status: &'static str, count: i64) {
+    DEAD_LETTERS.with_label_values(&[source, status]).set(count);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

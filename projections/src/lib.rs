@@ -1,7 +1,8 @@
 //! careflow-projections: pure read models over the event log.
 //!
-//! Billing, analytics and audit views (and, later, the Odoo mapping: event -> intents) live
-//! here as plain functions over `RecordedEvent`s, writing through a small [`ViewStore`] trait.
+//! Billing, analytics and audit views and the Odoo mapping ([`odoo`]: event -> intents and the
+//! exact `execute_kw` calls) live here as plain functions over `RecordedEvent`s, the views
+//! writing through a small [`ViewStore`] trait.
 //! This crate never performs I/O and has no clock: the runners in the `careflow` binary own
 //! subscriptions, transactions and checkpoints, the Odoo executor owns every network call, and
 //! a reader passes its own "as of" date to the queries that need one ([`billing::aging`]).
@@ -20,6 +21,7 @@ pub mod analytics;
 pub mod audit;
 pub mod billing;
 pub mod error;
+pub mod odoo;
 pub mod projection;
 pub mod store;
 

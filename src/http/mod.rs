@@ -35,6 +35,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod commands;
+pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod openapi;
@@ -72,6 +73,8 @@ pub struct Runtime {
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
     /// The NATS and webhook publishers, and the webhook registrations.
     pub outbound: Arc<crate::outbound::Outbound>,
+    /// What outbound consumers could not do, for operators (`src/dead_letters`).
+    pub dead_letters: crate::dead_letters::DeadLetters,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -330,6 +333,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     projections::register(cfg);
     process_managers::register(cfg);
     webhooks::register_routes(cfg);
+    dead_letters::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.

@@ -51,6 +51,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/webhooks"),
     ("get", "/v1/webhooks"),
     ("delete", "/v1/webhooks/{id}"),
+    ("get", "/v1/dead-letters"),
+    ("post", "/v1/dead-letters/{id}/retry"),
+    ("post", "/v1/dead-letters/{id}/discard"),
 ];
 
 macro_rules! resource {
@@ -253,6 +256,9 @@ impl Modify for BearerAuth {
         crate::http::projections::rebuild,
         crate::http::audit::verify,
         crate::http::process_managers::list,
+        crate::http::dead_letters::list,
+        crate::http::dead_letters::retry,
+        crate::http::dead_letters::discard,
         patient_accounts::command,
         patient_accounts::state,
         patient_accounts::history,
@@ -284,6 +290,10 @@ impl Modify for BearerAuth {
         crate::views::runner::ProjectionStatus,
         crate::http::process_managers::ProcessManagersView,
         crate::process_managers::ProcessManagerStatus,
+        crate::http::dead_letters::DeadLettersView,
+        crate::http::dead_letters::DiscardBody,
+        crate::dead_letters::DeadLetter,
+        crate::dead_letters::DeadLetterStatus,
         CommandAnswer,
         HistoryPage,
         EventsPage,

@@ -3,9 +3,10 @@
 //!
 //! It reads `patient_account` streams (money and status) and `encounter` streams (completion,
 //! which makes an encounter invoiceable). It holds no personal data: names, birth dates,
-//! member ids and payers are never copied into a row. It does not talk to Odoo; the Odoo
-//! fields of [`InvoiceReconciliation`] are left empty for the Odoo runner to fill (see
-//! docs/projections.md). Aging is a query ([`aging`]) over the stored open items, because its
+//! member ids and payers are never copied into a row. It does not talk to Odoo: the Odoo
+//! fields of [`InvoiceReconciliation`] come from the `OdooRecordAcknowledged` events the Odoo
+//! executor appends to `odoo-invoice_{visit}` streams after posting an invoice
+//! ([`crate::odoo::OdooRecordAcknowledged`]). Aging is a query ([`aging`]) over the stored open items, because its
 //! "as of" date is the reader's, not the log's.
 
 mod receivables;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receivables, aging};
 
 use crate::error::ProjectionError;
+use crate::odoo::OdooRecordAcknowledged;
 use crate::projection::{Decoded, Projection, decode};
 use crate::store::{ViewStore, load, save, save_owned, take};
 
@@ -70,8 +72,12 @@ impl Projection for Billing {
         match decode(event)? {
             Decoded::PatientAccount(account_event) => apply_account(store, event, &account_event),
             Decoded::Encounter(encounter_event) => apply_encounter(store, event, &encounter_event),
+            Decoded::Internal => match OdooRecordAcknowledged::decode(event)? {
+                Some(ack) => apply_acknowledgement(store, &ack),
+                None => Ok(()),
+            },
             // Stock and purchasing are payables and inventory, not what patients owe.
-            Decoded::InventoryItem(_) | Decoded::Purchase(_) | Decoded::Internal => Ok(()),
+            Decoded::InventoryItem(_) | Decoded::Purchase(_) => Ok(()),
         }
     }
 }
@@ -203,13 +209,15 @@ pub struct InvoiceReconciliation {
     /// but two accounts could name the same visit, and amounts in two currencies never add).
     pub billed: BTreeMap<Currency, Cents>,
     pub billed_lines: u64,
-    /// `open` (not completed), `awaiting_odoo` (completed, nothing acknowledged), or what the
-    /// reconciling issue sets later.
+    /// `open` (not completed, nothing acknowledged), `awaiting_odoo` (completed, nothing
+    /// acknowledged), `acknowledged` (Odoo's `amount_total` equals what careflow billed) or
+    /// `mismatch` (it does not, careflow billed in more than one currency, or Odoo's invoice
+    /// is cancelled). See [`InvoiceReconciliation::settle_status`].
     pub status: String,
     pub odoo: OdooInvoice,
 }
 
-/// The invoice as Odoo acknowledged it. Empty until a later issue fills it.
+/// The invoice as Odoo acknowledged it (the latest acknowledgement); empty until then.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OdooInvoice {
     /// `account.move` id.
@@ -235,6 +243,32 @@ impl InvoiceReconciliation {
             status: "open".to_owned(),
             odoo: OdooInvoice::default(),
         }
+    }
+
+    /// Sets `status` from the row's facts, so it is right whichever of completion, charges
+    /// and acknowledgement came last: a charge posted after Odoo acknowledged the invoice
+    /// turns an `acknowledged` row into a `mismatch`.
+    fn settle_status(&mut self) {
+        let status = match (self.odoo.amount_total, self.completed_at) {
+            (Some(amount_total), _) => {
+                let mut billed = self.billed.values();
+                let amounts_agree = match (billed.next(), billed.next()) {
+                    (Some(only), None) => *only == amount_total,
+                    (None, _) => amount_total.is_zero(),
+                    // Odoo's one total cannot equal amounts in two currencies.
+                    (Some(_), Some(_)) => false,
+                };
+                let cancelled = self.odoo.state.as_deref() == Some("cancel");
+                if amounts_agree && !cancelled {
+                    "acknowledged"
+                } else {
+                    "mismatch"
+                }
+            }
+            (None, Some(_)) => "awaiting_odoo",
+            (None, None) => "open",
+        };
+        status.clone_into(&mut self.status);
     }
 }
 
@@ -364,6 +398,7 @@ fn record_charge(
             position: event.position,
         })?;
     invoice.billed_lines += 1;
+    invoice.settle_status();
     save_owned(store, RECONCILIATION, &charge.encounter_id, invoice)?;
 
     receivables::debit(
@@ -470,9 +505,7 @@ fn apply_encounter(
             invoice.facility = Some(completed.facility.clone());
             invoice.completed_at = Some(event.metadata.occurred_at);
             invoice.procedures_total = Some(procedures_total);
-            if invoice.status == "open" {
-                invoice.status = "awaiting_odoo".to_owned();
-            }
+            invoice.settle_status();
             save(store, RECONCILIATION, visit, &invoice)
         }
         // Only completion makes an encounter invoiceable; charges arrive on the account.
@@ -483,6 +516,27 @@ fn apply_encounter(
         | EncounterEvent::PatientDischarged(_)
         | EncounterEvent::EncounterCancelled(_) => Ok(()),
     }
+}
+
+/// Folds what Odoo acknowledged for `invoice_{visit}` into that visit's row. Other records'
+/// acknowledgements (none are written today) are not billing's.
+fn apply_acknowledgement(
+    store: &mut dyn ViewStore,
+    ack: &OdooRecordAcknowledged,
+) -> Result<(), ProjectionError> {
+    let Some(visit) = ack.external_id.strip_prefix("invoice_") else {
+        return Ok(());
+    };
+    let mut invoice = take::<InvoiceReconciliation>(store, RECONCILIATION, visit)?
+        .unwrap_or_else(|| InvoiceReconciliation::new(visit));
+    invoice.odoo = OdooInvoice {
+        id: Some(ack.odoo_id),
+        name: Some(ack.name.clone()),
+        amount_total: Some(ack.amount_total),
+        state: Some(ack.state.clone()),
+    };
+    invoice.settle_status();
+    save_owned(store, RECONCILIATION, visit, invoice)
 }
 
 #[cfg(test)]

@@ -203,6 +203,115 @@ fn reconciliation_rows_await_odoo_once_the_encounter_is_complete() {
     );
 }
 
+/// A completed visit V1 billed 62.50 in two charges.
+fn invoiced_visit() -> EventLog {
+    EventLog::new()
+        .push("MRN1", "2025-03-01T09:00:00Z", registered("MAIN"))
+        .push(
+            "V1",
+            "2025-03-01T11:00:00Z",
+            completed("MRN1", "MAIN", &[(1, 5_000), (2, 1_250)]),
+        )
+        .push(
+            "MRN1",
+            "2025-03-01T11:01:00Z",
+            charge("V1-1", "V1", 1, 5_000),
+        )
+        .push(
+            "MRN1",
+            "2025-03-01T11:02:00Z",
+            charge("V1-2", "V1", 1, 1_250),
+        )
+}
+
+/// What the Odoo executor appends after posting `invoice_{visit}`.
+fn acknowledged(log: EventLog, visit: &str, amount_total: i64, state: &str) -> EventLog {
+    let ack = crate::odoo::OdooRecordAcknowledged {
+        external_id: format!("invoice_{visit}"),
+        model: "account.move".to_owned(),
+        odoo_id: 310,
+        name: "INV/2025/00001".to_owned(),
+        amount_total: Cents(amount_total),
+        state: state.to_owned(),
+    };
+    log.push_raw(
+        &ack.stream(),
+        crate::odoo::ACK_EVENT_TYPE,
+        1,
+        ack.to_data(),
+        "2025-03-01T11:05:00Z",
+        "odoo-executor",
+    )
+}
+
+#[test]
+fn reconciliation_records_what_odoo_acknowledged_and_agrees_when_amounts_match() {
+    check(
+        acknowledged(invoiced_visit(), "V1", 6_250, "posted"),
+        json!({"billing_reconciliation": {"V1": {
+            "external_id": "invoice_V1", "billed": {"USD": "62.50"}, "billed_lines": 2,
+            "status": "acknowledged",
+            "odoo": {"id": 310, "name": "INV/2025/00001", "amount_total": "62.50", "state": "posted"},
+        }}}),
+    );
+}
+
+#[test]
+fn reconciliation_flags_a_different_total_a_late_charge_or_a_cancelled_invoice() {
+    check(
+        acknowledged(invoiced_visit(), "V1", 6_000, "posted"),
+        json!({"billing_reconciliation": {"V1": {
+            "status": "mismatch",
+            "odoo": {"id": 310, "name": "INV/2025/00001", "amount_total": "60.00", "state": "posted"},
+        }}}),
+    );
+    let late = acknowledged(invoiced_visit(), "V1", 6_250, "posted").push(
+        "MRN1",
+        "2025-03-02T09:00:00Z",
+        charge("MSG9-1", "V1", 1, 100),
+    );
+    check(
+        late,
+        json!({"billing_reconciliation": {"V1": {
+            "billed": {"USD": "63.50"}, "billed_lines": 3, "status": "mismatch",
+        }}}),
+    );
+    check(
+        acknowledged(invoiced_visit(), "V1", 6_250, "cancel"),
+        json!({"billing_reconciliation": {"V1": {"status": "mismatch"}}}),
+    );
+}
+
+#[test]
+fn reconciliation_ignores_acknowledgements_of_other_records() {
+    let log = acknowledged(EventLog::new(), "V1", 100, "posted");
+    let mut store = MemoryViewStore::new();
+    let mut ack = log.events()[0].clone();
+    ack.stream_id = careflow_aggregates::StreamId::parse("odoo-bill_B1").unwrap();
+    ack.data["external_id"] = json!("bill_B1");
+    Billing.apply(&mut store, &ack).unwrap();
+    assert_eq!(store, MemoryViewStore::new());
+}
+
+#[test]
+fn a_malformed_acknowledgement_stops_billing_at_its_position() {
+    let log = acknowledged(invoiced_visit(), "V1", 6_250, "posted");
+    let mut ack = log.events()[4].clone();
+    ack.data["amount_total"] = json!(62.5);
+    let mut store = replay(&Billing, &log.events()[..4]);
+    let error = Billing.apply(&mut store, &ack).unwrap_err();
+    assert!(
+        matches!(error, ProjectionError::Decode { position: 5, .. }),
+        "{error}"
+    );
+    ack.data["amount_total"] = json!("62.50");
+    ack.schema_version = 2;
+    assert!(matches!(
+        Billing.apply(&mut store, &ack),
+        Err(ProjectionError::Decode { .. })
+    ));
+}
+
 #[test]
 fn billing_keeps_odoo_fields_it_did_not_write() {
     let log = EventLog::new()

@@ -1,0 +1,496 @@
+//! [`map_event`]: the pure fold of the global log into [`OdooIntent`]s.
+//!
+//! Most events map on their own; two need earlier ones, which [`MappingState`] keeps:
+//! - a customer invoice is one line per charge of its encounter, and the charges are posted
+//!   by the charges process manager *after* `EncounterCompleted` (which lists the procedures
+//!   they come from). The invoice intent is therefore emitted by whichever event completes the
+//!   set: the completion itself when every charge its procedures produce (ids from
+//!   `charge_id_for`) is already posted, else the last of those `ChargePosted`s. Charges that
+//!   name the encounter without coming from a procedure (an HL7 DFT) join the invoice when
+//!   posted before that point; a later one is not invoiced, and the billing reconciliation
+//!   shows the difference as a mismatch.
+//! - a purchase order needs its requisition's vendor and lines, and a cancellation needs to
+//!   know whether an order was placed and goods received.
+//!
+//! The state stays bounded: an encounter's entry goes once invoiced or cancelled, a
+//! requisition's once closed, rejected or cancelled; products and vendors seen are remembered
+//! (one name each, bounded by the catalogue) so that a purchase request upserts only the
+//! unseen ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use careflow_aggregates::RecordedEvent;
+use careflow_aggregates::encounter::Event as EncounterEvent;
+use careflow_aggregates::inventory_item::{Event as ItemEvent, ItemDefined};
+use careflow_aggregates::patient_account::{ChargePosted, Event as AccountEvent};
+use careflow_aggregates::policies::charges::charge_id_for;
+use careflow_aggregates::purchase::{Event as PurchaseEvent, RequestLine};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::calls::money;
+use super::intent::{Action, InvoiceLine, OdooIntent, OrderLine, PaymentTerms, ReceivedLine};
+use crate::error::ProjectionError;
+use crate::projection::{Decoded, decode};
+
+/// What the mapping remembers between events. Serialisable so the executor can store it with
+/// its checkpoint; a fresh state is only right when mapping from position 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MappingState {
+    /// Encounters not invoiced yet, by visit.
+    invoices: BTreeMap<String, PendingInvoice>,
+    /// Requisitions not finished yet, by requisition id.
+    requisitions: BTreeMap<String, OpenRequisition>,
+    /// Item ids already upserted as products.
+    products: BTreeSet<String>,
+    /// Vendor ids already upserted as suppliers.
+    vendors: BTreeSet<String>,
+}
+
+impl MappingState {
+    /// How many encounters and requisitions are held open (for a gauge, and for tests of
+    /// boundedness).
+    pub fn open_records(&self) -> usize {
+        self.invoices.len() + self.requisitions.len()
+    }
+
+    /// A state that knows only these products and vendors (what a finished log leaves).
+    #[cfg(test)]
+    pub(crate) fn with_catalogue(mut self, products: &[&str], vendors: &[&str]) -> Self {
+        self.products
+            .extend(products.iter().map(|&item| item.to_owned()));
+        self.vendors
+            .extend(vendors.iter().map(|&vendor| vendor.to_owned()));
+        self
+    }
+}
+
+/// An encounter's invoice being assembled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct PendingInvoice {
+    /// Set by `EncounterCompleted`.
+    completion: Option<Completion>,
+    /// Posted charges naming the encounter, in log order.
+    lines: Vec<InvoiceLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Completion {
+    /// The MRN: the invoice's customer.
+    account_id: String,
+    /// `YYYY-MM-DD` of the completion's business time.
+    invoice_date: String,
+    /// Charge ids the completion's procedures produce.
+    expected: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenRequisition {
+    vendor_id: String,
+    lines: Vec<RequestLine>,
+    approved: bool,
+    goods_received: bool,
+}
+
+/// Maps one event to the intents it causes, in the order they should run, updating `state`.
+/// Events of other streams (process managers, timers, acknowledgements) map to nothing.
+///
+/// # Errors
+/// [`ProjectionError::Decode`] when an aggregate event does not decode;
+/// [`ProjectionError::MissingContext`] when a purchase is approved without its request in
+/// `state` (the state was not built from position 0).
+pub fn map_event(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+) -> Result<Vec<OdooIntent>, ProjectionError> {
+    let actions = match decode(event)? {
+        Decoded::PatientAccount(account_event) => map_account(state, event, account_event),
+        Decoded::Encounter(encounter_event) => map_encounter(state, event, encounter_event),
+        Decoded::InventoryItem(item_event) => map_item(state, event, item_event),
+        Decoded::Purchase(purchase_event) => map_purchase(state, event, purchase_event)?,
+        Decoded::Internal => Vec::new(),
+    };
+    Ok(actions
+        .into_iter()
+        .enumerate()
+        .map(|(n, (key, action))| OdooIntent {
+            id: format!("{}/{n}", event.event_id),
+            event_id: event.event_id,
+            position: event.position,
+            key,
+            model: action.model().to_owned(),
+            action,
+        })
+        .collect())
+}
+
+/// `(key, action)` pairs of one event.
+type Actions = Vec<(String, Action)>;
+
+fn date_of(event: &RecordedEvent) -> String {
+    event.metadata.occurred_at.format("%Y-%m-%d").to_string()
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn partner_key(mrn: &str) -> String {
+    format!("partner_{mrn}")
+}
+
+fn vendor_key(vendor_id: &str) -> String {
+    format!("vendor_{vendor_id}")
+}
+
+fn product_key(item_id: &str) -> String {
+    format!("product_{item_id}")
+}
+
+fn order_key(requisition: &str) -> String {
+    format!("po_{requisition}")
+}
+
+/// The customer, named by MRN only: Odoo must not hold what careflow may have to erase.
+fn upsert_partner(mrn: &str, payment_terms: Option<PaymentTerms>) -> (String, Action) {
+    let values = object(json!({
+        "name": mrn,
+        "ref": mrn,
+        "is_company": false,
+        "customer_rank": 1,
+    }));
+    (
+        partner_key(mrn),
+        Action::UpsertPartner {
+            values,
+            payment_terms,
+        },
+    )
+}
+
+fn map_account(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+    account_event: AccountEvent,
+) -> Actions {
+    let mrn = event.stream_id.id();
+    match account_event {
+        AccountEvent::PatientRegistered(_) | AccountEvent::DemographicsUpdated(_) => {
+            vec![upsert_partner(mrn, None)]
+        }
+        AccountEvent::AccountActivated(_) => vec![upsert_partner(mrn, Some(PaymentTerms::Insured))],
+        AccountEvent::AccountFlaggedSelfPay(_) => {
+            vec![upsert_partner(mrn, Some(PaymentTerms::SelfPay))]
+        }
+        AccountEvent::ChargePosted(charge) => add_charge(state, &charge),
+        AccountEvent::PaymentRecorded(payment) => vec![(
+            format!("payment_{}", payment.payment_id),
+            Action::RegisterPayment {
+                partner: partner_key(mrn),
+                amount: payment.amount,
+                payment_date: date_of(event),
+                memo: payment.payment_id,
+            },
+        )],
+        // Eligibility shows in the terms once the account is activated or flagged; an
+        // adjustment is careflow's own (Odoo's credit notes are out of scope); closing and
+        // erasure change nothing Odoo holds (the partner carries no personal data).
+        AccountEvent::EligibilityVerified(_)
+        | AccountEvent::EligibilityDenied(_)
+        | AccountEvent::AdjustmentApplied(_)
+        | AccountEvent::AccountClosed(_)
+        | AccountEvent::PersonalDataErased(_) => Vec::new(),
+    }
+}
+
+fn add_charge(state: &mut MappingState, charge: &ChargePosted) -> Actions {
+    let pending = state
+        .invoices
+        .entry(charge.encounter_id.clone())
+        .or_default();
+    pending.lines.push(InvoiceLine {
+        charge_id: charge.charge_id.clone(),
+        label: format!("{} {}", charge.code, charge.description),
+        quantity: charge.quantity,
+        price_unit: charge.unit_price,
+    });
+    invoice_if_complete(state, &charge.encounter_id)
+}
+
+/// Emits the invoice and forgets the encounter once it is completed and every charge of its
+/// procedures is posted. A completed encounter with nothing to bill is forgotten silently
+/// (Odoo refuses to post an invoice without lines).
+fn invoice_if_complete(state: &mut MappingState, visit: &str) -> Actions {
+    let Some(pending) = state.invoices.get(visit) else {
+        return Vec::new();
+    };
+    let Some(completion) = &pending.completion else {
+        return Vec::new();
+    };
+    let posted: BTreeSet<&str> = pending.lines.iter().map(|l| l.charge_id.as_str()).collect();
+    if !completion
+        .expected
+        .iter()
+        .all(|id| posted.contains(id.as_str()))
+    {
+        return Vec::new();
+    }
+    let Some(pending) = state.invoices.remove(visit) else {
+        return Vec::new();
+    };
+    let Some(completion) = pending.completion else {
+        return Vec::new();
+    };
+    if pending.lines.is_empty() {
+        return Vec::new();
+    }
+    vec![(
+        format!("invoice_{visit}"),
+        Action::PostCustomerInvoice {
+            partner: partner_key(&completion.account_id),
+            invoice_date: completion.invoice_date,
+            reference: visit.to_owned(),
+            lines: pending.lines,
+        },
+    )]
+}
+
+fn map_encounter(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+    encounter_event: EncounterEvent,
+) -> Actions {
+    let visit = event.stream_id.id();
+    match encounter_event {
+        EncounterEvent::EncounterCompleted(completed) => {
+            let pending = state.invoices.entry(visit.to_owned()).or_default();
+            pending.completion = Some(Completion {
+                account_id: completed.account_id,
+                invoice_date: date_of(event),
+                expected: completed
+                    .procedures
+                    .iter()
+                    .map(|procedure| charge_id_for(visit, procedure.line))
+                    .collect(),
+            });
+            invoice_if_complete(state, visit)
+        }
+        // A cancelled visit is never invoiced.
+        EncounterEvent::EncounterCancelled(_) => {
+            state.invoices.remove(visit);
+            Vec::new()
+        }
+        // Supplies reach Odoo through the item's `StockConsumed` (the charges process manager
+        // turns each `SuppliesConsumed` into one), not from the encounter.
+        EncounterEvent::EncounterScheduled(_)
+        | EncounterEvent::PatientArrived(_)
+        | EncounterEvent::ProcedureRecorded(_)
+        | EncounterEvent::SuppliesConsumed(_)
+        | EncounterEvent::PatientDischarged(_) => Vec::new(),
+    }
+}
+
+fn upsert_vendor(state: &mut MappingState, vendor_id: &str) -> Option<(String, Action)> {
+    if !state.vendors.insert(vendor_id.to_owned()) {
+        return None;
+    }
+    let values = object(json!({
+        "name": vendor_id,
+        "ref": vendor_id,
+        "is_company": true,
+        "supplier_rank": 1,
+    }));
+    Some((vendor_key(vendor_id), Action::UpsertVendor { values }))
+}
+
+fn map_item(state: &mut MappingState, event: &RecordedEvent, item_event: ItemEvent) -> Actions {
+    let item_id = event.stream_id.id();
+    match item_event {
+        ItemEvent::ItemDefined(defined) => define_item(state, item_id, &defined),
+        ItemEvent::StockConsumed(consumed) => {
+            let key = format!("consumption_{}", event.event_id);
+            let origin = format!("{} {key}", consumed.reference);
+            vec![(
+                key,
+                Action::ConsumeStock {
+                    product: product_key(item_id),
+                    quantity: consumed.quantity,
+                    origin,
+                },
+            )]
+        }
+        // Receipts reach Odoo through the purchase order's picking (`GoodsReceived`), so the
+        // `StockReceived` the purchase-stock process manager derives from them is not sent
+        // again; the reorder point and replenishment are careflow's own (the Odoo rule has a
+        // manual trigger); a count is careflow's correction of its own figure.
+        ItemEvent::ReorderPointReached(_)
+        | ItemEvent::StockReceived(_)
+        | ItemEvent::StockCounted(_)
+        | ItemEvent::ReplenishmentClosed(_) => Vec::new(),
+    }
+}
+
+fn define_item(state: &mut MappingState, item_id: &str, defined: &ItemDefined) -> Actions {
+    let mut actions: Actions = upsert_vendor(state, &defined.vendor_id)
+        .into_iter()
+        .collect();
+    state.products.insert(item_id.to_owned());
+    let values = object(json!({
+        "name": defined.name,
+        "default_code": item_id,
+        "detailed_type": "product",
+        "standard_price": money(defined.unit_cost),
+        "purchase_ok": true,
+        "sale_ok": false,
+    }));
+    actions.push((product_key(item_id), Action::UpsertProduct { values }));
+    actions.push((
+        format!("orderpoint_{item_id}"),
+        Action::UpsertReorderRule {
+            product: product_key(item_id),
+            min_qty: defined.reorder_point,
+            max_qty: defined
+                .reorder_point
+                .saturating_add(defined.reorder_quantity),
+        },
+    ));
+    actions
+}
+
+fn order_lines(lines: &[RequestLine]) -> Vec<OrderLine> {
+    lines
+        .iter()
+        .map(|line| OrderLine {
+            product: product_key(&line.item_id),
+            quantity: line.quantity,
+            unit_price: line.unit_price,
+        })
+        .collect()
+}
+
+fn map_purchase(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+    purchase_event: PurchaseEvent,
+) -> Result<Actions, ProjectionError> {
+    let requisition = event.stream_id.id();
+    Ok(match purchase_event {
+        PurchaseEvent::PurchaseRequested(requested) => {
+            let mut actions: Actions = upsert_vendor(state, &requested.vendor_id)
+                .into_iter()
+                .collect();
+            for line in &requested.lines {
+                if state.products.insert(line.item_id.clone()) {
+                    // Known only by id until its `ItemDefined` (if any) names it.
+                    let values = object(json!({
+                        "name": line.item_id,
+                        "default_code": line.item_id,
+                        "detailed_type": "product",
+                        "purchase_ok": true,
+                        "sale_ok": false,
+                    }));
+                    actions.push((product_key(&line.item_id), Action::UpsertProduct { values }));
+                }
+            }
+            state.requisitions.insert(
+                requisition.to_owned(),
+                OpenRequisition {
+                    vendor_id: requested.vendor_id,
+                    lines: requested.lines,
+                    approved: false,
+                    goods_received: false,
+                },
+            );
+            actions
+        }
+        PurchaseEvent::PurchaseApproved(_) => {
+            let open = state.requisitions.get_mut(requisition).ok_or_else(|| {
+                ProjectionError::MissingContext {
+                    stream_id: event.stream_id.to_string(),
+                    position: event.position,
+                    what: "PurchaseRequested",
+                }
+            })?;
+            open.approved = true;
+            vec![(
+                order_key(requisition),
+                Action::ConfirmPurchaseOrder {
+                    vendor: vendor_key(&open.vendor_id),
+                    partner_ref: requisition.to_owned(),
+                    date_planned: event
+                        .metadata
+                        .occurred_at
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string(),
+                    lines: order_lines(&open.lines),
+                },
+            )]
+        }
+        PurchaseEvent::GoodsReceived(received) => {
+            if let Some(open) = state.requisitions.get_mut(requisition) {
+                open.goods_received = true;
+            }
+            vec![(
+                format!("receipt_{}", received.receipt_id),
+                Action::ReceiveGoods {
+                    order: order_key(requisition),
+                    lines: received
+                        .lines
+                        .iter()
+                        .map(|line| ReceivedLine {
+                            product: product_key(&line.item_id),
+                            quantity: line.quantity,
+                        })
+                        .collect(),
+                },
+            )]
+        }
+        PurchaseEvent::VendorBillMatched(matched) => vec![(
+            format!("bill_{}", matched.bill_id),
+            Action::PostVendorBill {
+                order: order_key(requisition),
+                reference: matched.bill_id,
+                invoice_date: date_of(event),
+                lines: matched
+                    .lines
+                    .iter()
+                    .map(|line| OrderLine {
+                        product: product_key(&line.item_id),
+                        quantity: line.quantity,
+                        unit_price: line.unit_price,
+                    })
+                    .collect(),
+            },
+        )],
+        PurchaseEvent::PurchaseCancelled(cancelled) => {
+            let open = state.requisitions.remove(requisition);
+            let ordered = open.as_ref().is_some_and(|open| open.approved)
+                || cancelled.odoo_order_ref.is_some();
+            let goods_received = open.as_ref().is_some_and(|open| open.goods_received)
+                || !cancelled.received.is_empty();
+            if ordered {
+                vec![(
+                    order_key(requisition),
+                    Action::CancelPurchaseOrder {
+                        order: order_key(requisition),
+                        goods_received,
+                    },
+                )]
+            } else {
+                Vec::new()
+            }
+        }
+        PurchaseEvent::PurchaseRejected(_) | PurchaseEvent::PurchaseClosed(_) => {
+            state.requisitions.remove(requisition);
+            Vec::new()
+        }
+        // The order ref is the executor's own answer; an escalation and a mismatched bill
+        // change nothing in Odoo (a mismatched bill is not posted).
+        PurchaseEvent::ApprovalEscalated(_)
+        | PurchaseEvent::PurchaseOrderPlaced(_)
+        | PurchaseEvent::VendorBillMismatched(_) => Vec::new(),
+    })
+}
