@@ -167,7 +167,7 @@ async fn own(deps: &NatsDeps) -> Exit {
         Ok(None) => return Exit::NotOwner,
         Err(error) => return Exit::Failed(error.to_string()),
     };
-    let mut position = match deps.checkpoints.load(CHECKPOINT).await {
+    let position = match deps.checkpoints.load(CHECKPOINT).await {
         Ok(checkpoint) => checkpoint.map_or(0, |c| c.position),
         Err(error) => return Exit::Failed(error.to_string()),
     };
@@ -183,7 +183,8 @@ async fn own(deps: &NatsDeps) -> Exit {
     };
     let js = jetstream::ContextBuilder::new()
         .timeout(settings.timeout)
-        .max_ack_inflight(settings.batch.max(1))
+        // Two batches are in flight at most (one awaited, one being sent).
+        .max_ack_inflight(2 * settings.batch.max(1))
         .build(client);
     if let Err(error) = ensure_stream(&js, settings).await {
         return Exit::Failed(error);
@@ -191,6 +192,11 @@ async fn own(deps: &NatsDeps) -> Exit {
     tracing::info!(position, stream = %settings.stream, "NATS publisher running");
     let mut stop = deps.stop.clone();
     let mut head = deps.store.head_watch();
+    // One batch's acknowledgements are awaited while the next batch is read and sent: the
+    // wait for JetStream overlaps the work of the next round. `read` is the last position
+    // sent; the checkpoint moves when a batch's acknowledgements are all in.
+    let mut read = position;
+    let mut pending: Option<Sent> = None;
     loop {
         if *stop.borrow() {
             return Exit::Stopped;
@@ -199,11 +205,27 @@ async fn own(deps: &NatsDeps) -> Exit {
             return Exit::Failed("the NATS publisher's lease was lost".into());
         }
         head.borrow_and_update();
-        let events = match deps.store.read_all(position + 1, settings.batch).await {
+        let events = match deps.store.read_all(read + 1, settings.batch).await {
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
-        let Some(last) = events.last().map(|e| e.position) else {
+        let sent = match events.last().map(|e| e.position) {
+            Some(last) => match publish(&js, settings, events).await {
+                Ok(acks) => {
+                    read = last;
+                    Some(acks)
+                }
+                Err(error) => return Exit::Failed(error),
+            },
+            None => None,
+        };
+        if let Some(previous) = pending.take()
+            && let Err(error) = settle(deps, previous).await
+        {
+            return Exit::Failed(error);
+        }
+        pending = sent;
+        if pending.is_none() {
             metrics::nats_lag(0);
             // Caught up: wait for a commit of this process, or poll a shared store.
             let poll = deps.store.poll_interval().unwrap_or(Duration::from_secs(1));
@@ -212,59 +234,64 @@ async fn own(deps: &NatsDeps) -> Exit {
                 _ = head.changed() => {}
                 () = tokio::time::sleep(poll) => {}
             }
-            continue;
-        };
-        if let Err(error) = publish(&js, settings, &events).await {
-            return Exit::Failed(error);
         }
-        let acked_at = Utc::now();
-        if let Err(error) = deps
-            .checkpoints
-            .save(
-                CHECKPOINT,
-                &Checkpoint {
-                    position: last,
-                    state: "null".into(),
-                },
-            )
-            .await
-        {
-            return Exit::Failed(error.to_string());
-        }
-        position = last;
-        let delays: Vec<Duration> = events
-            .iter()
-            .map(|e| {
-                (acked_at - e.metadata.recorded_at)
-                    .to_std()
-                    .unwrap_or_default()
-            })
-            .collect();
-        if let Some(recorder) = &deps.delays
-            && let Ok(mut histogram) = recorder.lock()
-        {
-            for delay in &delays {
-                let _ =
-                    histogram.record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX).max(1));
-            }
-        }
-        let head_position = deps.store.head_position().await.unwrap_or(position);
-        metrics::nats_published(
-            events.len(),
-            head_position.saturating_sub(position),
-            delays.into_iter(),
-        );
     }
 }
 
-/// Sends every event of the batch, then awaits the acknowledgements in order.
+/// A batch sent, its acknowledgements not yet awaited.
+struct Sent {
+    events: Vec<RecordedEvent>,
+    acks: Vec<async_nats::jetstream::context::PublishAckFuture>,
+}
+
+/// Awaits a sent batch's acknowledgements in order, then writes the checkpoint and the
+/// metrics. Returns the batch's last position.
+async fn settle(deps: &NatsDeps, sent: Sent) -> Result<u64, String> {
+    let Sent { events, acks } = sent;
+    for (event, ack) in events.iter().zip(acks) {
+        ack.await
+            .map_err(|error| format!("acknowledgement of position {}: {error}", event.position))?;
+    }
+    let acked_at = Utc::now();
+    let last = events.last().map_or(0, |e| e.position);
+    deps.checkpoints
+        .save(
+            CHECKPOINT,
+            &Checkpoint {
+                position: last,
+                state: "null".into(),
+            },
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+    let delays: Vec<Duration> = events
+        .iter()
+        .map(|e| {
+            (acked_at - e.metadata.recorded_at)
+                .to_std()
+                .unwrap_or_default()
+        })
+        .collect();
+    if let Some(recorder) = &deps.delays
+        && let Ok(mut histogram) = recorder.lock()
+    {
+        for delay in &delays {
+            let _ = histogram.record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX).max(1));
+        }
+    }
+    let head = deps.store.head_position().await.unwrap_or(last);
+    metrics::nats_published(events.len(), head.saturating_sub(last), delays.into_iter());
+    Ok(last)
+}
+
+/// Sends every event of the batch without waiting for JetStream.
 async fn publish(
     js: &jetstream::Context,
     settings: &NatsSettings,
-    events: &[RecordedEvent],
-) -> Result<(), String> {
+    events: Vec<RecordedEvent>,
+) -> Result<Sent, String> {
     let mut acks = Vec::with_capacity(events.len());
-    for event in events {
+    for event in &events {
         let payload = wire_bytes(event).map_err(|error| error.to_string())?;
         let message = PublishMessage::build()
             .payload(payload.into())
@@ -273,11 +300,7 @@ async fn publish(
             .send_publish(subject(&settings.subject_prefix, event), message)
             .await
             .map_err(|error| format!("publishing position {}: {error}", event.position))?;
-        acks.push((event.position, ack));
+        acks.push(ack);
     }
-    for (position, ack) in acks {
-        ack.await
-            .map_err(|error| format!("acknowledgement of position {position}: {error}"))?;
-    }
-    Ok(())
+    Ok(Sent { events, acks })
 }
