@@ -290,9 +290,12 @@ pub enum BenchCommand {
     /// The NATS publisher following paced appends to a throw-away store (needs nats_url):
     /// commit-to-acknowledgement lag p50/p99.
     Nats {
-        /// Events to append, one per command.
+        /// Events to append.
         #[arg(long, default_value_t = 500_000)]
         events: usize,
+        /// Events per command (one append carries them all).
+        #[arg(long, default_value_t = 1)]
+        per_command: usize,
         /// Target events per second.
         #[arg(long, default_value_t = 25_000)]
         rate: u64,
@@ -419,11 +422,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 BenchCommand::Nats {
                     events,
+                    per_command,
                     rate,
                     writers,
                 } => {
                     let spec = bench::NatsBench {
                         events,
+                        per_command,
                         rate,
                         writers,
                     };

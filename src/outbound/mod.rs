@@ -28,7 +28,7 @@ use careflow_aggregates::personal::PERSONAL_FIELD;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use self::nats::{DelayRecorder, NatsDeps, NatsSettings};
+use self::nats::{NatsDeps, NatsSettings};
 use self::webhooks::{WebhookSettings, Webhooks};
 use crate::config::Config;
 use crate::dead_letters::DeadLetters;
@@ -132,16 +132,6 @@ impl Outbound {
     /// Starts the webhook deliveries, and the NATS publisher when `nats_url` is set. Must be
     /// called inside an actix system.
     pub fn start(config: &Config, deps: OutboundDeps) -> Arc<Self> {
-        Self::start_with(config, deps, None)
-    }
-
-    /// [`Outbound::start`], recording each event's commit-to-acknowledgement delay into
-    /// `delays` (`careflow bench nats`).
-    pub fn start_with(
-        config: &Config,
-        deps: OutboundDeps,
-        delays: Option<DelayRecorder>,
-    ) -> Arc<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let mut threads = Vec::new();
         match &config.nats_url {
@@ -155,7 +145,7 @@ impl Outbound {
                         config.nats_subject_prefix.clone(),
                     ),
                     stop: stop_rx.clone(),
-                    delays,
+                    acks: None,
                 };
                 threads.push(on_own_thread("nats", move || nats::run(nats)));
             }

@@ -13,7 +13,7 @@
 //! and on an existing stream only adds its subjects and widens a duplicate window shorter
 //! than [`MIN_DUPLICATE_WINDOW`]: limits an operator set are left alone.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -74,8 +74,9 @@ pub fn subject(prefix: &str, event: &RecordedEvent) -> String {
     format!("{prefix}.{}.{}", event.stream_id.kind(), event.event_type)
 }
 
-/// Commit-to-acknowledgement delays in microseconds, for `careflow bench nats`.
-pub type DelayRecorder = Arc<Mutex<hdrhistogram::Histogram<u64>>>;
+/// Told of every acknowledged batch and when its acknowledgements were all in, for
+/// `careflow bench nats`.
+pub type AckRecorder = Arc<dyn Fn(&[RecordedEvent], chrono::DateTime<Utc>) + Send + Sync>;
 
 /// What the publisher's task needs.
 pub(crate) struct NatsDeps {
@@ -83,7 +84,7 @@ pub(crate) struct NatsDeps {
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub settings: NatsSettings,
     pub stop: watch::Receiver<bool>,
-    pub delays: Option<DelayRecorder>,
+    pub acks: Option<AckRecorder>,
 }
 
 /// Runs the publisher until shutdown, starting over from its checkpoint after any failure.
@@ -272,12 +273,8 @@ async fn settle(deps: &NatsDeps, sent: Sent) -> Result<u64, String> {
                 .unwrap_or_default()
         })
         .collect();
-    if let Some(recorder) = &deps.delays
-        && let Ok(mut histogram) = recorder.lock()
-    {
-        for delay in &delays {
-            let _ = histogram.record(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX).max(1));
-        }
+    if let Some(recorder) = &deps.acks {
+        recorder(&events, acked_at);
     }
     let head = deps.store.head_position().await.unwrap_or(last);
     metrics::nats_published(events.len(), head.saturating_sub(last), delays.into_iter());
