@@ -692,3 +692,80 @@ async fn webhooks_are_validated_signed_filtered_retried_with_a_stable_id_and_dea
     assert_eq!(listed.body["webhooks"].as_array().unwrap().len(), 2);
     assert!(server.terminate().await.success());
 }
+
+#[tokio::test]
+async fn a_delivery_cut_by_a_crash_is_made_after_the_restart_with_the_same_webhook_id() {
+    let receiver = Receiver::start();
+    let dir = TempDir::new();
+    let env = [
+        ("CAREFLOW_WEBHOOK_MAX_ATTEMPTS", "1000"),
+        ("CAREFLOW_WEBHOOK_BACKOFF_FIRST_MS", "20"),
+        ("CAREFLOW_WEBHOOK_BACKOFF_MAX_MS", "50"),
+    ];
+    let server = start(&dir.path(), &env);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let admin = token(&dir.path(), "admin", "ops");
+    let secret = test_secret(3);
+    receiver.route("ledger", &secret, Mode::Down);
+    let reply = post_webhook(
+        &api,
+        &admin,
+        json!({"url": format!("{}/ledger", receiver.base), "event_types": ["PatientRegistered"], "secret": secret}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    api.ok(&ehr, "patient-accounts", "MRN-C1", register_body("Doe"))
+        .await;
+    api.ok(&ehr, "patient-accounts", "MRN-C2", register_body("Roe"))
+        .await;
+    let wanted: Vec<String> = api
+        .all_events(&admin)
+        .await
+        .iter()
+        .filter(|e| e.event_type == "PatientRegistered")
+        .map(|e| format!("msg_{}", e.event_id.simple()))
+        .collect();
+    // The first delivery is being retried when the process dies.
+    eventually(WITHIN, "attempts at the first registration", || async {
+        (receiver.received("ledger").len() >= 2).then_some(())
+    })
+    .await;
+    server.kill9();
+    let before = receiver.received("ledger");
+    assert!(
+        before
+            .iter()
+            .all(|r| r.signature_ok && r.status == 503 && r.webhook_id == wanted[0])
+    );
+
+    receiver.set_mode("ledger", Mode::Ok);
+    let server = start(&dir.path(), &env);
+    server.wait_ready().await;
+    let delivered = eventually(
+        WITHIN,
+        "both registrations delivered after the restart",
+        || async {
+            let delivered: Vec<String> = receiver
+                .received("ledger")
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .map(|r| r.webhook_id)
+                .collect();
+            (delivered.len() >= wanted.len()).then_some(delivered)
+        },
+    )
+    .await;
+    assert_eq!(delivered, wanted, "the same webhook-ids, in order");
+    let listed = Api::new(&server.base)
+        .get("/v1/webhooks", Some(&admin))
+        .await;
+    assert_eq!(
+        listed.body["webhooks"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.text
+    );
+    assert!(server.terminate().await.success());
+}
