@@ -13,6 +13,7 @@ pub mod bench;
 pub mod breaker;
 pub mod cli;
 pub mod config;
+pub mod fhir;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

@@ -214,6 +214,22 @@ impl Registry {
         }
     }
 
+    /// Forgets the actor of `stream` after its events were appended without it (a FHIR
+    /// transaction Bundle appends through `EventStore::append_all`), so the next message
+    /// starts a fresh actor rather than deciding on the state the old one held. (Should a
+    /// stale actor still decide, the store's version check would refuse its append and it
+    /// would reload; forgetting it saves that round.)
+    pub fn forget_stale(&self, stream: &StreamId) {
+        let removed = self.inner.lock().ok().and_then(|mut inner| {
+            let removed = inner.remove(stream);
+            metrics::actors_live(inner.entries.len());
+            removed
+        });
+        if removed.is_some() {
+            metrics::actors_passivated("stale", 1);
+        }
+    }
+
     /// Stops the arbiter threads (after the HTTP server has drained its requests).
     pub fn shutdown(&self) {
         if let Ok(mut inner) = self.inner.lock() {

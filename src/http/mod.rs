@@ -37,6 +37,7 @@ pub mod auth;
 pub mod commands;
 pub mod erasure;
 pub mod error;
+pub mod fhir;
 pub mod openapi;
 pub mod problem;
 pub mod process_managers;
@@ -69,6 +70,8 @@ pub struct Runtime {
     pub projections: Arc<crate::views::ProjectionSet>,
     /// The process-manager runners and their status.
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
+    /// The FHIR adapter's settings (`mrn_system`).
+    pub fhir: crate::fhir::FhirSettings,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -326,6 +329,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::purchases::register(cfg);
     projections::register(cfg);
     process_managers::register(cfg);
+    fhir::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.
@@ -357,7 +361,9 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+        .is_some_and(|v| {
+            v.starts_with(PROBLEM_JSON) || v.starts_with(crate::fhir::render::FHIR_JSON)
+        });
     if is_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -8,6 +8,7 @@ mod crash;
 mod erasure;
 mod errors;
 mod fake_payer;
+mod fhir;
 mod journey;
 mod passivation;
 mod payer;
