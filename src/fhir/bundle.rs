@@ -355,15 +355,22 @@ impl Workspace {
                 command,
             } => {
                 let stream = stream(PurchaseWorkflow::KIND, requisition)?;
+                let (step, ctx) = next_step(&mut self.steps, entry, message, now);
+                let name = PurchaseWorkflow::command_name(command);
+                if self
+                    .repeated(registry, &stream, message, entry, step, name)
+                    .await?
+                {
+                    return Ok(());
+                }
                 let w = working(&mut self.purchases, registry, &stream).await?;
-                let (command_step, ctx) = next_step(&mut self.steps, entry, message, now);
                 let decided = fold::<PurchaseWorkflow>(
                     w,
                     &stream,
                     command.clone(),
                     &ctx,
                     message,
-                    command_step,
+                    step,
                     entry,
                 )?;
                 self.push(decided);
@@ -381,8 +388,15 @@ impl Workspace {
         message: &Message,
         now: DateTime<Utc>,
     ) -> Result<(), FhirError> {
-        let w = working(&mut self.accounts, registry, stream).await?;
         let (step, ctx) = next_step(&mut self.steps, entry, message, now);
+        let name = PatientAccount::command_name(&command);
+        if self
+            .repeated(registry, stream, message, entry, step, name)
+            .await?
+        {
+            return Ok(());
+        }
+        let w = working(&mut self.accounts, registry, stream).await?;
         let decided = fold::<PatientAccount>(w, stream, command, &ctx, message, step, entry)?;
         self.push(decided);
         Ok(())
@@ -397,11 +411,47 @@ impl Workspace {
         message: &Message,
         now: DateTime<Utc>,
     ) -> Result<(), FhirError> {
-        let w = working(&mut self.encounters, registry, stream).await?;
         let (step, ctx) = next_step(&mut self.steps, entry, message, now);
+        let name = Encounter::command_name(&command);
+        if self
+            .repeated(registry, stream, message, entry, step, name)
+            .await?
+        {
+            return Ok(());
+        }
+        let w = working(&mut self.encounters, registry, stream).await?;
         let decided = fold::<Encounter>(w, stream, command, &ctx, message, step, entry)?;
         self.push(decided);
         Ok(())
+    }
+
+    /// For a keyed message (Idempotency-Key), whether this command was appended before (a
+    /// retry after the first answer was lost): then its first result is the answer and it is
+    /// not decided again, which could now refuse it (registering twice). The observed state
+    /// already holds its events.
+    async fn repeated(
+        &mut self,
+        registry: &Registry,
+        stream: &StreamId,
+        message: &Message,
+        entry: usize,
+        step: usize,
+        command: &'static str,
+    ) -> Result<bool, FhirError> {
+        if !message.keyed {
+            return Ok(false);
+        }
+        let id = super::execute::command_id(message.base_id, entry, step);
+        let Some(first) = registry.store().find_command(stream, id).await? else {
+            return Ok(false);
+        };
+        self.decided.push(Decided {
+            entry,
+            command,
+            appended: false,
+            noop: CommandOutcome::from_appended(first),
+        });
+        Ok(true)
     }
 
     fn push(&mut self, (decided, request): (Decided, Option<AppendRequest>)) {
