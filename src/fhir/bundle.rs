@@ -6,8 +6,8 @@
 //!
 //! 1. parse and map every entry ([`super::inbound`]); `urn:uuid:` references between entries
 //!    resolve to the MRN or visit of the entry they name;
-//! 2. load each involved aggregate's current state through the registry (`observe`, which
-//!    catches a live actor up first);
+//! 2. load each involved aggregate's current state through the registry (`current`: a live
+//!    actor's, caught up, else loaded from the store without starting an actor);
 //! 3. fold the entries in Bundle order with the aggregates' pure `decide` and `evolve`, so
 //!    entry 3 sees what entries 1 and 2 did (a charge on a patient registered in the same
 //!    Bundle);
@@ -275,7 +275,7 @@ async fn working<'m, A: Aggregate>(
     stream: &StreamId,
 ) -> Result<&'m mut Working<A>, FhirError> {
     if !map.contains_key(stream) {
-        let observed = registry.observe::<A>(stream).await?;
+        let observed = registry.current::<A>(stream).await?;
         map.insert(
             stream.clone(),
             Working {
