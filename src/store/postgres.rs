@@ -274,24 +274,46 @@ struct Statements {
     advance: Statement,
 }
 
+const LOCK_POSITION: &str = "SELECT last FROM global_position WHERE id = 1 FOR UPDATE";
+const REPEATED: &str = "SELECT event_id FROM events WHERE event_id = ANY($1)";
+const HEADS: &str = "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
+     CROSS JOIN LATERAL (SELECT version, hash FROM events e \
+       WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h";
+const INSERT: &str = "INSERT INTO events (position, stream_id, version, event_id, command_id, \
+     event_type, schema_version, data, metadata, prev_hash, hash) \
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
+     $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
+     $11::bytea[])";
+const ADVANCE: &str = "UPDATE global_position SET last = $1 WHERE id = 1";
+
 impl Statements {
     async fn prepare(client: &Client) -> Result<Self, StoreError> {
         let (lock_position, repeated, heads, insert, advance) = tokio::try_join!(
-            client.prepare("SELECT last FROM global_position WHERE id = 1 FOR UPDATE"),
-            client.prepare("SELECT event_id FROM events WHERE event_id = ANY($1)"),
-            client.prepare(
-                "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
-                 CROSS JOIN LATERAL (SELECT version, hash FROM events e \
-                   WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h",
-            ),
-            client.prepare(
-                "INSERT INTO events (position, stream_id, version, event_id, command_id, \
-                 event_type, schema_version, data, metadata, prev_hash, hash) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
-                 $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
-                 $11::bytea[])",
-            ),
-            client.prepare("UPDATE global_position SET last = $1 WHERE id = 1"),
+            client.prepare(LOCK_POSITION),
+            client.prepare(REPEATED),
+            client.prepare(HEADS),
+            client.prepare(INSERT),
+            client.prepare(ADVANCE),
+        )
+        .map_err(pg_error)?;
+        Ok(Self {
+            lock_position,
+            repeated,
+            heads,
+            insert,
+            advance,
+        })
+    }
+
+    /// The same statements from a pooled connection's statement cache (atomic units run on
+    /// pooled connections; preparing afresh would cost each unit a parse of all five).
+    async fn prepare_cached(client: &deadpool_postgres::Object) -> Result<Self, StoreError> {
+        let (lock_position, repeated, heads, insert, advance) = tokio::try_join!(
+            client.prepare_cached(LOCK_POSITION),
+            client.prepare_cached(REPEATED),
+            client.prepare_cached(HEADS),
+            client.prepare_cached(INSERT),
+            client.prepare_cached(ADVANCE),
         )
         .map_err(pg_error)?;
         Ok(Self {
@@ -404,7 +426,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        let statements = Statements::prepare(&client).await?;
+        let statements = Statements::prepare_cached(&client).await?;
         client.batch_execute("BEGIN").await.map_err(pg_error)?;
         let parts: Vec<&PreparedAppend> = prepared.iter().collect();
         let outcomes = match write_in_transaction(&client, &statements, &parts).await {
