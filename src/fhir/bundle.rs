@@ -548,3 +548,66 @@ fn fold<A: Aggregate>(
         Some(request),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(method: &str, url: &str) -> Option<model::BundleRequest> {
+        Some(model::BundleRequest {
+            method: Some(method.into()),
+            url: Some(url.into()),
+        })
+    }
+
+    #[test]
+    fn an_entry_is_a_create_unless_it_puts_to_its_own_type_and_id() {
+        assert_eq!(method(&None, "Patient").unwrap(), Method::Create);
+        assert_eq!(
+            method(&request("POST", "Patient"), "Patient").unwrap(),
+            Method::Create
+        );
+        assert_eq!(
+            method(&request("PUT", "Patient/M-1"), "Patient").unwrap(),
+            Method::Update { id: "M-1".into() }
+        );
+        for (verb, url) in [
+            ("PUT", "Encounter/M-1"),
+            ("PUT", "Patient/"),
+            ("PUT", "Patient?identifier=x"),
+            ("DELETE", "Patient/M-1"),
+        ] {
+            assert!(
+                matches!(
+                    method(&request(verb, url), "Patient"),
+                    Err(FhirError::Invalid { .. })
+                ),
+                "{verb} {url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bundle_refuses_before_deciding_when_an_entry_cannot_be_mapped() {
+        let settings = FhirSettings::default();
+        let not_bundle = json!({"resourceType": "Patient"});
+        assert!(matches!(
+            Transaction::parse(not_bundle, &settings),
+            Err(FhirError::WrongResourceType { .. })
+        ));
+        let empty = json!({"resourceType": "Bundle", "type": "transaction", "entry": []});
+        assert!(matches!(
+            Transaction::parse(empty, &settings),
+            Err(FhirError::Invalid { missing: true, .. })
+        ));
+        let no_resource = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{}]});
+        let error = Transaction::parse(no_resource, &settings).unwrap_err();
+        assert_eq!(error.entry(), Some(0));
+        assert_eq!(
+            error.expression().as_deref(),
+            Some("Bundle.entry[0].resource")
+        );
+        assert_eq!(error.status(), 422);
+    }
+}

@@ -234,6 +234,10 @@ impl FhirError {
         match self {
             FhirError::Invalid { element, .. } => Some(element.clone()),
             FhirError::Entry { index, error } => Some(match error.expression() {
+                // The entry's own elements (`resource`, `request.url`) or the resource's.
+                Some(inner) if inner == "resource" || inner.starts_with("request.") => {
+                    format!("Bundle.entry[{index}].{inner}")
+                }
                 Some(inner) => format!("Bundle.entry[{index}].resource.{inner}"),
                 None => format!("Bundle.entry[{index}]"),
             }),
