@@ -145,6 +145,9 @@ impl Transaction {
     ) -> Result<Vec<EntryOutcome>, FhirError> {
         for _ in 0..MAX_ATTEMPTS {
             let mut work = Workspace::default();
+            // A load that fails here is tried again by the entry's own fold below, whose
+            // error names the entry.
+            let _ = work.preload(registry, &self.entries).await;
             for (index, (_, step)) in self.entries.iter().enumerate() {
                 work.decide(registry, index, step, message, now)
                     .await
@@ -288,7 +291,69 @@ async fn working<'m, A: Aggregate>(
         .ok_or_else(|| FhirError::Unavailable("working state vanished".into()))
 }
 
+/// Loads the states of `streams` concurrently into `map`.
+async fn preload_all<A: Aggregate>(
+    map: &mut HashMap<StreamId, Working<A>>,
+    registry: &Registry,
+    streams: Vec<StreamId>,
+) -> Result<(), FhirError> {
+    let loads = streams.iter().map(|stream| registry.current::<A>(stream));
+    let loaded = futures_util::future::join_all(loads).await;
+    for (stream, observed) in streams.into_iter().zip(loaded) {
+        let observed = observed?;
+        map.insert(
+            stream,
+            Working {
+                state: observed.state,
+                version: observed.version,
+            },
+        );
+    }
+    Ok(())
+}
+
 impl Workspace {
+    /// Loads every stream the entries touch, concurrently: on PostgreSQL each load is a
+    /// snapshot look-up and a stream read over the network, and loading them one entry at a
+    /// time put them all in series. The fold then finds them loaded.
+    async fn preload(
+        &mut self,
+        registry: &Registry,
+        entries: &[(&'static str, Step)],
+    ) -> Result<(), FhirError> {
+        let (mut accounts, mut encounters, mut purchases) = (Vec::new(), Vec::new(), Vec::new());
+        let add = |list: &mut Vec<StreamId>, kind: &str, id: &str| {
+            if let Ok(stream) = stream(kind, id)
+                && !list.contains(&stream)
+            {
+                list.push(stream);
+            }
+        };
+        for (_, step) in entries {
+            match step {
+                Step::Account { mrn, .. } | Step::PatientUpsert { mrn, .. } => {
+                    add(&mut accounts, PatientAccount::KIND, mrn);
+                }
+                Step::Encounter { visit, change } => {
+                    add(&mut encounters, Encounter::KIND, visit);
+                    add(&mut accounts, PatientAccount::KIND, &change.account_id);
+                }
+                Step::EncounterCommand { visit, .. } => {
+                    add(&mut encounters, Encounter::KIND, visit);
+                }
+                Step::Purchase { requisition, .. } => {
+                    add(&mut purchases, PurchaseWorkflow::KIND, requisition);
+                }
+            }
+        }
+        let (a, e, p) = tokio::join!(
+            preload_all(&mut self.accounts, registry, accounts),
+            preload_all(&mut self.encounters, registry, encounters),
+            preload_all(&mut self.purchases, registry, purchases),
+        );
+        a.and(e).and(p)
+    }
+
     fn touched(&self) -> impl Iterator<Item = &StreamId> {
         self.accounts
             .keys()
