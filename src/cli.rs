@@ -268,6 +268,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0.5)]
         register_share: f64,
     },
+    /// FHIR resources per second through transaction Bundles (a running server).
+    Fhir {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Concurrent connections, one Bundle in flight each.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds of measured load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Patients per Bundle; four entries each (Patient, Coverage, Encounter, ChargeItem).
+        #[arg(long, default_value_t = 5)]
+        patients: usize,
+    },
     /// `audit verify` over a freshly built log.
     Verify {
         /// Backend to measure (overrides the configured store).
@@ -384,6 +399,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         register_share,
                     };
                     let report = runtime.block_on(bench::http(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Fhir {
+                    url,
+                    connections,
+                    seconds,
+                    patients,
+                } => {
+                    let spec = bench::FhirBench {
+                        url,
+                        connections,
+                        duration: Duration::from_secs(seconds),
+                        patients,
+                    };
+                    let report = runtime.block_on(bench::fhir(&config, &spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Verify {
@@ -993,6 +1023,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         projections,
         process_managers,
         dead_letters,
+        fhir: crate::fhir::FhirSettings::from_config(config),
     })
 }
 

@@ -113,6 +113,9 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Requests a token subject may make in a burst above the average (default 400).
     pub rate_limit_burst: u32,
+    /// The FHIR identifier system whose value is a patient's MRN (unset: only identifiers
+    /// typed `MR` are MRNs). An addition beyond DESIGN.md's pinned keys (docs/operations.md).
+    pub mrn_system: Option<String>,
 }
 
 /// Why configuration was refused.
@@ -173,6 +176,7 @@ const KEYS: &[&str] = &[
     "snapshot_every",
     "rate_limit_per_second",
     "rate_limit_burst",
+    "mrn_system",
 ];
 
 impl Config {
@@ -306,6 +310,7 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("rate_limit_per_second", 200)?)
                 .unwrap_or(u32::MAX),
             rate_limit_burst: u32::try_from(number("rate_limit_burst", 400)?).unwrap_or(u32::MAX),
+            mrn_system: get("mrn_system"),
         };
         config.validate()?;
         Ok(config)

@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;
+pub mod fhir;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;

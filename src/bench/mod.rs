@@ -7,6 +7,7 @@
 mod activate;
 mod append;
 mod audit;
+mod fhir;
 mod flows;
 mod http;
 mod rebuild;
@@ -14,6 +15,7 @@ mod rebuild;
 pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
+pub use fhir::{FhirBench, FhirReport, fhir};
 pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};

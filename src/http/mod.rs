@@ -38,6 +38,7 @@ pub mod commands;
 pub mod dead_letters;
 pub mod erasure;
 pub mod error;
+pub mod fhir;
 pub mod openapi;
 pub mod problem;
 pub mod process_managers;
@@ -72,6 +73,8 @@ pub struct Runtime {
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
     /// What outbound consumers could not do, for operators (`src/dead_letters`).
     pub dead_letters: crate::dead_letters::DeadLetters,
+    /// The FHIR adapter's settings (`mrn_system`).
+    pub fhir: crate::fhir::FhirSettings,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -330,6 +333,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     projections::register(cfg);
     process_managers::register(cfg);
     dead_letters::register(cfg);
+    fhir::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.
@@ -361,7 +365,9 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+        .is_some_and(|v| {
+            v.starts_with(PROBLEM_JSON) || v.starts_with(crate::fhir::render::FHIR_JSON)
+        });
     if is_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

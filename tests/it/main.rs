@@ -10,6 +10,7 @@ mod erasure;
 mod errors;
 mod fake_odoo;
 mod fake_payer;
+mod fhir;
 mod journey;
 mod passivation;
 mod payer;
