@@ -788,6 +788,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("careflow listening on http://{addr}");
     tracing::info!(%addr, store = ?config.store, data_dir = %config.data_dir.display(), "listening");
+    let mllp = {
+        let state = Arc::clone(&state);
+        let registry: crate::mllp::RegistrySource =
+            Arc::new(move || state.runtime().map(|r| Arc::clone(&r.registry)));
+        crate::mllp::MllpServer::start(
+            config.mllp_listen,
+            crate::mllp::MllpSettings::from_config(&config),
+            registry,
+        )
+        .with_context(|| format!("binding the MLLP listener {}", config.mllp_listen))?
+    };
+    {
+        use std::io::Write;
+        // The second line, for tests and scripts that listen on port 0 (written, not
+        // println!ed: a reader that stopped after the first line must not panic serve).
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "careflow mllp listening on {}", mllp.local_addr());
+        let _ = out.flush();
+    }
+    tracing::info!(addr = %mllp.local_addr(), "mllp listening");
 
     let handle = server.handle();
     // Set before the server is stopped, so it is there whichever task finishes first.
@@ -839,6 +859,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     server.await.context("running the HTTP server")?;
     opener.abort();
+    // No new HL7 messages once HTTP has stopped; unanswered ones are resent by their senders.
+    mllp.stop();
     if let Some(runtime) = state.runtime() {
         // The process managers send commands too: stop them before the actors, so none is
         // mid-command when the registry shuts down (an interrupted one is redelivered after

@@ -113,6 +113,12 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Requests a token subject may make in a burst above the average (default 400).
     pub rate_limit_burst: u32,
+    /// Largest MLLP frame (an HL7 message) taken, in bytes (default 1 MiB); a larger one is
+    /// answered `AR` and its connection closed.
+    pub mllp_max_frame_bytes: usize,
+    /// Test hook: a pause between a message's events being durable and its ACK being written,
+    /// in milliseconds (default 0). Lets a test kill the server inside that window.
+    pub mllp_ack_delay_ms: u64,
 }
 
 /// Why configuration was refused.
@@ -173,6 +179,8 @@ const KEYS: &[&str] = &[
     "snapshot_every",
     "rate_limit_per_second",
     "rate_limit_burst",
+    "mllp_max_frame_bytes",
+    "mllp_ack_delay_ms",
 ];
 
 impl Config {
@@ -306,6 +314,9 @@ impl Config {
             rate_limit_per_second: u32::try_from(number("rate_limit_per_second", 200)?)
                 .unwrap_or(u32::MAX),
             rate_limit_burst: u32::try_from(number("rate_limit_burst", 400)?).unwrap_or(u32::MAX),
+            mllp_max_frame_bytes: usize::try_from(number("mllp_max_frame_bytes", 1 << 20)?)
+                .unwrap_or(usize::MAX),
+            mllp_ack_delay_ms: number("mllp_ack_delay_ms", 0)?,
         };
         config.validate()?;
         Ok(config)

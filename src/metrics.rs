@@ -31,6 +31,16 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     payer_requests: IntCounterVec,
     process_manager: ProcessManagerMetrics,
+    interface: InterfaceMetrics,
+}
+
+// Interop
+/// What every inbound interface (MLLP, FHIR) exports, labelled by `interface` (`mllp`,
+/// `fhir`).
+struct InterfaceMetrics {
+    messages: IntCounterVec,
+    in_flight: IntGaugeVec,
+    oldest_unacked: GaugeVec,
 }
 
 /// What every process-manager runner exports, labelled by its name (five values).
@@ -279,9 +289,44 @@ impl Metrics {
                 ),
             ),
         };
+        // Interop
+        let interface = InterfaceMetrics {
+            messages: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_interface_messages_total",
+                        "Inbound interface messages by outcome (received; then the answer: AA, \
+                         AE, AR)",
+                    ),
+                    &["interface", "outcome"],
+                ),
+            ),
+            in_flight: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "careflow_interface_in_flight",
+                        "Inbound messages received and not yet answered",
+                    ),
+                    &["interface"],
+                ),
+            ),
+            oldest_unacked: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "careflow_interface_oldest_unacked_seconds",
+                        "Age of the oldest inbound message still waiting for its answer (0: none)",
+                    ),
+                    &["interface"],
+                ),
+            ),
+        };
         Self {
             projection,
             process_manager,
+            interface,
             breaker_state: register(&registry, breaker_state),
             payer_requests: register(&registry, payer_requests),
             commands: register(&registry, commands),
@@ -510,6 +555,39 @@ pub fn process_manager_failure(name: &'static str, reason: &'static str) {
         .failures
         .with_label_values(&[name, reason])
         .inc();
+}
+
+// Interop
+
+/// An inbound message arrived on `interface` (`mllp`, `fhir`).
+pub fn interface_received(interface: &'static str) {
+    global()
+        .interface
+        .messages
+        .with_label_values(&[interface, "received"])
+        .inc();
+}
+
+/// An inbound message on `interface` was answered with `outcome` (`AA`, `AE`, `AR`).
+pub fn interface_answered(interface: &'static str, outcome: &'static str) {
+    global()
+        .interface
+        .messages
+        .with_label_values(&[interface, outcome])
+        .inc();
+}
+
+/// Messages on `interface` waiting for their answer, and the age of the oldest.
+pub fn interface_pending(interface: &'static str, in_flight: usize, oldest: Duration) {
+    let metrics = &global().interface;
+    metrics
+        .in_flight
+        .with_label_values(&[interface])
+        .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    metrics
+        .oldest_unacked
+        .with_label_values(&[interface])
+        .set(oldest.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod erasure;
 mod errors;
 mod fake_payer;
 mod journey;
+mod mllp;
 mod passivation;
 mod payer;
 mod postgres_api;
