@@ -267,6 +267,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0.5)]
         register_share: f64,
     },
+    /// HL7 messages (ADT^A04 then DFT^P03) acknowledged per second over MLLP by a running
+    /// server.
+    Mllp {
+        /// The server's MLLP address.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        addr: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Messages a connection may have unacknowledged (1: send and wait).
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Patients per connection (each gets one A04, then DFTs).
+        #[arg(long, default_value_t = 200)]
+        patients: usize,
+    },
     /// `audit verify` over a freshly built log.
     Verify {
         /// Backend to measure (overrides the configured store).
@@ -383,6 +402,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         register_share,
                     };
                     let report = runtime.block_on(bench::http(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Mllp {
+                    addr,
+                    connections,
+                    messages,
+                    window,
+                    patients,
+                } => {
+                    let spec = bench::MllpBench {
+                        addr,
+                        connections,
+                        messages,
+                        window,
+                        patients,
+                    };
+                    let report = runtime.block_on(bench::mllp(&spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Verify {

@@ -9,6 +9,7 @@ mod append;
 mod audit;
 mod flows;
 mod http;
+mod mllp;
 mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
@@ -16,6 +17,7 @@ pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
 pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
+pub use mllp::{MllpBench, MllpReport, mllp};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 
 use std::time::Duration;
