@@ -4,12 +4,12 @@
 //! messages one after the other, so two messages of one patient never race (an A08 cannot
 //! overtake the A01 it follows) while a busy patient only holds up the few others that share
 //! its lane. Applying a message runs its steps in order through the [`Registry`], each with
-//! its deterministic command id and `check_duplicate`, exactly as the process managers send
-//! theirs.
+//! its deterministic command id, as the process managers send theirs.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use careflow_aggregates::patient_account;
 use careflow_aggregates::{Encounter, PatientAccount, Rejection};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -84,11 +84,25 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
             principal: principal.clone(),
             source: "hl7".into(),
             occurred_at,
-            // A resent message must get the first answer even where deciding again would now
-            // refuse (a check-in already done).
-            check_duplicate: true,
+            // The lookup reads the stream's events, and a new message is the common case: it
+            // is skipped for commands that the aggregate refuses when decided a second time
+            // (every one but UpdateDemographics); a refused one is asked again below with the
+            // lookup on, which tells a resend from a business error.
+            check_duplicate: repeatable(&step.target),
         };
-        let result = execute(registry, step, context).await;
+        let mut result = execute(registry, step, context.clone()).await;
+        if let Err(CommandError::Rejected(rejection)) = &result
+            && !context.check_duplicate
+            && !matches!(tolerated(registry, step, rejection).await, Ok(true))
+        {
+            // Refused: a business error, unless this is a resend whose first answer was a
+            // success (a check-in already done, a charge already posted).
+            let context = CommandContext {
+                check_duplicate: true,
+                ..context
+            };
+            result = execute(registry, step, context).await;
+        }
         match result {
             Ok(()) => {}
             Err(CommandError::Rejected(rejection)) => {
@@ -105,6 +119,16 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
         }
     }
     Ack::accept()
+}
+
+/// Whether deciding the command again after it was applied could succeed again (and so
+/// append twice without the command-id lookup). All the others move a lifecycle forward or
+/// claim an id, so their second decision is refused.
+fn repeatable(target: &Target) -> bool {
+    matches!(
+        target,
+        Target::PatientAccount(_, patient_account::Command::UpdateDemographics(_))
+    )
 }
 
 async fn execute(

@@ -302,6 +302,19 @@ async fn a_resent_message_is_acknowledged_again_and_appends_nothing() {
     assert_eq!(again.exchange(&dft).await.code(), "AA");
     assert_eq!(site.log_len().await, before, "the resends appended nothing");
 
+    // An update decides to events again when resent; the append still recognises its
+    // command id and writes nothing.
+    let a08 = fixture("adt_a08.hl7", &[]);
+    assert_eq!(again.exchange(&a08).await.code(), "AA");
+    assert_eq!(site.log_len().await, before + 1);
+    assert_eq!(ehr.exchange(&a08).await.code(), "AA");
+    assert_eq!(
+        site.log_len().await,
+        before + 1,
+        "the resent A08 appended nothing"
+    );
+    let before = before + 1;
+
     // The same MSH-10 from another facility is another message: its charges are refused by
     // the account (the charge ids `{MSH-10}-{FT1-1}` are taken), an AE, nothing appended.
     let other = fixture("dft_p03.hl7", &[("|CHARGES|1|", "|CHARGES|2|")]);
