@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -81,15 +81,34 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             biased;
-            Some((header, ack, waiting)) = answers.next(), if !answers.is_empty() => {
-                let text = ack.render(header.as_ref(), Utc::now(), &ack_id());
-                let written = acks.send(Bytes::from(text)).await;
-                drop(waiting);
+            Some(first) = answers.next(), if !answers.is_empty() => {
+                // Every answer already done goes out in one write.
+                let mut ready = vec![first];
+                while let Some(Some(next)) = answers.next().now_or_never() {
+                    ready.push(next);
+                }
+                let mut codes = Vec::with_capacity(ready.len());
+                let mut written = Ok(());
+                for (header, ack, _) in &ready {
+                    let text = ack.render(header.as_ref(), Utc::now(), &ack_id());
+                    codes.push(ack.code.as_str());
+                    written = acks.feed(Bytes::from(text)).await;
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                if written.is_ok() {
+                    written = acks.flush().await;
+                }
+                // Answered (or never to be): out of the in-flight gauges either way.
+                drop(ready);
                 if let Err(error) = written {
                     tracing::debug!(%error, "mllp ack not written; the sender will resend");
                     return;
                 }
-                metrics::interface_answered(INTERFACE, ack.code.as_str());
+                for code in codes {
+                    metrics::interface_answered(INTERFACE, code);
+                }
             }
             frame = frames.next(), if reading && answers.len() < shared.settings.max_pipeline => {
                 match frame {
