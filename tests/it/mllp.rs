@@ -555,6 +555,23 @@ async fn a_kill_9_between_durable_and_the_ack_then_the_resend_appends_once() {
         async move { (api.all_events(&auditor).await.len() == 3).then_some(()) }
     })
     .await;
+    // Durable and not acknowledged: one message in flight, its age growing.
+    eventually(Duration::from_secs(30), "the unacknowledged age", || {
+        let api = api.clone();
+        async move {
+            let metrics = api.get("/metrics", None).await.text;
+            let in_flight = metrics.contains("careflow_interface_in_flight{interface=\"mllp\"} 1");
+            let age: f64 = metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("careflow_interface_oldest_unacked_seconds{interface=\"mllp\"} ")
+                })?
+                .parse()
+                .ok()?;
+            (in_flight && age >= 1.0).then_some(())
+        }
+    })
+    .await;
     server.kill9();
     assert!(
         ehr.ack().await.is_none(),
