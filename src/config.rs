@@ -116,6 +116,12 @@ pub struct Config {
     /// The FHIR identifier system whose value is a patient's MRN (unset: only identifiers
     /// typed `MR` are MRNs). An addition beyond DESIGN.md's pinned keys (docs/operations.md).
     pub mrn_system: Option<String>,
+    /// Largest MLLP frame (an HL7 message) taken, in bytes (default 1 MiB); a larger one is
+    /// answered `AR` and its connection closed.
+    pub mllp_max_frame_bytes: usize,
+    /// Test hook: a pause between a message's events being durable and its ACK being written,
+    /// in milliseconds (default 0). Lets a test kill the server inside that window.
+    pub mllp_ack_delay_ms: u64,
 }
 
 /// Why configuration was refused.
@@ -177,6 +183,8 @@ const KEYS: &[&str] = &[
     "rate_limit_per_second",
     "rate_limit_burst",
     "mrn_system",
+    "mllp_max_frame_bytes",
+    "mllp_ack_delay_ms",
 ];
 
 impl Config {
@@ -311,6 +319,9 @@ impl Config {
                 .unwrap_or(u32::MAX),
             rate_limit_burst: u32::try_from(number("rate_limit_burst", 400)?).unwrap_or(u32::MAX),
             mrn_system: get("mrn_system"),
+            mllp_max_frame_bytes: usize::try_from(number("mllp_max_frame_bytes", 1 << 20)?)
+                .unwrap_or(usize::MAX),
+            mllp_ack_delay_ms: number("mllp_ack_delay_ms", 0)?,
         };
         config.validate()?;
         Ok(config)

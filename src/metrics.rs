@@ -303,7 +303,8 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "careflow_interface_messages_total",
-                        "Inbound interface messages: received, acked, and nacked by code",
+                        "Inbound interface messages by outcome: received; then FHIR acked or \
+                         nacked_{code}, MLLP AA, AE or AR",
                     ),
                     &["interface", "outcome"],
                 ),
@@ -600,7 +601,9 @@ impl Metrics {
                 *entry = *since;
             }
         }
-        for interface in ["fhir", "mllp"] {
+        // Only FHIR's requests are tracked here; MLLP sets its gauge from its lanes
+        // (`interface_pending`).
+        for interface in ["fhir"] {
             let age = oldest
                 .get(interface)
                 .map_or(0.0, |since| since.elapsed().as_secs_f64());
@@ -694,6 +697,40 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.finish("nacked_abandoned");
     }
+}
+
+// Interop (MLLP side: the lanes report counts and ages themselves)
+
+/// An inbound message arrived on `interface` (`mllp`), counted without an [`InFlight`]:
+/// the MLLP lanes track what is unanswered themselves ([`interface_pending`]).
+pub fn interface_arrived(interface: &'static str) {
+    global()
+        .interop
+        .messages
+        .with_label_values(&[interface, "received"])
+        .inc();
+}
+
+/// An inbound message on `interface` was answered with `outcome` (`AA`, `AE`, `AR`).
+pub fn interface_answered(interface: &'static str, outcome: &'static str) {
+    global()
+        .interop
+        .messages
+        .with_label_values(&[interface, outcome])
+        .inc();
+}
+
+/// Messages on `interface` waiting for their answer, and the age of the oldest.
+pub fn interface_pending(interface: &'static str, in_flight: usize, oldest: Duration) {
+    let metrics = &global().interop;
+    metrics
+        .in_flight
+        .with_label_values(&[interface])
+        .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    metrics
+        .oldest_unacked
+        .with_label_values(&[interface])
+        .set(oldest.as_secs_f64());
 }
 
 #[cfg(test)]

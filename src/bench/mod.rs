@@ -10,6 +10,7 @@ mod audit;
 mod fhir;
 mod flows;
 mod http;
+mod mllp;
 mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
@@ -18,6 +19,7 @@ pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, 
 pub use fhir::{FhirBench, FhirReport, fhir};
 pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
+pub use mllp::{MllpBench, MllpReport, mllp};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 
 use std::time::Duration;

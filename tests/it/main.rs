@@ -12,6 +12,7 @@ mod fake_odoo;
 mod fake_payer;
 mod fhir;
 mod journey;
+mod mllp;
 mod passivation;
 mod payer;
 mod postgres_api;
