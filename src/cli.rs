@@ -269,6 +269,40 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0.5)]
         register_share: f64,
     },
+    /// FHIR resources per second through transaction Bundles (a running server).
+    Fhir {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Concurrent connections, one Bundle in flight each.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds of measured load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Patients per Bundle; four entries each (Patient, Coverage, Encounter, ChargeItem).
+        #[arg(long, default_value_t = 5)]
+        patients: usize,
+    },
+    /// HL7 messages (ADT^A04 then DFT^P03) acknowledged per second over MLLP by a running
+    /// server.
+    Mllp {
+        /// The server's MLLP address.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        addr: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 10)]
+        connections: usize,
+        /// Messages in all.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Messages a connection may have unacknowledged (1: send and wait).
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Patients per connection (each gets one A04, then DFTs).
+        #[arg(long, default_value_t = 200)]
+        patients: usize,
+    },
     /// `audit verify` over a freshly built log.
     Verify {
         /// Backend to measure (overrides the configured store).
@@ -401,6 +435,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         register_share,
                     };
                     let report = runtime.block_on(bench::http(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Fhir {
+                    url,
+                    connections,
+                    seconds,
+                    patients,
+                } => {
+                    let spec = bench::FhirBench {
+                        url,
+                        connections,
+                        duration: Duration::from_secs(seconds),
+                        patients,
+                    };
+                    let report = runtime.block_on(bench::fhir(&config, &spec))?;
+                    println!("{report}");
+                }
+                BenchCommand::Mllp {
+                    addr,
+                    connections,
+                    messages,
+                    window,
+                    patients,
+                } => {
+                    let spec = bench::MllpBench {
+                        addr,
+                        connections,
+                        messages,
+                        window,
+                        patients,
+                    };
+                    let report = runtime.block_on(bench::mllp(&spec))?;
                     println!("{report}");
                 }
                 BenchCommand::Verify {
@@ -821,6 +887,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("careflow listening on http://{addr}");
     tracing::info!(%addr, store = ?config.store, data_dir = %config.data_dir.display(), "listening");
+    let mllp = {
+        let state = Arc::clone(&state);
+        let registry: crate::mllp::RegistrySource =
+            Arc::new(move || state.runtime().map(|r| Arc::clone(&r.registry)));
+        crate::mllp::MllpServer::start(
+            config.mllp_listen,
+            crate::mllp::MllpSettings::from_config(&config),
+            registry,
+        )
+        .with_context(|| format!("binding the MLLP listener {}", config.mllp_listen))?
+    };
+    {
+        use std::io::Write;
+        // The second line, for tests and scripts that listen on port 0 (written, not
+        // println!ed: a reader that stopped after the first line must not panic serve).
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "careflow mllp listening on {}", mllp.local_addr());
+        let _ = out.flush();
+    }
+    tracing::info!(addr = %mllp.local_addr(), "mllp listening");
 
     let handle = server.handle();
     // Set before the server is stopped, so it is there whichever task finishes first.
@@ -872,6 +958,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     server.await.context("running the HTTP server")?;
     opener.abort();
+    // No new HL7 messages once HTTP has stopped; unanswered ones are resent by their senders.
+    mllp.stop();
     if let Some(runtime) = state.runtime() {
         // The process managers send commands too: stop them before the actors, so none is
         // mid-command when the registry shuts down (an interrupted one is redelivered after
@@ -1037,6 +1125,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         process_managers,
         outbound,
         dead_letters,
+        fhir: crate::fhir::FhirSettings::from_config(config),
     })
 }
 

@@ -129,6 +129,15 @@ pub struct Config {
     /// Longest one webhook request may take, in milliseconds (default 15,000, inside the
     /// Standard Webhooks recommendation of 15 to 30 s).
     pub webhook_timeout_ms: u64,
+    /// The FHIR identifier system whose value is a patient's MRN (unset: only identifiers
+    /// typed `MR` are MRNs). An addition beyond DESIGN.md's pinned keys (docs/operations.md).
+    pub mrn_system: Option<String>,
+    /// Largest MLLP frame (an HL7 message) taken, in bytes (default 1 MiB); a larger one is
+    /// answered `AR` and its connection closed.
+    pub mllp_max_frame_bytes: usize,
+    /// Test hook: a pause between a message's events being durable and its ACK being written,
+    /// in milliseconds (default 0). Lets a test kill the server inside that window.
+    pub mllp_ack_delay_ms: u64,
 }
 
 /// Why configuration was refused.
@@ -195,6 +204,9 @@ const KEYS: &[&str] = &[
     "webhook_backoff_first_ms",
     "webhook_backoff_max_ms",
     "webhook_timeout_ms",
+    "mrn_system",
+    "mllp_max_frame_bytes",
+    "mllp_ack_delay_ms",
 ];
 
 impl Config {
@@ -336,6 +348,10 @@ impl Config {
             webhook_backoff_first_ms: number("webhook_backoff_first_ms", 1_000)?,
             webhook_backoff_max_ms: number("webhook_backoff_max_ms", 300_000)?,
             webhook_timeout_ms: number("webhook_timeout_ms", 15_000)?,
+            mrn_system: get("mrn_system"),
+            mllp_max_frame_bytes: usize::try_from(number("mllp_max_frame_bytes", 1 << 20)?)
+                .unwrap_or(usize::MAX),
+            mllp_ack_delay_ms: number("mllp_ack_delay_ms", 0)?,
         };
         config.validate()?;
         Ok(config)

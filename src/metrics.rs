@@ -32,7 +32,25 @@ pub struct Metrics {
     payer_requests: IntCounterVec,
     process_manager: ProcessManagerMetrics,
     outbound: OutboundMetrics,
+    interop: InteropMetrics,
 }
+
+// Interop
+
+/// What every inbound interface (`fhir`, `mllp`) exports, labelled by interface.
+struct InteropMetrics {
+    /// `outcome`: `received`, `acked`, or `nacked_{code}` with the interface's refusal code
+    /// (FHIR: the OperationOutcome issue code; a bounded set).
+    messages: IntCounterVec,
+    in_flight: IntGaugeVec,
+    oldest_unacked: GaugeVec,
+}
+
+/// Messages received and not yet answered, per interface: id -> when it arrived.
+static UNACKED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::BTreeMap<(&'static str, u64), std::time::Instant>>,
+> = std::sync::LazyLock::new(Default::default);
+static NEXT_MESSAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What every process-manager runner exports, labelled by its name (five values).
 struct ProcessManagerMetrics {
@@ -281,7 +299,41 @@ impl Metrics {
             ),
         };
         let outbound = OutboundMetrics::build(&registry);
+        let interop = InteropMetrics {
+            messages: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_interface_messages_total",
+                        "Inbound interface messages by outcome: received; then FHIR acked or \
+                         nacked_{code}, MLLP AA, AE or AR",
+                    ),
+                    &["interface", "outcome"],
+                ),
+            ),
+            in_flight: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "careflow_interface_in_flight",
+                        "Inbound messages received and not yet answered",
+                    ),
+                    &["interface"],
+                ),
+            ),
+            oldest_unacked: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "careflow_interface_oldest_unacked_seconds",
+                        "Age of the oldest inbound message not yet answered (0 when none)",
+                    ),
+                    &["interface"],
+                ),
+            ),
+        };
         Self {
+            interop,
             projection,
             process_manager,
             outbound,
@@ -304,6 +356,7 @@ impl Metrics {
 
     /// The registry in the Prometheus text exposition format.
     pub fn render(&self) -> String {
+        self.refresh_oldest_unacked();
         let mut out = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(%error, "encoding metrics failed");
@@ -617,6 +670,151 @@ static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// `count` rows of `source` are in `status`.
 pub fn dead_letters(source: &str, status: &'static str, count: i64) {
     DEAD_LETTERS.with_label_values(&[source, status]).set(count);
+}
+
+impl Metrics {
+    /// Sets `careflow_interface_oldest_unacked_seconds` from the messages still in flight
+    /// (a gauge only a scrape needs, so it is computed then).
+    fn refresh_oldest_unacked(&self) {
+        let Ok(unacked) = UNACKED.lock() else {
+            return;
+        };
+        let mut oldest: std::collections::BTreeMap<&'static str, std::time::Instant> =
+            std::collections::BTreeMap::new();
+        for ((interface, _), since) in unacked.iter() {
+            let entry = oldest.entry(interface).or_insert(*since);
+            if since < entry {
+                *entry = *since;
+            }
+        }
+        // Only FHIR's requests are tracked here; MLLP sets its gauge from its lanes
+        // (`interface_pending`).
+        let age = oldest
+            .get("fhir")
+            .map_or(0.0, |since| since.elapsed().as_secs_f64());
+        self.interop
+            .oldest_unacked
+            .with_label_values(&["fhir"])
+            .set(age);
+    }
+}
+
+/// One inbound message on its way through an interface; answer it with [`InFlight::acked`]
+/// or [`InFlight::nacked`]. Dropped unanswered (the client went away mid-request), it counts
+/// as `nacked_abandoned`.
+pub struct InFlight {
+    interface: &'static str,
+    id: u64,
+    done: bool,
+}
+
+/// A message arrived on `interface` (`fhir`, `mllp`).
+pub fn interface_received(interface: &'static str) -> InFlight {
+    let m = global();
+    m.interop
+        .messages
+        .with_label_values(&[interface, "received"])
+        .inc();
+    m.interop.in_flight.with_label_values(&[interface]).inc();
+    let id = NEXT_MESSAGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut unacked) = UNACKED.lock() {
+        unacked.insert((interface, id), std::time::Instant::now());
+    }
+    InFlight {
+        interface,
+        id,
+        done: false,
+    }
+}
+
+impl InFlight {
+    /// The message was accepted (its events are durable).
+    pub fn acked(mut self) {
+        self.finish("acked");
+    }
+
+    /// The message was refused with `code` (from a bounded set: FHIR issue codes, HL7 ack
+    /// codes).
+    pub fn nacked(mut self, code: &'static str) {
+        let outcome = match code {
+            "structure" => "nacked_structure",
+            "not-supported" => "nacked_not-supported",
+            "required" => "nacked_required",
+            "value" => "nacked_value",
+            "invalid" => "nacked_invalid",
+            "business-rule" => "nacked_business-rule",
+            "conflict" => "nacked_conflict",
+            "not-found" => "nacked_not-found",
+            "security" => "nacked_security",
+            "forbidden" => "nacked_forbidden",
+            "login" => "nacked_login",
+            "throttled" => "nacked_throttled",
+            "transient" => "nacked_transient",
+            "too-costly" => "nacked_too-costly",
+            "exception" => "nacked_exception",
+            _ => "nacked_other",
+        };
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let m = global();
+        m.interop
+            .messages
+            .with_label_values(&[self.interface, outcome])
+            .inc();
+        m.interop
+            .in_flight
+            .with_label_values(&[self.interface])
+            .dec();
+        if let Ok(mut unacked) = UNACKED.lock() {
+            unacked.remove(&(self.interface, self.id));
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish("nacked_abandoned");
+    }
+}
+
+// Interop (MLLP side: the lanes report counts and ages themselves)
+
+/// An inbound message arrived on `interface` (`mllp`), counted without an [`InFlight`]:
+/// the MLLP lanes track what is unanswered themselves ([`interface_pending`]).
+pub fn interface_arrived(interface: &'static str) {
+    global()
+        .interop
+        .messages
+        .with_label_values(&[interface, "received"])
+        .inc();
+}
+
+/// An inbound message on `interface` was answered with `outcome` (`AA`, `AE`, `AR`).
+pub fn interface_answered(interface: &'static str, outcome: &'static str) {
+    global()
+        .interop
+        .messages
+        .with_label_values(&[interface, outcome])
+        .inc();
+}
+
+/// Messages on `interface` waiting for their answer, and the age of the oldest.
+pub fn interface_pending(interface: &'static str, in_flight: usize, oldest: Duration) {
+    let metrics = &global().interop;
+    metrics
+        .in_flight
+        .with_label_values(&[interface])
+        .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    metrics
+        .oldest_unacked
+        .with_label_values(&[interface])
+        .set(oldest.as_secs_f64());
 }
 
 #[cfg(test)]

@@ -171,6 +171,29 @@ impl Registry {
         Err(CommandError::Unavailable("actor did not answer".into()))
     }
 
+    /// The current state of `stream` for a caller that decides outside the actor (a FHIR
+    /// transaction Bundle): the live actor's, caught up, when there is one; otherwise loaded
+    /// from the store (snapshot and tail) without starting an actor, which a Bundle of new
+    /// patients would otherwise do for every stream it touches. Should an actor start
+    /// meanwhile, the store's version check on the caller's append settles it.
+    ///
+    /// # Errors
+    /// [`CommandError`] from loading.
+    pub async fn current<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Observed<A>, CommandError> {
+        if self.is_live(stream) {
+            return self.observe::<A>(stream).await;
+        }
+        let loaded = super::replay::load::<A>(&self.services, stream).await?;
+        Ok(Observed {
+            state: loaded.state,
+            version: loaded.version,
+            position: loaded.position,
+        })
+    }
+
     /// Passivates every actor idle since before `now - idle`; returns how many.
     pub fn passivate_idle(&self, now: Instant) -> usize {
         let idle = self.services.config.idle;
@@ -211,6 +234,22 @@ impl Registry {
         });
         if removed.is_some() {
             metrics::actors_passivated("erased", 1);
+        }
+    }
+
+    /// Forgets the actor of `stream` after its events were appended without it (a FHIR
+    /// transaction Bundle appends through `EventStore::append_all`), so the next message
+    /// starts a fresh actor rather than deciding on the state the old one held. (Should a
+    /// stale actor still decide, the store's version check would refuse its append and it
+    /// would reload; forgetting it saves that round.)
+    pub fn forget_stale(&self, stream: &StreamId) {
+        let removed = self.inner.lock().ok().and_then(|mut inner| {
+            let removed = inner.remove(stream);
+            metrics::actors_live(inner.entries.len());
+            removed
+        });
+        if removed.is_some() {
+            metrics::actors_passivated("stale", 1);
         }
     }
 

@@ -278,6 +278,10 @@ impl EventStore for Interfering {
         self.inner.backend()
     }
 
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError> {
+        self.inner.append_all(requests).await
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         let interfere = self
             .interfere

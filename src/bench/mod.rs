@@ -7,16 +7,20 @@
 mod activate;
 mod append;
 mod audit;
+mod fhir;
 mod flows;
 mod http;
+mod mllp;
 mod nats;
 mod rebuild;
 
 pub use activate::{ActivateBench, ActivateReport, activate};
 pub use append::{AppendBench, AppendReport, StreamChoice, append};
 pub use audit::{ReplayBench, ReplayBenchReport, VerifyBench, VerifyBenchReport, replay, verify};
+pub use fhir::{FhirBench, FhirReport, fhir};
 pub use flows::{ChargesBench, ChargesReport, TimersBench, TimersReport, charges, timers};
 pub use http::{HttpBench, HttpReport, http};
+pub use mllp::{MllpBench, MllpReport, mllp};
 pub use nats::{NatsBench, NatsReport, nats};
 pub use rebuild::{RebuildBench, RebuildReport, rebuild};
 

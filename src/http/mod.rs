@@ -38,6 +38,7 @@ pub mod commands;
 pub mod dead_letters;
 pub mod erasure;
 pub mod error;
+pub mod fhir;
 pub mod openapi;
 pub mod problem;
 pub mod process_managers;
@@ -75,6 +76,8 @@ pub struct Runtime {
     pub outbound: Arc<crate::outbound::Outbound>,
     /// What outbound consumers could not do, for operators (`src/dead_letters`).
     pub dead_letters: crate::dead_letters::DeadLetters,
+    /// The FHIR adapter's settings (`mrn_system`).
+    pub fhir: crate::fhir::FhirSettings,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -334,6 +337,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     process_managers::register(cfg);
     webhooks::register_routes(cfg);
     dead_letters::register(cfg);
+    fhir::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.
@@ -365,7 +369,9 @@ fn as_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+        .is_some_and(|v| {
+            v.starts_with(PROBLEM_JSON) || v.starts_with(crate::fhir::render::FHIR_JSON)
+        });
     if is_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

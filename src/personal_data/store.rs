@@ -126,13 +126,10 @@ impl EncryptingStore {
     }
 }
 
-#[async_trait]
-impl EventStore for EncryptingStore {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-
-    async fn append(&self, mut request: AppendRequest) -> Result<Appended, StoreError> {
+impl EncryptingStore {
+    /// Seals the `personal` objects of a patient account's events with the patient's data
+    /// key (and destroys the key first for an erasure), before the backend hashes them.
+    async fn seal_request(&self, request: &mut AppendRequest) -> Result<(), StoreError> {
         if let Some(mrn) = patient(&request.stream_id) {
             // The key goes first: should the append then fail, the data is unreadable already
             // and a retried erasure appends the event.
@@ -171,9 +168,35 @@ impl EventStore for EncryptingStore {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventStore for EncryptingStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn append(&self, mut request: AppendRequest) -> Result<Appended, StoreError> {
+        self.seal_request(&mut request).await?;
         let mut appended = self.inner.append(request).await?;
         self.open_events(&mut appended.events).await?;
         Ok(appended)
+    }
+
+    async fn append_all(
+        &self,
+        mut requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        for request in &mut requests {
+            self.seal_request(request).await?;
+        }
+        let mut answers = self.inner.append_all(requests).await?;
+        for appended in &mut answers {
+            self.open_events(&mut appended.events).await?;
+        }
+        Ok(answers)
     }
 
     async fn read_stream(

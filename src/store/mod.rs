@@ -162,6 +162,19 @@ pub trait EventStore: Send + Sync + 'static {
     /// new), otherwise backend errors.
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError>;
 
+    /// Appends several commands' events, to one stream or several, all or nothing: every
+    /// request's expectation is checked and all of them are committed in one transaction, or
+    /// none is. What a FHIR transaction Bundle needs (a Patient and its Encounter together).
+    ///
+    /// The answers come back in request order. When *every* request repeats a committed
+    /// command (a retried unit), each answer is that first result with `duplicate: true` and
+    /// nothing is written; a unit that repeats only some of its commands is refused.
+    ///
+    /// # Errors
+    /// The first [`StoreError::WrongExpectedVersion`] of the unit (nothing appended),
+    /// [`StoreError::EmptyAppend`] for a request without events, otherwise backend errors.
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError>;
+
     /// Up to `limit` events of one stream from version `from` in `direction`.
     async fn read_stream(
         &self,
@@ -428,43 +441,38 @@ pub(crate) struct WriteJob {
     pub reply: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
 }
 
+/// Several appends that a backend's writer commits together or not at all
+/// ([`EventStore::append_all`]).
+pub(crate) struct AtomicJob {
+    pub prepared: Vec<PreparedAppend>,
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+}
+
 /// The hand-off from callers to a backend's single writer (thread or task): prepares the
 /// append on the caller's side, queues it with back-pressure, and waits for the durable
 /// answer. Closing it lets the writer drain what is queued and stop.
-pub(crate) struct WriterQueue {
+///
+/// `J` is what the writer's channel carries: plain [`WriteJob`]s, or a backend's own enum
+/// that also carries [`AtomicJob`]s.
+pub(crate) struct WriterQueue<J = WriteJob> {
     backend: &'static str,
-    sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<WriteJob>>>,
+    sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<J>>>,
 }
 
-impl WriterQueue {
-    pub fn new(backend: &'static str, sender: Option<tokio::sync::mpsc::Sender<WriteJob>>) -> Self {
+impl<J: Send + 'static> WriterQueue<J> {
+    pub fn new(backend: &'static str, sender: Option<tokio::sync::mpsc::Sender<J>>) -> Self {
         Self {
             backend,
             sender: std::sync::Mutex::new(sender),
         }
     }
 
-    /// Queues `request` and waits until the writer answers it.
-    ///
-    /// # Errors
-    /// What the writer answered, or [`StoreError::Closed`] once the queue is closed.
-    pub async fn submit(&self, request: AppendRequest) -> Result<Appended, StoreError> {
-        let started = std::time::Instant::now();
-        let prepared = PreparedAppend::new(request, now())?;
-        let sender = self
-            .sender
+    fn sender(&self) -> Result<tokio::sync::mpsc::Sender<J>, StoreError> {
+        self.sender
             .lock()
             .map_err(|_| StoreError::Closed)?
             .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        sender
-            .send(WriteJob { prepared, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let result = answer.await.map_err(|_| StoreError::Closed)?;
-        crate::metrics::store_append(self.backend, started.elapsed());
-        result
+            .ok_or(StoreError::Closed)
     }
 
     /// Whether appends are still taken (false on read-only handles and after `close`).
@@ -478,6 +486,115 @@ impl WriterQueue {
             sender.take();
         }
     }
+}
+
+impl<J: From<AtomicJob> + Send + 'static> WriterQueue<J> {
+    /// Queues `requests` as one unit and waits until the writer answers it.
+    ///
+    /// # Errors
+    /// What the writer answered, or [`StoreError::Closed`] once the queue is closed.
+    pub async fn submit_all(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let started = std::time::Instant::now();
+        let prepared = prepare_unit(requests)?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.sender()?
+            .send(J::from(AtomicJob { prepared, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let result = answer.await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::store_append(self.backend, started.elapsed());
+        result
+    }
+}
+
+impl<J: From<WriteJob> + Send + 'static> WriterQueue<J> {
+    /// Queues `request` and waits until the writer answers it.
+    ///
+    /// # Errors
+    /// What the writer answered, or [`StoreError::Closed`] once the queue is closed.
+    pub async fn submit(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let started = std::time::Instant::now();
+        let prepared = PreparedAppend::new(request, now())?;
+        let sender = self.sender()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        sender
+            .send(J::from(WriteJob { prepared, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let result = answer.await.map_err(|_| StoreError::Closed)?;
+        crate::metrics::store_append(self.backend, started.elapsed());
+        result
+    }
+}
+
+/// The requests of an atomic unit prepared with one `recorded_at`.
+///
+/// # Errors
+/// [`StoreError::EmptyAppend`] when one of them carries no events.
+pub(crate) fn prepare_unit(
+    requests: Vec<AppendRequest>,
+) -> Result<Vec<PreparedAppend>, StoreError> {
+    let recorded_at = now();
+    requests
+        .into_iter()
+        .map(|request| PreparedAppend::new(request, recorded_at))
+        .collect()
+}
+
+/// Why an atomic unit must not be committed, given how each of its parts was decided: `None`
+/// when every part is written (commit), else the answer to give without writing anything.
+pub(crate) fn unit_refusal(outcomes: &[Outcome]) -> Option<Result<Vec<Appended>, StoreError>> {
+    if outcomes.iter().all(|o| matches!(o, Outcome::Written(_))) {
+        return None;
+    }
+    for outcome in outcomes {
+        if let Outcome::Done(Err(error)) = outcome {
+            return Some(Err(error.clone()));
+        }
+    }
+    if outcomes.iter().any(|o| matches!(o, Outcome::SameAs(_))) {
+        return Some(Err(StoreError::Unavailable(
+            "an atomic append names the same command id twice".into(),
+        )));
+    }
+    let repeats: Vec<Appended> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Done(Ok(first)) => Some(Appended {
+                duplicate: true,
+                ..first.clone()
+            }),
+            _ => None,
+        })
+        .collect();
+    if repeats.len() == outcomes.len() {
+        Some(Ok(repeats))
+    } else {
+        Some(Err(StoreError::Unavailable(
+            "an atomic append repeats only some of the commands of an earlier one".into(),
+        )))
+    }
+}
+
+/// The answers of a committed atomic unit (every outcome is `Written`).
+pub(crate) fn unit_answer(outcomes: Vec<Outcome>) -> Result<Vec<Appended>, StoreError> {
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Written(events) => {
+                Appended::from_events(events, false).ok_or(StoreError::EmptyAppend)
+            }
+            Outcome::SameAs(_) | Outcome::Done(_) => Err(StoreError::Unavailable(
+                "an atomic append was committed with a part it did not write".into(),
+            )),
+        })
+        .collect()
 }
 
 /// How one append of a group commit ended, as the backend's writer decided it.

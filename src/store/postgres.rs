@@ -40,6 +40,7 @@ use super::{
 };
 use crate::config::is_identifier;
 use crate::metrics;
+use std::sync::Arc;
 
 /// Tunables of the PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -113,6 +114,8 @@ pub struct PostgresStore {
     queue: WriterQueue,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     head: watch::Receiver<u64>,
+    /// Shared with the writer: atomic units commit outside it and move the head too.
+    head_tx: Arc<watch::Sender<u64>>,
     poll_interval: Duration,
 }
 
@@ -164,11 +167,12 @@ impl PostgresStore {
             .map_err(StoreError::unavailable)?;
 
         let (head_tx, head_rx) = watch::channel(head_position);
+        let head_tx = Arc::new(head_tx);
         let (tx, rx) = mpsc::channel(65_536);
         let writer = Writer {
             pg_config: pg_config.clone(),
             client: None,
-            head_tx,
+            head_tx: Arc::clone(&head_tx),
             max_batch: config.max_batch.max(1),
         };
         let handle = tokio::spawn(writer.run(rx));
@@ -178,6 +182,7 @@ impl PostgresStore {
             queue: WriterQueue::new("postgres", Some(tx)),
             writer: Mutex::new(Some(handle)),
             head: head_rx,
+            head_tx,
             poll_interval: config.poll_interval,
         })
     }
@@ -269,24 +274,46 @@ struct Statements {
     advance: Statement,
 }
 
+const LOCK_POSITION: &str = "SELECT last FROM global_position WHERE id = 1 FOR UPDATE";
+const REPEATED: &str = "SELECT event_id FROM events WHERE event_id = ANY($1)";
+const HEADS: &str = "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
+     CROSS JOIN LATERAL (SELECT version, hash FROM events e \
+       WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h";
+const INSERT: &str = "INSERT INTO events (position, stream_id, version, event_id, command_id, \
+     event_type, schema_version, data, metadata, prev_hash, hash) \
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
+     $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
+     $11::bytea[])";
+const ADVANCE: &str = "UPDATE global_position SET last = $1 WHERE id = 1";
+
 impl Statements {
     async fn prepare(client: &Client) -> Result<Self, StoreError> {
         let (lock_position, repeated, heads, insert, advance) = tokio::try_join!(
-            client.prepare("SELECT last FROM global_position WHERE id = 1 FOR UPDATE"),
-            client.prepare("SELECT event_id FROM events WHERE event_id = ANY($1)"),
-            client.prepare(
-                "SELECT s.stream_id, h.version, h.hash FROM unnest($1::text[]) AS s(stream_id) \
-                 CROSS JOIN LATERAL (SELECT version, hash FROM events e \
-                   WHERE e.stream_id = s.stream_id ORDER BY version DESC LIMIT 1) h",
-            ),
-            client.prepare(
-                "INSERT INTO events (position, stream_id, version, event_id, command_id, \
-                 event_type, schema_version, data, metadata, prev_hash, hash) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], \
-                 $5::uuid[], $6::text[], $7::integer[], $8::text[], $9::text[], $10::bytea[], \
-                 $11::bytea[])",
-            ),
-            client.prepare("UPDATE global_position SET last = $1 WHERE id = 1"),
+            client.prepare(LOCK_POSITION),
+            client.prepare(REPEATED),
+            client.prepare(HEADS),
+            client.prepare(INSERT),
+            client.prepare(ADVANCE),
+        )
+        .map_err(pg_error)?;
+        Ok(Self {
+            lock_position,
+            repeated,
+            heads,
+            insert,
+            advance,
+        })
+    }
+
+    /// The same statements from a pooled connection's statement cache (atomic units run on
+    /// pooled connections; preparing afresh would cost each unit a parse of all five).
+    async fn prepare_cached(client: &deadpool_postgres::Object) -> Result<Self, StoreError> {
+        let (lock_position, repeated, heads, insert, advance) = tokio::try_join!(
+            client.prepare_cached(LOCK_POSITION),
+            client.prepare_cached(REPEATED),
+            client.prepare_cached(HEADS),
+            client.prepare_cached(INSERT),
+            client.prepare_cached(ADVANCE),
         )
         .map_err(pg_error)?;
         Ok(Self {
@@ -303,7 +330,7 @@ impl Statements {
 struct Writer {
     pg_config: tokio_postgres::Config,
     client: Option<(Client, Statements)>,
-    head_tx: watch::Sender<u64>,
+    head_tx: Arc<watch::Sender<u64>>,
     max_batch: usize,
 }
 
@@ -371,15 +398,56 @@ impl Writer {
             })
             .max();
         if let Some(last) = last {
-            self.head_tx.send_if_modified(|head| {
-                let moved = last > *head;
-                if moved {
-                    *head = last;
-                }
-                moved
-            });
+            advance_head(&self.head_tx, last);
         }
         Ok(outcomes)
+    }
+}
+
+/// Moves the local head watch forward (never back: another commit may already be newer).
+fn advance_head(head_tx: &watch::Sender<u64>, last: u64) {
+    head_tx.send_if_modified(|head| {
+        let moved = last > *head;
+        if moved {
+            *head = last;
+        }
+        moved
+    });
+}
+
+impl PostgresStore {
+    /// [`EventStore::append_all`]: the unit runs in its own transaction on a pooled
+    /// connection, beside the writer. The position lock it takes first serialises it with
+    /// every other append on every node, exactly as a group commit is serialised.
+    async fn append_unit(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError> {
+        let started = std::time::Instant::now();
+        let prepared = super::prepare_unit(requests)?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let statements = Statements::prepare_cached(&client).await?;
+        client.batch_execute("BEGIN").await.map_err(pg_error)?;
+        let parts: Vec<&PreparedAppend> = prepared.iter().collect();
+        let outcomes = match write_in_transaction(&client, &statements, &parts).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(error);
+            }
+        };
+        if let Some(answer) = super::unit_refusal(&outcomes) {
+            client.batch_execute("ROLLBACK").await.map_err(pg_error)?;
+            return answer;
+        }
+        client.batch_execute("COMMIT").await.map_err(pg_error)?;
+        let answer = super::unit_answer(outcomes)?;
+        if let Some(last) = answer.iter().map(|a| a.position).max() {
+            advance_head(&self.head_tx, last);
+        }
+        metrics::store_commit("postgres", 1, started.elapsed());
+        metrics::store_append("postgres", started.elapsed());
+        Ok(answer)
     }
 }
 
@@ -581,6 +649,10 @@ impl EventStore for PostgresStore {
 
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         self.queue.submit(request).await
+    }
+
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError> {
+        self.append_unit(requests).await
     }
 
     async fn read_stream(

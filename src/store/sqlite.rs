@@ -36,8 +36,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    AppendRequest, Appended, Direction, EventStore, ExpectedVersion, Outcome, PreparedAppend,
-    StoreError, StreamHead, WriteJob, WriterQueue,
+    AppendRequest, Appended, AtomicJob, Direction, EventStore, ExpectedVersion, Outcome,
+    PreparedAppend, StoreError, StreamHead, WriteJob, WriterQueue,
 };
 use crate::metrics;
 
@@ -124,10 +124,29 @@ struct Memtable {
 
 type SharedMemtable = Arc<RwLock<Memtable>>;
 
+/// What the writer thread takes: one command's append, or an atomic unit of several
+/// ([`EventStore::append_all`]), which is committed in a transaction of its own.
+pub(crate) enum SqliteJob {
+    One(WriteJob),
+    All(AtomicJob),
+}
+
+impl From<WriteJob> for SqliteJob {
+    fn from(job: WriteJob) -> Self {
+        SqliteJob::One(job)
+    }
+}
+
+impl From<AtomicJob> for SqliteJob {
+    fn from(job: AtomicJob) -> Self {
+        SqliteJob::All(job)
+    }
+}
+
 /// The SQLite event store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
-    queue: WriterQueue,
+    queue: WriterQueue<SqliteJob>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// `None` on a read-only handle, which scans the unindexed tail instead.
@@ -396,6 +415,8 @@ struct Writer {
 enum BatchFailure {
     /// An `Any` append hit the unique index of command ids: it repeats a committed command.
     Repeat,
+    /// An atomic unit in which some part was not written: this is its answer.
+    Refused(Result<Vec<Appended>, StoreError>),
     Store(StoreError),
 }
 
@@ -406,7 +427,7 @@ impl From<StoreError> for BatchFailure {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<WriteJob>) {
+    fn run(mut self, mut rx: mpsc::Receiver<SqliteJob>) {
         let mut jobs = Vec::with_capacity(self.max_batch);
         loop {
             let next = if self.memtable_len() > 0 {
@@ -423,9 +444,17 @@ impl Writer {
                 rx.blocking_recv()
             };
             let Some(job) = next else { break };
-            jobs.push(job);
-            self.gather(&mut rx, &mut jobs);
-            self.commit_batch(&mut jobs);
+            match job {
+                SqliteJob::One(job) => {
+                    jobs.push(job);
+                    let unit = self.gather(&mut rx, &mut jobs);
+                    self.commit_batch(&mut jobs);
+                    if let Some(unit) = unit {
+                        self.commit_unit(unit);
+                    }
+                }
+                SqliteJob::All(unit) => self.commit_unit(unit),
+            }
             if self.memtable_len() >= self.flush_at {
                 self.flush_index();
             }
@@ -436,14 +465,70 @@ impl Writer {
 
     /// Drains whatever is already queued into `jobs`, up to the batch cap. It does not
     /// linger for more: a pause to gather (PostgreSQL's `commit_delay`) was measured and
-    /// cost more in scheduler churn on two cores than it gained in larger batches.
-    fn gather(&self, rx: &mut mpsc::Receiver<WriteJob>, jobs: &mut Vec<WriteJob>) {
+    /// cost more in scheduler churn on two cores than it gained in larger batches. An atomic
+    /// unit ends the gathering and is returned, to be committed right after the batch (so
+    /// queue order is kept).
+    fn gather(
+        &self,
+        rx: &mut mpsc::Receiver<SqliteJob>,
+        jobs: &mut Vec<WriteJob>,
+    ) -> Option<AtomicJob> {
         while jobs.len() < self.max_batch {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(SqliteJob::One(job)) => jobs.push(job),
+                Ok(SqliteJob::All(unit)) => return Some(unit),
                 Err(_) => break,
             }
         }
+        None
+    }
+
+    /// Commits an atomic unit in a transaction of its own: every part written, or none.
+    fn commit_unit(&mut self, mut unit: AtomicJob) {
+        let started = Instant::now();
+        let size = unit.prepared.len();
+        let mut parts: Vec<&mut PreparedAppend> = unit.prepared.iter_mut().collect();
+        let result = match self.write_batch(&mut parts, true) {
+            Ok(outcomes) => super::unit_answer(outcomes),
+            Err(BatchFailure::Refused(answer)) => answer,
+            Err(BatchFailure::Repeat) => {
+                // An `Any` part repeats a committed command: answer the unit as a repeat when
+                // every part is one.
+                self.forget_cached_state();
+                let found: Result<Vec<Option<Appended>>, StoreError> =
+                    self.memtable.read().map_err(|_| poisoned()).and_then(|m| {
+                        parts
+                            .iter()
+                            .map(|p| {
+                                find_in_stream(
+                                    &self.conn,
+                                    Some(&m),
+                                    &p.request_stream,
+                                    0,
+                                    p.command_id,
+                                )
+                            })
+                            .collect()
+                    });
+                found.and_then(|all| {
+                    all.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+                        StoreError::Unavailable(
+                            "an atomic append repeats only some of the commands of an earlier one"
+                                .into(),
+                        )
+                    })
+                })
+            }
+            Err(BatchFailure::Store(error)) => {
+                tracing::warn!(%error, size, "atomic append failed");
+                self.forget_cached_state();
+                Err(error)
+            }
+        };
+        let _ = self.head_tx.send(self.next_position - 1);
+        metrics::store_commit("sqlite", 1, started.elapsed());
+        // A caller that stopped waiting is fine: a committed unit is durable regardless.
+        let _ = unit.reply.send(result);
     }
 
     fn memtable_len(&self) -> usize {
@@ -453,14 +538,16 @@ impl Writer {
     fn commit_batch(&mut self, jobs: &mut Vec<WriteJob>) {
         let started = Instant::now();
         let size = jobs.len();
-        let outcomes = match self.write_batch(jobs) {
+        let mut prepared: Vec<&mut PreparedAppend> =
+            jobs.iter_mut().map(|job| &mut job.prepared).collect();
+        let outcomes = match self.write_batch(&mut prepared, false) {
             Ok(outcomes) => outcomes,
             Err(failure) => {
                 if let BatchFailure::Store(error) = &failure {
                     tracing::warn!(%error, size, "group commit failed; retrying its appends one by one");
                 }
                 self.forget_cached_state();
-                jobs.iter_mut().map(|job| self.write_alone(job)).collect()
+                prepared.iter_mut().map(|p| self.write_alone(p)).collect()
             }
         };
         let _ = self.head_tx.send(self.next_position - 1);
@@ -469,13 +556,16 @@ impl Writer {
     }
 
     /// Writes one append in a transaction of its own: the slow path after a batch failed.
-    fn write_alone(&mut self, job: &mut WriteJob) -> Outcome {
-        match self.write_batch(std::slice::from_mut(job)) {
+    fn write_alone(&mut self, prepared: &mut &mut PreparedAppend) -> Outcome {
+        match self.write_batch(std::slice::from_mut(prepared), false) {
             Ok(mut outcomes) => outcomes
                 .pop()
                 .unwrap_or(Outcome::Done(Err(StoreError::EmptyAppend))),
+            Err(BatchFailure::Refused(answer)) => {
+                Outcome::Done(answer.and_then(|mut all| all.pop().ok_or(StoreError::EmptyAppend)))
+            }
             Err(BatchFailure::Repeat) => {
-                let p = &job.prepared;
+                let p = &**prepared;
                 let found = self.memtable.read().map_err(|_| poisoned()).and_then(|m| {
                     find_in_stream(&self.conn, Some(&m), &p.request_stream, 0, p.command_id)
                 });
@@ -503,7 +593,13 @@ impl Writer {
     }
 
     /// Writes every job of the batch in one transaction. `Err` means nothing was committed.
-    fn write_batch(&mut self, jobs: &mut [WriteJob]) -> Result<Vec<Outcome>, BatchFailure> {
+    /// With `atomic`, the transaction is abandoned unless every job is written
+    /// ([`BatchFailure::Refused`] then carries the unit's answer).
+    fn write_batch(
+        &mut self,
+        jobs: &mut [&mut PreparedAppend],
+        atomic: bool,
+    ) -> Result<Vec<Outcome>, BatchFailure> {
         if self.heads.len() > HEAD_CACHE_LIMIT {
             self.heads.clear();
         }
@@ -525,8 +621,7 @@ impl Writer {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(StoreError::unavailable)?;
-            for (index, job) in jobs.iter_mut().enumerate() {
-                let p = &mut job.prepared;
+            for (index, p) in jobs.iter_mut().enumerate() {
                 if let Some(&earlier) = seen.get(&p.command_id) {
                     outcomes.push(Outcome::SameAs(earlier));
                     continue;
@@ -583,6 +678,11 @@ impl Writer {
                 outcomes.push(Outcome::Written(Vec::new()));
             }
         }
+        if atomic && let Some(answer) = super::unit_refusal(&outcomes) {
+            // Dropping the transaction rolls it back: nothing of the unit is written.
+            drop(tx);
+            return Err(BatchFailure::Refused(answer));
+        }
         tx.commit().map_err(StoreError::unavailable)?;
         drop(memtable);
         self.next_position = next_position;
@@ -595,13 +695,13 @@ impl Writer {
     /// their callers are answered.
     fn remember(
         &mut self,
-        jobs: &mut [WriteJob],
+        jobs: &mut [&mut PreparedAppend],
         outcomes: &mut [Outcome],
     ) -> Result<(), StoreError> {
         let mut memtable = self.memtable.write().map_err(|_| poisoned())?;
         for (job, outcome) in jobs.iter_mut().zip(outcomes.iter_mut()) {
             if let Outcome::Written(events) = outcome {
-                *events = job.prepared.take_events();
+                *events = job.take_events();
                 let Some(first) = events.first() else {
                     continue;
                 };
@@ -953,6 +1053,10 @@ impl EventStore for SqliteStore {
 
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         self.queue.submit(request).await
+    }
+
+    async fn append_all(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError> {
+        self.queue.submit_all(requests).await
     }
 
     async fn read_stream(

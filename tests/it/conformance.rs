@@ -500,6 +500,129 @@ async fn stream_ids_that_break_the_rule_never_reach_the_store(_h: &Harness) {
     // tests, which write such a row by hand).
 }
 
+/// `append_all`: several streams commit together, or nothing of the unit is written when one
+/// expectation fails; a retried unit answers its first result; appends queued around a unit
+/// are unaffected.
+async fn an_atomic_append_commits_every_stream_or_none(h: &Harness) {
+    let (a, b, c) = (stream("U1"), stream("U2"), stream("U3"));
+    h.store
+        .append(request(&b, ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    let head = h.store.head_position().await.unwrap();
+
+    // One conflicting part (b is at version 1, not 0): nothing of a, b or c is written.
+    let refused = h
+        .store
+        .append_all(vec![
+            request(&a, ExpectedVersion::NoStream, 2),
+            request(&b, ExpectedVersion::Exact(0), 1),
+            request(&c, ExpectedVersion::NoStream, 1),
+        ])
+        .await;
+    match refused {
+        Err(StoreError::WrongExpectedVersion {
+            stream, actual: 1, ..
+        }) => assert_eq!(stream, b),
+        other => panic!("expected the conflict of {b}, got {other:?}"),
+    }
+    assert_eq!(
+        h.store.head_position().await.unwrap(),
+        head,
+        "a refused unit appended"
+    );
+    for s in [&a, &c] {
+        let read = h
+            .store
+            .read_stream(s, 1, Direction::Forward, 10)
+            .await
+            .unwrap();
+        assert!(read.is_empty(), "{s} holds events of a refused unit");
+    }
+    assert!(matches!(
+        h.store
+            .append_all(vec![
+                request(&a, ExpectedVersion::NoStream, 1),
+                request(&c, ExpectedVersion::NoStream, 0),
+            ])
+            .await,
+        Err(StoreError::EmptyAppend)
+    ));
+    assert_eq!(h.store.head_position().await.unwrap(), head);
+
+    // Every expectation holds: all parts commit, in request order, gap-free.
+    let ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let unit = || {
+        vec![
+            request_with(&a, ExpectedVersion::NoStream, 2, ids[0]),
+            request_with(&b, ExpectedVersion::Exact(1), 1, ids[1]),
+            request_with(&a, ExpectedVersion::Exact(2), 1, ids[2]),
+        ]
+    };
+    let done = h.store.append_all(unit()).await.unwrap();
+    assert_eq!(
+        done.iter()
+            .map(|d| (d.stream_id.clone(), d.version, d.position, d.duplicate))
+            .collect::<Vec<_>>(),
+        vec![
+            (a.clone(), 2, head + 2, false),
+            (b.clone(), 2, head + 3, false),
+            (a.clone(), 3, head + 4, false),
+        ]
+    );
+    let read = h
+        .store
+        .read_stream(&a, 1, Direction::Forward, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[2].metadata.command_id, ids[2]);
+
+    // The same unit again (a retry): the first answers, nothing new.
+    let again = h.store.append_all(unit()).await.unwrap();
+    assert!(again.iter().all(|d| d.duplicate));
+    assert_eq!(
+        again.iter().map(|d| d.position).collect::<Vec<_>>(),
+        done.iter().map(|d| d.position).collect::<Vec<_>>()
+    );
+    assert_eq!(h.store.head_position().await.unwrap(), head + 4);
+
+    // Single appends racing with units all land, and units stay whole.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&h.store);
+        tasks.push(tokio::spawn(async move {
+            let (x, y) = (stream(&format!("R{i}x")), stream(&format!("R{i}y")));
+            if i % 2 == 0 {
+                store
+                    .append_all(vec![
+                        request(&x, ExpectedVersion::NoStream, 1),
+                        request(&y, ExpectedVersion::NoStream, 2),
+                    ])
+                    .await
+                    .map(|all| all.len())
+            } else {
+                store
+                    .append(request(&x, ExpectedVersion::NoStream, 1))
+                    .await
+                    .map(|_| 1)
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    for i in (0..16).step_by(2) {
+        let y = stream(&format!("R{i}y"));
+        let read = h
+            .store
+            .read_stream(&y, 1, Direction::Forward, 10)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2);
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -544,6 +667,7 @@ conformance!(
     a_subscriber_starting_mid_way_sees_every_event_once_in_order,
     a_live_subscription_wakes_for_new_events,
     stream_ids_that_break_the_rule_never_reach_the_store,
+    an_atomic_append_commits_every_stream_or_none,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ use crate::support::{TempDir, eventually};
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The MLLP listener's `host:port` (the second line `serve` prints).
+    pub mllp: String,
 }
 
 pub fn careflow(data_dir: &Path) -> Command {
@@ -22,6 +24,8 @@ pub fn careflow(data_dir: &Path) -> Command {
     cmd.current_dir(data_dir)
         .env("CAREFLOW_DATA_DIR", data_dir.join("data"))
         .env("CAREFLOW_LISTEN", "127.0.0.1:0")
+        // Every server listens for HL7 too: port 0, so parallel tests never share 2575.
+        .env("CAREFLOW_MLLP_LISTEN", "127.0.0.1:0")
         .env("CAREFLOW_LOG", "warn")
         // The process managers react to registrations and completed encounters with commands
         // of their own; tests of the bare command path turn them off, and
@@ -53,14 +57,22 @@ impl Server {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        reader.read_line(&mut line).unwrap();
         let base = line
             .trim()
             .strip_prefix("careflow listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        Self { child, base }
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let mllp = line
+            .trim()
+            .strip_prefix("careflow mllp listening on ")
+            .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+            .to_string();
+        Self { child, base, mllp }
     }
 
     pub async fn wait_ready(&self) {
