@@ -69,6 +69,8 @@ pub struct Runtime {
     pub projections: Arc<crate::views::ProjectionSet>,
     /// The process-manager runners and their status.
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
+    /// The Odoo executor, when `odoo_url` is set.
+    pub odoo: Option<Arc<crate::odoo::OdooExecutor>>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that

@@ -48,6 +48,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/projections"),
     ("post", "/v1/projections/{name}/rebuild"),
     ("get", "/v1/process-managers"),
+    ("get", "/v1/billing/reconciliation"),
 ];
 
 macro_rules! resource {
@@ -263,6 +264,7 @@ impl Modify for BearerAuth {
         purchases::command,
         purchases::state,
         purchases::history,
+        crate::http::projections::billing_reconciliation,
     ),
     components(schemas(
         Problem,
@@ -275,6 +277,8 @@ impl Modify for BearerAuth {
         crate::http::projections::AccessLogView,
         crate::http::projections::ProjectionsView,
         crate::http::projections::RebuildAccepted,
+        crate::http::projections::ReconciliationView,
+        crate::http::projections::ReconciliationItem,
         crate::views::runner::ProjectionStatus,
         crate::http::process_managers::ProcessManagersView,
         crate::process_managers::ProcessManagerStatus,
