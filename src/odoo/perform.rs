@@ -752,7 +752,10 @@ async fn post_vendor_bill(
     Ok(())
 }
 
-/// The order's newest draft bill without a reference (one an earlier attempt created).
+/// The order's newest draft bill: one an earlier attempt of this intent created and did not
+/// post (bills of one order run one after another, and each posts its own, so a draft left
+/// on the order is this intent's). Odoo fills its `ref` with the order's vendor reference,
+/// so the reference cannot tell.
 async fn draft_bill(session: &Session, po: i64) -> Result<Option<i64>, IntentError> {
     let order = session
         .read_one("purchase.order", po, &["invoice_ids"])
@@ -761,16 +764,12 @@ async fn draft_bill(session: &Session, po: i64) -> Result<Option<i64>, IntentErr
         .read_many(
             "account.move",
             &id_list(&order, "invoice_ids"),
-            &["state", "ref", "move_type"],
+            &["state", "move_type"],
         )
         .await?;
     Ok(bills
         .iter()
         .filter(|row| text(row, "state") == "draft" && text(row, "move_type") == "in_invoice")
-        .filter(|row| {
-            row.get("ref")
-                .is_none_or(|r| r.is_null() || r == &Value::Bool(false) || r == "")
-        })
         .filter_map(|row| row.get("id")?.as_i64())
         .max())
 }
