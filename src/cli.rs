@@ -25,6 +25,7 @@ use crate::bench::{
     TimersBench,
 };
 use crate::config::{Config, StoreKind};
+use crate::dead_letters::DeadLetters;
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{self, AppState, Runtime};
@@ -938,10 +939,20 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         let checkpoints = process_managers::checkpoint::open(config)
             .await
             .map_err(StoreError::unavailable)?;
-        Ok::<_, OpenFailure>((personal, snapshots, idempotency, views, checkpoints))
+        let dead_letters = DeadLetters::open(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok::<_, OpenFailure>((
+            personal,
+            snapshots,
+            idempotency,
+            views,
+            checkpoints,
+            dead_letters,
+        ))
     }
     .await;
-    let (personal, snapshots, idempotency, views, checkpoints) = match opened {
+    let (personal, snapshots, idempotency, views, checkpoints, dead_letters) = match opened {
         Ok(side) => side,
         Err(error) => {
             // Release the store (and its lock file) before the caller retries or gives up.
@@ -974,7 +985,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         &stored,
         &registry,
         &checkpoints,
-        crate::dead_letters::DeadLetters::in_memory(),
+        dead_letters.clone(),
     );
     let process_managers = ProcessManagers::start(
         Arc::clone(&store),
@@ -992,6 +1003,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         idempotency,
         projections,
         process_managers,
+        dead_letters,
         odoo,
     })
 }

@@ -512,6 +512,27 @@ pub fn process_manager_failure(name: &'static str, reason: &'static str) {
         .inc();
 }
 
+/// Dead letters by source and status (`src/dead_letters`), registered on first use; kept
+/// here so the catalogue stays in one file.
+static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        &global().registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "careflow_dead_letters",
+                "Dead letters by source (odoo, webhook, ...) and status (dead, parked, \
+                 retry_requested, resolved, discarded)",
+            ),
+            &["source", "status"],
+        ),
+    )
+});
+
+/// `count` rows of `source` are in `status`.
+pub fn dead_letters(source: &str, status: &'static str, count: i64) {
+    DEAD_LETTERS.with_label_values(&[source, status]).set(count);
+}
+
 /// The Odoo executor's metrics, in the same registry, registered on first use (a node without
 /// `odoo_url` exports none of them).
 struct OdooMetrics {

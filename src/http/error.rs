@@ -49,6 +49,9 @@ pub enum ApiError {
     /// Occurs when the work asked for is already under way (a projection rebuild). HTTP 409.
     #[error("already under way")]
     AlreadyRunning { detail: String },
+    /// Occurs when a dead letter is already resolved or discarded. HTTP 409.
+    #[error("the dead letter is closed")]
+    Closed { detail: String },
     /// Occurs when the body exceeds [`MAX_BODY_BYTES`]. HTTP 413.
     #[error("request body is too large")]
     PayloadTooLarge,
@@ -140,6 +143,11 @@ impl ApiError {
                 Problem::new(StatusCode::CONFLICT, "already_running", title)
                     .detail(detail.clone())
                     .hint("follow it in GET /v1/projections")
+            }
+            ApiError::Closed { detail } => {
+                Problem::new(StatusCode::CONFLICT, "dead_letter_closed", title)
+                    .detail(detail.clone())
+                    .hint("GET /v1/dead-letters?all=true shows every row with its status")
             }
             ApiError::PayloadTooLarge => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", title)

@@ -35,6 +35,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod commands;
+pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod openapi;
@@ -69,6 +70,8 @@ pub struct Runtime {
     pub projections: Arc<crate::views::ProjectionSet>,
     /// The process-manager runners and their status.
     pub process_managers: Arc<crate::process_managers::ProcessManagers>,
+    /// What outbound consumers could not do, for operators (`src/dead_letters`).
+    pub dead_letters: crate::dead_letters::DeadLetters,
     /// The Odoo executor, when `odoo_url` is set.
     pub odoo: Option<Arc<crate::odoo::OdooExecutor>>,
 }
@@ -328,6 +331,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::purchases::register(cfg);
     projections::register(cfg);
     process_managers::register(cfg);
+    dead_letters::register(cfg);
 }
 
 /// A resource answering other methods than GET with 405 and `Allow: GET`.

@@ -5,6 +5,7 @@ mod api;
 mod audit_cli;
 mod conformance;
 mod crash;
+mod dead_letters;
 mod erasure;
 mod errors;
 mod fake_payer;

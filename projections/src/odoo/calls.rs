@@ -761,3 +761,128 @@ impl Action {
         ))
     }
 }
+
+/// Why an Odoo answer does not have the shape a 17.0 server gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("odoo answer to {call} has an unexpected shape: expected {expected}")]
+pub struct AnswerError {
+    pub call: &'static str,
+    pub expected: &'static str,
+}
+
+/// The `res_id` of an [`xmlid_lookup`] answer: `None` for `[]` (no such external id).
+///
+/// # Errors
+/// [`AnswerError`] when the answer is not `[]` or `[{"res_id": int, ..}]`.
+pub fn xmlid_res_id(answer: &Value) -> Result<Option<i64>, AnswerError> {
+    first_row_int(answer, "res_id", "xmlid lookup")
+}
+
+/// The id of a natural-key search answer ([`Action::natural_key_search`]): `None` for `[]`.
+///
+/// # Errors
+/// [`AnswerError`] when the answer is not `[]` or `[{"id": int, ..}]`.
+pub fn found_id(answer: &Value) -> Result<Option<i64>, AnswerError> {
+    first_row_int(answer, "id", "search_read")
+}
+
+fn first_row_int(
+    answer: &Value,
+    field: &str,
+    call: &'static str,
+) -> Result<Option<i64>, AnswerError> {
+    let error = AnswerError {
+        call,
+        expected: "a list of rows with an integer id",
+    };
+    let rows = answer.as_array().ok_or_else(|| error.clone())?;
+    match rows.first() {
+        None => Ok(None),
+        // `res_id` is `false` when the row points at nothing (API-NOTES.md §3.2).
+        Some(row) if row.get(field) == Some(&Value::Bool(false)) => Ok(None),
+        Some(row) => row
+            .get(field)
+            .and_then(Value::as_i64)
+            .map(Some)
+            .ok_or(error),
+    }
+}
+
+/// The id a single-dict `create` answers.
+///
+/// # Errors
+/// [`AnswerError`] when the answer is not an integer (a list means a list was sent).
+pub fn created_id(answer: &Value) -> Result<i64, AnswerError> {
+    answer.as_i64().ok_or(AnswerError {
+        call: "create",
+        expected: "an integer id",
+    })
+}
+
+/// The `res_id` of a window action (`action_create_payments` for one payment,
+/// `action_create_invoice` for one bill): `None` when the action lists several records or is
+/// `true`.
+pub fn action_res_id(answer: &Value) -> Option<i64> {
+    answer.get("res_id").and_then(Value::as_i64)
+}
+
+/// A purchase order as [`read_order`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: i64,
+    /// Odoo's reference (e.g. `P00001`): careflow's `odoo_order_ref`.
+    pub name: String,
+    /// `draft | sent | to approve | purchase | done | cancel`. Receipts and bills exist only
+    /// from `purchase` on: a `ReceiveGoods` or `PostVendorBill` that finds the order still in
+    /// `draft` ran between its create and its `button_confirm` and must wait (retry).
+    pub state: String,
+    pub picking_ids: Vec<i64>,
+    pub invoice_ids: Vec<i64>,
+}
+
+impl OrderRow {
+    /// Parses the answer of [`read_order`] (a list of one row).
+    ///
+    /// # Errors
+    /// [`AnswerError`] when the answer is not one row with those fields.
+    pub fn from_read(answer: &Value) -> Result<Self, AnswerError> {
+        let error = AnswerError {
+            call: "purchase.order read",
+            expected: "one row with id, name, state, picking_ids and invoice_ids",
+        };
+        let row = answer
+            .as_array()
+            .and_then(|rows| rows.first())
+            .ok_or_else(|| error.clone())?;
+        let ids = |field: &str| -> Option<Vec<i64>> {
+            row.get(field)?
+                .as_array()?
+                .iter()
+                .map(Value::as_i64)
+                .collect()
+        };
+        Ok(OrderRow {
+            id: row
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| error.clone())?,
+            name: row
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error.clone())?
+                .to_owned(),
+            state: row
+                .get("state")
+                .and_then(Value::as_str)
+                .ok_or_else(|| error.clone())?
+                .to_owned(),
+            picking_ids: ids("picking_ids").ok_or_else(|| error.clone())?,
+            invoice_ids: ids("invoice_ids").ok_or(error)?,
+        })
+    }
+
+    /// Whether the order is confirmed (its receipt and bills can exist).
+    pub fn is_confirmed(&self) -> bool {
+        matches!(self.state.as_str(), "purchase" | "done")
+    }
+}

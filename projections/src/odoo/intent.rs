@@ -215,6 +215,14 @@ impl Action {
     /// The executor resolves them (and may wait for careflow's to exist) before building
     /// calls; a builder given an unresolved one answers [`crate::odoo::MissingRef`].
     pub fn refs(&self) -> Vec<String> {
+        let mut refs = self.all_refs();
+        let mut seen = std::collections::BTreeSet::new();
+        refs.retain(|xmlid| seen.insert(xmlid.clone()));
+        refs
+    }
+
+    /// [`Action::refs`] with repeats (two lines of one product).
+    fn all_refs(&self) -> Vec<String> {
         match self {
             Action::UpsertPartner { payment_terms, .. } => payment_terms
                 .iter()

@@ -1250,4 +1250,80 @@ fn acknowledgement_reads_the_posted_invoice_and_has_a_stable_command_id() {
     );
 }
 
+#[test]
+fn answers_are_read_as_a_17_0_server_gives_them() {
+    // API-NOTES.md §6 example 4: miss, then hit.
+    assert_eq!(calls::xmlid_res_id(&json!([])), Ok(None));
+    assert_eq!(
+        calls::xmlid_res_id(&json!([{"id": 901, "model": "res.partner", "res_id": 42}])),
+        Ok(Some(42))
+    );
+    assert_eq!(
+        calls::xmlid_res_id(&json!([{"id": 901, "model": "res.partner", "res_id": false}])),
+        Ok(None)
+    );
+    assert!(calls::xmlid_res_id(&json!({"res_id": 42})).is_err());
+    assert_eq!(calls::found_id(&json!([{"id": 7}])), Ok(Some(7)));
+    assert_eq!(calls::found_id(&json!([])), Ok(None));
+    assert!(calls::found_id(&json!([{"name": "x"}])).is_err());
+    // §6 example 5: a single dict answers an int, a list a list.
+    assert_eq!(calls::created_id(&json!(42)), Ok(42));
+    assert!(calls::created_id(&json!([42, 43])).is_err());
+    // §6 example 10.
+    assert_eq!(
+        calls::action_res_id(&json!({"name": "Payments", "type": "ir.actions.act_window",
+            "res_model": "account.payment", "context": {"create": false}, "view_mode": "form", "res_id": 77})),
+        Some(77)
+    );
+    assert_eq!(calls::action_res_id(&json!(true)), None);
+
+    let order = calls::OrderRow::from_read(&json!([{
+        "id": 55, "name": "P00001", "state": "purchase", "picking_ids": [15], "invoice_ids": [],
+    }]))
+    .unwrap();
+    assert_eq!(
+        order,
+        calls::OrderRow {
+            id: 55,
+            name: "P00001".to_owned(),
+            state: "purchase".to_owned(),
+            picking_ids: vec![15],
+            invoice_ids: vec![],
+        }
+    );
+    assert!(order.is_confirmed());
+    let draft = calls::OrderRow::from_read(&json!([{
+        "id": 55, "name": "P00001", "state": "draft", "picking_ids": [], "invoice_ids": [],
+    }]))
+    .unwrap();
+    assert!(!draft.is_confirmed());
+    assert!(calls::OrderRow::from_read(&json!([])).is_err());
+    assert!(calls::OrderRow::from_read(&json!([{"id": 55, "name": "P1", "state": "draft", "picking_ids": false, "invoice_ids": []}])).is_err());
+}
+
+#[test]
+fn refs_name_each_dependency_once() {
+    let order = Action::ConfirmPurchaseOrder {
+        vendor: "vendor_VEND1".to_owned(),
+        partner_ref: "REQ1".to_owned(),
+        date_planned: "2025-03-02 11:30:00".to_owned(),
+        lines: vec![
+            OrderLine {
+                product: "product_GAUZE".to_owned(),
+                quantity: 1,
+                unit_price: Cents(100),
+            },
+            OrderLine {
+                product: "product_GAUZE".to_owned(),
+                quantity: 2,
+                unit_price: Cents(90),
+            },
+        ],
+    };
+    assert_eq!(
+        order.refs(),
+        ["careflow.vendor_VEND1", "careflow.product_GAUZE"]
+    );
+}
+
 mod proptests;
