@@ -8,6 +8,7 @@ mod crash;
 mod dead_letters;
 mod erasure;
 mod errors;
+mod fake_odoo;
 mod fake_payer;
 mod journey;
 mod passivation;
