@@ -11,6 +11,7 @@ mod errors;
 mod fake_odoo;
 mod fake_payer;
 mod journey;
+mod odoo;
 mod passivation;
 mod payer;
 mod postgres_api;
