@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use careflow_aggregates::purchase::{Command as PurchaseCommand, RecordPurchaseOrder};
 use careflow_aggregates::{PurchaseWorkflow, StreamId};
 use careflow_projections::odoo::ack::{ACK_EVENT_TYPE, ACK_SCHEMA_VERSION, ACK_STREAM_KIND};
-use careflow_projections::odoo::calls::{money, xmlid_lookup_complete};
+use careflow_projections::odoo::calls::{self, xmlid_lookup_complete};
 use careflow_projections::odoo::{
     Action, Call, MissingRef, OdooIntent, OdooRecordAcknowledged, complete_xmlid, xmlid_create,
     xmlid_lookup,
@@ -307,22 +307,16 @@ pub async fn perform(session: &Session, intent: &OdooIntent) -> Result<(), Inten
             Ok(())
         }
         Action::PostCustomerInvoice { .. } => post_customer_invoice(session, intent, &ids).await,
-        Action::RegisterPayment {
-            partner,
-            amount,
-            payment_date,
-            memo,
-        } => register_payment(session, intent, &ids, partner, *amount, payment_date, memo).await,
+        Action::RegisterPayment { partner, .. } => {
+            register_payment(session, intent, &ids, partner).await
+        }
         Action::ConfirmPurchaseOrder { .. } => confirm_purchase_order(session, intent, &ids).await,
         Action::ReceiveGoods { order, lines } => {
             receive_goods(session, intent, &ids, order, lines).await
         }
         Action::PostVendorBill {
-            order,
-            reference,
-            invoice_date,
-            ..
-        } => post_vendor_bill(session, intent, order, reference, invoice_date).await,
+            order, reference, ..
+        } => post_vendor_bill(session, intent, order, reference).await,
         Action::CancelPurchaseOrder {
             order,
             goods_received,
@@ -343,9 +337,7 @@ async fn post_customer_invoice(
     let fields = ["name", "amount_total", "state"];
     let mut row = session.read_one("account.move", id, &fields).await?;
     if text(&row, "state") == "draft" {
-        session
-            .exec("account.move", "action_post", json!([[id]]), None)
-            .await?;
+        session.call(&calls::post_move(id)).await?;
         row = session.read_one("account.move", id, &fields).await?;
     }
     let ack = OdooRecordAcknowledged::from_read(&intent.key, "account.move", &row)
@@ -389,15 +381,11 @@ async fn acknowledge(
 
 /// The payment wizard against the customer's open posted invoices (oldest first); with none
 /// open, a posted inbound payment Odoo offers on the next invoice.
-#[allow(clippy::too_many_arguments)]
 async fn register_payment(
     session: &Session,
     intent: &OdooIntent,
     ids: &HashMap<String, i64>,
     partner: &str,
-    amount: careflow_aggregates::Cents,
-    payment_date: &str,
-    memo: &str,
 ) -> Result<(), IntentError> {
     let lookup = |xmlid: &str| ids.get(xmlid).copied();
     if session.own(&intent.key).await?.is_some() {
@@ -413,19 +401,7 @@ async fn register_payment(
     let partner_id = lookup(&complete_xmlid(partner)).ok_or_else(|| MissingRef {
         xmlid: complete_xmlid(partner),
     })?;
-    let open = session
-        .exec(
-            "account.move",
-            "search_read",
-            json!([[
-                ["partner_id", "=", partner_id],
-                ["move_type", "=", "out_invoice"],
-                ["state", "=", "posted"],
-                ["payment_state", "in", ["not_paid", "partial"]],
-            ]]),
-            Some(json!({"fields": ["id"], "order": "invoice_date asc, id asc"})),
-        )
-        .await?;
+    let open = session.call(&calls::open_invoices(partner_id)).await?;
     let invoices: Vec<i64> = open
         .as_array()
         .map(|rows| {
@@ -447,18 +423,16 @@ async fn register_payment(
         let id = session.link(&intent.key, &intent.model, id).await?;
         let row = session.read_one("account.payment", id, &["state"]).await?;
         if text(&row, "state") == "draft" {
-            session
-                .exec("account.payment", "action_post", json!([[id]]), None)
-                .await?;
+            session.call(&calls::post_payment(id)).await?;
         }
         return Ok(());
     } else {
         let wizard = session
-            .exec(
-                "account.payment.register",
-                "create",
-                json!([{"amount": money(amount), "payment_date": payment_date, "communication": memo}]),
-                Some(json!({"context": {"active_model": "account.move", "active_ids": invoices}})),
+            .call(
+                &intent
+                    .action
+                    .payment_wizard(&invoices)
+                    .ok_or_else(|| unexpected("payment wizard", "not a payment"))?,
             )
             .await?;
         let wizard = wizard.as_i64().ok_or_else(|| {
@@ -467,14 +441,7 @@ async fn register_payment(
                 format!("not an id: {wizard}"),
             )
         })?;
-        let action = session
-            .exec(
-                "account.payment.register",
-                "action_create_payments",
-                json!([[wizard]]),
-                None,
-            )
-            .await?;
+        let action = session.call(&calls::create_payments(wizard)).await?;
         match action.get("res_id").and_then(Value::as_i64) {
             Some(id) => id,
             None => {
@@ -505,9 +472,7 @@ async fn confirm_purchase_order(
         .read_one("purchase.order", id, &["name", "state"])
         .await?;
     if matches!(text(&row, "state"), "draft" | "sent") {
-        session
-            .exec("purchase.order", "button_confirm", json!([[id]]), None)
-            .await?;
+        session.call(&calls::confirm_order(id)).await?;
         row = session
             .read_one("purchase.order", id, &["name", "state"])
             .await?;
@@ -641,12 +606,7 @@ async fn receive_goods(
             partial = true;
         }
         session
-            .exec(
-                "stock.move",
-                "write",
-                json!([[id], {"quantity": quantity}]),
-                None,
-            )
+            .call(&calls::set_move_quantity(id, f64::from(quantity)))
             .await?;
     }
     if let Some((product, _)) = wanted.into_iter().next() {
@@ -689,7 +649,6 @@ async fn post_vendor_bill(
     intent: &OdooIntent,
     order: &str,
     reference: &str,
-    invoice_date: &str,
 ) -> Result<(), IntentError> {
     let bill = match session.own(&intent.key).await? {
         Some(bill) => bill,
@@ -714,14 +673,7 @@ async fn post_vendor_bill(
                     let bill = match draft_bill(session, po).await? {
                         Some(bill) => bill,
                         None => {
-                            session
-                                .exec(
-                                    "purchase.order",
-                                    "action_create_invoice",
-                                    json!([[po]]),
-                                    None,
-                                )
-                                .await?;
+                            session.call(&calls::create_bill(po)).await?;
                             draft_bill(session, po).await?.ok_or_else(|| {
                                 unexpected(
                                     "action_create_invoice",
@@ -738,16 +690,14 @@ async fn post_vendor_bill(
     let row = session.read_one("account.move", bill, &["state"]).await?;
     if text(&row, "state") == "draft" {
         session
-            .exec(
-                "account.move",
-                "write",
-                json!([[bill], {"invoice_date": invoice_date, "ref": reference}]),
-                None,
+            .call(
+                &intent
+                    .action
+                    .bill_write(bill)
+                    .ok_or_else(|| unexpected("bill write", "not a vendor bill"))?,
             )
             .await?;
-        session
-            .exec("account.move", "action_post", json!([[bill]]), None)
-            .await?;
+        session.call(&calls::post_move(bill)).await?;
     }
     Ok(())
 }
@@ -792,9 +742,7 @@ async fn cancel_purchase_order(
         return Ok(());
     }
     if !goods_received {
-        session
-            .exec("purchase.order", "button_cancel", json!([[po]]), None)
-            .await?;
+        session.call(&calls::cancel_order(po)).await?;
         return Ok(());
     }
     let pickings = session
@@ -806,13 +754,9 @@ async fn cancel_purchase_order(
         .filter_map(|row| row.get("id")?.as_i64())
         .collect();
     if !open.is_empty() {
-        session
-            .exec("stock.picking", "action_cancel", json!([open]), None)
-            .await?;
+        session.call(&calls::cancel_pickings(&open)).await?;
     }
-    session
-        .exec("purchase.order", "button_done", json!([[po]]), None)
-        .await?;
+    session.call(&calls::lock_order(po)).await?;
     Ok(())
 }
 
@@ -832,23 +776,14 @@ async fn consume_stock(
         return Ok(());
     }
     if state == "draft" {
-        session
-            .exec("stock.picking", "action_confirm", json!([[picking]]), None)
-            .await?;
+        session.call(&calls::confirm_picking(picking)).await?;
     }
     if state != "assigned" {
-        session
-            .exec("stock.picking", "action_assign", json!([[picking]]), None)
-            .await?;
+        session.call(&calls::assign_picking(picking)).await?;
     }
     for movement in id_list(&row, "move_ids") {
         session
-            .exec(
-                "stock.move",
-                "write",
-                json!([[movement], {"quantity": quantity}]),
-                None,
-            )
+            .call(&calls::set_move_quantity(movement, f64::from(quantity)))
             .await?;
     }
     validate(session, picking, false).await
