@@ -460,15 +460,10 @@ fn post(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
             Value::String(d) => d,
             _ => env.str("account.move", id, "date"),
         };
-        let journal = env
-            .id("account.move", id, "journal_id")
-            .unwrap_or(SALE_JOURNAL);
-        let code = env.str("account.journal", journal, "code");
-        let year = date.get(..4).unwrap_or("2026").to_owned();
-        let n = env.store.next(&format!("move/{code}/{year}"));
+        let name = sequence_name(env, id, &date);
         let total = env.f64("account.move", id, "amount_total");
         let mut values = Record::new();
-        values.insert("name".into(), json!(format!("{code}/{year}/{n:05}")));
+        values.insert("name".into(), json!(name));
         values.insert("state".into(), json!("posted"));
         values.insert("date".into(), json!(date));
         values.insert("invoice_date_due".into(), json!(date));
@@ -494,6 +489,27 @@ fn post(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
         }
     }
     Ok(())
+}
+
+/// `_get_starting_sequence`: sale, bank and cash journals number per year
+/// (`INV/2026/00001`), the others per month (`BILL/2026/05/0001`).
+fn sequence_name(env: &mut Env, move_id: i64, date: &str) -> String {
+    let journal = env
+        .id("account.move", move_id, "journal_id")
+        .unwrap_or(SALE_JOURNAL);
+    let code = env.str("account.journal", journal, "code");
+    let year = date.get(..4).unwrap_or("2026").to_owned();
+    let month = date.get(5..7).unwrap_or("01").to_owned();
+    if matches!(
+        env.str("account.journal", journal, "type").as_str(),
+        "sale" | "bank" | "cash"
+    ) {
+        let n = env.store.next(&format!("move/{code}/{year}"));
+        format!("{code}/{year}/{n:05}")
+    } else {
+        let n = env.store.next(&format!("move/{code}/{year}/{month}"));
+        format!("{code}/{year}/{month}/{n:04}")
+    }
 }
 
 fn payment_name(env: &mut Env, date: &str) -> String {

@@ -32,7 +32,7 @@
 //!   `res.country`, `product.product`/`product.template` (storable via `detailed_type`, default
 //!   15% sale/purchase taxes like a database with a chart of accounts), `stock.warehouse.orderpoint`
 //!   (unique product/location), `account.move` (invoices and bills, amounts from lines and
-//!   taxes, `action_post` → `false` with `INV/YYYY/NNNNN` / `BILL/YYYY/NNNNN`, the `_post`
+//!   taxes, `action_post` → `false` with `INV/YYYY/NNNNN` / `BILL/YYYY/MM/NNNN`, the `_post`
 //!   UserErrors, the partner's `customer_rank`/`supplier_rank` raised, 17.0's readonly fields
 //!   of a posted move), `account.payment.register` (context `active_model`/`active_ids`, its UserErrors,
 //!   `group_payment`, `action_create_payments` → act_window), `account.payment`,

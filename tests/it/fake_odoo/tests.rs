@@ -1088,7 +1088,7 @@ async fn fake_odoo_purchase_receipt_backorder_bill_flow() {
         .await;
     assert_eq!(
         posted,
-        json!({"id":bill,"name":"BILL/2026/00001","state":"posted","amount_total":37.0,"move_type":"in_invoice","partner_id":[vendor,"Acme Supplies"],"invoice_origin":"P00001"})
+        json!({"id":bill,"name":"BILL/2026/05/0001","state":"posted","amount_total":37.0,"move_type":"in_invoice","partner_id":[vendor,"Acme Supplies"],"invoice_origin":"P00001"})
     );
     let data = rpc
         .fails(
