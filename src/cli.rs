@@ -963,7 +963,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(runtime) = state.runtime() {
         // The process managers send commands too: stop them before the actors, so none is
         // mid-command when the registry shuts down (an interrupted one is redelivered after
-        // the restart). The server has drained its requests already.
+        // the restart). The server has drained its requests already. The Odoo executor sends
+        // RecordPurchaseOrder too.
+        if let Some(odoo) = &runtime.odoo {
+            odoo.shutdown(Duration::from_secs(5)).await;
+        }
         runtime
             .process_managers
             .shutdown(Duration::from_secs(5))
@@ -1107,6 +1111,13 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             dead_letters: dead_letters.clone(),
         },
     );
+    let odoo = odoo_executor(
+        config,
+        &stored,
+        &registry,
+        &checkpoints,
+        dead_letters.clone(),
+    );
     let process_managers = ProcessManagers::start(
         Arc::clone(&store),
         Arc::clone(&registry),
@@ -1126,7 +1137,35 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         outbound,
         dead_letters,
         fhir: crate::fhir::FhirSettings::from_config(config),
+        odoo,
     })
+}
+
+/// The Odoo executor, when `odoo_url` is set (docs/odoo.md "Operating"). It reads the stored
+/// events (the mapping never uses personal data) and shares the process managers'
+/// checkpoint table and leases: on PostgreSQL only the lease holder executes.
+fn odoo_executor(
+    config: &Config,
+    stored: &Arc<dyn EventStore>,
+    registry: &Arc<Registry>,
+    checkpoints: &Arc<dyn process_managers::checkpoint::CheckpointStore>,
+    dead_letters: crate::dead_letters::DeadLetters,
+) -> Option<Arc<crate::odoo::OdooExecutor>> {
+    let settings = crate::odoo::OdooSettings::from_config(config)?;
+    match crate::odoo::OdooClient::new(settings) {
+        Ok(client) => Some(crate::odoo::OdooExecutor::start(
+            Arc::clone(stored),
+            Arc::clone(registry),
+            Arc::clone(checkpoints),
+            dead_letters,
+            client,
+            crate::odoo::ExecutorConfig::default(),
+        )),
+        Err(error) => {
+            tracing::error!(%error, "odoo_url cannot be used: nothing is sent to Odoo");
+            None
+        }
+    }
 }
 
 /// The payer client of the eligibility runner. Without `payer_url` there is none: the

@@ -20,6 +20,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod mllp;
+pub mod odoo;
 pub mod outbound;
 pub mod payer;
 pub mod personal_data;

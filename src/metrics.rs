@@ -817,6 +817,83 @@ pub fn interface_pending(interface: &'static str, in_flight: usize, oldest: Dura
         .set(oldest.as_secs_f64());
 }
 
+/// The Odoo executor's metrics, in the same registry, registered on first use (a node without
+/// `odoo_url` exports none of them).
+struct OdooMetrics {
+    intents: IntCounterVec,
+    retries: prometheus::IntCounter,
+    lag_events: IntGauge,
+    position: IntGauge,
+    auth_failing: IntGauge,
+}
+
+static ODOO: LazyLock<OdooMetrics> = LazyLock::new(|| {
+    let registry = &global().registry;
+    OdooMetrics {
+        intents: register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "careflow_odoo_intents_total",
+                    "Odoo intents by model and outcome (done, dead_lettered, parked, retried, \
+                     unparked, unmappable)",
+                ),
+                &["model", "outcome"],
+            ),
+        ),
+        retries: register(
+            registry,
+            prometheus::IntCounter::new(
+                "careflow_odoo_retries_total",
+                "Odoo calls retried after a transport failure, a 5xx or an open breaker",
+            ),
+        ),
+        lag_events: register(
+            registry,
+            IntGauge::new(
+                "careflow_odoo_lag_events",
+                "Events committed to the store that the Odoo executor has not checkpointed yet",
+            ),
+        ),
+        position: register(
+            registry,
+            IntGauge::new(
+                "careflow_odoo_position",
+                "Global position up to which every Odoo intent is done or dead-lettered",
+            ),
+        ),
+        auth_failing: register(
+            registry,
+            IntGauge::new(
+                "careflow_odoo_auth_failing",
+                "1 while Odoo refuses careflow's credentials (nothing is sent): alert on it",
+            ),
+        ),
+    }
+});
+
+/// One Odoo intent of `model` (an Odoo model name, a bounded set) ended with `outcome`.
+pub fn odoo_intent(model: &str, outcome: &'static str) {
+    ODOO.intents.with_label_values(&[model, outcome]).inc();
+}
+
+/// One Odoo call is being retried.
+pub fn odoo_retry() {
+    ODOO.retries.inc();
+}
+
+/// Where the Odoo executor stands.
+pub fn odoo_progress(position: u64, lag: u64) {
+    ODOO.position
+        .set(i64::try_from(position).unwrap_or(i64::MAX));
+    ODOO.lag_events.set(i64::try_from(lag).unwrap_or(i64::MAX));
+}
+
+/// Odoo refuses (true) or accepts (false) careflow's credentials.
+pub fn odoo_auth_failing(failing: bool) {
+    ODOO.auth_failing.set(i64::from(failing));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

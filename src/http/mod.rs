@@ -78,6 +78,8 @@ pub struct Runtime {
     pub dead_letters: crate::dead_letters::DeadLetters,
     /// The FHIR adapter's settings (`mrn_system`).
     pub fhir: crate::fhir::FhirSettings,
+    /// The Odoo executor, when `odoo_url` is set.
+    pub odoo: Option<Arc<crate::odoo::OdooExecutor>>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/fhir/r4/ChargeItem"),
     ("post", "/fhir/r4/SupplyDelivery"),
     ("post", "/fhir/r4/CoverageEligibilityResponse"),
+    ("get", "/v1/billing/reconciliation"),
 ];
 
 macro_rules! resource {
@@ -297,6 +298,7 @@ impl Modify for BearerAuth {
         crate::http::fhir::create_charge_item,
         crate::http::fhir::create_supply_delivery,
         crate::http::fhir::create_eligibility_response,
+        crate::http::projections::billing_reconciliation,
     ),
     components(schemas(
         Problem,
@@ -309,6 +311,8 @@ impl Modify for BearerAuth {
         crate::http::projections::AccessLogView,
         crate::http::projections::ProjectionsView,
         crate::http::projections::RebuildAccepted,
+        crate::http::projections::ReconciliationView,
+        crate::http::projections::ReconciliationItem,
         crate::views::runner::ProjectionStatus,
         crate::http::process_managers::ProcessManagersView,
         crate::process_managers::ProcessManagerStatus,

@@ -689,5 +689,77 @@ pub fn register(cfg: &mut web::ServiceConfig) {
         .service(get_only("/v1/audit/streams").route(web::get().to(audit_streams)))
         .service(get_only("/v1/audit/access-log").route(web::get().to(audit_access_log)))
         .service(get_only("/v1/projections").route(web::get().to(list)))
-        .service(post_only("/v1/projections/{name}/rebuild").route(web::post().to(rebuild)));
+        .service(post_only("/v1/projections/{name}/rebuild").route(web::post().to(rebuild)))
+        .service(
+            get_only("/v1/billing/reconciliation").route(web::get().to(billing_reconciliation)),
+        );
+}
+
+/// One invoice careflow billed that Odoo has not acknowledged as billed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationItem {
+    /// Seconds since the encounter completed (the invoice became due in Odoo).
+    pub age_seconds: Option<i64>,
+    /// The row: `status` (`awaiting_odoo` or `mismatch`), what careflow `billed` per currency
+    /// and the `odoo` side (id, name, amount_total, state) as acknowledged.
+    #[schema(value_type = Object)]
+    #[serde(flatten)]
+    pub row: InvoiceReconciliation,
+}
+
+/// What `GET /v1/billing/reconciliation` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationView {
+    /// Oldest first.
+    pub items: Vec<ReconciliationItem>,
+    /// Whether more than [`MAX_ROWS`] rows matched (the oldest are shown).
+    pub truncated: bool,
+}
+
+/// Every completed encounter whose invoice Odoo has not acknowledged (`awaiting_odoo`) or
+/// acknowledged with another amount (`mismatch`), with its age. Encounters not completed
+/// (`open`) owe no invoice yet and acknowledged ones are settled: neither is listed.
+#[utoipa::path(get, path = "/v1/billing/reconciliation", tag = "billing",
+    params(PositionQuery),
+    responses(
+        (status = 200, description = "Unacknowledged and mismatched invoices; header X-Careflow-Position", body = ReconciliationView),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn billing_reconciliation(
+    caller: Caller,
+    query: web::Query<PositionQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Right::ReadBilling)?;
+    let (rows, position) = read_view(
+        projections(&app)?,
+        "billing",
+        query.min_position,
+        move |store| {
+            Ok(load_prefix::<InvoiceReconciliation>(
+                store,
+                billing::RECONCILIATION,
+                "",
+            )?)
+        },
+    )
+    .await?;
+    let now = Utc::now();
+    let mut items: Vec<ReconciliationItem> = rows
+        .into_iter()
+        .map(|(_, row)| row)
+        .filter(|row| row.status != "acknowledged" && row.status != "open")
+        .map(|row| ReconciliationItem {
+            age_seconds: row.completed_at.map(|at| (now - at).num_seconds()),
+            row,
+        })
+        .collect();
+    items.sort_by(|a, b| {
+        (a.row.completed_at, &a.row.encounter_id).cmp(&(b.row.completed_at, &b.row.encounter_id))
+    });
+    let truncated = items.len() > MAX_ROWS;
+    items.truncate(MAX_ROWS);
+    Ok(answer(&ReconciliationView { items, truncated }, position))
 }

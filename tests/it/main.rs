@@ -13,6 +13,7 @@ mod fake_payer;
 mod fhir;
 mod journey;
 mod mllp;
+mod odoo;
 mod outbound;
 mod passivation;
 mod payer;

@@ -1,0 +1,767 @@
+//! Black-box: the Odoo executor end to end. The real binary runs with the process managers on
+//! (they post an encounter's charges) and `CAREFLOW_ODOO_*` pointing at the fake Odoo; every
+//! assertion reads the records and external ids the fake holds. Waits poll with a deadline.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::api::Api;
+use crate::fake_odoo::{Down, FakeOdoo};
+use crate::serve::{Server, careflow, token_with_env};
+use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
+
+const WITHIN: Duration = Duration::from_secs(60);
+const API_KEY: &str = "odoo-test-api-key-0123456789";
+
+/// The `CAREFLOW_ODOO_*` variables of a careflow talking to `fake`.
+fn odoo_env(fake: &FakeOdoo) -> Vec<(String, String)> {
+    vec![
+        ("CAREFLOW_ODOO_URL".into(), fake.url.clone()),
+        ("CAREFLOW_ODOO_DB".into(), fake.db.clone()),
+        ("CAREFLOW_ODOO_USER".into(), fake.login.clone()),
+        ("CAREFLOW_ODOO_API_KEY".into(), API_KEY.into()),
+    ]
+}
+
+fn start(dir: &Path, fake: &FakeOdoo, extra: &[(&str, &str)]) -> Server {
+    let mut cmd = careflow(dir);
+    cmd.env("CAREFLOW_PROCESS_MANAGERS", "true");
+    for (key, value) in odoo_env(fake) {
+        cmd.env(key, value);
+    }
+    for (key, value) in extra {
+        cmd.env(key, value);
+    }
+    Server::spawn(cmd)
+}
+
+struct Tokens {
+    ehr: String,
+    admin: String,
+    finance: String,
+    auditor: String,
+}
+
+fn tokens(dir: &Path, env: &[(&str, &str)]) -> Tokens {
+    Tokens {
+        ehr: token_with_env(dir, env, "system", "ehr"),
+        admin: token_with_env(dir, env, "admin", "ops"),
+        finance: token_with_env(dir, env, "finance", "billing"),
+        auditor: token_with_env(dir, env, "auditor", "compliance"),
+    }
+}
+
+fn register() -> Value {
+    json!({
+        "type": "RegisterPatient",
+        "name": {"family": "Doe", "given": ["Jane"]},
+        "birth_date": "1980-04-12", "gender": "female", "facility": "MAIN",
+    })
+}
+
+/// The careflow external id `name`: (model, res_id); each name exists at most once.
+fn xmlid(fake: &FakeOdoo, name: &str) -> Option<(String, i64)> {
+    let found: Vec<(String, i64)> = fake
+        .xmlids()
+        .into_iter()
+        .filter(|(module, n, _, _)| module == "careflow" && n == name)
+        .map(|(_, _, model, id)| (model, id))
+        .collect();
+    assert!(found.len() <= 1, "xmlid {name} twice");
+    found.into_iter().next()
+}
+
+/// Waits for the external id `name` and returns the record it names.
+async fn landed(fake: &FakeOdoo, name: &str) -> Value {
+    let (model, id) = eventually(WITHIN, &format!("{name} in Odoo"), || async {
+        xmlid(fake, name)
+    })
+    .await;
+    fake.record(&model, id).unwrap()
+}
+
+/// Every careflow external id and every record clients created, for "nothing new" checks.
+fn census(fake: &FakeOdoo) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for model in [
+        "res.partner",
+        "product.product",
+        "stock.warehouse.orderpoint",
+        "account.move",
+        "account.payment",
+        "purchase.order",
+        "stock.picking",
+        "stock.move",
+        "ir.model.data",
+    ] {
+        out.insert(model.to_owned(), fake.records(model).len());
+    }
+    out
+}
+
+/// The value of a metric line starting with `prefix` (name and labels), if exported.
+async fn metric(api: &Api, prefix: &str) -> Option<f64> {
+    let text = api.get("/metrics", None).await.text;
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until the executor has checkpointed everything in the log.
+async fn caught_up(api: &Api, auditor: &str) {
+    let head = api
+        .all_events(auditor)
+        .await
+        .last()
+        .map_or(0, |e| e.position);
+    eventually(WITHIN, "the Odoo executor to catch up", || async {
+        let position = metric(api, "careflow_odoo_position ").await?;
+        (position >= head as f64).then_some(())
+    })
+    .await;
+}
+
+async fn encounter(api: &Api, ehr: &str, visit: &str, mrn: &str, prices: &[&str]) {
+    api.ok(
+        ehr,
+        "encounters",
+        visit,
+        json!({
+            "type": "ScheduleEncounter", "account_id": mrn, "facility": "MAIN",
+            "department": "CARDIO", "class": "outpatient", "scheduled_for": "2026-03-01T09:00:00Z"
+        }),
+    )
+    .await;
+    api.ok(ehr, "encounters", visit, json!({"type": "CheckIn"}))
+        .await;
+    for (line, price) in prices.iter().enumerate() {
+        api.ok(
+            ehr,
+            "encounters",
+            visit,
+            json!({
+                "type": "RecordProcedure", "code": format!("C{line}"),
+                "description": "consultation", "quantity": 1, "unit_price": price
+            }),
+        )
+        .await;
+    }
+    api.ok(
+        ehr,
+        "encounters",
+        visit,
+        json!({"type": "CompleteEncounter"}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_patient_journey_lands_once_and_a_replay_from_zero_creates_nothing() {
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let t = tokens(&dir.path(), &[]);
+    let server = start(&dir.path(), &fake, &[]);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+
+    api.ok(&t.ehr, "patient-accounts", "MRN-1", register())
+        .await;
+    encounter(&api, &t.ehr, "V-1", "MRN-1", &["120.00", "30.50"]).await;
+
+    let partner = landed(&fake, "partner_MRN-1").await;
+    assert_eq!(partner["name"], "MRN-1");
+    assert_eq!(partner["ref"], "MRN-1");
+    assert_eq!(partner["customer_rank"], 1);
+    // No coverage: flagged self-pay, so the partner pays on receipt.
+    let immediate = fake
+        .all_records("account.payment.term")
+        .into_iter()
+        .find(|term| {
+            fake.all_records("ir.model.data")
+                .iter()
+                .any(|x| x["name"] == "account_payment_term_immediate" && x["res_id"] == term["id"])
+        })
+        .unwrap();
+    eventually(WITHIN, "self-pay terms on the partner", || async {
+        let partner = fake.record("res.partner", partner["id"].as_i64()?)?;
+        (partner["property_payment_term_id"] == immediate["id"]).then_some(())
+    })
+    .await;
+
+    let invoice = eventually(WITHIN, "invoice_V-1 posted", || async {
+        let (_, id) = xmlid(&fake, "invoice_V-1")?;
+        let invoice = fake.record("account.move", id)?;
+        (invoice["state"] == "posted").then_some(invoice)
+    })
+    .await;
+    assert_eq!(invoice["move_type"], "out_invoice");
+    assert_eq!(invoice["partner_id"], partner["id"]);
+    assert_eq!(invoice["ref"], "V-1");
+    assert_eq!(invoice["amount_total"], 150.5);
+    let lines: Vec<Value> = invoice["invoice_line_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            fake.record("account.move.line", id.as_i64().unwrap())
+                .unwrap()
+        })
+        .collect();
+    let mut priced: Vec<(f64, f64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["price_unit"].as_f64().unwrap(),
+                l["quantity"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    priced.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(priced, vec![(30.5, 1.0), (120.0, 1.0)]);
+
+    // What Odoo acknowledged reaches the billing view: nothing left to reconcile.
+    let claim = eventually(WITHIN, "V-1 acknowledged in billing", || async {
+        let reply = api
+            .get("/v1/billing/encounters/V-1/claim", Some(&t.finance))
+            .await;
+        (reply.body["reconciliation"]["status"] == "acknowledged").then_some(reply.body)
+    })
+    .await;
+    assert_eq!(claim["reconciliation"]["odoo"]["name"], invoice["name"]);
+    assert_eq!(claim["reconciliation"]["odoo"]["amount_total"], "150.50");
+    let open = api
+        .get("/v1/billing/reconciliation", Some(&t.finance))
+        .await;
+    assert_eq!(open.status, 200, "{}", open.text);
+    assert_eq!(open.body["items"], json!([]), "{}", open.text);
+    assert_eq!(
+        api.get("/v1/billing/reconciliation", Some(&t.ehr))
+            .await
+            .status,
+        403
+    );
+
+    // The payment settles the invoice through the payment wizard.
+    api.ok(
+        &t.ehr,
+        "patient-accounts",
+        "MRN-1",
+        json!({
+            "type": "RecordPayment", "payment_id": "PAY-1", "amount": "150.50", "method": "card"
+        }),
+    )
+    .await;
+    let payment = landed(&fake, "payment_PAY-1").await;
+    assert_eq!(payment["amount"], 150.5);
+    assert_eq!(payment["partner_id"], partner["id"]);
+    eventually(WITHIN, "invoice paid", || async {
+        let invoice = fake.record("account.move", invoice["id"].as_i64()?)?;
+        matches!(
+            invoice["payment_state"].as_str(),
+            Some("paid" | "in_payment")
+        )
+        .then_some(())
+    })
+    .await;
+
+    // A second visit whose invoice Odoo refuses stays on the reconciliation list, with its age.
+    fake.reject("account.move", "ref", "V-2");
+    encounter(&api, &t.ehr, "V-2", "MRN-1", &["10.00"]).await;
+    let items = eventually(WITHIN, "V-2 awaiting Odoo", || async {
+        let reply = api
+            .get("/v1/billing/reconciliation", Some(&t.finance))
+            .await;
+        let items = reply.body["items"].as_array()?.clone();
+        (items.len() == 1).then_some(items)
+    })
+    .await;
+    assert_eq!(items[0]["encounter_id"], "V-2");
+    assert_eq!(items[0]["status"], "awaiting_odoo");
+    assert!(items[0]["age_seconds"].as_i64().unwrap() >= 0);
+
+    let events = api.all_events(&t.auditor).await;
+    let acks = events
+        .iter()
+        .filter(|e| e.event_type == "OdooRecordAcknowledged")
+        .count();
+    assert_eq!(acks, 1);
+
+    // Replay: the checkpoint is forgotten; every intent runs again and finds its record.
+    caught_up(&api, &t.auditor).await;
+    let before = census(&fake);
+    assert!(server.terminate().await.success());
+    let checkpoints =
+        rusqlite::Connection::open(dir.path().join("data/process_managers.db")).unwrap();
+    let deleted = checkpoints
+        .execute(
+            "DELETE FROM process_manager_checkpoints WHERE name = 'odoo'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(deleted, 1);
+    drop(checkpoints);
+    fake.clear_calls();
+    let server = start(&dir.path(), &fake, &[]);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    caught_up(&api, &t.auditor).await;
+    assert!(
+        fake.count("ir.model.data", "search_read") > 0,
+        "the replay looked the records up again"
+    );
+    assert_eq!(census(&fake), before);
+    assert_eq!(fake.count("account.move", "action_post"), 0);
+    assert_eq!(fake.count("account.payment.register", "create"), 0);
+    let events = api.all_events(&t.auditor).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == "OdooRecordAcknowledged")
+            .count(),
+        1
+    );
+}
+
+fn define_item(vendor: &str) -> Value {
+    json!({
+        "type": "DefineItem", "name": "Sterile gauze", "unit": "box", "facility": "MAIN",
+        "reorder_point": 2, "reorder_quantity": 20, "vendor_id": vendor, "unit_cost": "2.50"
+    })
+}
+
+fn request(vendor: &str, item: &str, quantity: u32) -> Value {
+    json!({
+        "type": "RequestPurchase", "requester": "nurse-1", "facility": "MAIN",
+        "vendor_id": vendor, "lines": [{"item_id": item, "quantity": quantity, "unit_price": "2.50"}],
+        "reason": "restock"
+    })
+}
+
+async fn purchase_status(api: &Api, token: &str, requisition: &str, status: &str) -> Value {
+    let path = format!("/v1/purchases/{requisition}");
+    eventually(WITHIN, &format!("{requisition} {status}"), || async {
+        let reply = api.get(&path, Some(token)).await;
+        (reply.body["status"] == status).then_some(reply.body)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_purchase_journey_lands_with_its_links_receipts_bill_cancel_and_consumption() {
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let t = tokens(&dir.path(), &[]);
+    let server = start(&dir.path(), &fake, &[]);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+
+    api.ok(&t.ehr, "inventory-items", "GAUZE", define_item("V-1"))
+        .await;
+    let vendor = landed(&fake, "vendor_V-1").await;
+    assert_eq!(
+        (vendor["name"].clone(), vendor["ref"].clone()),
+        (json!("V-1"), json!("V-1"))
+    );
+    assert_eq!(vendor["supplier_rank"], 1);
+    let product = landed(&fake, "product_GAUZE").await;
+    assert_eq!(product["default_code"], "GAUZE");
+    assert_eq!(product["name"], "Sterile gauze");
+    let rule = landed(&fake, "orderpoint_GAUZE").await;
+    assert_eq!(rule["product_id"], product["id"]);
+    assert_eq!(
+        (
+            rule["product_min_qty"].as_f64(),
+            rule["product_max_qty"].as_f64()
+        ),
+        (Some(2.0), Some(22.0))
+    );
+
+    api.ok(&t.ehr, "purchases", "R-1", request("V-1", "GAUZE", 10))
+        .await;
+    api.ok(
+        &t.ehr,
+        "purchases",
+        "R-1",
+        json!({"type": "ApprovePurchase", "approver": "head-1"}),
+    )
+    .await;
+    let order = landed(&fake, "po_R-1").await;
+    assert_eq!(order["partner_id"], vendor["id"]);
+    assert_eq!(order["partner_ref"], "R-1");
+    let state = purchase_status(&api, &t.ehr, "R-1", "ordered").await;
+    let order = fake
+        .record("purchase.order", order["id"].as_i64().unwrap())
+        .unwrap();
+    assert_eq!(order["state"], "purchase");
+    assert_eq!(state["odoo_order_ref"], order["name"], "{state}");
+
+    // A partial receipt keeps a backorder; the rest arrives on it.
+    api.ok(&t.ehr, "purchases", "R-1", json!({
+        "type": "ReceiveGoods", "receipt_id": "RC-1", "lines": [{"item_id": "GAUZE", "quantity": 4}]
+    }))
+    .await;
+    let first = eventually(WITHIN, "receipt RC-1 done", || async {
+        let (_, id) = xmlid(&fake, "receipt_RC-1")?;
+        let picking = fake.record("stock.picking", id)?;
+        (picking["state"] == "done").then_some(picking)
+    })
+    .await;
+    let moves = |picking: &Value| -> Vec<Value> {
+        picking["move_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| fake.record("stock.move", id.as_i64().unwrap()).unwrap())
+            .collect()
+    };
+    assert_eq!(moves(&first)[0]["quantity"].as_f64(), Some(4.0));
+    api.ok(&t.ehr, "purchases", "R-1", json!({
+        "type": "ReceiveGoods", "receipt_id": "RC-2", "lines": [{"item_id": "GAUZE", "quantity": 6}]
+    }))
+    .await;
+    let second = eventually(WITHIN, "receipt RC-2 done", || async {
+        let (_, id) = xmlid(&fake, "receipt_RC-2")?;
+        let picking = fake.record("stock.picking", id)?;
+        (picking["state"] == "done").then_some(picking)
+    })
+    .await;
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(second["backorder_id"], first["id"]);
+    assert_eq!(moves(&second)[0]["quantity"].as_f64(), Some(6.0));
+
+    api.ok(
+        &t.ehr,
+        "purchases",
+        "R-1",
+        json!({
+            "type": "MatchVendorBill", "bill_id": "B-1",
+            "lines": [{"item_id": "GAUZE", "quantity": 10, "unit_price": "2.50"}]
+        }),
+    )
+    .await;
+    let bill = eventually(WITHIN, "bill B-1 posted", || async {
+        let (_, id) = xmlid(&fake, "bill_B-1")?;
+        let bill = fake.record("account.move", id)?;
+        (bill["state"] == "posted").then_some(bill)
+    })
+    .await;
+    assert_eq!(bill["move_type"], "in_invoice");
+    assert_eq!(bill["ref"], "B-1");
+    assert_eq!(bill["partner_id"], vendor["id"]);
+    let order = fake
+        .record("purchase.order", order["id"].as_i64().unwrap())
+        .unwrap();
+    assert_eq!(order["invoice_ids"], json!([bill["id"]]));
+
+    // A purchase cancelled after its order was placed cancels the order.
+    api.ok(&t.ehr, "purchases", "R-2", request("V-1", "GAUZE", 3))
+        .await;
+    api.ok(
+        &t.ehr,
+        "purchases",
+        "R-2",
+        json!({"type": "ApprovePurchase", "approver": "head-1"}),
+    )
+    .await;
+    purchase_status(&api, &t.ehr, "R-2", "ordered").await;
+    api.ok(
+        &t.ehr,
+        "purchases",
+        "R-2",
+        json!({"type": "CancelPurchase", "reason": "duplicate"}),
+    )
+    .await;
+    let cancelled = eventually(WITHIN, "po_R-2 cancelled", || async {
+        let (_, id) = xmlid(&fake, "po_R-2")?;
+        let order = fake.record("purchase.order", id)?;
+        (order["state"] == "cancel").then_some(order)
+    })
+    .await;
+    assert_eq!(cancelled["partner_ref"], "R-2");
+
+    // Stock consumed leaves through an outgoing picking, validated.
+    let consumed = api
+        .ok(
+            &t.ehr,
+            "inventory-items",
+            "GAUZE",
+            json!({"type": "ConsumeStock", "quantity": 3, "reference": "V-9"}),
+        )
+        .await;
+    let event_id = consumed["events"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = format!("consumption_{event_id}");
+    let picking = eventually(WITHIN, "consumption done", || async {
+        let (_, id) = xmlid(&fake, &key)?;
+        let picking = fake.record("stock.picking", id)?;
+        (picking["state"] == "done").then_some(picking)
+    })
+    .await;
+    assert_eq!(picking["origin"], format!("V-9 {key}"));
+    let out = moves(&picking);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["product_id"], product["id"]);
+    assert_eq!(out[0]["quantity"].as_f64(), Some(3.0));
+
+    // Each record once.
+    assert_eq!(fake.records("purchase.order").len(), 2);
+    assert_eq!(fake.count("purchase.order", "button_confirm"), 2);
+    let names: Vec<String> = fake.xmlids().into_iter().map(|(_, n, _, _)| n).collect();
+    let unique: HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "{names:?}");
+}
+
+#[tokio::test]
+async fn an_outage_of_odoo_loses_nothing_and_duplicates_nothing() {
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let t = tokens(&dir.path(), &[]);
+    let server = start(&dir.path(), &fake, &[]);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    api.ok(&t.ehr, "patient-accounts", "MRN-UP", register())
+        .await;
+    landed(&fake, "partner_MRN-UP").await;
+
+    fake.go_down(Down::Refused);
+    for n in 0..10 {
+        api.ok(
+            &t.ehr,
+            "patient-accounts",
+            &format!("MRN-OUT-{n}"),
+            register(),
+        )
+        .await;
+    }
+    eventually(WITHIN, "the breaker to open", || async {
+        let state = metric(&api, "careflow_circuit_breaker_state{service=\"odoo\"}").await?;
+        (state == 2.0).then_some(())
+    })
+    .await;
+    // Back behind a proxy that still answers 502, then really back.
+    fake.come_back();
+    fake.go_down(Down::BadGateway);
+    let requests = fake.requests();
+    eventually(WITHIN, "retries through the proxy", || async {
+        (fake.requests() > requests).then_some(())
+    })
+    .await;
+    let partners = || fake.records("res.partner").len();
+    assert_eq!(partners(), 1);
+    fake.come_back();
+    eventually(WITHIN, "every partner after the outage", || async {
+        (partners() == 11).then_some(())
+    })
+    .await;
+    caught_up(&api, &t.auditor).await;
+    assert_eq!(partners(), 11);
+    for n in 0..10 {
+        assert!(xmlid(&fake, &format!("partner_MRN-OUT-{n}")).is_some());
+    }
+    assert!(metric(&api, "careflow_odoo_retries_total").await.unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_rejected_record_is_dead_lettered_others_flow_and_it_lands_once_after_a_retry() {
+    let fake = FakeOdoo::start(API_KEY);
+    fake.reject("res.partner", "ref", "MRN-BAD");
+    fake.reject("res.partner", "ref", "MRN-DROP");
+    let dir = TempDir::new();
+    let t = tokens(&dir.path(), &[]);
+    let server = start(&dir.path(), &fake, &[]);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+
+    for mrn in ["MRN-BAD", "MRN-OK", "MRN-DROP"] {
+        api.ok(&t.ehr, "patient-accounts", mrn, register()).await;
+    }
+    landed(&fake, "partner_MRN-OK").await;
+    // Registered without coverage: flagged self-pay, a second intent of the same key, parked.
+    let letters = eventually(WITHIN, "dead letters listed", || async {
+        let reply = api
+            .get("/v1/dead-letters?source=odoo", Some(&t.admin))
+            .await;
+        let letters = reply
+            .body
+            .as_array()
+            .or_else(|| reply.body["dead_letters"].as_array())?
+            .clone();
+        let bad: Vec<Value> = letters
+            .into_iter()
+            .filter(|l| l["key"] == "partner_MRN-BAD")
+            .collect();
+        (bad.len() == 2).then_some(bad)
+    })
+    .await;
+    assert_eq!(api.get("/v1/dead-letters", Some(&t.ehr)).await.status, 403);
+    let dead = letters.iter().find(|l| l["status"] == "dead").unwrap();
+    assert!(
+        dead["error"].as_str().unwrap().contains("ValidationError"),
+        "{dead}"
+    );
+    assert_eq!(dead["payload"]["action"]["action"], "upsert_partner");
+    assert!(letters.iter().any(|l| l["status"] == "parked"));
+    assert!(xmlid(&fake, "partner_MRN-BAD").is_none());
+
+    fake.accept_all();
+    // MRN-DROP stays refused: it is the one discarded below.
+    fake.reject("res.partner", "ref", "MRN-DROP");
+    let id = dead["id"].as_i64().unwrap();
+    let reply = api
+        .post_raw(
+            &format!("/v1/dead-letters/{id}/retry"),
+            Some(&t.admin),
+            &[],
+            String::new(),
+        )
+        .await;
+    assert!(reply.status < 300, "{}", reply.text);
+    let partner = eventually(
+        WITHIN,
+        "the retried partner with its parked terms",
+        || async {
+            let (_, id) = xmlid(&fake, "partner_MRN-BAD")?;
+            let partner = fake.record("res.partner", id)?;
+            (partner["property_payment_term_id"] != json!(false)).then_some(partner)
+        },
+    )
+    .await;
+    assert_eq!(partner["ref"], "MRN-BAD");
+    assert_eq!(
+        fake.records("res.partner")
+            .iter()
+            .filter(|p| p["ref"] == "MRN-BAD")
+            .count(),
+        1
+    );
+    eventually(WITHIN, "MRN-BAD letters closed", || async {
+        let reply = api
+            .get("/v1/dead-letters?source=odoo", Some(&t.admin))
+            .await;
+        let letters = reply
+            .body
+            .as_array()
+            .or_else(|| reply.body["dead_letters"].as_array())?
+            .clone();
+        (!letters.iter().any(|l| l["key"] == "partner_MRN-BAD")).then_some(())
+    })
+    .await;
+
+    // Discarding the other one (it stays out of Odoo) records the reason as an event.
+    let reply = api
+        .get("/v1/dead-letters?source=odoo", Some(&t.admin))
+        .await;
+    let letters = reply
+        .body
+        .as_array()
+        .or_else(|| reply.body["dead_letters"].as_array())
+        .unwrap()
+        .clone();
+    let drop_head = letters
+        .iter()
+        .find(|l| l["key"] == "partner_MRN-DROP" && l["status"] == "dead")
+        .unwrap();
+    let reply = api
+        .post_raw(
+            &format!("/v1/dead-letters/{}/discard", drop_head["id"]),
+            Some(&t.admin),
+            &[("content-type", "application/json")],
+            json!({"reason": "test patient, not billed"}).to_string(),
+        )
+        .await;
+    assert!(reply.status < 300, "{}", reply.text);
+    let events = api.all_events(&t.auditor).await;
+    assert!(events.iter().any(|e| e.event_type == "DeadLetterDiscarded"
+        && e.data.to_string().contains("test patient, not billed")));
+    // The parked intent behind it ran; Odoo still refuses it, so it is dead now, on its own.
+    let head_intent = drop_head["payload"]["id"].clone();
+    eventually(
+        WITHIN,
+        "the parked MRN-DROP intent run and dead",
+        || async {
+            let reply = api
+                .get("/v1/dead-letters?source=odoo", Some(&t.admin))
+                .await;
+            let letters = reply
+                .body
+                .as_array()
+                .or_else(|| reply.body["dead_letters"].as_array())?
+                .clone();
+            letters
+                .iter()
+                .any(|l| {
+                    l["key"] == "partner_MRN-DROP"
+                        && l["status"] == "dead"
+                        && l["payload"]["id"] != head_intent
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(xmlid(&fake, "partner_MRN-DROP").is_none());
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_execute_each_intent_once() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let fake = FakeOdoo::start(API_KEY);
+    let schema = unique_schema("odoo");
+    let dir = TempDir::new();
+    let other = TempDir::new();
+    let master_key = "cd".repeat(32);
+    let env = [
+        ("CAREFLOW_STORE", "postgres"),
+        ("CAREFLOW_DATABASE_URL", url.as_str()),
+        ("CAREFLOW_DATABASE_SCHEMA", schema.as_str()),
+        (
+            "CAREFLOW_JWT_SECRET",
+            "a-test-secret-shared-by-both-odoo-nodes-0123",
+        ),
+        ("CAREFLOW_MASTER_KEY", master_key.as_str()),
+    ];
+    let t = tokens(&dir.path(), &env);
+    let a = start(&dir.path(), &fake, &env);
+    a.wait_ready().await;
+    let b = start(&other.path(), &fake, &env);
+    b.wait_ready().await;
+    let (api_a, api_b) = (Api::new(&a.base), Api::new(&b.base));
+    for n in 0..20 {
+        let api = if n % 2 == 0 { &api_a } else { &api_b };
+        api.ok(
+            &t.ehr,
+            "patient-accounts",
+            &format!("MRN-PG-{n}"),
+            register(),
+        )
+        .await;
+    }
+    eventually(WITHIN, "twenty partners", || async {
+        (fake.records("res.partner").len() == 20).then_some(())
+    })
+    .await;
+    caught_up(&api_a, &t.auditor).await;
+    // One executor at a time: two racing executors would both miss the natural key and
+    // create; the lease makes each partner one create.
+    assert_eq!(fake.records("res.partner").len(), 20);
+    assert_eq!(fake.count("res.partner", "create"), 20);
+    let position_a = metric(&api_a, "careflow_odoo_position ")
+        .await
+        .unwrap_or(0.0);
+    let position_b = metric(&api_b, "careflow_odoo_position ")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        (position_a > 0.0) != (position_b > 0.0),
+        "exactly one node executes: {position_a} {position_b}"
+    );
+    drop(a);
+    drop(b);
+    drop_schema(&url, &schema).await;
+}
