@@ -9,7 +9,8 @@
 # prints the server's peak RSS and the projections' live lag (p99 of the time from an event's
 # recorded_at to the commit of the view that reflects it, from the server's histogram, read
 # once the views have caught up), then stops it. Everything runs on loopback and stops by
-# itself.
+# itself. CAREFLOW_LOAD_BENCH picks another `careflow bench` client against the same server
+# (scripts/load-fhir.sh sets `fhir`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -51,7 +52,7 @@ done
 [[ -n ${url:-} ]] || { cat "$data/serve.err"; exit 1; }
 
 echo "server: $url store: $store pid: $pid"
-"$bin" bench http --url "$url" "$@"
+"$bin" bench "${CAREFLOW_LOAD_BENCH:-http}" --url "$url" "$@"
 grep -E '^VmHWM' "/proc/$pid/status" | awk '{printf "server_peak_rss_mib: %.0f\n", $2/1024}'
 # CPU the server used over the whole run (set-up included): on a shared 2-core machine this is
 # steadier than commands/s, which any other process's load moves.

@@ -292,29 +292,21 @@ impl PostgresIdempotency {
     /// # Errors
     /// [`IdempotencyError::Unavailable`].
     pub async fn open(url: &str, schema: &str) -> Result<Self, IdempotencyError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = crate::snapshot::pg_pool(url).map_err(unavailable)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                // Nodes starting together would race on CREATE ... IF NOT EXISTS; one
-                // transaction-scoped advisory lock per careflow schema serialises them.
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.idempotency_keys (
-                     command_id UUID PRIMARY KEY,
-                     fingerprint TEXT NOT NULL,
-                     status INTEGER,
-                     answer TEXT,
-                     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );
-                 COMMIT;"
-            ))
-            .await
-            .map_err(pg)?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.idempotency_keys (
+                    command_id UUID PRIMARY KEY,
+                    fingerprint TEXT NOT NULL,
+                    status INTEGER,
+                    answer TEXT,
+                    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             pool,
             table: format!("{schema}.idempotency_keys"),

@@ -25,6 +25,7 @@ pub mod outbound;
 pub mod payer;
 pub mod personal_data;
 pub mod process_managers;
+pub mod runner_thread;
 pub mod snapshot;
 pub mod store;
 pub mod views;

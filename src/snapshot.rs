@@ -246,36 +246,57 @@ impl PostgresSnapshots {
     /// # Errors
     /// [`SnapshotError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, SnapshotError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = pg_pool(url)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                // Nodes starting together would race on CREATE ... IF NOT EXISTS; one
-                // transaction-scoped advisory lock per careflow schema serialises them.
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.snapshots (
-                     stream_id TEXT PRIMARY KEY,
-                     version BIGINT NOT NULL,
-                     position BIGINT NOT NULL,
-                     head_hash TEXT NOT NULL,
-                     snapshot_version INTEGER NOT NULL,
-                     state TEXT NOT NULL,
-                     taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );
-                 COMMIT;"
-            ))
-            .await
-            .map_err(pg)?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.snapshots (
+                    stream_id TEXT PRIMARY KEY,
+                    version BIGINT NOT NULL,
+                    position BIGINT NOT NULL,
+                    head_hash TEXT NOT NULL,
+                    snapshot_version INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             pool,
             table: format!("{schema}.snapshots"),
         })
     }
+}
+
+/// Opens the side-table pool of a careflow schema and creates its tables: `ddl` holds
+/// `CREATE ... IF NOT EXISTS` statements naming `{schema}.` tables.
+///
+/// Every side table (snapshots, idempotency keys, views, checkpoints, patient keys, dead
+/// letters) is created this way. Nodes starting together would race on `CREATE ... IF NOT
+/// EXISTS`; one transaction-scoped advisory lock per careflow schema serialises them.
+///
+/// # Errors
+/// A description of the failure: `schema` is not a plain identifier (checked before any SQL
+/// holding it runs), the URL does not parse, or PostgreSQL refuses.
+pub(crate) async fn open_side_tables(url: &str, schema: &str, ddl: &str) -> Result<Pool, String> {
+    if !crate::config::is_identifier(schema) {
+        return Err("database_schema is not a plain identifier".to_owned());
+    }
+    let pool = pg_pool(url).map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             {ddl}
+             COMMIT;"
+        ))
+        .await
+        .map_err(|e| crate::store::postgres::describe_pg_error(&e))?;
+    Ok(pool)
 }
 
 /// A small pool for the side tables (snapshots, idempotency keys).

@@ -247,38 +247,32 @@ impl DeadLetters {
     /// # Errors
     /// [`DeadLetterError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open_postgres(url: &str, schema: &str) -> Result<Self, DeadLetterError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = crate::snapshot::pg_pool(url).map_err(unavailable)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
-                     id             BIGSERIAL PRIMARY KEY,
-                     source         TEXT NOT NULL,
-                     key            TEXT NOT NULL,
-                     event_id       TEXT NOT NULL,
-                     item           TEXT NOT NULL,
-                     position       BIGINT NOT NULL,
-                     payload        TEXT NOT NULL,
-                     error          TEXT NOT NULL,
-                     attempts       BIGINT NOT NULL,
-                     first_failure  TEXT NOT NULL,
-                     last_failure   TEXT NOT NULL,
-                     status         TEXT NOT NULL,
-                     discard_reason TEXT,
-                     UNIQUE (source, event_id, key, item)
-                 );
-                 CREATE INDEX IF NOT EXISTS dead_letters_open
-                     ON {schema}.dead_letters (source, status, key);
-                 COMMIT;"
-            ))
-            .await
-            .map_err(|e| unavailable(describe_pg_error(&e)))?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
+                    id             BIGSERIAL PRIMARY KEY,
+                    source         TEXT NOT NULL,
+                    key            TEXT NOT NULL,
+                    event_id       TEXT NOT NULL,
+                    item           TEXT NOT NULL,
+                    position       BIGINT NOT NULL,
+                    payload        TEXT NOT NULL,
+                    error          TEXT NOT NULL,
+                    attempts       BIGINT NOT NULL,
+                    first_failure  TEXT NOT NULL,
+                    last_failure   TEXT NOT NULL,
+                    status         TEXT NOT NULL,
+                    discard_reason TEXT,
+                    UNIQUE (source, event_id, key, item)
+                );
+                CREATE INDEX IF NOT EXISTS dead_letters_open
+                    ON {schema}.dead_letters (source, status, key);"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             backend: Arc::new(Backend::Postgres {
                 pool,

@@ -26,7 +26,7 @@ use std::time::Duration;
 use careflow_aggregates::RecordedEvent;
 use careflow_aggregates::personal::PERSONAL_FIELD;
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use self::nats::{NatsDeps, NatsSettings};
 use self::webhooks::{WebhookSettings, Webhooks};
@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::dead_letters::DeadLetters;
 use crate::personal_data::PersonalKeys;
 use crate::process_managers::checkpoint::CheckpointStore;
+use crate::runner_thread::RunnerThread;
 use crate::store::EventStore;
 
 /// An event as outbound consumers receive it: the stored envelope (`event_id`, `stream_id`,
@@ -80,42 +81,12 @@ pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) -> b
     }
 }
 
-/// A publisher's thread.
-struct PublisherThread {
-    name: &'static str,
-    arbiter: actix_rt::Arbiter,
-    done: oneshot::Receiver<()>,
-}
-
-fn on_own_thread<F, Fut>(name: &'static str, runner: F) -> PublisherThread
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let arbiter = actix_rt::Arbiter::new();
-    let (tx, done) = oneshot::channel();
-    let started = arbiter.spawn_fn(move || {
-        actix_rt::spawn(async move {
-            runner().await;
-            let _ = tx.send(());
-        });
-    });
-    if !started {
-        tracing::error!(publisher = name, "the publisher's thread did not start");
-    }
-    PublisherThread {
-        name,
-        arbiter,
-        done,
-    }
-}
-
 /// The outbound publishers of this node.
 pub struct Outbound {
     /// Registrations, for the HTTP routes.
     pub webhooks: Arc<Webhooks>,
     stop: watch::Sender<bool>,
-    threads: Mutex<Vec<PublisherThread>>,
+    threads: Mutex<Vec<RunnerThread>>,
 }
 
 /// What the publishers read and write.
@@ -147,7 +118,7 @@ impl Outbound {
                     stop: stop_rx.clone(),
                     acks: None,
                 };
-                threads.push(on_own_thread("nats", move || nats::run(nats)));
+                threads.push(RunnerThread::start("nats", move || nats::run(nats)));
             }
             None => tracing::info!("nats_url is not set: events are not published to NATS"),
         }
@@ -158,7 +129,7 @@ impl Outbound {
             deps.dead_letters.clone(),
             WebhookSettings::from_config(config),
         ));
-        threads.push(on_own_thread("webhooks", {
+        threads.push(RunnerThread::start("webhooks", {
             let webhooks = Arc::clone(&webhooks);
             move || webhooks::run(webhooks, stop_rx)
         }));
@@ -180,14 +151,7 @@ impl Outbound {
             .map(|mut threads| std::mem::take(&mut *threads))
             .unwrap_or_default();
         for thread in threads {
-            if tokio::time::timeout(deadline, thread.done).await.is_err() {
-                tracing::warn!(
-                    publisher = thread.name,
-                    "an outbound publisher overran the shutdown deadline"
-                );
-            }
-            thread.arbiter.stop();
-            let _ = tokio::task::spawn_blocking(move || thread.arbiter.join()).await;
+            thread.stop(deadline).await;
         }
     }
 }

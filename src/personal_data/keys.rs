@@ -283,34 +283,27 @@ impl PostgresKeys {
     /// # Errors
     /// [`PersonalDataError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, PersonalDataError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = crate::snapshot::pg_pool(url).map_err(unavailable)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                // Same advisory lock as the other side tables: nodes starting together.
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.patient_keys (
-                     kid TEXT PRIMARY KEY,
-                     wrapped BYTEA NOT NULL,
-                     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );
-                 CREATE TABLE IF NOT EXISTS {schema}.erased_patients (
-                     mrn TEXT PRIMARY KEY,
-                     erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 );
-                 CREATE TABLE IF NOT EXISTS {schema}.master_key_check (
-                     id INTEGER PRIMARY KEY CHECK (id = 1),
-                     fingerprint TEXT NOT NULL
-                 );
-                 COMMIT;"
-            ))
-            .await
-            .map_err(pg)?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.patient_keys (
+                    kid TEXT PRIMARY KEY,
+                    wrapped BYTEA NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );
+                CREATE TABLE IF NOT EXISTS {schema}.erased_patients (
+                    mrn TEXT PRIMARY KEY,
+                    erased_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );
+                CREATE TABLE IF NOT EXISTS {schema}.master_key_check (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    fingerprint TEXT NOT NULL
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),

@@ -208,26 +208,20 @@ impl PostgresCheckpoints {
     /// # Errors
     /// [`CheckpointError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, CheckpointError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = crate::snapshot::pg_pool(url).map_err(unavailable)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.process_manager_checkpoints (
-                     name       TEXT PRIMARY KEY,
-                     position   BIGINT      NOT NULL,
-                     state      TEXT        NOT NULL,
-                     updated_at TIMESTAMPTZ NOT NULL
-                 );
-                 COMMIT;"
-            ))
-            .await
-            .map_err(pg)?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.process_manager_checkpoints (
+                    name       TEXT PRIMARY KEY,
+                    position   BIGINT      NOT NULL,
+                    state      TEXT        NOT NULL,
+                    updated_at TIMESTAMPTZ NOT NULL
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             pool,
             url: url.to_owned(),

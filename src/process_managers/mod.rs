@@ -24,7 +24,6 @@ use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
 use chrono::TimeDelta;
 use serde::Serialize;
-use tokio::sync::oneshot;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
@@ -34,6 +33,7 @@ use crate::actors::Registry;
 use crate::breaker::BreakerState;
 use crate::config::Config;
 use crate::payer::PayerClient;
+use crate::runner_thread::RunnerThread;
 use crate::store::EventStore;
 
 /// How the runners batch, wait and retry, and the policies' deadlines.
@@ -138,41 +138,6 @@ pub struct ProcessManagers {
     payer: Option<PayerClient>,
 }
 
-/// A runner's thread: an actix arbiter of its own, so one busy runner (eligibility following
-/// thousands of registrations a second) does not delay another (charges), and the runners do
-/// not share the server's system thread.
-struct RunnerThread {
-    name: &'static str,
-    arbiter: actix_rt::Arbiter,
-    /// Fires when the runner's loop has returned.
-    done: oneshot::Receiver<()>,
-}
-
-/// Starts `runner()` on a new arbiter thread. The future is built there, because it need not
-/// be `Send` (actor requests and local payer-check tasks are not).
-fn on_own_thread<F, Fut>(name: &'static str, runner: F) -> RunnerThread
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let arbiter = actix_rt::Arbiter::new();
-    let (tx, done) = oneshot::channel();
-    let started = arbiter.spawn_fn(move || {
-        actix_rt::spawn(async move {
-            runner().await;
-            let _ = tx.send(());
-        });
-    });
-    if !started {
-        tracing::error!(process_manager = name, "the runner's thread did not start");
-    }
-    RunnerThread {
-        name,
-        arbiter,
-        done,
-    }
-}
-
 /// Every process manager this build runs, in a stable order.
 pub const NAMES: [&str; 5] = [
     Eligibility::NAME,
@@ -217,25 +182,25 @@ impl ProcessManagers {
                 config: config.clone(),
                 stop: stop_rx,
             });
-            tasks.push(on_own_thread(Eligibility::NAME, {
+            tasks.push(RunnerThread::start(Eligibility::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[0]));
                 let settings = config.eligibility.clone();
                 move || runner::run::<Eligibility>(deps, handle, settings)
             }));
-            tasks.push(on_own_thread(Charges::NAME, {
+            tasks.push(RunnerThread::start(Charges::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[1]));
                 move || runner::run::<Charges>(deps, handle, ())
             }));
-            tasks.push(on_own_thread(Replenishment::NAME, {
+            tasks.push(RunnerThread::start(Replenishment::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[2]));
                 move || runner::run::<Replenishment>(deps, handle, ())
             }));
-            tasks.push(on_own_thread(ApprovalDeadline::NAME, {
+            tasks.push(RunnerThread::start(ApprovalDeadline::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[3]));
                 let settings = config.approval.clone();
                 move || runner::run::<ApprovalDeadline>(deps, handle, settings)
             }));
-            tasks.push(on_own_thread(PurchaseStock::NAME, {
+            tasks.push(RunnerThread::start(PurchaseStock::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[4]));
                 move || runner::run::<PurchaseStock>(deps, handle, ())
             }));
@@ -260,15 +225,8 @@ impl ProcessManagers {
             .map(|mut tasks| std::mem::take(&mut *tasks))
             .unwrap_or_default();
         for task in tasks {
-            if tokio::time::timeout(deadline, task.done).await.is_err() {
-                tracing::warn!(
-                    process_manager = task.name,
-                    "a process-manager runner overran the shutdown deadline"
-                );
-            }
             // Ends the runner's thread (and its payer checks) whether or not it finished.
-            task.arbiter.stop();
-            let _ = tokio::task::spawn_blocking(move || task.arbiter.join()).await;
+            task.stop(deadline).await;
         }
     }
 

@@ -50,33 +50,27 @@ impl PostgresViews {
     /// # Errors
     /// [`ViewError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, ViewError> {
-        if !crate::config::is_identifier(schema) {
-            return Err(unavailable("database_schema is not a plain identifier"));
-        }
-        let pool = crate::snapshot::pg_pool(url).map_err(unavailable)?;
-        let client = pool.get().await.map_err(unavailable)?;
-        client
-            .batch_execute(&format!(
-                "BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-                 CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.projection_generations (
-                     projection TEXT        NOT NULL,
-                     generation INTEGER     NOT NULL,
-                     status     TEXT        NOT NULL,
-                     position   BIGINT      NOT NULL,
-                     updated_at TIMESTAMPTZ NOT NULL,
-                     last_error TEXT,
-                     PRIMARY KEY (projection, generation)
-                 );
-                 CREATE TABLE IF NOT EXISTS {schema}.projection_rebuild_requests (
-                     projection   TEXT PRIMARY KEY,
-                     requested_at TIMESTAMPTZ NOT NULL
-                 );
-                 COMMIT;"
-            ))
-            .await
-            .map_err(pg)?;
+        let pool = crate::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.projection_generations (
+                    projection TEXT        NOT NULL,
+                    generation INTEGER     NOT NULL,
+                    status     TEXT        NOT NULL,
+                    position   BIGINT      NOT NULL,
+                    updated_at TIMESTAMPTZ NOT NULL,
+                    last_error TEXT,
+                    PRIMARY KEY (projection, generation)
+                );
+                CREATE TABLE IF NOT EXISTS {schema}.projection_rebuild_requests (
+                    projection   TEXT PRIMARY KEY,
+                    requested_at TIMESTAMPTZ NOT NULL
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(Self {
             pool,
             url: url.to_owned(),
