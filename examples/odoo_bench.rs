@@ -243,11 +243,12 @@ async fn main() {
         let (sent, running) = (Arc::clone(&sent), Arc::clone(&running));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1) as u32);
+            let mut posts = Vec::new();
             while running.load(Ordering::Relaxed) {
                 tick.tick().await;
                 let i = sent.fetch_add(1, Ordering::Relaxed);
                 let (client, base, token) = (client.clone(), base.clone(), token.clone());
-                tokio::spawn(async move {
+                posts.push(tokio::spawn(async move {
                     post(
                         &client,
                         &base,
@@ -256,7 +257,12 @@ async fn main() {
                         registration(),
                     )
                     .await;
-                });
+                }));
+            }
+            // Every registration answered before the backlog is measured; a refused one fails
+            // the run here instead of leaving the drain to wait for it.
+            for post in posts {
+                post.await.expect("a registration was refused");
             }
         })
     };
@@ -266,7 +272,7 @@ async fn main() {
     let down_at = Instant::now();
     tokio::time::sleep(outage).await;
     running.store(false, Ordering::Relaxed);
-    let _ = load.await;
+    load.await.expect("the load");
     let backlog = sent.load(Ordering::Relaxed) - sent_at_down;
     let position_before = metric(&client, &server.base, "careflow_odoo_position ").await;
     fake.come_back();
@@ -286,7 +292,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let at_close = metric(&client, &server.base, "careflow_odoo_intents_total{model=").await;
-    let done_at = drained(&client, &server.base, position_before + backlog as f64).await;
+    // The load has stopped and every registration is committed, so the executor is drained
+    // once its lag to the head is 0 past where the outage held it.
+    let done_at = drained(&client, &server.base, position_before + 1.0).await;
     let after = metric(&client, &server.base, "careflow_odoo_intents_total{model=").await;
     let total = sent.load(Ordering::Relaxed);
     let (lost, duplicates) = check_once(&fake, patients + total);
