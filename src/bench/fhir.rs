@@ -58,20 +58,7 @@ impl fmt::Display for FhirReport {
         writeln!(f, "bundle_p50_ms: {:.3}", ms(self.p50))?;
         writeln!(f, "bundle_p99_ms: {:.3}", ms(self.p99))?;
         writeln!(f, "bundle_max_ms: {:.3}", ms(self.max))?;
-        let failures: Vec<String> = self
-            .failures
-            .iter()
-            .map(|(status, n)| format!("{status}={n}"))
-            .collect();
-        write!(
-            f,
-            "failures: {}",
-            if failures.is_empty() {
-                "none".to_string()
-            } else {
-                failures.join(" ")
-            }
-        )
+        write!(f, "failures: {}", super::failures_line(&self.failures))
     }
 }
 

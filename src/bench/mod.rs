@@ -47,6 +47,18 @@ fn quantile(h: &Histogram<u64>, q: f64) -> Duration {
     Duration::from_micros(h.value_at_quantile(q))
 }
 
+/// The HTTP-driven benches' refused answers as `status=count ...`, or `none`.
+fn failures_line(failures: &std::collections::BTreeMap<u16, u64>) -> String {
+    if failures.is_empty() {
+        return "none".to_owned();
+    }
+    failures
+        .iter()
+        .map(|(status, n)| format!("{status}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
