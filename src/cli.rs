@@ -25,6 +25,7 @@ use crate::bench::{
     TimersBench,
 };
 use crate::config::{Config, StoreKind};
+use crate::consumers::{Consumers, Health};
 use crate::dead_letters::DeadLetters;
 use crate::http::auth::{self, Role, TokenKeys};
 use crate::http::rate_limit::RateLimiter;
@@ -32,9 +33,9 @@ use crate::http::{self, AppState, Runtime};
 use crate::outbound::{Outbound, OutboundDeps};
 use crate::payer::{PayerClient, PayerSettings};
 use crate::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalDataError, PersonalKeys};
-use crate::process_managers::{self, ManagerConfig, ProcessManagers};
+use crate::process_managers::{ManagerConfig, ProcessManagers};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{self, EventStore, StoreError};
+use crate::store::{self, EventStore, FeedConfig, LogFeed, StoreError};
 use crate::views::{self, ProjectionSet, RunnerConfig};
 use crate::{audit, idempotency, snapshot};
 
@@ -1057,7 +1058,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             .await
             .map_err(StoreError::unavailable)?;
         let views = views::open(config).await.map_err(StoreError::unavailable)?;
-        let checkpoints = process_managers::checkpoint::open(config)
+        let checkpoints = crate::consumers::checkpoint::open(config)
             .await
             .map_err(StoreError::unavailable)?;
         let dead_letters = DeadLetters::open(config)
@@ -1084,44 +1085,57 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
     // Everything that reads events for their meaning (HTTP, actors, replays) goes through
     // this one wrapper: personal data is encrypted on the way in and decrypted, or `null`
     // once erased, on the way out (docs/audit-guide.md "Erasure").
-    let store: Arc<dyn EventStore> = Arc::new(EncryptingStore::new(
+    let encrypting = Arc::new(EncryptingStore::new(
         Arc::clone(&stored),
         Arc::clone(&personal),
     ));
+    let store: Arc<dyn EventStore> = encrypting.clone();
     let registry = Registry::start(
         Arc::clone(&store),
         snapshots,
         ActorConfig::from_config(config),
     );
-    // Projections blank every `personal` object before a view sees it (no view holds
-    // personal data), so they read the stored bytes and never touch a key.
+    // One reader of the log for every consumer of this process (store::feed). It reads the
+    // stored bytes: projections blank every `personal` object, the publishers send it as
+    // `null`, and the one policy that needs it (eligibility) decrypts its own events.
+    let feed = LogFeed::start(Arc::clone(&stored), FeedConfig::default()).await;
+    // Every consumer's state, for /readyz and the metrics (src/consumers).
+    let health = Health::new();
     let projections = ProjectionSet::start(
-        Arc::clone(&stored),
+        Arc::clone(&feed),
         views,
         views::runner::all_projections(),
         RunnerConfig::default(),
+        &health,
     );
     // The outbound publishers keep their checkpoints in the same table (`nats`, `webhooks`).
     let outbound = Outbound::start(
         config,
         OutboundDeps {
-            stored: Arc::clone(&stored),
+            feed: Arc::clone(&feed),
             checkpoints: Arc::clone(&checkpoints),
             personal: Arc::clone(&personal),
             dead_letters: dead_letters.clone(),
         },
+        &health,
     );
     let odoo = odoo_executor(
         config,
-        &stored,
+        &feed,
+        &health,
         &registry,
         &checkpoints,
         dead_letters.clone(),
     );
     let process_managers = ProcessManagers::start(
-        Arc::clone(&store),
+        encrypting,
         Arc::clone(&registry),
-        checkpoints,
+        &Consumers {
+            feed: Arc::clone(&feed),
+            checkpoints,
+            health: Arc::clone(&health),
+            dead_letters: dead_letters.clone(),
+        },
         payer_client(config),
         ManagerConfig::from_config(config),
         config.process_managers,
@@ -1138,6 +1152,8 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         dead_letters,
         fhir: crate::fhir::FhirSettings::from_config(config),
         odoo,
+        feed,
+        health,
     })
 }
 
@@ -1146,20 +1162,22 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
 /// checkpoint table and leases: on PostgreSQL only the lease holder executes.
 fn odoo_executor(
     config: &Config,
-    stored: &Arc<dyn EventStore>,
+    feed: &Arc<LogFeed>,
+    health: &Arc<Health>,
     registry: &Arc<Registry>,
-    checkpoints: &Arc<dyn process_managers::checkpoint::CheckpointStore>,
+    checkpoints: &Arc<dyn crate::consumers::checkpoint::CheckpointStore>,
     dead_letters: crate::dead_letters::DeadLetters,
 ) -> Option<Arc<crate::odoo::OdooExecutor>> {
     let settings = crate::odoo::OdooSettings::from_config(config)?;
     match crate::odoo::OdooClient::new(settings) {
         Ok(client) => Some(crate::odoo::OdooExecutor::start(
-            Arc::clone(stored),
+            Arc::clone(feed),
             Arc::clone(registry),
             Arc::clone(checkpoints),
             dead_letters,
             client,
             crate::odoo::ExecutorConfig::default(),
+            health,
         )),
         Err(error) => {
             tracing::error!(%error, "odoo_url cannot be used: nothing is sent to Odoo");

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod breaker;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod dead_letters;
 pub mod fhir;
 pub mod hl7;

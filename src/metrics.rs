@@ -894,6 +894,138 @@ pub fn odoo_auth_failing(failing: bool) {
     ODOO.auth_failing.set(i64::from(failing));
 }
 
+/// Events read from the global log, by reader: `tail` (the feed's one reader: once per event,
+/// whatever the number of consumers) or `catch_up` (a consumer behind the tail reading the
+/// store itself). Registered on first use.
+static LOG_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        &global().registry,
+        IntCounterVec::new(
+            Opts::new(
+                "careflow_log_events_read_total",
+                "Events read from the global log: reader=tail once per event for every \
+                 consumer at the head, reader=catch_up by consumers behind the shared tail",
+            ),
+            &["reader"],
+        ),
+    )
+});
+
+/// The feed's tail: the last position read and how many events it holds.
+static LOG_TAIL: LazyLock<(IntGauge, IntGauge)> = LazyLock::new(|| {
+    (
+        register(
+            &global().registry,
+            IntGauge::new(
+                "careflow_log_tail_position",
+                "The last position the log's reader has read",
+            ),
+        ),
+        register(
+            &global().registry,
+            IntGauge::new(
+                "careflow_log_tail_events",
+                "Events the log's shared tail holds in memory",
+            ),
+        ),
+    )
+});
+
+/// `count` events were read by `reader` (`tail` or `catch_up`).
+pub fn log_events_read(reader: &'static str, count: usize) {
+    LOG_READS.with_label_values(&[reader]).inc_by(count as u64);
+}
+
+/// The feed's reader has read up to `position` and holds `held` events.
+pub fn log_tail(position: u64, held: usize) {
+    let (last, events) = &*LOG_TAIL;
+    last.set(i64::try_from(position).unwrap_or(i64::MAX));
+    events.set(i64::try_from(held).unwrap_or(i64::MAX));
+}
+
+/// What every consumer of the log exports (`src/consumers`), labelled by consumer name (a
+/// bounded set: the views, the process managers, odoo, nats, webhooks).
+struct ConsumerMetrics {
+    state: IntGaugeVec,
+    position: IntGaugeVec,
+    lag_events: IntGaugeVec,
+    failures: IntCounterVec,
+}
+
+static CONSUMERS: LazyLock<ConsumerMetrics> = LazyLock::new(|| {
+    let registry = &global().registry;
+    ConsumerMetrics {
+        state: register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "careflow_consumer_state",
+                    "Each consumer of the log by state (starting, running, standby, retrying, \
+                     stuck, stopped, disabled): 1 for the state it is in, 0 for the others",
+                ),
+                &["consumer", "state"],
+            ),
+        ),
+        position: register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "careflow_consumer_position",
+                    "The last position each consumer has handled",
+                ),
+                &["consumer"],
+            ),
+        ),
+        lag_events: register(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "careflow_consumer_lag_events",
+                    "Events the log's reader has read that each consumer has not handled",
+                ),
+                &["consumer"],
+            ),
+        ),
+        failures: register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "careflow_consumer_failures_total",
+                    "Times each consumer failed (and started over) or halted at an event",
+                ),
+                &["consumer"],
+            ),
+        ),
+    }
+});
+
+/// Consumer `name` is in the state marked true.
+pub fn consumer_state<const N: usize>(name: &'static str, states: [(&'static str, bool); N]) {
+    for (state, on) in states {
+        CONSUMERS
+            .state
+            .with_label_values(&[name, state])
+            .set(i64::from(on));
+    }
+}
+
+/// Consumer `name` has handled everything up to `position`, `lag` events behind.
+pub fn consumer_progress(name: &'static str, position: u64, lag: u64) {
+    CONSUMERS
+        .position
+        .with_label_values(&[name])
+        .set(i64::try_from(position).unwrap_or(i64::MAX));
+    CONSUMERS
+        .lag_events
+        .with_label_values(&[name])
+        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+}
+
+/// Consumer `name` failed or halted.
+pub fn consumer_failure(name: &'static str) {
+    CONSUMERS.failures.with_label_values(&[name]).inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

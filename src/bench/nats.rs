@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 use super::{latency_histogram, ms, quantile, remove_sqlite_files};
 use crate::config::Config;
+use crate::consumers::checkpoint::{CheckpointStore, SqliteCheckpoints};
 use crate::outbound::nats::{self, NatsDeps, NatsSettings};
-use crate::process_managers::checkpoint::{CheckpointStore, SqliteCheckpoints};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
 
@@ -131,11 +131,13 @@ pub async fn nats(config: &Config, spec: &NatsBench) -> anyhow::Result<NatsRepor
         })
     };
     let (stop, stop_rx) = watch::channel(false);
+    let feed = crate::store::LogFeed::start(Arc::clone(&store), Default::default()).await;
     let publisher = tokio::spawn(nats::run(NatsDeps {
-        store: Arc::clone(&store),
+        feed,
         checkpoints: Arc::clone(&checkpoints),
         settings: settings.clone(),
         stop: stop_rx,
+        health: crate::consumers::Health::new().register(nats::CHECKPOINT, true),
         acks: Some(recorder),
     }));
     let report = measure(&store, checkpoints.as_ref(), spec, &run, &acked).await;

@@ -150,10 +150,11 @@ async fn drive(
     ];
     let started = Instant::now();
     let set = ProjectionSet::start(
-        Arc::clone(&store),
+        crate::store::LogFeed::start(Arc::clone(&store), crate::store::FeedConfig::default()).await,
         Arc::clone(&views),
         projections.clone(),
         RunnerConfig::default(),
+        &crate::consumers::Health::new(),
     );
     follow(&set, &views, head, 1, "first build").await?;
     let first_build = started.elapsed();

@@ -80,6 +80,10 @@ pub struct Runtime {
     pub fhir: crate::fhir::FhirSettings,
     /// The Odoo executor, when `odoo_url` is set.
     pub odoo: Option<Arc<crate::odoo::OdooExecutor>>,
+    /// The one reader of the log that every consumer follows.
+    pub feed: Arc<crate::store::LogFeed>,
+    /// Every consumer's state (`/readyz`).
+    pub health: Arc<crate::consumers::Health>,
 }
 
 /// What handlers share. The runtime arrives after the server is already listening, so that
@@ -400,18 +404,36 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the event store is open, so commands would be accepted.
+/// Readiness: the event store is open, so commands would be accepted, and every consumer of
+/// the log keeps up: none is stuck at an event, none has been failing for longer than
+/// `consumers::FAILING_AFTER`. A 503 names the consumers (what is acknowledged is not
+/// reaching them) with their last error.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 503, description = "The store is not open yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is not open yet, or a consumer of the log is stuck or failing (named in `consumers`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store() {
-        Some(store) => HttpResponse::Ok().json(json!({
-            "status": "ready",
-            "store": store.backend(),
-        })),
+    match state.runtime() {
+        Some(runtime) => {
+            let failing = runtime.health.failing();
+            if failing.is_empty() {
+                return HttpResponse::Ok().json(json!({
+                    "status": "ready",
+                    "store": runtime.store.backend(),
+                }));
+            }
+            let names: Vec<&str> = failing.iter().map(|c| c.name).collect();
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "consumer_failing",
+                "a consumer of the log is stuck or failing",
+            )
+            .detail(format!("not keeping up: {}", names.join(", ")))
+            .hint("see each consumer's last_error; GET /v1/projections, /v1/process-managers and the dead letters say more")
+            .extension("consumers", json!(failing))
+            .response()
+        }
         None => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",

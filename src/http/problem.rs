@@ -31,6 +31,10 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     headers: Vec<(&'static str, String)>,
+    /// Further members (RFC 9457 extensions), such as `/readyz`'s `consumers`.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -45,6 +49,7 @@ impl Problem {
             hint: None,
             retry_after: None,
             headers: Vec::new(),
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -55,6 +60,12 @@ impl Problem {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds an extension member `name` to the body.
+    pub fn extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
         self
     }
 

@@ -22,8 +22,9 @@ use tokio::sync::{Semaphore, watch};
 
 use super::client::ErrorClass;
 use super::perform::{IntentError, Session, perform};
-use super::runner::{Attempt, wait};
+use super::runner::Attempt;
 use super::{Deps, SOURCE};
+use crate::consumers::wait;
 use crate::dead_letters::{DeadLetterStatus, NewDeadLetter};
 use crate::metrics;
 

@@ -32,9 +32,10 @@ use careflow_projections::odoo::OdooIntent;
 use tokio::sync::{oneshot, watch};
 
 use crate::actors::Registry;
+use crate::consumers::checkpoint::CheckpointStore;
+use crate::consumers::{ConsumerHealth, Health};
 use crate::dead_letters::DeadLetters;
-use crate::process_managers::checkpoint::CheckpointStore;
-use crate::store::EventStore;
+use crate::store::{EventStore, LogFeed};
 
 pub use client::{ErrorClass, OdooClient, OdooError, OdooSettings};
 
@@ -81,11 +82,14 @@ pub(crate) struct Deps {
     /// The log as the actors see it (the executor sends `RecordPurchaseOrder` and appends
     /// acknowledgements through it).
     pub store: Arc<dyn EventStore>,
+    /// The log as this process reads it.
+    pub feed: Arc<LogFeed>,
     pub registry: Arc<Registry>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub dead_letters: DeadLetters,
     pub client: OdooClient,
     pub config: ExecutorConfig,
+    pub health: ConsumerHealth,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -113,12 +117,13 @@ impl OdooExecutor {
     /// Starts the executor on an actix arbiter thread of its own (commands to the purchase
     /// aggregate are actor messages). Must be called inside an actix system.
     pub fn start(
-        store: Arc<dyn EventStore>,
+        feed: Arc<LogFeed>,
         registry: Arc<Registry>,
         checkpoints: Arc<dyn CheckpointStore>,
         dead_letters: DeadLetters,
         client: OdooClient,
         config: ExecutorConfig,
+        health: &Arc<Health>,
     ) -> Arc<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(ExecutorStatus {
@@ -126,12 +131,14 @@ impl OdooExecutor {
             ..ExecutorStatus::default()
         }));
         let deps = Arc::new(Deps {
-            store,
+            store: Arc::clone(feed.store()),
+            feed,
             registry,
             checkpoints,
             dead_letters,
             client,
             config,
+            health: health.register(CHECKPOINT, true),
             stop: stop_rx,
         });
         let arbiter = actix_rt::Arbiter::new();

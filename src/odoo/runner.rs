@@ -13,75 +13,70 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use careflow_projections::odoo::{MappingState, OdooIntent, map_event};
-use tokio::sync::watch;
 
 use super::batch::{self, Abort};
 use super::client::ErrorClass;
 use super::perform::Session;
 use super::{CHECKPOINT, Deps, ExecutorStatus, SOURCE, intent_of};
+use crate::consumers::checkpoint::{Checkpoint, Lease};
+use crate::consumers::{Backoff, Exit, Supervisor};
 use crate::dead_letters::DeadLetterStatus;
 use crate::metrics;
-use crate::process_managers::checkpoint::Checkpoint;
 
-/// Why the executor gave up its ownership.
-enum Exit {
-    Stopped,
-    NotOwner,
-    /// Odoo refused the credentials.
-    Auth(String),
-    /// The store, the checkpoint table, the dead letters or the lease failed.
-    Failed(String),
+/// Why a batch stopped, as the supervisor acts on it.
+fn exit_of(abort: Abort, deps: &Deps) -> Exit {
+    match abort {
+        Abort::Stopped => Exit::Stopped,
+        Abort::Auth(error) => auth_failed(error, deps),
+        Abort::Failed(error) => Exit::Failed(error),
+    }
 }
 
-impl From<Abort> for Exit {
-    fn from(abort: Abort) -> Self {
-        match abort {
-            Abort::Stopped => Exit::Stopped,
-            Abort::Auth(error) => Exit::Auth(error),
-            Abort::Failed(error) => Exit::Failed(error),
-        }
+/// Odoo refused the credentials: wait `auth_retry` (slowly: Odoo locks a client out after
+/// repeated failures) before logging in again.
+fn auth_failed(error: String, deps: &Deps) -> Exit {
+    Exit::Suspended {
+        error: format!("Odoo refused careflow's credentials: {error}"),
+        pause: deps.config.auth_retry,
     }
 }
 
 pub(crate) async fn run(deps: Arc<Deps>, status: Arc<Mutex<ExecutorStatus>>) {
-    let mut stop = deps.stop.clone();
-    let mut pause = deps.config.retry_first;
     metrics::odoo_auth_failing(false);
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        match own(&deps, &status).await {
-            Exit::Stopped => break,
-            Exit::NotOwner => {
-                update(&status, |s| s.status = "standby");
-                pause = Duration::from_secs(1);
-            }
-            Exit::Auth(error) => {
-                tracing::error!(%error, retry_in_s = deps.config.auth_retry.as_secs(), "Odoo refused careflow's credentials: nothing is sent to Odoo until the API key is fixed");
-                metrics::odoo_auth_failing(true);
-                update(&status, |s| {
-                    s.status = "auth_failed";
-                    s.last_error = Some(error);
-                });
-                pause = deps.config.auth_retry;
-            }
-            Exit::Failed(error) => {
-                tracing::warn!(%error, "Odoo executor failed; starting over from its checkpoint");
-                update(&status, |s| {
+    let supervisor = Supervisor {
+        name: CHECKPOINT,
+        checkpoints: Arc::clone(&deps.checkpoints),
+        health: deps.health.clone(),
+        stop: deps.stop.clone(),
+        backoff: Backoff {
+            first: deps.config.retry_first,
+            max: deps.config.backoff_max,
+        },
+    };
+    supervisor
+        .run(
+            |lease| own(&deps, &status, lease),
+            |exit| match exit {
+                Exit::NotOwner => update(&status, |s| s.status = "standby"),
+                Exit::Suspended { error, pause } => {
+                    tracing::error!(%error, retry_in_s = pause.as_secs(), "nothing is sent to Odoo until the API key is fixed");
+                    metrics::odoo_auth_failing(true);
+                    update(&status, |s| {
+                        s.status = "auth_failed";
+                        s.last_error = Some(error.clone());
+                    });
+                }
+                Exit::Failed(error) => update(&status, |s| {
                     s.status = "retrying";
-                    s.last_error = Some(error);
-                });
-                pause = (pause * 2).clamp(deps.config.retry_first, deps.config.backoff_max);
-            }
-        }
-        if wait(&mut stop, pause).await {
-            break;
-        }
-    }
+                    s.last_error = Some(error.clone());
+                }),
+                Exit::Stopped => {}
+            },
+        )
+        .await;
     update(&status, |s| s.status = "stopped");
 }
 
@@ -91,23 +86,7 @@ fn update(status: &Mutex<ExecutorStatus>, f: impl FnOnce(&mut ExecutorStatus)) {
     }
 }
 
-/// Sleeps `pause`; true when shutdown was asked meanwhile.
-pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        changed = stop.changed() => changed.is_err() || *stop.borrow(),
-        () = tokio::time::sleep(pause) => false,
-    }
-}
-
-async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
-    let lease = match deps.checkpoints.acquire(CHECKPOINT).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return Exit::NotOwner,
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<dyn Lease>) -> Exit {
     let (mut processed, mut state) = match deps.checkpoints.load(CHECKPOINT).await {
         Ok(Some(checkpoint)) => match serde_json::from_str::<MappingState>(&checkpoint.state) {
             Ok(state) => (checkpoint.position, state),
@@ -126,7 +105,9 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
             metrics::odoo_auth_failing(false);
             tracing::info!(uid, position = processed, "Odoo executor running");
         }
-        Err(error) if error.class() == ErrorClass::Auth => return Exit::Auth(error.to_string()),
+        Err(error) if error.class() == ErrorClass::Auth => {
+            return auth_failed(error.to_string(), deps);
+        }
         Err(error) => return Exit::Failed(error.to_string()),
     }
     update(status, |s| {
@@ -139,7 +120,7 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
         Arc::clone(&deps.registry),
     ));
     let mut stop = deps.stop.clone();
-    let mut head = deps.store.head_watch();
+    let mut head = deps.feed.head_watch();
     let mut last_poll: Option<Instant> = None;
     loop {
         if *stop.borrow() {
@@ -156,7 +137,7 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
         }
 
         head.borrow_and_update();
-        let events = match deps.store.read_all(processed + 1, deps.config.batch).await {
+        let events = match deps.feed.read(processed + 1, deps.config.batch).await {
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
@@ -179,7 +160,7 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
             };
             let outcome = match batch::execute(deps, &session, intents, open).await {
                 Ok(outcome) => outcome,
-                Err(abort) => return abort.into(),
+                Err(abort) => return exit_of(abort, deps),
             };
             update(status, |s| {
                 s.intents_done += outcome.done;
@@ -202,9 +183,9 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
                 return Exit::Failed(error.to_string());
             }
         }
-        let head_position = deps.store.head_position().await.unwrap_or(processed);
-        let lag = head_position.saturating_sub(processed);
+        let lag = deps.feed.head().saturating_sub(processed);
         metrics::odoo_progress(processed, lag);
+        deps.health.running(processed, lag);
         update(status, |s| {
             s.status = "running";
             s.position = processed;
@@ -213,10 +194,7 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>) -> Exit {
         if events.len() == deps.config.batch {
             continue;
         }
-        let mut sleep_for = deps.config.idle_check.min(deps.config.dead_letter_poll);
-        if let Some(interval) = deps.store.poll_interval() {
-            sleep_for = sleep_for.min(interval);
-        }
+        let sleep_for = deps.config.idle_check.min(deps.config.dead_letter_poll);
         tokio::select! {
             changed = head.changed() => {
                 if changed.is_err() {
@@ -258,7 +236,7 @@ async fn serve_dead_letters(
         };
         match batch::attempt(deps, session, &intent)
             .await
-            .map_err(Exit::from)?
+            .map_err(|abort| exit_of(abort, deps))?
         {
             Attempt::Done => {
                 deps.dead_letters.resolve(letter.id).await.map_err(failed)?;
@@ -304,7 +282,7 @@ async fn serve_dead_letters(
             };
             match batch::attempt(deps, session, &intent)
                 .await
-                .map_err(Exit::from)?
+                .map_err(|abort| exit_of(abort, deps))?
             {
                 Attempt::Done => {
                     deps.dead_letters.resolve(letter.id).await.map_err(failed)?;

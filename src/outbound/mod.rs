@@ -31,11 +31,12 @@ use tokio::sync::watch;
 use self::nats::{NatsDeps, NatsSettings};
 use self::webhooks::{WebhookSettings, Webhooks};
 use crate::config::Config;
+use crate::consumers::Health;
+use crate::consumers::checkpoint::CheckpointStore;
 use crate::dead_letters::DeadLetters;
 use crate::personal_data::PersonalKeys;
-use crate::process_managers::checkpoint::CheckpointStore;
 use crate::runner_thread::RunnerThread;
-use crate::store::EventStore;
+use crate::store::LogFeed;
 
 /// An event as outbound consumers receive it: the stored envelope (`event_id`, `stream_id`,
 /// `version`, `position`, `event_type`, `schema_version`, `data`, `metadata`, `prev_hash`,
@@ -63,24 +64,6 @@ pub fn wire_bytes(event: &RecordedEvent) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&wire_event(event))
 }
 
-/// Why a publisher gave up its ownership for now.
-pub(crate) enum Exit {
-    Stopped,
-    NotOwner,
-    Failed(String),
-}
-
-/// Sleeps `pause`; true when shutdown was asked meanwhile.
-pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        changed = stop.changed() => changed.is_err() || *stop.borrow(),
-        () = tokio::time::sleep(pause) => false,
-    }
-}
-
 /// The outbound publishers of this node.
 pub struct Outbound {
     /// Registrations, for the HTTP routes.
@@ -91,8 +74,9 @@ pub struct Outbound {
 
 /// What the publishers read and write.
 pub struct OutboundDeps {
-    /// The raw log (personal data as ciphertext, blanked on the wire).
-    pub stored: Arc<dyn EventStore>,
+    /// The raw log as this process reads it (personal data as ciphertext, blanked on the
+    /// wire).
+    pub feed: Arc<LogFeed>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     /// Seals webhook secrets in the registration events.
     pub personal: Arc<PersonalKeys>,
@@ -102,13 +86,13 @@ pub struct OutboundDeps {
 impl Outbound {
     /// Starts the webhook deliveries, and the NATS publisher when `nats_url` is set. Must be
     /// called inside an actix system.
-    pub fn start(config: &Config, deps: OutboundDeps) -> Arc<Self> {
+    pub fn start(config: &Config, deps: OutboundDeps, health: &Arc<Health>) -> Arc<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let mut threads = Vec::new();
         match &config.nats_url {
             Some(url) => {
                 let nats = NatsDeps {
-                    store: Arc::clone(&deps.stored),
+                    feed: Arc::clone(&deps.feed),
                     checkpoints: Arc::clone(&deps.checkpoints),
                     settings: NatsSettings::new(
                         url.clone(),
@@ -116,14 +100,18 @@ impl Outbound {
                         config.nats_subject_prefix.clone(),
                     ),
                     stop: stop_rx.clone(),
+                    health: health.register("nats", true),
                     acks: None,
                 };
                 threads.push(RunnerThread::start("nats", move || nats::run(nats)));
             }
-            None => tracing::info!("nats_url is not set: events are not published to NATS"),
+            None => {
+                health.register("nats", false);
+                tracing::info!("nats_url is not set: events are not published to NATS");
+            }
         }
         let webhooks = Arc::new(Webhooks::new(
-            Arc::clone(&deps.stored),
+            Arc::clone(&deps.feed),
             Arc::clone(&deps.checkpoints),
             Arc::clone(&deps.personal),
             deps.dead_letters.clone(),
@@ -131,7 +119,8 @@ impl Outbound {
         ));
         threads.push(RunnerThread::start("webhooks", {
             let webhooks = Arc::clone(&webhooks);
-            move || webhooks::run(webhooks, stop_rx)
+            let health = health.register("webhooks", true);
+            move || webhooks::run(webhooks, stop_rx, health)
         }));
         Arc::new(Self {
             webhooks,

@@ -21,10 +21,11 @@ use careflow_aggregates::RecordedEvent;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::{Exit, wait, wire_bytes};
+use super::wire_bytes;
+use crate::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
+use crate::consumers::{Backoff, ConsumerHealth, Exit, Supervisor};
 use crate::metrics;
-use crate::process_managers::checkpoint::{Checkpoint, CheckpointStore};
-use crate::store::EventStore;
+use crate::store::{Events, LogFeed};
 
 /// The checkpoint's name.
 pub const CHECKPOINT: &str = "nats";
@@ -80,35 +81,30 @@ pub type AckRecorder = Arc<dyn Fn(&[RecordedEvent], chrono::DateTime<Utc>) + Sen
 
 /// What the publisher's task needs.
 pub(crate) struct NatsDeps {
-    pub store: Arc<dyn EventStore>,
+    /// The log as this process reads it (stored bytes; personal data blanked on the wire).
+    pub feed: Arc<LogFeed>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub settings: NatsSettings,
     pub stop: watch::Receiver<bool>,
+    pub health: ConsumerHealth,
     pub acks: Option<AckRecorder>,
 }
 
 /// Runs the publisher until shutdown, starting over from its checkpoint after any failure.
+/// Another node publishing is looked at again every `retry_after` (a lease attempt opens a
+/// connection), ready to take over when that node dies.
 pub(crate) async fn run(deps: NatsDeps) {
-    let mut stop = deps.stop.clone();
-    let mut pause = deps.settings.retry_after;
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        match own(&deps).await {
-            Exit::Stopped => break,
-            // Another node publishes: look again every second (a lease attempt opens a
-            // connection), ready to take over when that node dies.
-            Exit::NotOwner => pause = Duration::from_secs(1),
-            Exit::Failed(error) => {
-                tracing::warn!(%error, "NATS publisher failed; starting over from its checkpoint");
-            }
-        }
-        if wait(&mut stop, pause).await {
-            break;
-        }
-        pause = (pause * 2).min(deps.settings.backoff_max);
-    }
+    let supervisor = Supervisor {
+        name: CHECKPOINT,
+        checkpoints: Arc::clone(&deps.checkpoints),
+        health: deps.health.clone(),
+        stop: deps.stop.clone(),
+        backoff: Backoff {
+            first: deps.settings.retry_after,
+            max: deps.settings.backoff_max,
+        },
+    };
+    supervisor.run(|lease| own(&deps, lease), |_| {}).await;
     tracing::info!("NATS publisher stopped");
 }
 
@@ -162,12 +158,7 @@ pub async fn ensure_stream(js: &jetstream::Context, settings: &NatsSettings) -> 
 }
 
 /// The publisher while it holds the lease.
-async fn own(deps: &NatsDeps) -> Exit {
-    let lease = match deps.checkpoints.acquire(CHECKPOINT).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return Exit::NotOwner,
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+async fn own(deps: &NatsDeps, lease: Box<dyn Lease>) -> Exit {
     let position = match deps.checkpoints.load(CHECKPOINT).await {
         Ok(checkpoint) => checkpoint.map_or(0, |c| c.position),
         Err(error) => return Exit::Failed(error.to_string()),
@@ -192,7 +183,7 @@ async fn own(deps: &NatsDeps) -> Exit {
     }
     tracing::info!(position, stream = %settings.stream, "NATS publisher running");
     let mut stop = deps.stop.clone();
-    let mut head = deps.store.head_watch();
+    let mut head = deps.feed.head_watch();
     // One batch's acknowledgements are awaited while the next batch is read and sent: the
     // wait for JetStream overlaps the work of the next round. `read` is the last position
     // sent; the checkpoint moves when a batch's acknowledgements are all in.
@@ -206,7 +197,7 @@ async fn own(deps: &NatsDeps) -> Exit {
             return Exit::Failed("the NATS publisher's lease was lost".into());
         }
         head.borrow_and_update();
-        let events = match deps.store.read_all(read + 1, settings.batch).await {
+        let events = match deps.feed.read(read + 1, settings.batch).await {
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
@@ -228,12 +219,10 @@ async fn own(deps: &NatsDeps) -> Exit {
         pending = sent;
         if pending.is_none() {
             metrics::nats_lag(0);
-            // Caught up: wait for a commit of this process, or poll a shared store.
-            let poll = deps.store.poll_interval().unwrap_or(Duration::from_secs(1));
+            // Caught up: wait for the log's reader to read further.
             tokio::select! {
                 changed = stop.changed() => if changed.is_err() || *stop.borrow() { return Exit::Stopped },
                 _ = head.changed() => {}
-                () = tokio::time::sleep(poll) => {}
             }
         }
     }
@@ -241,7 +230,7 @@ async fn own(deps: &NatsDeps) -> Exit {
 
 /// A batch sent, its acknowledgements not yet awaited.
 struct Sent {
-    events: Vec<RecordedEvent>,
+    events: Events,
     acks: Vec<async_nats::jetstream::context::PublishAckFuture>,
 }
 
@@ -276,8 +265,9 @@ async fn settle(deps: &NatsDeps, sent: Sent) -> Result<u64, String> {
     if let Some(recorder) = &deps.acks {
         recorder(&events, acked_at);
     }
-    let head = deps.store.head_position().await.unwrap_or(last);
+    let head = deps.feed.head().max(last);
     metrics::nats_published(events.len(), head.saturating_sub(last), delays.into_iter());
+    deps.health.running(last, head.saturating_sub(last));
     Ok(last)
 }
 
@@ -285,7 +275,7 @@ async fn settle(deps: &NatsDeps, sent: Sent) -> Result<u64, String> {
 async fn publish(
     js: &jetstream::Context,
     settings: &NatsSettings,
-    events: Vec<RecordedEvent>,
+    events: Events,
 ) -> Result<Sent, String> {
     let mut acks = Vec::with_capacity(events.len());
     for event in &events {

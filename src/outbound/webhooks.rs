@@ -43,14 +43,16 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::signing::{SecretError, WebhookSecret};
-use super::{Exit, wait, wire_bytes};
+use super::wire_bytes;
 use crate::config::Config;
+use crate::consumers::checkpoint::Lease;
+use crate::consumers::checkpoint::{Checkpoint, CheckpointStore};
+use crate::consumers::{Backoff, ConsumerHealth, Exit, Supervisor, wait};
 use crate::dead_letters::{DeadLetter, DeadLetterStatus, DeadLetters, NewDeadLetter};
 use crate::metrics;
 use crate::personal_data::PersonalKeys;
-use crate::process_managers::checkpoint::{Checkpoint, CheckpointStore};
 use crate::store::{
-    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, ProposedEvent,
+    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, LogFeed, ProposedEvent,
 };
 
 /// The checkpoint's name.
@@ -226,6 +228,7 @@ struct State {
 /// The webhooks of this node: the registration API and the runner's shared parts.
 pub struct Webhooks {
     store: Arc<dyn EventStore>,
+    feed: Arc<LogFeed>,
     checkpoints: Arc<dyn CheckpointStore>,
     personal: Arc<PersonalKeys>,
     dead_letters: DeadLetters,
@@ -235,7 +238,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(
-        store: Arc<dyn EventStore>,
+        feed: Arc<LogFeed>,
         checkpoints: Arc<dyn CheckpointStore>,
         personal: Arc<PersonalKeys>,
         dead_letters: DeadLetters,
@@ -248,7 +251,8 @@ impl Webhooks {
             .build()
             .unwrap_or_default();
         Self {
-            store,
+            store: Arc::clone(feed.store()),
+            feed,
             checkpoints,
             personal,
             dead_letters,
@@ -529,26 +533,24 @@ fn validate_event_types(types: &[String]) -> Result<Vec<String>, WebhookError> {
 }
 
 /// Runs the webhook runner until shutdown, starting over from its checkpoint after failures.
-pub(crate) async fn run(webhooks: Arc<Webhooks>, stop: watch::Receiver<bool>) {
-    let mut stop_rx = stop.clone();
-    let first = Duration::from_millis(500);
-    let mut pause = first;
-    loop {
-        if *stop_rx.borrow() {
-            break;
-        }
-        match own(&webhooks, &stop).await {
-            Exit::Stopped => break,
-            Exit::NotOwner => pause = Duration::from_secs(1),
-            Exit::Failed(error) => {
-                tracing::warn!(%error, "webhook runner failed; starting over from its checkpoint");
-            }
-        }
-        if wait(&mut stop_rx, pause).await {
-            break;
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
+pub(crate) async fn run(
+    webhooks: Arc<Webhooks>,
+    stop: watch::Receiver<bool>,
+    health: ConsumerHealth,
+) {
+    let supervisor = Supervisor {
+        name: CHECKPOINT,
+        checkpoints: Arc::clone(&webhooks.checkpoints),
+        health: health.clone(),
+        stop: stop.clone(),
+        backoff: Backoff {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+        },
+    };
+    supervisor
+        .run(|lease| own(&webhooks, &stop, &health, lease), |_| {})
+        .await;
     tracing::info!("webhook runner stopped");
 }
 
@@ -556,12 +558,12 @@ pub(crate) async fn run(webhooks: Arc<Webhooks>, stop: watch::Receiver<bool>) {
 type Cursors = Arc<Mutex<HashMap<String, u64>>>;
 
 /// The runner while it holds the lease.
-async fn own(webhooks: &Arc<Webhooks>, stop: &watch::Receiver<bool>) -> Exit {
-    let lease = match webhooks.checkpoints.acquire(CHECKPOINT).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return Exit::NotOwner,
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+async fn own(
+    webhooks: &Arc<Webhooks>,
+    stop: &watch::Receiver<bool>,
+    health: &ConsumerHealth,
+    lease: Box<dyn Lease>,
+) -> Exit {
     let (mut position, mut state) = match webhooks.load().await {
         Ok(loaded) => loaded,
         Err(error) => return Exit::Failed(error.to_string()),
@@ -586,6 +588,7 @@ async fn own(webhooks: &Arc<Webhooks>, stop: &watch::Receiver<bool>) -> Exit {
     let exit = follow(
         webhooks,
         stop,
+        health,
         lease.as_ref(),
         &mut position,
         &mut state,
@@ -646,7 +649,8 @@ impl Workers {
 async fn follow(
     webhooks: &Arc<Webhooks>,
     stop: &watch::Receiver<bool>,
-    lease: &dyn crate::process_managers::checkpoint::Lease,
+    health: &ConsumerHealth,
+    lease: &dyn Lease,
     position: &mut u64,
     state: &mut State,
     cursors: &Cursors,
@@ -654,7 +658,7 @@ async fn follow(
     retries: &mut Arc<Mutex<HashSet<i64>>>,
 ) -> Exit {
     let mut stop_rx = stop.clone();
-    let mut head = webhooks.store.head_watch();
+    let mut head = webhooks.feed.head_watch();
     let mut saved_position = *position;
     let mut saved_cursors: HashMap<String, u64> =
         cursors.lock().map(|c| c.clone()).unwrap_or_default();
@@ -668,7 +672,7 @@ async fn follow(
             return Exit::Failed("the webhook runner's lease was lost".into());
         }
         head.borrow_and_update();
-        let events = match webhooks.store.read_all(*position + 1, 4_096).await {
+        let events = match webhooks.feed.read(*position + 1, 4_096).await {
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
@@ -718,6 +722,9 @@ async fn follow(
             *position = last.position;
         }
         let current: HashMap<String, u64> = cursors.lock().map(|c| c.clone()).unwrap_or_default();
+        // The slowest webhook is how far behind the deliveries are.
+        let slowest = current.values().copied().min().unwrap_or(*position);
+        health.running(*position, webhooks.feed.head().saturating_sub(slowest));
         let moved = current != saved_cursors || *position != saved_position;
         // A registration change is saved at once (POST /v1/webhooks waits for it); progress
         // alone at most every SAVE_EVERY, so a busy log is not a checkpoint write per commit.
@@ -801,12 +808,13 @@ async fn retry_dead_letter(
             .secret_of(&registration)
             .ok_or_else(|| "the webhook's secret does not open with this master key".to_owned())?;
         let event = webhooks
-            .store
-            .read_all(request.position, 1)
+            .feed
+            .read(request.position, 1)
             .await
             .map_err(|e| e.to_string())?
-            .into_iter()
+            .iter()
             .find(|e| e.event_id == request.event_id)
+            .cloned()
             .ok_or_else(|| "the event is not at its recorded position".to_owned())?;
         let body = wire_bytes(&event).map_err(|e| e.to_string())?;
         webhooks
@@ -840,7 +848,7 @@ async fn worker(
     stop: watch::Receiver<bool>,
 ) {
     let mut stop_rx = stop.clone();
-    let mut head = webhooks.store.head_watch();
+    let mut head = webhooks.feed.head_watch();
     let mut cursor = registration.cursor;
     let mut pause = Duration::from_millis(200);
     loop {
@@ -849,8 +857,8 @@ async fn worker(
         }
         head.borrow_and_update();
         let events = match webhooks
-            .store
-            .read_all(cursor + 1, webhooks.settings.batch)
+            .feed
+            .read(cursor + 1, webhooks.settings.batch)
             .await
         {
             Ok(events) => {
@@ -867,14 +875,9 @@ async fn worker(
             }
         };
         if events.is_empty() {
-            let poll = webhooks
-                .store
-                .poll_interval()
-                .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 changed = stop_rx.changed() => if changed.is_err() || *stop_rx.borrow() { return },
                 _ = head.changed() => {}
-                () = tokio::time::sleep(poll) => {}
             }
             continue;
         }

@@ -87,8 +87,13 @@ impl EncryptingStore {
     }
 
     /// Replaces every envelope in `events` by its plaintext, or by `null` when the patient's
-    /// key is gone or the envelope does not open (altered: `audit verify` reports it).
-    async fn open_events(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+    /// key is gone or the envelope does not open (altered: `audit verify` reports it). For a
+    /// consumer of the shared log (which holds the stored bytes) that needs a patient's
+    /// personal data: the eligibility process manager.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the key store cannot be read.
+    pub async fn open_events(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
         for event in events {
             let Some(mrn) = patient(&event.stream_id) else {
                 continue;

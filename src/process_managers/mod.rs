@@ -10,7 +10,6 @@
 //! This module does not decide anything about the flows (the policies do) and does not know
 //! HTTP: `GET /v1/process-managers` reads [`ProcessManagers::statuses`].
 
-pub mod checkpoint;
 mod runner;
 
 use std::sync::{Arc, Mutex};
@@ -27,12 +26,14 @@ use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-use self::checkpoint::CheckpointStore;
 use self::runner::Deps;
 use crate::actors::Registry;
 use crate::breaker::BreakerState;
 use crate::config::Config;
+use crate::consumers::checkpoint::CheckpointStore;
+use crate::consumers::{ConsumerHealth, Consumers};
 use crate::payer::PayerClient;
+use crate::personal_data::EncryptingStore;
 use crate::runner_thread::RunnerThread;
 use crate::store::EventStore;
 
@@ -49,6 +50,8 @@ pub struct ManagerConfig {
     /// `backoff_max`.
     pub retry_first: Duration,
     pub backoff_max: Duration,
+    /// How often operators' retries of dead-lettered events are looked for.
+    pub dead_letter_poll: Duration,
     pub eligibility: EligibilitySettings,
     pub approval: ApprovalSettings,
 }
@@ -61,6 +64,7 @@ impl Default for ManagerConfig {
             retry_after: Duration::from_secs(1),
             retry_first: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
+            dead_letter_poll: Duration::from_secs(1),
             eligibility: EligibilitySettings::default(),
             approval: ApprovalSettings::default(),
         }
@@ -112,7 +116,6 @@ pub struct ProcessManagerStatus {
 /// The live figures a runner keeps for the status endpoint.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunnerStatus {
-    pub status: &'static str,
     pub position: u64,
     pub lag: u64,
     pub commands_sent: u64,
@@ -125,6 +128,8 @@ pub(crate) struct RunnerStatus {
 /// One runner's shared status.
 pub(crate) struct RunnerHandle {
     name: &'static str,
+    /// The runner's state for `/readyz`, the metrics and this module's status.
+    pub health: ConsumerHealth,
     status: Mutex<RunnerStatus>,
 }
 
@@ -152,23 +157,28 @@ impl ProcessManagers {
     /// `enabled` is false: the status then says `disabled`). Must be called inside an actix
     /// system.
     pub fn start(
-        store: Arc<dyn EventStore>,
+        personal: Arc<EncryptingStore>,
         registry: Arc<Registry>,
-        checkpoints: Arc<dyn CheckpointStore>,
+        consumers: &Consumers,
         payer: Option<PayerClient>,
         config: ManagerConfig,
         enabled: bool,
     ) -> Arc<Self> {
+        let Consumers {
+            feed,
+            checkpoints,
+            health,
+            dead_letters,
+        } = consumers.clone();
+        let store: Arc<dyn EventStore> = personal.clone();
         let (stop, stop_rx) = watch::channel(false);
         let handles: Vec<Arc<RunnerHandle>> = NAMES
             .iter()
             .map(|name| {
                 Arc::new(RunnerHandle {
                     name,
-                    status: Mutex::new(RunnerStatus {
-                        status: if enabled { "starting" } else { "disabled" },
-                        ..RunnerStatus::default()
-                    }),
+                    health: health.register(name, enabled),
+                    status: Mutex::new(RunnerStatus::default()),
                 })
             })
             .collect();
@@ -176,10 +186,13 @@ impl ProcessManagers {
         if enabled {
             let deps = Arc::new(Deps {
                 store: Arc::clone(&store),
+                personal,
+                feed,
                 registry,
                 checkpoints: Arc::clone(&checkpoints),
                 payer: payer.clone(),
                 config: config.clone(),
+                dead_letters,
                 stop: stop_rx,
             });
             tasks.push(RunnerThread::start(Eligibility::NAME, {
@@ -251,7 +264,7 @@ impl ProcessManagers {
             });
             out.push(ProcessManagerStatus {
                 name: handle.name,
-                status: local.status,
+                status: handle.health.state().as_str(),
                 position,
                 lag: head.map_or(local.lag, |head| head.saturating_sub(position)),
                 commands_sent: local.commands_sent,
@@ -265,3 +278,6 @@ impl ProcessManagers {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

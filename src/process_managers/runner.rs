@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use careflow_aggregates::personal::PERSONAL_FIELD;
 use careflow_aggregates::policies::timer::timer_stream;
 use careflow_aggregates::policies::{
     Command, EligibilityCheck, IssuedCommand, PRINCIPAL_PREFIX, ProcessManager, TimerEvent, Timers,
@@ -44,81 +45,66 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::checkpoint::{Checkpoint, CheckpointStore};
 use super::{RunnerHandle, RunnerStatus};
 use crate::actors::{CommandContext, CommandError, Registry};
+use crate::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
+use crate::consumers::{Backoff, Exit, Supervisor, wait};
+use crate::dead_letters::{DeadLetterStatus, DeadLetters, NewDeadLetter};
 use crate::metrics;
 use crate::payer::{PayerClient, PayerError};
+use crate::personal_data::EncryptingStore;
 use crate::store::{
-    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, ProposedEvent,
+    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, LogFeed, ProposedEvent,
 };
 
 /// What every runner of a process shares.
 pub(crate) struct Deps {
+    /// The store as the actors see it (personal data decrypted): timers, payer answers.
     pub store: Arc<dyn EventStore>,
+    /// The same wrapper, to decrypt the events of a policy that reads personal data.
+    pub personal: Arc<EncryptingStore>,
+    /// The log as this process reads it (stored bytes).
+    pub feed: Arc<LogFeed>,
     pub registry: Arc<Registry>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     /// `None` without `payer_url`: checks are not made and the deadline decides.
     pub payer: Option<PayerClient>,
     pub config: super::ManagerConfig,
+    /// Poison events, and the operators' retries of them.
+    pub dead_letters: DeadLetters,
     pub stop: watch::Receiver<bool>,
 }
 
-/// Why a runner gave up its ownership.
-enum Exit {
-    /// Shutdown.
-    Stopped,
-    /// Another node holds the lease.
-    NotOwner,
-    /// The store, the checkpoint table or the lease failed: start over after a pause.
-    Failed(String),
-}
-
-/// Runs process manager `P` until shutdown.
+/// Runs process manager `P` until shutdown, under the consumer runtime's supervisor.
 pub(crate) async fn run<P: ProcessManager>(
     deps: Arc<Deps>,
     handle: Arc<RunnerHandle>,
     settings: P::Settings,
 ) {
-    let mut stop = deps.stop.clone();
-    let mut pause = deps.config.retry_after;
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        match own::<P>(&deps, &handle, &settings).await {
-            Exit::Stopped => break,
-            Exit::NotOwner => {
-                handle.update(|s| s.status = "standby");
-                pause = deps.config.retry_after;
-            }
-            Exit::Failed(error) => {
-                tracing::warn!(process_manager = P::NAME, %error, "process manager failed; starting over from its checkpoint");
-                metrics::process_manager_failure(P::NAME, "store");
-                handle.update(|s| {
-                    s.status = "retrying";
-                    s.failures += 1;
-                    s.last_error = Some(error);
-                });
-            }
-        }
-        if wait(&mut stop, pause).await {
-            break;
-        }
-        pause = (pause * 2).min(deps.config.backoff_max);
-    }
-    handle.update(|s| s.status = "stopped");
-}
-
-/// Sleeps `pause`; true when shutdown was asked meanwhile.
-async fn wait(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        changed = stop.changed() => changed.is_err() || *stop.borrow(),
-        () = tokio::time::sleep(pause) => false,
-    }
+    let supervisor = Supervisor {
+        name: P::NAME,
+        checkpoints: Arc::clone(&deps.checkpoints),
+        health: handle.health.clone(),
+        stop: deps.stop.clone(),
+        backoff: Backoff {
+            first: deps.config.retry_after,
+            max: deps.config.backoff_max,
+        },
+    };
+    supervisor
+        .run(
+            |lease| own::<P>(&deps, &handle, &settings, lease),
+            |exit| {
+                if let Exit::Failed(error) = exit {
+                    metrics::process_manager_failure(P::NAME, "store");
+                    handle.update(|s| {
+                        s.failures += 1;
+                        s.last_error = Some(error.clone());
+                    });
+                }
+            },
+        )
+        .await;
 }
 
 /// Payer checks in flight, by the position of the registration that asked for them.
@@ -129,12 +115,8 @@ async fn own<P: ProcessManager>(
     deps: &Arc<Deps>,
     handle: &Arc<RunnerHandle>,
     settings: &P::Settings,
+    lease: Box<dyn Lease>,
 ) -> Exit {
-    let lease = match deps.checkpoints.acquire(P::NAME).await {
-        Ok(Some(lease)) => lease,
-        Ok(None) => return Exit::NotOwner,
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
     let (mut position, mut state) = match deps.checkpoints.load(P::NAME).await {
         Ok(Some(checkpoint)) => match serde_json::from_str::<P::State>(&checkpoint.state) {
             Ok(state) => (checkpoint.position, state),
@@ -161,16 +143,17 @@ async fn own<P: ProcessManager>(
         pending_timers = timers.pending_count(),
         "process manager running"
     );
-    handle.update(|s| {
-        s.status = "running";
-        s.position = position;
-    });
+    handle.update(|s| s.position = position);
+    handle
+        .health
+        .running(position, deps.feed.head().saturating_sub(position));
     let in_flight: InFlight = Arc::default();
     let mut checks = JoinSet::new();
     let mut stop = deps.stop.clone();
-    let mut head = deps.store.head_watch();
+    let mut head = deps.feed.head_watch();
     let mut saved = position;
     let mut processed = position;
+    let mut last_retry_poll: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return Exit::Stopped;
@@ -179,6 +162,36 @@ async fn own<P: ProcessManager>(
             return Exit::Failed("the process manager's lease was lost".into());
         }
         while checks.try_join_next().is_some() {}
+        if last_retry_poll.is_none_or(|at| at.elapsed() >= deps.config.dead_letter_poll) {
+            last_retry_poll = Some(std::time::Instant::now());
+            let mut acts = Acts {
+                timers: &mut timers,
+                timers_stream: &timers_stream,
+                outbox: &mut Vec::new(),
+                asked: &mut Vec::new(),
+            };
+            match serve_retries::<P>(deps, handle, settings, &mut state, &mut acts).await {
+                Ok(()) => {}
+                Err(Retried::Stopped) => return Exit::Stopped,
+                Err(Retried::Failed(error)) => return Exit::Failed(error),
+            }
+            let (outbox, asked) = (std::mem::take(acts.outbox), std::mem::take(acts.asked));
+            if send_all(deps, P::NAME, outbox, handle).await.is_err() {
+                return Exit::Stopped;
+            }
+            for (check, origin, position) in asked {
+                start_check(
+                    &mut checks,
+                    deps,
+                    handle,
+                    P::NAME,
+                    check,
+                    origin,
+                    position,
+                    &in_flight,
+                );
+            }
+        }
 
         // Timers first: a due timer is appended before new events are read, so its firing is
         // in the log (and acted on) within one loop. The appends go out together (at most
@@ -223,7 +236,7 @@ async fn own<P: ProcessManager>(
         }
 
         head.borrow_and_update();
-        let events = match deps.store.read_all(processed + 1, deps.config.batch).await {
+        let events = match deps.feed.read(processed + 1, deps.config.batch).await {
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
@@ -233,11 +246,20 @@ async fn own<P: ProcessManager>(
             if !P::STREAM_KINDS.contains(&recorded.stream_id.kind()) {
                 continue;
             }
+            let opened = match open_personal::<P>(deps, recorded).await {
+                Ok(opened) => opened,
+                Err(error) => return Exit::Failed(error),
+            };
+            let recorded = opened.as_ref().unwrap_or(recorded);
             let trigger = match Trigger::from_recorded(recorded) {
                 Ok(Some(trigger)) => trigger,
                 Ok(None) => continue,
                 Err(error) => {
-                    poison(P::NAME, recorded, &error.to_string(), handle);
+                    if let Err(error) =
+                        poison::<P>(deps, handle, recorded, &error.to_string()).await
+                    {
+                        return Exit::Failed(error);
+                    }
                     continue;
                 }
             };
@@ -249,63 +271,25 @@ async fn own<P: ProcessManager>(
             let reaction = match P::react(&state, &trigger, settings) {
                 Ok(reaction) => reaction,
                 Err(error) => {
-                    poison(P::NAME, recorded, &error.to_string(), handle);
+                    if let Err(error) =
+                        poison::<P>(deps, handle, recorded, &error.to_string()).await
+                    {
+                        return Exit::Failed(error);
+                    }
                     continue;
                 }
             };
-            if !reaction.is_empty() {
-                let origin = Origin::of(recorded);
-                for cancellation in &reaction.cancelled_timers {
-                    let Some(event) = cancellable(&timers, cancellation, P::NAME) else {
-                        continue;
-                    };
-                    let stream = match timer_stream(cancellation.process) {
-                        Ok(stream) => stream,
-                        Err(error) => unreachable!("process names keep the id rule: {error}"),
-                    };
-                    let step = format!("timer-cancel:{}", cancellation.timer_id);
-                    let command_id = Uuid::new_v5(&trigger.event_id, step.as_bytes());
-                    if append_timer::<P>(deps, &stream, &event, command_id, &origin)
-                        .await
-                        .is_err()
-                    {
-                        return Exit::Stopped;
-                    }
-                    if stream == timers_stream {
-                        timers.apply(&event);
-                    }
-                }
-                for request in &reaction.timers {
-                    let event = if request.process == P::NAME {
-                        timers.schedule(request)
-                    } else {
-                        Timers::new().schedule(request)
-                    };
-                    let Some(event) = event else {
-                        continue;
-                    };
-                    let stream = match timer_stream(request.process) {
-                        Ok(stream) => stream,
-                        Err(error) => unreachable!("process names keep the id rule: {error}"),
-                    };
-                    let step = format!("timer-schedule:{}", request.timer_id);
-                    let command_id = Uuid::new_v5(&trigger.event_id, step.as_bytes());
-                    if append_timer::<P>(deps, &stream, &event, command_id, &origin)
-                        .await
-                        .is_err()
-                    {
-                        return Exit::Stopped;
-                    }
-                    if stream == timers_stream {
-                        timers.apply(&event);
-                    }
-                }
-                for issued in reaction.commands {
-                    outbox.push((issued, origin.clone()));
-                }
-                for check in reaction.eligibility_checks {
-                    asked.push((check, origin.clone(), recorded.position));
-                }
+            let mut acts = Acts {
+                timers: &mut timers,
+                timers_stream: &timers_stream,
+                outbox: &mut outbox,
+                asked: &mut asked,
+            };
+            if carry_out::<P>(deps, recorded, &trigger, reaction, &mut acts)
+                .await
+                .is_err()
+            {
+                return Exit::Stopped;
             }
             state = P::evolve(state, &trigger);
         }
@@ -349,13 +333,12 @@ async fn own<P: ProcessManager>(
             saved = low_water;
         }
         position = saved;
-        let head_position = deps.store.head_position().await.unwrap_or(processed);
-        let lag = head_position.saturating_sub(position);
+        let lag = deps.feed.head().saturating_sub(position);
         let pending = timers.pending_count();
         let checks_in_flight = in_flight.lock().map_or(0, |map| map.values().sum());
         metrics::process_manager_progress(P::NAME, position, lag, pending);
+        handle.health.running(position, lag);
         handle.update(|s| {
-            s.status = "running";
             s.position = position;
             s.lag = lag;
             s.timers_pending = pending;
@@ -367,9 +350,6 @@ async fn own<P: ProcessManager>(
 
         // Caught up: wait for new events, the next timer, a finished check or shutdown.
         let mut sleep_for = deps.config.idle_check;
-        if let Some(interval) = deps.store.poll_interval() {
-            sleep_for = sleep_for.min(interval);
-        }
         if let Some(next) = timers.next_due_at() {
             let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             sleep_for = sleep_for.min(until);
@@ -433,23 +413,222 @@ async fn fold_timers(store: &dyn EventStore, stream: &StreamId) -> Result<Timers
     }
 }
 
-fn poison(name: &'static str, recorded: &RecordedEvent, error: &str, handle: &RunnerHandle) {
+/// The dead-letter source of process manager `P`.
+fn source<P: ProcessManager>() -> String {
+    format!("process_manager:{}", P::NAME)
+}
+
+/// An event the policy cannot act on (it does not decode, or it names what cannot be
+/// addressed): dead-lettered under the event's stream, so an operator sees it, fixes the
+/// cause (a newer build, corrected master data) and asks for a retry, or discards it. The
+/// runner goes on with the next event. `Err` when the dead letter could not be written (the
+/// runner then starts over from its checkpoint, and the event comes round again).
+async fn poison<P: ProcessManager>(
+    deps: &Deps,
+    handle: &RunnerHandle,
+    recorded: &RecordedEvent,
+    error: &str,
+) -> Result<(), String> {
     tracing::warn!(
-        process_manager = name,
+        process_manager = P::NAME,
         position = recorded.position,
         event_id = %recorded.event_id,
         event_type = %recorded.event_type,
         error,
-        "event skipped: the policy cannot act on it"
+        "event dead-lettered: the policy cannot act on it"
     );
-    metrics::process_manager_failure(name, "poison");
+    metrics::process_manager_failure(P::NAME, "poison");
+    let letter = NewDeadLetter {
+        source: source::<P>(),
+        key: recorded.stream_id.to_string(),
+        event_id: recorded.event_id,
+        position: recorded.position,
+        payload: serde_json::json!({
+            "event_type": recorded.event_type,
+            "schema_version": recorded.schema_version,
+        }),
+        error: error.to_owned(),
+        attempts: 1,
+    };
+    deps.dead_letters
+        .record(letter, DeadLetterStatus::Dead)
+        .await
+        .map_err(|e| e.to_string())?;
+    let noted = format!(
+        "event at position {} dead-lettered: {error}",
+        recorded.position
+    );
+    handle.health.noted(&noted);
     handle.update(|s| {
         s.failures += 1;
-        s.last_error = Some(format!(
-            "event at position {} skipped: {error}",
-            recorded.position
-        ));
+        s.last_error = Some(noted);
     });
+    Ok(())
+}
+
+/// Why serving the retries stopped the runner.
+enum Retried {
+    Stopped,
+    Failed(String),
+}
+
+/// Redelivers every event an operator asked to retry (`POST /v1/dead-letters/{id}/retry`) to
+/// the policy, with the state as it is now, and carries out its reaction. The commands keep
+/// their deterministic ids, so a retry that repeats what was done appends nothing. An event
+/// that still cannot be acted on goes back to `dead` with the new error.
+async fn serve_retries<P: ProcessManager>(
+    deps: &Deps,
+    handle: &RunnerHandle,
+    settings: &P::Settings,
+    state: &mut P::State,
+    acts: &mut Acts<'_>,
+) -> Result<(), Retried> {
+    let failed = |e: crate::dead_letters::DeadLetterError| Retried::Failed(e.to_string());
+    let requests = deps
+        .dead_letters
+        .retry_requests(&source::<P>())
+        .await
+        .map_err(failed)?;
+    for letter in requests {
+        let found = deps
+            .feed
+            .read(letter.position, 1)
+            .await
+            .map_err(|e| Retried::Failed(e.to_string()))?
+            .iter()
+            .find(|e| e.event_id == letter.event_id)
+            .cloned();
+        let outcome = match found {
+            None => Err("the event is not at its recorded position".to_owned()),
+            Some(recorded) => {
+                let opened = open_personal::<P>(deps, &recorded)
+                    .await
+                    .map_err(Retried::Failed)?;
+                let recorded = opened.unwrap_or(recorded);
+                match Trigger::from_recorded(&recorded) {
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(error.to_string()),
+                    Ok(Some(trigger)) => match P::react(state, &trigger, settings) {
+                        Err(error) => Err(error.to_string()),
+                        Ok(reaction) => {
+                            carry_out::<P>(deps, &recorded, &trigger, reaction, acts)
+                                .await
+                                .map_err(|Stopped| Retried::Stopped)?;
+                            Ok(Some(trigger))
+                        }
+                    },
+                }
+            }
+        };
+        match outcome {
+            Ok(trigger) => {
+                if let Some(trigger) = trigger {
+                    *state = P::evolve(std::mem::take(state), &trigger);
+                }
+                tracing::info!(
+                    process_manager = P::NAME,
+                    dead_letter = letter.id,
+                    position = letter.position,
+                    "dead-lettered event retried and acted on"
+                );
+                deps.dead_letters.resolve(letter.id).await.map_err(failed)?;
+            }
+            Err(error) => {
+                tracing::warn!(process_manager = P::NAME, dead_letter = letter.id, %error, "dead-lettered event failed again");
+                handle.update(|s| s.failures += 1);
+                deps.dead_letters
+                    .failed_again(letter.id, &error)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The event with its `personal` object decrypted, for a policy that reads personal data;
+/// `None` when the event is used as stored.
+async fn open_personal<P: ProcessManager>(
+    deps: &Deps,
+    recorded: &RecordedEvent,
+) -> Result<Option<RecordedEvent>, String> {
+    if !P::READS_PERSONAL || recorded.data.get(PERSONAL_FIELD).is_none() {
+        return Ok(None);
+    }
+    let mut one = [recorded.clone()];
+    deps.personal
+        .open_events(&mut one)
+        .await
+        .map_err(|e| e.to_string())?;
+    let [opened] = one;
+    Ok(Some(opened))
+}
+
+/// Where a reaction's work goes: timers are appended at once; commands and payer checks are
+/// collected for the batch.
+struct Acts<'a> {
+    timers: &'a mut Timers,
+    timers_stream: &'a StreamId,
+    outbox: &'a mut Vec<(IssuedCommand, Origin)>,
+    asked: &'a mut Vec<(EligibilityCheck, Origin, u64)>,
+}
+
+/// Carries out a policy's reaction to `recorded`: timer cancellations and schedules appended
+/// now (under ids derived from the event, so a redelivery appends nothing), commands and
+/// payer checks handed to the batch.
+async fn carry_out<P: ProcessManager>(
+    deps: &Deps,
+    recorded: &RecordedEvent,
+    trigger: &Trigger,
+    reaction: careflow_aggregates::policies::Reaction,
+    acts: &mut Acts<'_>,
+) -> Result<(), Stopped> {
+    if reaction.is_empty() {
+        return Ok(());
+    }
+    let origin = Origin::of(recorded);
+    for cancellation in &reaction.cancelled_timers {
+        let Some(event) = cancellable(acts.timers, cancellation, P::NAME) else {
+            continue;
+        };
+        let stream = match timer_stream(cancellation.process) {
+            Ok(stream) => stream,
+            Err(error) => unreachable!("process names keep the id rule: {error}"),
+        };
+        let step = format!("timer-cancel:{}", cancellation.timer_id);
+        let command_id = Uuid::new_v5(&trigger.event_id, step.as_bytes());
+        append_timer::<P>(deps, &stream, &event, command_id, &origin).await?;
+        if &stream == acts.timers_stream {
+            acts.timers.apply(&event);
+        }
+    }
+    for request in &reaction.timers {
+        let event = if request.process == P::NAME {
+            acts.timers.schedule(request)
+        } else {
+            Timers::new().schedule(request)
+        };
+        let Some(event) = event else {
+            continue;
+        };
+        let stream = match timer_stream(request.process) {
+            Ok(stream) => stream,
+            Err(error) => unreachable!("process names keep the id rule: {error}"),
+        };
+        let step = format!("timer-schedule:{}", request.timer_id);
+        let command_id = Uuid::new_v5(&trigger.event_id, step.as_bytes());
+        append_timer::<P>(deps, &stream, &event, command_id, &origin).await?;
+        if &stream == acts.timers_stream {
+            acts.timers.apply(&event);
+        }
+    }
+    for issued in reaction.commands {
+        acts.outbox.push((issued, origin.clone()));
+    }
+    for check in reaction.eligibility_checks {
+        acts.asked.push((check, origin.clone(), recorded.position));
+    }
+    Ok(())
 }
 
 /// What the commands caused by one event carry along.

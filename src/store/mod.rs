@@ -3,8 +3,9 @@
 //! This module owns the *contract* every backend keeps (DESIGN.md "The event store"):
 //! optimistic concurrency per stream, idempotent appends keyed by command id, durable
 //! acknowledgement (an `Ok` from [`EventStore::append`] means the events are fsync'd or
-//! committed), a gap-free global order, and a catch-up-then-live [`Subscription`] built once
-//! on top of `read_all` for every backend. What each backend owns is how it gets there: the
+//! committed), a gap-free global order, and one reader of the log per process ([`LogFeed`]) with a
+//! catch-up-then-live [`Subscription`] per consumer, built once on `read_all` for every
+//! backend. What each backend owns is how it gets there: the
 //! SQLite writer thread and the PostgreSQL commit lock live in their own modules.
 //!
 //! Hashing happens here too (see [`seal`]): a backend hands in the stream's head and gets
@@ -24,11 +25,11 @@ use uuid::Uuid;
 
 use crate::config::{Config, StoreKind};
 
+pub mod feed;
 pub mod postgres;
 pub mod sqlite;
-mod subscription;
 
-pub use subscription::Subscription;
+pub use feed::{Events, FeedConfig, LogFeed, Subscription};
 
 /// What the caller believes the stream's version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,9 +244,13 @@ pub async fn open(config: &Config) -> Result<Arc<dyn EventStore>, StoreError> {
     }
 }
 
-/// Opens a subscription to the global log from `from` (inclusive): catch-up, then live.
-pub fn subscribe(store: Arc<dyn EventStore>, from: u64) -> Subscription {
-    Subscription::new(store, from)
+/// Opens a subscription to the global log from `from` (inclusive): catch-up, then live, on a
+/// feed of its own. A server has one [`LogFeed`] that all its consumers subscribe to; this is
+/// for a reader on its own (a tool, a test).
+pub async fn subscribe(store: Arc<dyn EventStore>, from: u64) -> Subscription {
+    LogFeed::start(store, FeedConfig::default())
+        .await
+        .subscribe(from)
 }
 
 /// A stream's last version and hash, what the next append chains onto.

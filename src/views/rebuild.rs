@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::{ProjectionSet, RunnerConfig, ViewBackend, ViewError, runner};
 use crate::config::{Config, StoreKind};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{self, EventStore, StoreError};
+use crate::store::{self, EventStore, FeedConfig, LogFeed, StoreError};
 
 /// Where a rebuild stands, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +90,18 @@ pub async fn rebuild(
     tokio::task::spawn_blocking(move || backend.request_rebuild(name))
         .await
         .map_err(|e| ViewError::Unavailable(e.to_string()))??;
-    let local = ran_here.then(|| {
-        ProjectionSet::start(
-            Arc::clone(&store),
+    let local = if ran_here {
+        let feed = LogFeed::start(Arc::clone(&store), FeedConfig::default()).await;
+        Some(ProjectionSet::start(
+            feed,
             Arc::clone(&views),
             vec![Arc::clone(&projection)],
             RunnerConfig::default(),
-        )
-    });
+            &crate::consumers::Health::new(),
+        ))
+    } else {
+        None
+    };
     let result = follow(&store, &views, name, (from_generation, head), &progress).await;
     if let Some(local) = local {
         local.shutdown().await;

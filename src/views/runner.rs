@@ -8,8 +8,8 @@
 //! 2. while a rebuild runs, apply one large batch to it; when it has caught up with the head,
 //!    swap it in (one transaction) and drop the retired generation;
 //! 3. apply one batch to the live generation;
-//! 4. with nothing to do, wait for this process's head to move (or the store's poll interval,
-//!    or the next control check).
+//! 4. with nothing to do, wait for the log's reader to read further ([`LogFeed`]), or for
+//!    the next control check.
 //!
 //! Each batch is applied through an [`Overlay`] and committed with its checkpoint in one
 //! transaction, so a crash at any point leaves the view exactly at a batch boundary: on
@@ -38,8 +38,9 @@ use utoipa::ToSchema;
 
 use super::overlay::{Overlay, RowCache};
 use super::{Catalog, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter};
+use crate::consumers::{ConsumerHealth, Health};
 use crate::metrics;
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, LogFeed, StoreError};
 
 /// A projection the runners can host.
 pub type SharedProjection = Arc<dyn Projection + Send + Sync>;
@@ -121,19 +122,21 @@ impl Stop {
 impl ProjectionSet {
     /// Starts a runner thread per projection. Must be called inside a Tokio runtime.
     pub fn start(
-        store: Arc<dyn EventStore>,
+        feed: Arc<LogFeed>,
         backend: Arc<dyn ViewBackend>,
         projections: Vec<SharedProjection>,
         config: RunnerConfig,
+        health: &Arc<Health>,
     ) -> Arc<Self> {
-        let set = Self::idle(store, backend, projections);
+        let set = Self::idle(Arc::clone(feed.store()), backend, projections);
         let handle = Handle::current();
         let mut threads = Vec::new();
         for projection in &set.projections {
             let runner = Runner {
                 projection: Arc::clone(projection),
                 name: projection.name(),
-                store: Arc::clone(&set.store),
+                feed: Arc::clone(&feed),
+                health: health.register(projection.name(), true),
                 backend: Arc::clone(&set.backend),
                 config: config.clone(),
                 stop: Arc::clone(&set.stop),
@@ -301,7 +304,8 @@ struct Filling {
 struct Runner {
     projection: SharedProjection,
     name: &'static str,
-    store: Arc<dyn EventStore>,
+    feed: Arc<LogFeed>,
+    health: ConsumerHealth,
     backend: Arc<dyn ViewBackend>,
     config: RunnerConfig,
     stop: Arc<Stop>,
@@ -331,21 +335,25 @@ impl Runner {
                         .unwrap_or_else(|| "a panic".to_owned());
                     Exit::Failed(ViewError::Unavailable(format!("runner panicked: {cause}")))
                 }) {
-                    Exit::Stopped => return,
+                    Exit::Stopped => break,
                     Exit::Failed(error) => {
                         metrics::projection_error(self.name);
                         tracing::warn!(projection = self.name, %error, "projection runner failed; restarting");
+                        self.health.retrying(&error.to_string());
                     }
                 },
                 Err(ViewError::NotOwner(_)) => {
                     tracing::debug!(projection = self.name, "another node runs this projection");
+                    self.health.standby();
                 }
                 Err(error) => {
                     tracing::warn!(projection = self.name, %error, "cannot open the projection's writer");
+                    self.health.retrying(&error.to_string());
                 }
             }
             self.pause(self.config.retry_after);
         }
+        self.health.stopped();
     }
 
     /// Sleeps for `how_long` or until shutdown.
@@ -391,7 +399,11 @@ impl Runner {
             cache: RowCache::new(self.config.cache_bytes, false),
             paused_until: None,
         });
-        let mut head = self.store.head_watch();
+        let mut head = self.feed.head_watch();
+        self.health.running(
+            live.position,
+            self.feed.head().saturating_sub(live.position),
+        );
         let mut next_control = Instant::now();
         loop {
             if self.stop.is_set() {
@@ -462,13 +474,10 @@ impl Runner {
         }
     }
 
-    /// Waits until the head moves, the poll interval passes, the next control check is due,
-    /// or shutdown.
+    /// Waits until the log's reader reads further, the next control check is due, or
+    /// shutdown.
     fn wait_for_events(&self, head: &mut tokio::sync::watch::Receiver<u64>, next_control: Instant) {
-        let mut wait = next_control.saturating_duration_since(Instant::now());
-        if let Some(poll) = self.store.poll_interval() {
-            wait = wait.min(poll);
-        }
+        let wait = next_control.saturating_duration_since(Instant::now());
         let stop = &self.stop;
         self.handle.block_on(async {
             let notified = stop.notify.notified();
@@ -499,7 +508,7 @@ impl Runner {
         }
         let events = self
             .handle
-            .block_on(self.store.read_all(target.position + 1, batch))
+            .block_on(self.feed.read(target.position + 1, batch))
             .map_err(store_error)?;
         if events.is_empty() {
             return Ok(Step::CaughtUp);
@@ -510,6 +519,14 @@ impl Runner {
             tracing::error!(projection = self.name, position, %error, "event refused; the view stops before it");
             writer.set_error(target.generation, Some(&error))?;
             target.paused_until = Some(Instant::now() + self.config.retry_after);
+            if live {
+                self.health.stuck(position, &error);
+            }
+        } else if live {
+            self.health.running(
+                target.position,
+                self.feed.head().saturating_sub(target.position),
+            );
         }
         if applied > 0 && live {
             self.report_live(target.position, &events[..applied]);
@@ -569,7 +586,8 @@ impl Runner {
 
     fn report_live(&self, position: u64, events: &[RecordedEvent]) {
         let now = Utc::now();
-        let head = *self.store.head_watch().borrow();
+        let head = self.feed.head();
+
         let age = |event: &RecordedEvent| (now - event.metadata.recorded_at).to_std().ok();
         let behind = head > position;
         metrics::projection_committed(

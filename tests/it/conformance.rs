@@ -445,7 +445,9 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
         (h.store.head_position().await.unwrap() > base + 20).then_some(())
     })
     .await;
-    let mut subscription = store::subscribe(Arc::clone(&h.store), base + 1).with_batch(37);
+    let mut subscription = store::subscribe(Arc::clone(&h.store), base + 1)
+        .await
+        .with_batch(37);
     let total: usize = WRITERS * (0..PER_WRITER).map(|i| 1 + i % 2).sum::<usize>();
     let mut seen = Vec::with_capacity(total);
     while seen.len() < total {
@@ -453,7 +455,7 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
             .await
             .expect("subscription stalled")
             .unwrap();
-        seen.extend(batch);
+        seen.extend(batch.iter().cloned());
     }
     for w in writers {
         w.await.unwrap();
@@ -472,7 +474,7 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
 
 async fn a_live_subscription_wakes_for_new_events(h: &Harness) {
     let base = h.store.head_position().await.unwrap();
-    let mut subscription = store::subscribe(Arc::clone(&h.store), base + 1);
+    let mut subscription = store::subscribe(Arc::clone(&h.store), base + 1).await;
     let waiting = tokio::spawn(async move { subscription.next_batch().await.unwrap() });
     let appended = h
         .store
@@ -483,7 +485,7 @@ async fn a_live_subscription_wakes_for_new_events(h: &Harness) {
         .await
         .expect("live subscription never woke")
         .unwrap();
-    assert_eq!(got, appended.events);
+    assert_eq!(got.to_vec(), appended.events);
 }
 
 async fn stream_ids_that_break_the_rule_never_reach_the_store(_h: &Harness) {
@@ -693,8 +695,8 @@ async fn postgres_a_delayed_transaction_cannot_be_overtaken() {
         .await
         .unwrap();
 
-    let mut subscription = store::subscribe(Arc::clone(&h.store), 1);
-    let mut seen = subscription.next_batch().await.unwrap();
+    let mut subscription = store::subscribe(Arc::clone(&h.store), 1).await;
+    let mut seen = subscription.next_batch().await.unwrap().to_vec();
     assert_eq!(seen.len(), 1);
 
     let held = pg
@@ -758,7 +760,7 @@ async fn postgres_a_delayed_transaction_cannot_be_overtaken() {
             .await
             .expect("subscription stalled")
             .unwrap();
-        seen.extend(batch);
+        seen.extend(batch.iter().cloned());
     }
     assert_eq!(
         seen.iter().map(|e| e.position).collect::<Vec<_>>(),

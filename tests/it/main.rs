@@ -4,6 +4,7 @@
 mod api;
 mod audit_cli;
 mod conformance;
+mod consumers;
 mod crash;
 mod dead_letters;
 mod erasure;

@@ -252,11 +252,13 @@ async fn a_refused_event_stops_the_view_just_before_it_with_the_error_recorded()
         retry_after: Duration::from_secs(60),
         ..RunnerConfig::default()
     };
+    let health = careflow::consumers::Health::new();
     let set = ProjectionSet::start(
-        Arc::clone(&store),
+        careflow::store::LogFeed::start(Arc::clone(&store), Default::default()).await,
         Arc::clone(&views),
         vec![Arc::new(Picky)],
         config,
+        &health,
     );
     let live = eventually(Duration::from_secs(10), "the error in the catalog", || {
         let views = Arc::clone(&views);
@@ -282,6 +284,18 @@ async fn a_refused_event_stops_the_view_just_before_it_with_the_error_recorded()
     let status = set.statuses().await.unwrap();
     assert_eq!(status[0].lag, 2);
     assert!(status[0].last_error.is_some());
+    // The consumer runtime reports it stuck (what makes /readyz answer 503 and name it).
+    let failing = health.failing();
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!(failing[0].name, "picky");
+    assert_eq!(failing[0].state, careflow::consumers::ConsumerState::Stuck);
+    assert!(
+        failing[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("halted at position 6")),
+        "{failing:?}"
+    );
     set.shutdown().await;
     store.close().await;
 }

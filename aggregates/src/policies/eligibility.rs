@@ -81,6 +81,8 @@ impl ProcessManager for Eligibility {
     const NAME: &'static str = "eligibility";
     const STREAM_KINDS: &'static [&'static str] =
         &[PatientAccount::KIND, super::timer::TIMER_STREAM_KIND];
+    /// The payer check needs the coverage's member id.
+    const READS_PERSONAL: bool = true;
     type State = ();
     type Settings = EligibilitySettings;
 

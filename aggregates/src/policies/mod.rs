@@ -221,6 +221,9 @@ pub trait ProcessManager {
     /// these (every runner reads the whole log; decoding the rest would be wasted work), so a
     /// policy that starts reacting to another kind must list it here.
     const STREAM_KINDS: &'static [&'static str];
+    /// Whether `react` reads the patient's personal data (the shell then decrypts `personal`
+    /// for this policy alone; every other one sees it sealed, and never looks).
+    const READS_PERSONAL: bool = false;
     /// The process state (`()` for stateless policies); serialisable for the runner's snapshot.
     type State: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + 'static;
     /// Deadlines and similar knobs, from config.
