@@ -176,20 +176,19 @@ async fn own<P: ProcessManager>(
                 Err(Retried::Failed(error)) => return Exit::Failed(error),
             }
             let (outbox, asked) = (std::mem::take(acts.outbox), std::mem::take(acts.asked));
-            if send_all(deps, P::NAME, outbox, handle).await.is_err() {
+            if dispatch(
+                deps,
+                handle,
+                P::NAME,
+                outbox,
+                asked,
+                &mut checks,
+                &in_flight,
+            )
+            .await
+            .is_err()
+            {
                 return Exit::Stopped;
-            }
-            for (check, origin, position) in asked {
-                start_check(
-                    &mut checks,
-                    deps,
-                    handle,
-                    P::NAME,
-                    check,
-                    origin,
-                    position,
-                    &in_flight,
-                );
             }
         }
 
@@ -293,20 +292,19 @@ async fn own<P: ProcessManager>(
             }
             state = P::evolve(state, &trigger);
         }
-        if send_all(deps, P::NAME, outbox, handle).await.is_err() {
+        if dispatch(
+            deps,
+            handle,
+            P::NAME,
+            outbox,
+            asked,
+            &mut checks,
+            &in_flight,
+        )
+        .await
+        .is_err()
+        {
             return Exit::Stopped;
-        }
-        for (check, origin, position) in asked {
-            start_check(
-                &mut checks,
-                deps,
-                handle,
-                P::NAME,
-                check,
-                origin,
-                position,
-                &in_flight,
-            );
         }
         if let Some(last) = events.last() {
             processed = last.position;
@@ -827,6 +825,25 @@ async fn send(
             }
         }
     }
+}
+
+/// Sends a batch's commands, then starts its payer checks.
+async fn dispatch(
+    deps: &Arc<Deps>,
+    handle: &Arc<RunnerHandle>,
+    name: &'static str,
+    outbox: Vec<(IssuedCommand, Origin)>,
+    asked: Vec<(EligibilityCheck, Origin, u64)>,
+    checks: &mut JoinSet<()>,
+    in_flight: &InFlight,
+) -> Result<(), Stopped> {
+    send_all(deps, name, outbox, handle).await?;
+    for (check, origin, position) in asked {
+        start_check(
+            checks, deps, handle, name, check, origin, position, in_flight,
+        );
+    }
+    Ok(())
 }
 
 /// Removes its check from the in-flight map however the task ends (answered, abandoned,
