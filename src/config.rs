@@ -419,13 +419,13 @@ impl Config {
         Ok(())
     }
 
-    /// The snapshot cache beside the SQLite event database (see `crate::snapshot`).
+    /// The snapshot cache beside the SQLite event database (see `crate::store::snapshot`).
     pub fn snapshot_path(&self) -> PathBuf {
         self.data_dir.join("snapshots.db")
     }
 
     /// The idempotency-key records beside the SQLite event database (see
-    /// `crate::idempotency`).
+    /// `crate::store::idempotency`).
     pub fn idempotency_path(&self) -> PathBuf {
         self.data_dir.join("idempotency.db")
     }

@@ -1,32 +1,29 @@
 //! careflow: the imperative shell around the pure domain.
 //!
-//! This crate owns everything that touches the outside world: configuration, the event store
-//! backends, the HTTP server, outside services (the payer, behind a circuit breaker), metrics
-//! and the CLI. The decisions themselves live in
-//! `careflow-aggregates`; read models in `careflow-projections`. See ARCHITECTURE.md.
+//! This crate owns everything that touches the outside world; the decisions themselves live
+//! in `careflow-aggregates` and the read models in `careflow-projections`. Its modules are
+//! grouped by layer, so the tree reads as ARCHITECTURE.md draws it:
+//!
+//! - [`store`]: the event store (one trait, SQLite and PostgreSQL, the one reader of the
+//!   log) and the side stores beside it (snapshots, idempotency records);
+//! - [`runtime`]: what decides and reacts (one actor per live aggregate, the consumer runtime,
+//!   the process managers, the views);
+//! - [`inbound`]: adapters that turn outside messages into commands (HTTP, FHIR R4, HL7 v2
+//!   and MLLP);
+//! - [`outbound`]: adapters that carry events out or call outside systems (Odoo, NATS,
+//!   webhooks, the payer, the circuit breaker);
+//! - [`operations`]: what auditors and operators use (audit, dead letters, personal data and
+//!   erasure, metrics, benchmarks);
+//! - [`app`]: the composition root that builds the runtime, starts it and stops it in order;
+//!   [`cli`] parses and dispatches; [`config`] reads the configuration.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod actors;
-pub mod audit;
-pub mod bench;
-pub mod breaker;
+pub mod app;
 pub mod cli;
 pub mod config;
-pub mod consumers;
-pub mod dead_letters;
-pub mod fhir;
-pub mod hl7;
-pub mod http;
-pub mod idempotency;
-pub mod metrics;
-pub mod mllp;
-pub mod odoo;
+pub mod inbound;
+pub mod operations;
 pub mod outbound;
-pub mod payer;
-pub mod personal_data;
-pub mod process_managers;
-pub mod runner_thread;
-pub mod snapshot;
+pub mod runtime;
 pub mod store;
-pub mod views;

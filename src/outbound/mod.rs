@@ -16,7 +16,10 @@
 //! Each runs on an actix arbiter thread of its own, as the process managers do, so a burst of
 //! publishing does not share a thread with the HTTP server.
 
+pub mod breaker;
 pub mod nats;
+pub mod odoo;
+pub mod payer;
 pub mod signing;
 pub mod webhooks;
 
@@ -31,11 +34,11 @@ use tokio::sync::watch;
 use self::nats::{NatsDeps, NatsSettings};
 use self::webhooks::{WebhookSettings, Webhooks};
 use crate::config::Config;
-use crate::consumers::Health;
-use crate::consumers::checkpoint::CheckpointStore;
-use crate::dead_letters::DeadLetters;
-use crate::personal_data::PersonalKeys;
-use crate::runner_thread::RunnerThread;
+use crate::operations::dead_letters::DeadLetters;
+use crate::operations::personal_data::PersonalKeys;
+use crate::runtime::consumers::Health;
+use crate::runtime::consumers::checkpoint::CheckpointStore;
+use crate::runtime::runner_thread::RunnerThread;
 use crate::store::LogFeed;
 
 /// An event as outbound consumers receive it: the stored envelope (`event_id`, `stream_id`,

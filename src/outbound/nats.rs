@@ -22,9 +22,9 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::wire_bytes;
-use crate::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
-use crate::consumers::{Backoff, ConsumerHealth, Exit, Supervisor};
-use crate::metrics;
+use crate::operations::metrics;
+use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
+use crate::runtime::consumers::{Backoff, ConsumerHealth, Exit, Supervisor};
 use crate::store::{Events, LogFeed};
 
 /// The checkpoint's name.

@@ -3,7 +3,7 @@
 //! **Registrations are events.** `POST /v1/webhooks` appends `WebhookRegistered` to the
 //! internal stream `webhooks-{id}` and `DELETE` appends `WebhookRemoved`, so who registered
 //! what, when, replays and is audited like everything else. The signing secret is in the
-//! event sealed with the master key ([`crate::personal_data::MasterKey::seal_secret`], bound to
+//! event sealed with the master key ([`crate::operations::personal_data::MasterKey::seal_secret`], bound to
 //! the webhook id): the log, its exports and its NATS copy never hold it in clear.
 //!
 //! **One runner, one checkpoint (`webhooks`).** The runner folds the registrations from the log
@@ -45,12 +45,12 @@ use uuid::Uuid;
 use super::signing::{SecretError, WebhookSecret};
 use super::wire_bytes;
 use crate::config::Config;
-use crate::consumers::checkpoint::Lease;
-use crate::consumers::checkpoint::{Checkpoint, CheckpointStore};
-use crate::consumers::{Backoff, ConsumerHealth, Exit, Supervisor, wait};
-use crate::dead_letters::{DeadLetter, DeadLetterStatus, DeadLetters, NewDeadLetter};
-use crate::metrics;
-use crate::personal_data::PersonalKeys;
+use crate::operations::dead_letters::{DeadLetter, DeadLetterStatus, DeadLetters, NewDeadLetter};
+use crate::operations::metrics;
+use crate::operations::personal_data::PersonalKeys;
+use crate::runtime::consumers::checkpoint::Lease;
+use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore};
+use crate::runtime::consumers::{Backoff, ConsumerHealth, Exit, Supervisor, wait};
 use crate::store::{
     AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, LogFeed, ProposedEvent,
 };

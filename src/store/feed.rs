@@ -34,7 +34,7 @@ use careflow_aggregates::RecordedEvent;
 use tokio::sync::watch;
 
 use super::{EventStore, StoreError};
-use crate::metrics;
+use crate::operations::metrics;
 
 /// Default number of events one [`Subscription::next_batch`] returns at most.
 pub const DEFAULT_BATCH: usize = 512;

@@ -26,7 +26,9 @@ use uuid::Uuid;
 use crate::config::{Config, StoreKind};
 
 pub mod feed;
+pub mod idempotency;
 pub mod postgres;
+pub mod snapshot;
 pub mod sqlite;
 
 pub use feed::{Events, FeedConfig, LogFeed, Subscription};
@@ -513,7 +515,7 @@ impl<J: From<AtomicJob> + Send + 'static> WriterQueue<J> {
             .await
             .map_err(|_| StoreError::Closed)?;
         let result = answer.await.map_err(|_| StoreError::Closed)?;
-        crate::metrics::store_append(self.backend, started.elapsed());
+        crate::operations::metrics::store_append(self.backend, started.elapsed());
         result
     }
 }
@@ -533,7 +535,7 @@ impl<J: From<WriteJob> + Send + 'static> WriterQueue<J> {
             .await
             .map_err(|_| StoreError::Closed)?;
         let result = answer.await.map_err(|_| StoreError::Closed)?;
-        crate::metrics::store_append(self.backend, started.elapsed());
+        crate::operations::metrics::store_append(self.backend, started.elapsed());
         result
     }
 }

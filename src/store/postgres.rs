@@ -39,7 +39,7 @@ use super::{
     StreamHead, WriteJob, WriterQueue, now,
 };
 use crate::config::is_identifier;
-use crate::metrics;
+use crate::operations::metrics;
 use std::sync::Arc;
 
 /// Tunables of the PostgreSQL backend.

@@ -39,7 +39,7 @@ use super::{
     AppendRequest, Appended, AtomicJob, Direction, EventStore, ExpectedVersion, Outcome,
     PreparedAppend, StoreError, StreamHead, WriteJob, WriterQueue,
 };
-use crate::metrics;
+use crate::operations::metrics;
 
 /// Tunables of the SQLite backend.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The dead-letter list: its life cycle on PostgreSQL (the SQLite one is unit-tested in
 //! src/dead_letters/tests.rs), and the admin routes of the real binary. Rows are put in the
-//! list the way a consumer does, through `careflow::dead_letters`, on the server's own file.
+//! list the way a consumer does, through `careflow::operations::dead_letters`, on the server's own file.
 
-use careflow::dead_letters::{DeadLetterStatus, DeadLetters, NewDeadLetter};
+use careflow::operations::dead_letters::{DeadLetterStatus, DeadLetters, NewDeadLetter};
 use serde_json::json;
 use uuid::Uuid;
 

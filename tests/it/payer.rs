@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use careflow::breaker::{BreakerSettings, BreakerState, CircuitBreaker};
-use careflow::payer::{Eligibility, PayerClient, PayerError, PayerSettings};
+use careflow::outbound::breaker::{BreakerSettings, BreakerState, CircuitBreaker};
+use careflow::outbound::payer::{Eligibility, PayerClient, PayerError, PayerSettings};
 use careflow_aggregates::policies::EligibilityCheck;
 use chrono::Utc;
 use uuid::Uuid;
@@ -162,7 +162,7 @@ async fn the_breaker_opens_after_n_failures_and_refuses_without_sending() {
     };
     assert!(open.retry_in > Duration::from_secs(50), "{open:?}");
     assert_eq!(fake.requests(), 3);
-    let gauge = careflow::metrics::global().render();
+    let gauge = careflow::operations::metrics::global().render();
     assert!(
         gauge.contains("careflow_circuit_breaker_state{service=\"payer_it_open\"} 2"),
         "{gauge}"
@@ -221,7 +221,7 @@ async fn a_half_open_probe_closes_the_breaker_when_the_payer_is_back() {
     assert!(matches!(answer, Eligibility::Eligible { .. }));
     assert_eq!(client.breaker().state(), BreakerState::Closed);
     assert_eq!(fake.requests(), 4, "open-state checks sent nothing");
-    let gauge = careflow::metrics::global().render();
+    let gauge = careflow::operations::metrics::global().render();
     assert!(
         gauge.contains("careflow_circuit_breaker_state{service=\"payer_it_probe\"} 0"),
         "{gauge}"

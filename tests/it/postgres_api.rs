@@ -1,8 +1,8 @@
 //! The HTTP service and its side tables (snapshots, idempotency keys) on PostgreSQL. Skipped
 //! without a server unless `CAREFLOW_REQUIRE_POSTGRES=1` (see support::postgres_url).
 
-use careflow::idempotency::{Claim, IdempotencyStore, PostgresIdempotency, StoredAnswer};
-use careflow::snapshot::{PostgresSnapshots, Snapshot, SnapshotStore};
+use careflow::store::idempotency::{Claim, IdempotencyStore, PostgresIdempotency, StoredAnswer};
+use careflow::store::snapshot::{PostgresSnapshots, Snapshot, SnapshotStore};
 use std::time::Duration;
 
 use careflow_aggregates::StreamId;

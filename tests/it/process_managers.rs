@@ -657,7 +657,7 @@ async fn two_nodes_on_one_postgres_act_once_for_each_flow() {
 
 #[tokio::test]
 async fn checkpoints_keep_position_and_state_together_and_a_postgres_lease_has_one_holder() {
-    use careflow::consumers::checkpoint::{
+    use careflow::runtime::consumers::checkpoint::{
         Checkpoint, CheckpointStore, PostgresCheckpoints, SqliteCheckpoints,
     };
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use careflow::audit::checkpoint::Checkpointer;
 use careflow::config::Config;
+use careflow::operations::audit::checkpoint::Checkpointer;
 use careflow::store::{
     self, AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent,
 };

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use careflow::runtime::views::postgres::PostgresViews;
+use careflow::runtime::views::sqlite::SqliteViews;
+use careflow::runtime::views::{
+    GenerationStatus, ProjectionSet, RunnerConfig, ViewBackend, ViewError,
+};
 use careflow::store::sqlite::{SqliteConfig, SqliteStore};
 use careflow::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
-use careflow::views::postgres::PostgresViews;
-use careflow::views::sqlite::SqliteViews;
-use careflow::views::{GenerationStatus, ProjectionSet, RunnerConfig, ViewBackend, ViewError};
 use careflow_aggregates::{RecordedEvent, StreamId};
 use careflow_projections::{Projection, ProjectionError, ViewStore};
 use serde_json::{Value, json};
@@ -21,7 +23,7 @@ const TABLES: &[&str] = &["test_rows", "test_other"];
 type Rows = Vec<(&'static str, &'static str, Option<String>)>;
 
 /// The borrowed form `ViewWriter::commit` takes.
-fn writes(rows: &Rows) -> impl Iterator<Item = careflow::views::Write<'_>> {
+fn writes(rows: &Rows) -> impl Iterator<Item = careflow::runtime::views::Write<'_>> {
     rows.iter().map(|(t, k, r)| (*t, *k, r.as_deref()))
 }
 
@@ -32,7 +34,7 @@ fn text(value: Value) -> Option<String> {
 /// Writes, reads, scans and a promotion, the same on every backend.
 fn exercise(views: &dyn ViewBackend) {
     // Before any runner created it, a projection cannot be read.
-    let mut noop = |_: careflow::views::ReadView<'_>| Ok(());
+    let mut noop = |_: careflow::runtime::views::ReadView<'_>| Ok(());
     assert!(matches!(
         views.read("test", TABLES, &mut noop),
         Err(ViewError::NotBuilt(_))
@@ -252,7 +254,7 @@ async fn a_refused_event_stops_the_view_just_before_it_with_the_error_recorded()
         retry_after: Duration::from_secs(60),
         ..RunnerConfig::default()
     };
-    let health = careflow::consumers::Health::new();
+    let health = careflow::runtime::consumers::Health::new();
     let set = ProjectionSet::start(
         careflow::store::LogFeed::start(Arc::clone(&store), Default::default()).await,
         Arc::clone(&views),
@@ -288,7 +290,10 @@ async fn a_refused_event_stops_the_view_just_before_it_with_the_error_recorded()
     let failing = health.failing();
     assert_eq!(failing.len(), 1, "{failing:?}");
     assert_eq!(failing[0].name, "picky");
-    assert_eq!(failing[0].state, careflow::consumers::ConsumerState::Stuck);
+    assert_eq!(
+        failing[0].state,
+        careflow::runtime::consumers::ConsumerState::Stuck
+    );
     assert!(
         failing[0]
             .last_error

@@ -1,0 +1,15 @@
+//! The composition root: the one place that builds the runtime, starts it and stops it in
+//! order, and the runners behind each CLI command. `cli` only parses and dispatches here.
+//!
+//! - [`runtime`]: [`Runtime`], what a serving node opens (the store, its side stores, the
+//!   actors, the log's one reader and every consumer of it) and the order it stops in;
+//! - [`serve`]: `careflow serve` (bind HTTP and MLLP first, open the runtime, serve, stop);
+//! - [`commands`]: replay, audit, projection rebuilds, erasure.
+//!
+//! This is the binary's edge, so its runners return `anyhow` results, as `cli` does.
+
+pub mod commands;
+pub mod runtime;
+pub mod serve;
+
+pub use runtime::{OpenFailure, Runtime};

@@ -1,0 +1,166 @@
+//! A single FHIR resource through the actors: each command it maps to goes to
+//! `Registry::execute`, exactly as a command body on `/v1/{kind}/{id}/commands` does, so the
+//! HTTP command path and this adapter share one decision path (and its conflict retries,
+//! snapshots and metrics).
+//!
+//! An Encounter whose status is several steps ahead (a new visit posted as `finished`) maps to
+//! several commands, run in order; should a later one be refused, the earlier ones stand, as
+//! they would for the same commands sent one by one. A transaction Bundle is the way to make
+//! several commands all or nothing ([`super::bundle`]).
+
+use careflow_aggregates::{
+    Aggregate, Encounter, PatientAccount, PurchaseWorkflow, StreamId, patient_account,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::inbound::{encounter_commands, resolve_patient};
+use super::{FhirError, SOURCE, Step};
+use crate::runtime::actors::{CommandContext, CommandOutcome, Registry};
+
+/// Who sent a message and when: what every command of it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Command ids are derived from it ([`command_id`]); from the Idempotency-Key when the
+    /// request has one, else random.
+    pub base_id: Uuid,
+    /// Whether `base_id` comes from an Idempotency-Key (a retry then finds its first answer).
+    pub keyed: bool,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub principal: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// The context of command `step` of entry `entry` (0 for a single resource).
+    pub fn context(&self, entry: usize, step: usize) -> CommandContext {
+        CommandContext {
+            command_id: command_id(self.base_id, entry, step),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id.clone(),
+            principal: self.principal.clone(),
+            source: SOURCE.into(),
+            occurred_at: self.occurred_at,
+            check_duplicate: self.keyed,
+        }
+    }
+}
+
+/// The deterministic id of command `step` of entry `entry` of a message: a retried message
+/// (same Idempotency-Key) gives every command the id it had the first time.
+pub fn command_id(base: Uuid, entry: usize, step: usize) -> Uuid {
+    Uuid::new_v5(&base, format!("{entry}/{step}").as_bytes())
+}
+
+/// One command a message led to, and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The command's name (`RegisterPatient`, ...).
+    pub command: &'static str,
+    pub outcome: CommandOutcome,
+}
+
+/// `{kind}-{id}` for an id the mapping has already checked.
+pub(crate) fn stream(kind: &str, id: &str) -> Result<StreamId, FhirError> {
+    StreamId::new(kind, id).map_err(|error| FhirError::value("id", error.to_string()))
+}
+
+/// The resource id a step creates or changes, for `Location` (`Patient/{mrn}`).
+pub fn location(step: &Step) -> Option<String> {
+    match step {
+        Step::Account {
+            mrn,
+            command: patient_account::Command::RegisterPatient(_),
+        }
+        | Step::PatientUpsert { mrn, .. } => Some(format!("Patient/{mrn}")),
+        Step::Encounter { visit, .. } => Some(format!("Encounter/{visit}")),
+        _ => None,
+    }
+}
+
+/// Runs the commands of `step` through the registry, in order.
+///
+/// # Errors
+/// The first command's refusal ([`FhirError::Rejected`], [`FhirError::Conflict`], ...), or
+/// a mapping error that needed the current state (an Encounter moving back).
+pub async fn single(
+    registry: &Registry,
+    step: &Step,
+    message: &Message,
+    now: DateTime<Utc>,
+) -> Result<Vec<Applied>, FhirError> {
+    match step {
+        Step::Account { mrn, command } => {
+            let stream = stream(PatientAccount::KIND, mrn)?;
+            let applied =
+                run::<PatientAccount>(registry, &stream, command.clone(), message, 0).await?;
+            Ok(vec![applied])
+        }
+        Step::PatientUpsert {
+            mrn,
+            register,
+            update,
+        } => {
+            let stream = stream(PatientAccount::KIND, mrn)?;
+            let observed = registry.observe::<PatientAccount>(&stream).await?;
+            let command = resolve_patient(observed.state.is_registered(), register, update);
+            Ok(vec![
+                run::<PatientAccount>(registry, &stream, command, message, 0).await?,
+            ])
+        }
+        Step::Encounter { visit, change } => {
+            let stream = stream(Encounter::KIND, visit)?;
+            let observed = registry.observe::<Encounter>(&stream).await?;
+            let account_facility = if observed.state.status.is_none() && change.facility.is_none() {
+                let account = super::execute::stream(PatientAccount::KIND, &change.account_id)?;
+                let account = registry.observe::<PatientAccount>(&account).await?;
+                account
+                    .state
+                    .is_registered()
+                    .then_some(account.state.facility)
+            } else {
+                None
+            };
+            let commands =
+                encounter_commands(&observed.state, change, account_facility.as_deref(), now)?;
+            let mut applied = Vec::with_capacity(commands.len());
+            for (i, command) in commands.into_iter().enumerate() {
+                applied.push(run::<Encounter>(registry, &stream, command, message, i).await?);
+            }
+            Ok(applied)
+        }
+        Step::EncounterCommand { visit, command } => {
+            let stream = stream(Encounter::KIND, visit)?;
+            Ok(vec![
+                run::<Encounter>(registry, &stream, command.clone(), message, 0).await?,
+            ])
+        }
+        Step::Purchase {
+            requisition,
+            command,
+        } => {
+            let stream = stream(PurchaseWorkflow::KIND, requisition)?;
+            Ok(vec![
+                run::<PurchaseWorkflow>(registry, &stream, command.clone(), message, 0).await?,
+            ])
+        }
+    }
+}
+
+async fn run<A: Aggregate>(
+    registry: &Registry,
+    stream: &StreamId,
+    command: A::Command,
+    message: &Message,
+    step: usize,
+) -> Result<Applied, FhirError> {
+    let name = A::command_name(&command);
+    let outcome = registry
+        .execute::<A>(stream, command, message.context(0, step))
+        .await?;
+    Ok(Applied {
+        command: name,
+        outcome,
+    })
+}

@@ -1,0 +1,114 @@
+//! HL7 v2 inbound: a message's text in, the careflow commands it stands for out.
+//!
+//! This module owns the *meaning* of ADT^A01/A04/A08/A03/A11, DFT^P03 and SIU^S12 for
+//! careflow (docs/interop.md "HL7 v2 over MLLP" has the mapping table). It parses with
+//! hl7-parser, decodes escapes ([`escape`]), and returns an [`Inbound`]: the typed commands
+//! of the HTTP contract, each with a deterministic command id, in the order they must run. It
+//! runs nothing and knows no socket: `crate::inbound::mllp` frames, orders and executes, and builds the
+//! ACK. A message it cannot map is [`Malformed`] (ACK `AR`); business rules are the
+//! aggregates' (ACK `AE`).
+
+mod escape;
+mod mapping;
+mod message;
+mod time;
+
+pub use escape::decode;
+pub use mapping::{Inbound, Step, Target, Tolerate, command_id, map};
+pub use message::Hl7;
+
+/// MSH, as the ACK and the idempotency key need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Header {
+    /// MSH-3, decoded, every component.
+    pub sending_application: String,
+    /// MSH-4: with MSH-10, the idempotency key.
+    pub sending_facility: String,
+    pub receiving_application: String,
+    pub receiving_facility: String,
+    /// MSH-7 as sent.
+    pub message_time: Option<String>,
+    /// MSH-9.1, e.g. `ADT`.
+    pub message_type: String,
+    /// MSH-9.2, e.g. `A01`.
+    pub trigger: String,
+    /// MSH-10, the message control id.
+    pub control_id: String,
+    /// MSH-12 (default `2.5`), echoed in the ACK.
+    pub version: String,
+}
+
+/// Why a message cannot become commands. The ACK is `AR`; nothing is appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Occurs when the text is not HL7 v2 (no MSH, broken structure, not text).
+    #[error("message cannot be parsed: {0}")]
+    Unparsable(String),
+    /// Occurs when a field careflow needs is empty (PID-3, PV1-19, MSH-10, ...).
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    /// Occurs when a field holds something careflow cannot read (a date, an amount, an id
+    /// outside the id rule).
+    #[error("{field} is not valid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// Occurs for a message type or trigger careflow does not take.
+    #[error("message type {0} is not supported")]
+    Unsupported(String),
+}
+
+impl Malformed {
+    /// HL7 table 0357 (message error condition codes): code and text for ERR-3.
+    pub fn hl7_error(&self) -> (&'static str, &'static str) {
+        match self {
+            Malformed::Unparsable(_) => ("100", "Segment sequence error"),
+            Malformed::Missing { .. } => ("101", "Required field missing"),
+            Malformed::Invalid { .. } => ("102", "Data type error"),
+            Malformed::Unsupported(_) => ("200", "Unsupported message type"),
+        }
+    }
+
+    /// ERR-2, the field at fault (`PID-3`), when there is one.
+    pub fn location(&self) -> Option<&'static str> {
+        match self {
+            Malformed::Missing { field } | Malformed::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// A stable code for logs and ERR-5.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Malformed::Unparsable(_) => "unparsable",
+            Malformed::Missing { .. } => "missing_field",
+            Malformed::Invalid { .. } => "invalid_field",
+            Malformed::Unsupported(_) => "unsupported_message",
+        }
+    }
+}
+
+/// Parses `text` and maps it. The header comes back whenever MSH could be read, so even a
+/// refusal is acknowledged against the right MSH-10.
+///
+/// # Errors
+/// [`Malformed`], with the header when there was one.
+pub fn read(text: &str) -> Result<Inbound, (Option<Box<Header>>, Malformed)> {
+    // A parser is a large surface over untrusted input: a panic in it must cost one message
+    // (an AR), not the connection's task.
+    let parsed = std::panic::catch_unwind(|| {
+        let hl7 = Hl7::parse(text)?;
+        let header = hl7.header()?;
+        match map(&hl7, &header) {
+            Ok(inbound) => Ok(Ok(inbound)),
+            Err(error) => Ok(Err((header, error))),
+        }
+    });
+    match parsed {
+        Ok(Ok(Ok(inbound))) => Ok(inbound),
+        Ok(Ok(Err((header, error)))) => Err((Some(Box::new(header)), error)),
+        Ok(Err(error)) => Err((None, error)),
+        Err(_) => Err((
+            None,
+            Malformed::Unparsable("the message could not be read".into()),
+        )),
+    }
+}

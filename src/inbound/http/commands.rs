@@ -1,0 +1,250 @@
+//! `POST /v1/{kind}/{id}/commands`: a command body in, the appended events out.
+//!
+//! The order of checks: token (401/429), role (403), store ready (503), path id (400), body
+//! size (413), JSON (400), command shape (422), Idempotency-Key (400 malformed, 422 reused with
+//! another request, or the first answer again), then the aggregate's actor (409/422 rejection,
+//! 409 exhausted conflicts, 503 store unavailable). Every refusal appends nothing.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use careflow_aggregates::StreamId;
+use chrono::Utc;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use super::auth::Right;
+use super::error::{ApiError, MAX_BODY_BYTES};
+use super::views::{CommandAnswer, Resource};
+use super::{AppState, Caller, Runtime, correlation_id};
+use crate::runtime::actors::{CommandContext, CommandError, CommandOutcome};
+use crate::store::idempotency::{self, Claim, StoredAnswer};
+
+/// The request header of idempotent retries.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The stream `{kind}-{id}` of a path id.
+///
+/// # Errors
+/// [`ApiError::BadRequest`] (`invalid_id`) when `id` breaks the id rule.
+pub fn path_stream<A: Resource>(id: &str) -> Result<StreamId, ApiError> {
+    StreamId::new(A::KIND, id).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_id",
+            "id in the path is not valid",
+            error.to_string(),
+            "ids are 1-128 characters of A-Z, a-z, 0-9 and . _ : -",
+        )
+    })
+}
+
+/// The handler behind every `POST /v1/{kind}/{id}/commands`.
+///
+/// # Errors
+/// Every [`ApiError`] class but 404; see the module docs for the order.
+pub async fn handle<A: Resource>(
+    req: HttpRequest,
+    caller: Caller,
+    id: String,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Right::SendCommands)?;
+    let runtime = state.ready()?;
+    let stream = path_stream::<A>(&id)?;
+    let body = read_body(&req, payload).await?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|error| ApiError::MalformedJson {
+            detail: format!(
+                "{} at line {} column {}",
+                classify(&error),
+                error.line(),
+                error.column()
+            ),
+        })?;
+    let parsed = A::parse_command(value.clone()).map_err(ApiError::Rejected)?;
+    let correlation_id = correlation_id(&req);
+    let key = idempotency_key(&req)?;
+
+    let (command_id, keyed) = match &key {
+        Some(key) => (idempotency::command_id_for(&caller.subject, key), true),
+        None => (Uuid::new_v4(), false),
+    };
+    if keyed {
+        let fingerprint = idempotency::fingerprint("POST", req.path(), &value);
+        let claim = runtime
+            .idempotency
+            .claim(command_id, &fingerprint)
+            .await
+            .map_err(ApiError::unavailable)?;
+        if let Claim::Seen {
+            fingerprint: first,
+            answer,
+        } = claim
+        {
+            if first != fingerprint {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            if let Some(response) = replay_answer(runtime, &stream, command_id, answer).await? {
+                return Ok(response);
+            }
+            // Claimed before but never answered (a crash, or a concurrent twin): run it; the
+            // actor looks the command id up first, so nothing is appended twice.
+        }
+    }
+
+    let request_id = Uuid::new_v4();
+    let context = CommandContext {
+        command_id,
+        correlation_id,
+        causation_id: request_id.to_string(),
+        principal: caller.subject.clone(),
+        source: "http".into(),
+        occurred_at: parsed.occurred_at.unwrap_or_else(Utc::now),
+        check_duplicate: keyed,
+    };
+    let result = runtime
+        .registry
+        .execute::<A>(&stream, parsed.command, context)
+        .await;
+    match result {
+        Ok(outcome) => {
+            let answer = to_answer(outcome);
+            if keyed {
+                let body = if answer.events.is_empty() {
+                    serde_json::to_string(&answer).ok()
+                } else {
+                    None
+                };
+                remember(runtime, command_id, StoredAnswer::Success { body }).await;
+            }
+            Ok(HttpResponse::Ok().json(answer))
+        }
+        Err(CommandError::Rejected(rejection)) => {
+            let error = ApiError::Rejected(rejection);
+            if keyed {
+                let problem = error.problem();
+                if let Ok(body) = serde_json::to_string(&problem) {
+                    let status = problem.status;
+                    remember(runtime, command_id, StoredAnswer::Problem { status, body }).await;
+                }
+            }
+            Err(error)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn to_answer(outcome: CommandOutcome) -> CommandAnswer {
+    CommandAnswer {
+        stream: outcome.stream_id.to_string(),
+        version: outcome.version,
+        position: outcome.position,
+        events: outcome.events,
+    }
+}
+
+/// The first answer of a keyed command, when it can be given again without running it.
+async fn replay_answer(
+    runtime: &Runtime,
+    stream: &StreamId,
+    command_id: Uuid,
+    answer: Option<StoredAnswer>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    match answer {
+        None => Ok(None),
+        Some(StoredAnswer::Problem { status, body }) => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY);
+            Ok(Some(
+                HttpResponse::build(status)
+                    .content_type(super::problem::PROBLEM_JSON)
+                    .body(body),
+            ))
+        }
+        Some(StoredAnswer::Success { body: Some(body) }) => Ok(Some(
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body),
+        )),
+        Some(StoredAnswer::Success { body: None }) => {
+            match runtime.store.find_command(stream, command_id).await? {
+                Some(appended) => Ok(Some(HttpResponse::Ok().json(to_answer(CommandOutcome {
+                    stream_id: appended.stream_id,
+                    version: appended.version,
+                    position: appended.position,
+                    events: appended.events,
+                    duplicate: true,
+                })))),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+async fn remember(runtime: &Runtime, command_id: Uuid, answer: StoredAnswer) {
+    if let Err(error) = runtime.idempotency.complete(command_id, answer).await {
+        // The events are durable; only the body comparison of a later retry is weakened.
+        tracing::warn!(%error, %command_id, "idempotency record not completed");
+    }
+}
+
+/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "idempotency key is not valid",
+            "the key must be 1 to 255 visible ASCII characters",
+            "use a UUID per logical request",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    let ok = !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(Some(text.to_owned()))
+    } else {
+        Err(invalid())
+    }
+}
+
+/// The body, refused beyond [`MAX_BODY_BYTES`] (by its declared length when there is one,
+/// else while reading).
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            ApiError::bad_request(
+                "unreadable_body",
+                "request body could not be read",
+                error.to_string(),
+                "send the body again",
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// serde_json's syntax error category, without echoing input.
+fn classify(error: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Eof => "the body ends too early",
+        Category::Syntax => "syntax error",
+        Category::Io => "the body could not be read",
+        Category::Data => "unexpected JSON data",
+    }
+}

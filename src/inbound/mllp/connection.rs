@@ -1,0 +1,213 @@
+//! One MLLP connection: frames in, ACKs out in the same order.
+//!
+//! Reading and answering overlap: a sender may pipeline messages, each goes to its lane as
+//! soon as it is read, and the answers are written in the order the messages came, each as
+//! soon as it and every one before it is done. At most `max_pipeline` messages wait
+//! unanswered; then reading pauses (TCP back-pressure reaches the sender).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use super::ack::{Ack, AckCode, AckError};
+use super::codec::{Frame, FrameError, MllpCodec};
+use super::lanes::{Job, Lanes, transient};
+use super::pending::{Pending, Waiting};
+use super::{MllpSettings, RegistrySource};
+use crate::inbound::hl7::{self, Header};
+use crate::operations::metrics;
+
+const INTERFACE: &str = "mllp";
+
+/// What every connection shares.
+struct Shared {
+    settings: MllpSettings,
+    lanes: Arc<Lanes>,
+    pending: Arc<Pending>,
+}
+
+/// An ACK on its way: the answer, and what it answers.
+type Answer = Pin<Box<dyn Future<Output = (Option<Header>, Ack, Waiting)> + Send>>;
+
+pub async fn accept_loop(listener: TcpListener, settings: MllpSettings, registry: RegistrySource) {
+    let shared = Arc::new(Shared {
+        lanes: Lanes::start(settings.lanes, registry),
+        pending: Arc::new(Pending::default()),
+        settings,
+    });
+    {
+        // The oldest unanswered age grows by itself: publish it every second.
+        let pending = Arc::clone(&shared.pending);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                pending.publish();
+            }
+        });
+    }
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tracing::debug!(%peer, "mllp connection");
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(stream, Arc::clone(&shared)));
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(%error, "mllp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let (read, write) = stream.into_split();
+    let max = shared.settings.max_frame_bytes;
+    let mut frames = FramedRead::new(read, MllpCodec::new(max));
+    let mut acks = FramedWrite::new(write, MllpCodec::new(max));
+    let mut answers: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(first) = answers.next(), if !answers.is_empty() => {
+                // Every answer already done goes out in one write.
+                let mut ready = vec![first];
+                while let Some(Some(next)) = answers.next().now_or_never() {
+                    ready.push(next);
+                }
+                let mut codes = Vec::with_capacity(ready.len());
+                let mut written = Ok(());
+                for (header, ack, _) in &ready {
+                    let text = ack.render(header.as_ref(), Utc::now(), &ack_id());
+                    codes.push(ack.code.as_str());
+                    written = acks.feed(Bytes::from(text)).await;
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                if written.is_ok() {
+                    written = acks.flush().await;
+                }
+                // Answered (or never to be): out of the in-flight gauges either way.
+                drop(ready);
+                if let Err(error) = written {
+                    tracing::debug!(%error, "mllp ack not written; the sender will resend");
+                    return;
+                }
+                for code in codes {
+                    metrics::interface_answered(INTERFACE, code);
+                }
+            }
+            frame = frames.next(), if reading && answers.len() < shared.settings.max_pipeline => {
+                match frame {
+                    Some(Ok(frame)) => answers.push_back(receive(&shared, frame)),
+                    Some(Err(FrameError::TooLarge { max, head })) => {
+                        tracing::warn!(max, "mllp frame over the size cap; closing after the AR");
+                        answers.push_back(too_large(&shared, max, &head));
+                        reading = false;
+                    }
+                    Some(Err(FrameError::Io(error))) => {
+                        tracing::debug!(%error, "mllp read failed");
+                        reading = false;
+                    }
+                    None => reading = false,
+                }
+            }
+            else => return,
+        }
+        if !reading && answers.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Maps a frame and queues it on its lane; the future resolves to its ACK.
+fn receive(shared: &Shared, frame: Frame) -> Answer {
+    metrics::interface_arrived(INTERFACE);
+    let waiting = shared.pending.enter();
+    if frame.skipped > 0 {
+        tracing::debug!(bytes = frame.skipped, "mllp bytes outside frames skipped");
+    }
+    let text = text_of(&frame.payload);
+    match hl7::read(&text) {
+        Err((header, malformed)) => {
+            tracing::info!(
+                code = malformed.code(),
+                control_id = header.as_ref().map(|h| h.control_id.as_str()),
+                "hl7 message refused (AR)"
+            );
+            let ack = Ack {
+                code: AckCode::Reject,
+                error: Some(AckError {
+                    location: malformed.location().map(str::to_owned),
+                    condition: malformed.hl7_error(),
+                    application_code: malformed.code().to_owned(),
+                    message: malformed.to_string(),
+                }),
+            };
+            Box::pin(std::future::ready((header.map(|h| *h), ack, waiting)))
+        }
+        Ok(inbound) => {
+            let header = inbound.header.clone();
+            let (reply, answer) = oneshot::channel();
+            shared.lanes.submit(Job { inbound, reply });
+            let delay = shared.settings.ack_delay;
+            Box::pin(async move {
+                let ack = answer
+                    .await
+                    .unwrap_or_else(|_| transient("the mllp lane stopped"));
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                (Some(header), ack, waiting)
+            })
+        }
+    }
+}
+
+fn too_large(shared: &Shared, max: usize, head: &[u8]) -> Answer {
+    metrics::interface_arrived(INTERFACE);
+    let waiting = shared.pending.enter();
+    let text = text_of(head);
+    // The head holds MSH: answer against its control id when it reads.
+    let header = text
+        .split(['\r', '\n'])
+        .next()
+        .and_then(|msh| hl7::Hl7::parse(msh).ok()?.header().ok());
+    let ack = Ack {
+        code: AckCode::Reject,
+        error: Some(AckError {
+            location: None,
+            condition: ("100", "Segment sequence error"),
+            application_code: "frame_too_large".into(),
+            message: format!("message larger than {max} bytes; the connection is closed"),
+        }),
+    };
+    Box::pin(std::future::ready((header, ack, waiting)))
+}
+
+/// The payload as text: UTF-8 when it is, else ISO-8859-1 (HL7's most common single-byte
+/// charset), one character per byte.
+fn text_of(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => payload.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+/// MSH-10 of an ACK: unique enough for a sender's logs, 18 characters (MSH-10 allows 20).
+fn ack_id() -> String {
+    format!("CF{:016X}", rand::random::<u64>())
+}

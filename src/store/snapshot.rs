@@ -1,0 +1,478 @@
+//! State snapshots: a cache that shortens the replay an actor does when it starts.
+//!
+//! A snapshot is the serialised state of one stream at one version, tagged with the
+//! aggregate's `SNAPSHOT_VERSION`. It is **only a cache**: a missing, unreadable or outdated
+//! snapshot falls back to replaying the whole stream, and nothing else reads it. That is why it
+//! lives outside the event store (no change to the `EventStore` trait, no effect on the hash
+//! chain) in a table of its own:
+//!
+//! - `sqlite`: `snapshots.db` beside `careflow.db` in the data dir (WAL, `synchronous=NORMAL`:
+//!   losing the last snapshots in a power cut only costs a longer replay);
+//! - `postgres`: table `snapshots` in the same schema as the events, so every node shares them.
+//!
+//! What this module deliberately does not do: encrypt. A patient account's state holds the
+//! identity in clear (docs/domain.md), so the server wraps this store in
+//! `personal_data::EncryptingSnapshots`, which seals those states with the patient's key; an
+//! erasure also calls `delete` (docs/http-api.md "Actors and snapshots").
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use careflow_aggregates::StreamId;
+use chrono::Utc;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio_postgres::NoTls;
+
+use crate::config::{Config, StoreKind};
+
+/// A stored state of one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub stream_id: StreamId,
+    /// The stream version the state includes (every event up to and including it).
+    pub version: u64,
+    /// The global position of the event at `version`.
+    pub position: u64,
+    /// The hash of the event at `version` (hex): a snapshot whose event is not in the store
+    /// any more (a restored or replaced database) is recognised and ignored.
+    pub head_hash: String,
+    /// The aggregate's `SNAPSHOT_VERSION` when it was written.
+    pub snapshot_version: u32,
+    /// The state as JSON text, decoded straight into the aggregate's state type (one parse,
+    /// no intermediate `Value`: a long account's snapshot is most of an activation's cost).
+    pub state: String,
+}
+
+/// Why the snapshot cache failed. Callers log it and carry on without a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Occurs when the database cannot be opened, read or written.
+    #[error("snapshot store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A PostgreSQL error with the server's message.
+fn pg(error: tokio_postgres::Error) -> SnapshotError {
+    unavailable(crate::store::postgres::describe_pg_error(&error))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Unavailable(error.to_string())
+}
+
+/// Where snapshots are kept.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// The newest snapshot of `stream`, if any.
+    async fn load(&self, stream: &StreamId) -> Result<Option<Snapshot>, SnapshotError>;
+    /// Stores `snapshot` unless a newer one is already there.
+    async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError>;
+    /// Forgets the snapshot of `stream` (erasure; tests).
+    async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError>;
+}
+
+/// Opens the snapshot store that matches the configured event store.
+///
+/// # Errors
+/// [`SnapshotError::Unavailable`] when the database cannot be opened.
+pub async fn open(config: &Config) -> Result<Arc<dyn SnapshotStore>, SnapshotError> {
+    match config.store {
+        StoreKind::Postgres => {
+            let url = config
+                .database_url
+                .as_ref()
+                .ok_or_else(|| unavailable("database_url is not set"))?;
+            Ok(Arc::new(
+                PostgresSnapshots::open(url.expose(), &config.database_schema).await?,
+            ))
+        }
+        StoreKind::Sqlite | StoreKind::Kurrentdb => {
+            Ok(Arc::new(SqliteSnapshots::open(config.snapshot_path())?))
+        }
+    }
+}
+
+/// Snapshots in a SQLite file of their own.
+pub struct SqliteSnapshots {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteSnapshots {
+    /// Opens (creating) the file.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Unavailable`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SnapshotError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(unavailable)?;
+        }
+        let conn = Connection::open(&path).map_err(unavailable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 stream_id TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL,
+                 position INTEGER NOT NULL,
+                 head_hash TEXT NOT NULL,
+                 snapshot_version INTEGER NOT NULL,
+                 state TEXT NOT NULL,
+                 taken_at TEXT NOT NULL
+             );",
+        )
+        .map_err(unavailable)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, SnapshotError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, SnapshotError> + Send + 'static,
+    {
+        // On the calling thread: one indexed row, cheaper than a hop to the blocking pool
+        // (see `SqliteStore::with_reader`).
+        let guard = self
+            .conn
+            .lock()
+            .map_err(|_| unavailable("snapshot connection lock poisoned"))?;
+        f(&guard)
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteSnapshots {
+    async fn load(&self, stream: &StreamId) -> Result<Option<Snapshot>, SnapshotError> {
+        let stream = stream.clone();
+        self.with_conn(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT version, position, head_hash, snapshot_version, state
+                     FROM snapshots WHERE stream_id = ?1",
+                )
+                .map_err(unavailable)?
+                .query_row(params![stream.as_str()], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()
+                .map_err(unavailable)?;
+            let Some((version, position, head_hash, snapshot_version, state)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(Snapshot {
+                stream_id: stream,
+                version: u64::try_from(version).map_err(unavailable)?,
+                position: u64::try_from(position).map_err(unavailable)?,
+                head_hash,
+                snapshot_version: u32::try_from(snapshot_version).map_err(unavailable)?,
+                state,
+            }))
+        })
+        .await
+    }
+
+    async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        self.with_conn(move |conn| {
+            let state = snapshot.state;
+            conn.prepare_cached(
+                "INSERT INTO snapshots
+                     (stream_id, version, snapshot_version, state, taken_at, position, head_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(stream_id) DO UPDATE SET
+                     version = excluded.version,
+                     position = excluded.position,
+                     head_hash = excluded.head_hash,
+                     snapshot_version = excluded.snapshot_version,
+                     state = excluded.state,
+                     taken_at = excluded.taken_at
+                 WHERE excluded.version > snapshots.version
+                    OR excluded.snapshot_version <> snapshots.snapshot_version",
+            )
+            .map_err(unavailable)?
+            .execute(params![
+                snapshot.stream_id.as_str(),
+                i64::try_from(snapshot.version).map_err(unavailable)?,
+                i64::from(snapshot.snapshot_version),
+                state,
+                Utc::now().to_rfc3339(),
+                i64::try_from(snapshot.position).map_err(unavailable)?,
+                snapshot.head_hash,
+            ])
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError> {
+        let stream = stream.clone();
+        self.with_conn(move |conn| {
+            conn.prepare_cached("DELETE FROM snapshots WHERE stream_id = ?1")
+                .map_err(unavailable)?
+                .execute(params![stream.as_str()])
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Snapshots in the events' PostgreSQL schema, shared by every node.
+pub struct PostgresSnapshots {
+    pool: Pool,
+    table: String,
+}
+
+impl PostgresSnapshots {
+    /// Connects and creates the table when missing.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Unavailable`]; also when `schema` is not a plain identifier.
+    pub async fn open(url: &str, schema: &str) -> Result<Self, SnapshotError> {
+        let pool = crate::store::snapshot::open_side_tables(
+            url,
+            schema,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.snapshots (
+                    stream_id TEXT PRIMARY KEY,
+                    version BIGINT NOT NULL,
+                    position BIGINT NOT NULL,
+                    head_hash TEXT NOT NULL,
+                    snapshot_version INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    taken_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                );"
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(Self {
+            pool,
+            table: format!("{schema}.snapshots"),
+        })
+    }
+}
+
+/// Opens the side-table pool of a careflow schema and creates its tables: `ddl` holds
+/// `CREATE ... IF NOT EXISTS` statements naming `{schema}.` tables.
+///
+/// Every side table (snapshots, idempotency keys, views, checkpoints, patient keys, dead
+/// letters) is created this way. Nodes starting together would race on `CREATE ... IF NOT
+/// EXISTS`; one transaction-scoped advisory lock per careflow schema serialises them.
+///
+/// # Errors
+/// A description of the failure: `schema` is not a plain identifier (checked before any SQL
+/// holding it runs), the URL does not parse, or PostgreSQL refuses.
+pub(crate) async fn open_side_tables(url: &str, schema: &str, ddl: &str) -> Result<Pool, String> {
+    if !crate::config::is_identifier(schema) {
+        return Err("database_schema is not a plain identifier".to_owned());
+    }
+    let pool = pg_pool(url).map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             {ddl}
+             COMMIT;"
+        ))
+        .await
+        .map_err(|e| crate::store::postgres::describe_pg_error(&e))?;
+    Ok(pool)
+}
+
+/// A small pool for the side tables (snapshots, idempotency keys).
+///
+/// # Errors
+/// [`SnapshotError::Unavailable`] for a URL that does not parse.
+pub(crate) fn pg_pool(url: &str) -> Result<Pool, SnapshotError> {
+    let mut pg_config: tokio_postgres::Config = url.parse().map_err(unavailable)?;
+    pg_config.application_name("careflow");
+    pg_config.connect_timeout(std::time::Duration::from_secs(5));
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(4)
+        .build()
+        .map_err(unavailable)
+}
+
+#[async_trait]
+impl SnapshotStore for PostgresSnapshots {
+    async fn load(&self, stream: &StreamId) -> Result<Option<Snapshot>, SnapshotError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT version, snapshot_version, state, position, head_hash
+                     FROM {} WHERE stream_id = $1",
+                    self.table
+                ),
+                &[&stream.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i64 = row.try_get(0).map_err(pg)?;
+        let snapshot_version: i32 = row.try_get(1).map_err(pg)?;
+        let state: String = row.try_get(2).map_err(pg)?;
+        let position: i64 = row.try_get(3).map_err(pg)?;
+        let head_hash: String = row.try_get(4).map_err(pg)?;
+        Ok(Some(Snapshot {
+            stream_id: stream.clone(),
+            version: u64::try_from(version).map_err(unavailable)?,
+            position: u64::try_from(position).map_err(unavailable)?,
+            head_hash,
+            snapshot_version: u32::try_from(snapshot_version).map_err(unavailable)?,
+            state,
+        }))
+    }
+
+    async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let state = snapshot.state.clone();
+        let version = i64::try_from(snapshot.version).map_err(unavailable)?;
+        let snapshot_version = i32::try_from(snapshot.snapshot_version).map_err(unavailable)?;
+        let position = i64::try_from(snapshot.position).map_err(unavailable)?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {t}
+                         (stream_id, version, snapshot_version, state, position, head_hash)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (stream_id) DO UPDATE SET
+                         version = EXCLUDED.version,
+                         position = EXCLUDED.position,
+                         head_hash = EXCLUDED.head_hash,
+                         snapshot_version = EXCLUDED.snapshot_version,
+                         state = EXCLUDED.state,
+                         taken_at = now()
+                     WHERE EXCLUDED.version > {t}.version
+                        OR EXCLUDED.snapshot_version <> {t}.snapshot_version",
+                    t = self.table
+                ),
+                &[
+                    &snapshot.stream_id.as_str(),
+                    &version,
+                    &snapshot_version,
+                    &state,
+                    &position,
+                    &snapshot.head_hash,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(
+                &format!("DELETE FROM {} WHERE stream_id = $1", self.table),
+                &[&stream.as_str()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+}
+
+/// Snapshots in memory: for tests, and to run without a snapshot file.
+#[derive(Default)]
+pub struct MemorySnapshots {
+    map: Mutex<std::collections::HashMap<StreamId, Snapshot>>,
+}
+
+impl MemorySnapshots {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overwrites whatever is stored (tests use it to plant broken snapshots).
+    pub fn put(&self, snapshot: Snapshot) {
+        if let Ok(mut map) = self.map.lock() {
+            map.insert(snapshot.stream_id.clone(), snapshot);
+        }
+    }
+
+    pub fn get(&self, stream: &StreamId) -> Option<Snapshot> {
+        self.map.lock().ok()?.get(stream).cloned()
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemorySnapshots {
+    async fn load(&self, stream: &StreamId) -> Result<Option<Snapshot>, SnapshotError> {
+        Ok(self.get(stream))
+    }
+
+    async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        let mut map = self.map.lock().map_err(|_| unavailable("lock poisoned"))?;
+        let newer = map
+            .get(&snapshot.stream_id)
+            .is_none_or(|old| old.version < snapshot.version);
+        if newer {
+            map.insert(snapshot.stream_id.clone(), snapshot);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError> {
+        let mut map = self.map.lock().map_err(|_| unavailable("lock poisoned"))?;
+        map.remove(stream);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(version: u64) -> Snapshot {
+        Snapshot {
+            stream_id: StreamId::parse("patient_account-M1").unwrap(),
+            version,
+            position: version,
+            head_hash: "00".into(),
+            snapshot_version: 1,
+            state: serde_json::json!({"v": version}).to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_the_newest_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteSnapshots::open(dir.path().join("snapshots.db")).unwrap();
+        let stream = snap(0).stream_id;
+        assert_eq!(store.load(&stream).await.unwrap(), None);
+        store.save(snap(200)).await.unwrap();
+        store.save(snap(100)).await.unwrap();
+        assert_eq!(store.load(&stream).await.unwrap(), Some(snap(200)));
+        store.delete(&stream).await.unwrap();
+        assert_eq!(store.load(&stream).await.unwrap(), None);
+    }
+}
