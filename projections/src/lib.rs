@@ -31,7 +31,7 @@ mod testing;
 mod tests;
 
 pub use analytics::Analytics;
-pub use audit::Audit;
+pub use audit::{Audit, RecordAccessed};
 pub use billing::Billing;
 pub use error::ProjectionError;
 pub use projection::{Decoded, Projection, decode};

@@ -51,9 +51,8 @@ use crate::operations::personal_data::PersonalKeys;
 use crate::runtime::consumers::checkpoint::Lease;
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore};
 use crate::runtime::consumers::{Backoff, ConsumerHealth, Exit, Supervisor, wait};
-use crate::store::{
-    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, LogFeed, ProposedEvent,
-};
+use crate::store::internal::{self, InternalEvent, Recorder, internal_event};
+use crate::store::{Direction, EventStore, ExpectedVersion, LogFeed};
 
 /// The checkpoint's name.
 pub const CHECKPOINT: &str = "webhooks";
@@ -181,12 +180,16 @@ struct RegisteredData {
     sealed_secret: String,
 }
 
+internal_event!(RegisteredData, REGISTERED);
+
 /// The data of `WebhookRemoved`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemovedData {
     webhook_id: String,
 }
+
+internal_event!(RemovedData, REMOVED);
 
 /// One registration as the runner keeps it (and checkpoints it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,8 +296,7 @@ impl Webhooks {
         let appended = self
             .append(
                 &id,
-                REGISTERED,
-                json!(data),
+                &data,
                 ExpectedVersion::NoStream,
                 principal,
                 correlation_id,
@@ -346,8 +348,7 @@ impl Webhooks {
         let appended = self
             .append(
                 id,
-                REMOVED,
-                json!(data),
+                &data,
                 ExpectedVersion::Exact(version),
                 principal,
                 correlation_id,
@@ -397,34 +398,29 @@ impl Webhooks {
     async fn append(
         &self,
         id: &str,
-        event_type: &str,
-        data: serde_json::Value,
+        event: &dyn InternalEvent,
         expected: ExpectedVersion,
         principal: &str,
         correlation_id: &str,
     ) -> Result<crate::store::Appended, WebhookError> {
         let stream = stream_id(id).ok_or_else(|| WebhookError::NotFound(id.to_owned()))?;
         let command_id = Uuid::new_v4();
-        self.store
-            .append(AppendRequest {
-                stream_id: stream,
-                expected,
-                meta: CommandMeta {
-                    command_id,
-                    correlation_id: correlation_id.to_owned(),
-                    causation_id: command_id.to_string(),
-                    principal: principal.to_owned(),
-                    source: "http".into(),
-                    occurred_at: Utc::now(),
-                },
-                events: vec![ProposedEvent {
-                    event_type: event_type.to_owned(),
-                    schema_version: 1,
-                    data,
-                }],
-            })
-            .await
-            .map_err(|e| WebhookError::Unavailable(e.to_string()))
+        let by = Recorder {
+            principal: principal.to_owned(),
+            source: "http".into(),
+            correlation_id: correlation_id.to_owned(),
+            causation_id: command_id.to_string(),
+        };
+        internal::record(
+            self.store.as_ref(),
+            stream,
+            expected,
+            command_id,
+            &by,
+            &[event],
+        )
+        .await
+        .map_err(|e| WebhookError::Unavailable(e.to_string()))
     }
 
     fn secret_of(&self, registration: &Registration) -> Option<WebhookSecret> {

@@ -27,6 +27,7 @@ use crate::config::{Config, StoreKind};
 
 pub mod feed;
 pub mod idempotency;
+pub mod internal;
 pub mod postgres;
 pub mod snapshot;
 pub mod sqlite;

@@ -31,7 +31,94 @@ pub const ACCESS_BY_PATIENT: &str = "audit_access_by_patient";
 /// The stream kind the HTTP layer appends access records to.
 pub const ACCESS_LOG_KIND: &str = "access_log";
 /// The event types of an access-log stream that record a read.
-pub const ACCESS_EVENT_TYPES: &[&str] = &["RecordAccessed"];
+pub const ACCESS_EVENT_TYPES: &[&str] = &[RecordAccessed::EVENT_TYPE];
+
+/// `RecordAccessed`: one read of a patient's data (`read_state`, `read_history`,
+/// `read_billing`, `read_access_log`) or one audit export (`export`), as the shell appends it
+/// to the day's `access_log-YYYY-MM-DD` stream. The contract between its writer and this view:
+/// the shell builds it, the view reads it back.
+///
+/// Reading is lenient on purpose (an auditor's index must list every record even where a
+/// field is malformed): every field reads as absent when it is missing or not of its type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordAccessed {
+    /// Who read: the token's subject, or the OS user / `--subject` of an export.
+    #[serde(default, deserialize_with = "lenient")]
+    pub principal: Option<String>,
+    /// The caller's role when it read (`auditor` for exports).
+    #[serde(default, deserialize_with = "lenient")]
+    pub role: Option<String>,
+    /// What was done: `read_state`, `read_history`, `read_billing`, `read_access_log`,
+    /// `export`.
+    #[serde(default, deserialize_with = "lenient")]
+    pub action: Option<String>,
+    /// The stream read.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stream_id: Option<String>,
+    /// The patient, where the stream read does not say it.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub account_id: Option<String>,
+    /// The time-travel instant of an `?as_of=` read (RFC 3339).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub as_of: Option<String>,
+    /// An export's selection (`patient CF-1001`, `all`).
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub selection: Option<String>,
+    /// How many events an export held.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub events: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub correlation_id: Option<String>,
+}
+
+/// A field of a [`RecordAccessed`] as read: its value when it has the field's type, else
+/// absent (an empty string is absent too).
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    if value.as_str() == Some("") {
+        return Ok(None);
+    }
+    Ok(serde_json::from_value(value).ok())
+}
+
+impl RecordAccessed {
+    /// The event type it is stored under.
+    pub const EVENT_TYPE: &'static str = "RecordAccessed";
+
+    /// Reads a stored record's data, leniently (see the type's docs); data that is not an
+    /// object reads as a record with nothing known but its envelope.
+    pub fn read(data: &Value) -> Self {
+        match data {
+            // Every field is lenient and unknown members are ignored: an object always reads.
+            Value::Object(_) => Self::deserialize(data).unwrap_or_default(),
+            _ => Self::default(),
+        }
+    }
+}
 
 /// The audit projection.
 #[derive(Debug, Clone, Copy, Default)]
@@ -129,18 +216,10 @@ fn index_stream(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), 
     save_owned(store, STREAMS, key, row)
 }
 
-fn text(data: &Value, field: &str) -> Option<String> {
-    data.get(field)
-        .and_then(Value::as_str)
-        .filter(|text| !text.is_empty())
-        .map(str::to_owned)
-}
-
 fn log_access(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), ProjectionError> {
-    let data = &event.data;
-    let stream_id = text(data, "stream_id");
-    let patient = text(data, "account_id").or_else(|| {
-        let read = StreamId::parse(stream_id.as_deref()?).ok()?;
+    let record = RecordAccessed::read(&event.data);
+    let patient = record.account_id.clone().or_else(|| {
+        let read = StreamId::parse(record.stream_id.as_deref()?).ok()?;
         (read.kind() == PatientAccount::KIND).then(|| read.id().to_owned())
     });
     let entry = AccessEntry {
@@ -148,12 +227,12 @@ fn log_access(store: &mut dyn ViewStore, event: &RecordedEvent) -> Result<(), Pr
         event_id: event.event_id.to_string(),
         accessed_at: event.metadata.recorded_at,
         principal: event.metadata.principal.clone(),
-        role: text(data, "role"),
+        role: record.role,
         correlation_id: event.metadata.correlation_id.clone(),
         patient,
-        stream_id,
-        access: text(data, "action"),
-        as_of: text(data, "as_of"),
+        stream_id: record.stream_id,
+        access: record.action,
+        as_of: record.as_of,
     };
     let position = format!("{:020}", event.position);
     save(store, ACCESS_LOG, &position, &entry)?;

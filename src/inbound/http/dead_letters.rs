@@ -8,21 +8,20 @@
 //! route only asks for it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use careflow_aggregates::{Rejection, StreamId};
-use chrono::Utc;
+use careflow_aggregates::Rejection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::auth::Right;
 use super::error::ApiError;
 use super::problem::Problem;
 use super::{AppState, Caller, Runtime, correlation_id};
+use crate::operations::dead_letters::decision::{self, Decision};
 use crate::operations::dead_letters::{DeadLetter, DeadLetterError};
-use crate::store::{AppendRequest, CommandMeta, ExpectedVersion, ProposedEvent};
+use crate::store::internal::Recorder;
 
 /// The stream kind of operators' decisions about dead letters.
-pub const STREAM_KIND: &str = "dead_letters";
+pub use crate::operations::dead_letters::decision::STREAM_KIND;
 
 impl From<DeadLetterError> for ApiError {
     fn from(error: DeadLetterError) -> Self {
@@ -105,15 +104,7 @@ pub async fn retry(
     caller.require(Right::DeadLetters)?;
     let runtime = app.ready()?;
     let row = runtime.dead_letters.request_retry(id.into_inner()).await?;
-    record_decision(
-        runtime,
-        &req,
-        &caller,
-        "DeadLetterRetryRequested",
-        &row,
-        None,
-    )
-    .await?;
+    record_decision(runtime, &req, &caller, Decision::RetryRequested, &row, None).await?;
     Ok(HttpResponse::Accepted().json(row))
 }
 
@@ -179,7 +170,7 @@ pub async fn discard(
         runtime,
         &req,
         &caller,
-        "DeadLetterDiscarded",
+        Decision::Discarded,
         &current,
         Some(reason),
     )
@@ -188,57 +179,24 @@ pub async fn discard(
     Ok(HttpResponse::Ok().json(row))
 }
 
-/// Appends the operator's decision to `dead_letters-{source}`.
+/// Appends the operator's decision to `dead_letters-{source}` (`dead_letters::decision`).
 async fn record_decision(
     runtime: &Runtime,
     req: &HttpRequest,
     caller: &Caller,
-    event_type: &str,
+    decision: Decision,
     row: &DeadLetter,
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
-    let stream_id =
-        StreamId::new(STREAM_KIND, &row.source).map_err(|error| ApiError::Internal {
-            cause: format!(
-                "dead-letter source {:?} is not a stream id: {error}",
-                row.source
-            ),
-        })?;
-    let mut data = serde_json::json!({
-        "dead_letter_id": row.id,
-        "source": row.source,
-        "key": row.key,
-        "event_id": row.event_id,
-        "position": row.position,
-        "attempts": row.attempts,
-        "error": row.error,
-    });
-    if let Some(reason) = reason {
-        data["reason"] = serde_json::Value::String(reason.to_owned());
-    }
-    let request = AppendRequest {
-        stream_id,
-        expected: ExpectedVersion::Any,
-        meta: CommandMeta {
-            command_id: Uuid::new_v4(),
-            correlation_id: correlation_id(req),
-            causation_id: row.event_id.to_string(),
-            principal: caller.subject.clone(),
-            source: "http".to_owned(),
-            occurred_at: Utc::now(),
-        },
-        events: vec![ProposedEvent {
-            event_type: event_type.to_owned(),
-            schema_version: 1,
-            data,
-        }],
+    let by = Recorder {
+        principal: caller.subject.clone(),
+        source: "http".to_owned(),
+        correlation_id: correlation_id(req),
+        causation_id: row.event_id.to_string(),
     };
-    runtime
-        .store
-        .append(request)
+    decision::record(runtime.store.as_ref(), row, decision, reason, &by)
         .await
-        .map_err(ApiError::unavailable)?;
-    Ok(())
+        .map_err(ApiError::unavailable)
 }
 
 pub fn register(cfg: &mut web::ServiceConfig) {

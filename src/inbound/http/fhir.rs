@@ -17,7 +17,6 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::access_log::{self, Access};
 use super::auth::Right;
 use super::commands::IDEMPOTENCY_HEADER;
 use super::error::{ApiError, MAX_BODY_BYTES};
@@ -28,6 +27,7 @@ use crate::inbound::fhir::bundle::Transaction;
 use crate::inbound::fhir::execute::{self, Applied, Message};
 use crate::inbound::fhir::inbound::{self, Method};
 use crate::inbound::fhir::render::{self, FHIR_JSON};
+use crate::operations::audit::access_log::Access;
 use crate::operations::metrics;
 use crate::store::idempotency::{self, Claim, StoredAnswer};
 
@@ -551,15 +551,15 @@ async fn read<A: careflow_aggregates::Aggregate>(
         .into());
     }
     // Both are patient data: the read is recorded before it is answered.
-    access_log::record(
-        runtime.store.as_ref(),
-        &caller,
-        Access::State,
-        &stream,
-        None,
-        &correlation_id(req),
-    )
-    .await?;
+    caller
+        .record_read(
+            runtime.store.as_ref(),
+            Access::State,
+            &stream,
+            None,
+            &correlation_id(req),
+        )
+        .await?;
     let body = render(runtime, id, &observed);
     let mut response = HttpResponse::Ok();
     response.content_type(FHIR_JSON);

@@ -27,10 +27,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::app::Runtime;
+use crate::operations::audit::access_log::{self, Access};
 use crate::operations::metrics;
 use crate::store::EventStore;
 
-pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod commands;
@@ -107,6 +107,32 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Records this caller's read of a patient's data in the access log, before it is
+    /// answered (`operations::audit::access_log`).
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] when the record cannot be written: the read is refused.
+    pub async fn record_read(
+        &self,
+        store: &dyn EventStore,
+        access: Access,
+        target: &careflow_aggregates::StreamId,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        correlation_id: &str,
+    ) -> Result<(), ApiError> {
+        access_log::record_read(
+            store,
+            &self.subject,
+            self.role.as_str(),
+            access,
+            target,
+            as_of,
+            correlation_id,
+        )
+        .await
+        .map_err(ApiError::from)
+    }
+
     /// # Errors
     /// [`ApiError::Forbidden`] when the role lacks `right`.
     pub fn require(&self, right: Right) -> Result<(), ApiError> {

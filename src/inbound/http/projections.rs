@@ -22,10 +22,10 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access_log::{self, Access};
 use super::auth::Right;
 use super::error::ApiError;
 use super::{AppState, Caller, correlation_id};
+use crate::operations::audit::access_log::{self, Access};
 use crate::runtime::views::runner::ProjectionStatus;
 use crate::runtime::views::{ProjectionSet, ViewError};
 
@@ -184,15 +184,15 @@ pub async fn billing_account(
     let stream = StreamId::new("patient_account", &mrn).map_err(|e| ApiError::Internal {
         cause: e.to_string(),
     })?;
-    access_log::record(
-        runtime.store.as_ref(),
-        &caller,
-        Access::Billing,
-        &stream,
-        None,
-        &correlation_id(&req),
-    )
-    .await?;
+    caller
+        .record_read(
+            runtime.store.as_ref(),
+            Access::Billing,
+            &stream,
+            None,
+            &correlation_id(&req),
+        )
+        .await?;
     Ok(answer(&view, position))
 }
 
@@ -602,21 +602,20 @@ pub async fn audit_access_log(
     // access log of the day.
     let runtime = app.ready()?;
     let target = match &patient {
-        Some(mrn) => StreamId::new("patient_account", mrn),
-        None => StreamId::new(access_log::KIND, &Utc::now().format("%Y-%m-%d").to_string()),
-    }
-    .map_err(|e| ApiError::Internal {
-        cause: e.to_string(),
-    })?;
-    access_log::record(
-        runtime.store.as_ref(),
-        &caller,
-        Access::AccessLog,
-        &target,
-        None,
-        &correlation_id(&req),
-    )
-    .await?;
+        Some(mrn) => StreamId::new("patient_account", mrn).map_err(|e| ApiError::Internal {
+            cause: e.to_string(),
+        })?,
+        None => access_log::todays_stream().map_err(ApiError::unavailable)?,
+    };
+    caller
+        .record_read(
+            runtime.store.as_ref(),
+            Access::AccessLog,
+            &target,
+            None,
+            &correlation_id(&req),
+        )
+        .await?;
     Ok(answer(&AccessLogView { entries }, position))
 }
 

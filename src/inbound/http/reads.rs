@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::access_log::{self, Access};
 use super::auth::Right;
 use super::commands::path_stream;
 use super::error::ApiError;
 use super::views::{EventsPage, HistoryPage, Resource};
 use super::{AppState, Caller, correlation_id};
+use crate::operations::audit::access_log::Access;
 use crate::runtime::actors::{history, state_as_of};
 
 /// Most events one history or log page returns.
@@ -77,15 +77,15 @@ pub async fn state<A: Resource>(
         }
     };
     if A::PERSONAL {
-        access_log::record(
-            runtime.store.as_ref(),
-            &caller,
-            Access::State,
-            &stream,
-            query.as_of,
-            &correlation_id(&req),
-        )
-        .await?;
+        caller
+            .record_read(
+                runtime.store.as_ref(),
+                Access::State,
+                &stream,
+                query.as_of,
+                &correlation_id(&req),
+            )
+            .await?;
     }
     Ok(HttpResponse::Ok().json(A::view(stream.id(), &state, version)))
 }
@@ -111,15 +111,15 @@ pub async fn stream_history<A: Resource>(
         return Err(not_found::<A>(&id));
     }
     if A::PERSONAL {
-        access_log::record(
-            runtime.store.as_ref(),
-            &caller,
-            Access::History,
-            &stream,
-            None,
-            &correlation_id(&req),
-        )
-        .await?;
+        caller
+            .record_read(
+                runtime.store.as_ref(),
+                Access::History,
+                &stream,
+                None,
+                &correlation_id(&req),
+            )
+            .await?;
     }
     let next_version = (events.len() == limit)
         .then(|| events.last().map(|e| e.version + 1))

@@ -11,7 +11,7 @@
 //! recomputed as well, so an edit is reported at the event it touched.
 //!
 //! Each export is recorded in the access log before it is handed out (see
-//! `http::access_log::record_export`).
+//! `access_log::record_export`).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufWriter, Read, Write};
@@ -214,7 +214,7 @@ pub async fn export(
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| AuditError::Format(e.to_string()))?;
     std::fs::write(&manifest_file, text + "\n").map_err(|e| AuditError::file(&manifest_file, e))?;
-    let recorded = crate::inbound::http::access_log::record_export(
+    let recorded = super::access_log::record_export(
         store,
         subject,
         &manifest.body.selection,

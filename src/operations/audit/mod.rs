@@ -14,6 +14,7 @@
 //! `careflow_aggregates::log_verifier` and `chain`; this module only reads, hashes in
 //! parallel and reports. Nothing here writes events except the access record of an export.
 
+pub mod access_log;
 pub mod checkpoint;
 pub mod export;
 pub mod key;

@@ -17,6 +17,8 @@
 //! source). The rows are operational state, not history: what an operator decided is also
 //! appended to the log as an event by the HTTP layer.
 
+pub mod decision;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use careflow_aggregates::purchase::{Command as PurchaseCommand, RecordPurchaseOrder};
 use careflow_aggregates::{PurchaseWorkflow, StreamId};
-use careflow_projections::odoo::ack::{ACK_EVENT_TYPE, ACK_SCHEMA_VERSION, ACK_STREAM_KIND};
+use careflow_projections::odoo::ack::ACK_STREAM_KIND;
 use careflow_projections::odoo::calls::{self, xmlid_lookup_complete};
 use careflow_projections::odoo::{
     Action, Call, MissingRef, OdooIntent, OdooRecordAcknowledged, complete_xmlid, xmlid_create,
@@ -34,7 +34,8 @@ use uuid::Uuid;
 
 use super::client::{ErrorClass, OdooClient, OdooError};
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
-use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
+use crate::store::internal::{self, Recorder};
+use crate::store::{EventStore, ExpectedVersion};
 
 /// The principal and source of what the executor writes to the log.
 pub const PRINCIPAL: &str = "odoo_executor";
@@ -354,29 +355,23 @@ async fn acknowledge(
 ) -> Result<(), IntentError> {
     let stream = StreamId::new(ACK_STREAM_KIND, &ack.external_id)
         .map_err(|error| unexpected("acknowledgement", error))?;
-    let request = AppendRequest {
-        stream_id: stream,
-        expected: ExpectedVersion::Any,
-        meta: CommandMeta {
-            command_id: ack.command_id(),
-            correlation_id: intent.event_id.to_string(),
-            causation_id: intent.event_id.to_string(),
-            principal: PRINCIPAL.to_owned(),
-            source: "odoo".to_owned(),
-            occurred_at: Utc::now(),
-        },
-        events: vec![ProposedEvent {
-            event_type: ACK_EVENT_TYPE.to_owned(),
-            schema_version: ACK_SCHEMA_VERSION,
-            data: ack.to_data(),
-        }],
+    let by = Recorder {
+        principal: PRINCIPAL.to_owned(),
+        source: "odoo".to_owned(),
+        correlation_id: intent.event_id.to_string(),
+        causation_id: intent.event_id.to_string(),
     };
-    session
-        .store
-        .append(request)
-        .await
-        .map(|_| ())
-        .map_err(|error| IntentError::Store(error.to_string()))
+    internal::record(
+        session.store.as_ref(),
+        stream,
+        ExpectedVersion::Any,
+        ack.command_id(),
+        &by,
+        &[ack],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|error| IntentError::Store(error.to_string()))
 }
 
 /// The payment wizard against the customer's open posted invoices (oldest first); with none

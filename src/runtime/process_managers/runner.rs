@@ -53,9 +53,8 @@ use crate::outbound::payer::{PayerClient, PayerError};
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
 use crate::runtime::consumers::{Backoff, Exit, Supervisor, wait};
-use crate::store::{
-    AppendRequest, CommandMeta, Direction, EventStore, ExpectedVersion, LogFeed, ProposedEvent,
-};
+use crate::store::internal::{self, Recorder};
+use crate::store::{Direction, EventStore, ExpectedVersion, LogFeed};
 
 /// What every runner of a process shares.
 pub(crate) struct Deps {
@@ -667,28 +666,25 @@ async fn append_timer<P: ProcessManager>(
     command_id: Uuid,
     origin: &Origin,
 ) -> Result<(), Stopped> {
-    let encoded = event.encode();
     let principal = format!("{PRINCIPAL_PREFIX}{}", P::NAME);
+    let by = Recorder {
+        principal: principal.clone(),
+        source: principal,
+        correlation_id: origin.correlation_id.clone(),
+        causation_id: origin.causation_id.clone(),
+    };
     let mut delay = deps.config.retry_first;
     loop {
-        let request = AppendRequest {
-            stream_id: stream.clone(),
-            expected: ExpectedVersion::Any,
-            meta: CommandMeta {
-                command_id,
-                correlation_id: origin.correlation_id.clone(),
-                causation_id: origin.causation_id.clone(),
-                principal: principal.clone(),
-                source: principal.clone(),
-                occurred_at: Utc::now(),
-            },
-            events: vec![ProposedEvent {
-                event_type: encoded.event_type.to_owned(),
-                schema_version: encoded.schema_version,
-                data: encoded.data.clone(),
-            }],
-        };
-        match deps.store.append(request).await {
+        let appended = internal::record(
+            deps.store.as_ref(),
+            stream.clone(),
+            ExpectedVersion::Any,
+            command_id,
+            &by,
+            &[event],
+        )
+        .await;
+        match appended {
             Ok(_) => return Ok(()),
             Err(error) => {
                 tracing::warn!(process_manager = P::NAME, %error, stream_id = %stream, "timer event not appended; retrying");
