@@ -12,13 +12,13 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
-use crate::app::commands;
-use crate::config::{Config, StoreKind};
-use crate::inbound::http::auth::{self, Role, TokenKeys};
-use crate::operations::bench::{
+use crate::app::bench::{
     self, ActivateBench, AppendBench, ChargesBench, HttpBench, RebuildBench, StreamChoice,
     TimersBench,
 };
+use crate::app::commands;
+use crate::config::{Config, StoreKind};
+use crate::inbound::http::auth::{self, Role, TokenKeys};
 
 /// careflow: the event-sourced control layer between a hospital's systems.
 #[derive(Debug, Parser)]

@@ -13,8 +13,9 @@
 //! - [`outbound`]: adapters that carry events out or call outside systems (Odoo, NATS,
 //!   webhooks, the payer, the circuit breaker);
 //! - [`operations`]: what auditors and operators use (audit, dead letters, personal data and
-//!   erasure, metrics, benchmarks);
-//! - [`app`]: the composition root that builds the runtime, starts it and stops it in order;
+//!   erasure, metrics);
+//! - [`app`]: the composition root that builds the runtime, starts it and stops it in order,
+//!   and the CLI's runners and load tools;
 //!   [`cli`] parses and dispatches; [`config`] reads the configuration.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -76,9 +76,12 @@ pub(crate) async fn replay(
     let replayed = audit::replay::replay(store.as_ref(), &stream, as_of).await;
     store.close().await;
     let replayed = replayed?;
+    let report = replayed.report(|state| {
+        crate::inbound::http::views::render_replayed(state, replayed.stream.id(), replayed.version)
+    });
     match format {
-        Format::Table => print!("{}", replayed.render_table()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&replayed)?),
+        Format::Table => print!("{}", report.render_table()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(ExitCode::SUCCESS)
 }

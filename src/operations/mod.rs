@@ -3,11 +3,9 @@
 //! - [`audit`]: replay, `audit verify` with signed checkpoints, signed exports;
 //! - [`dead_letters`]: what a consumer could not do, for operators to retry or discard;
 //! - [`personal_data`]: per-patient encryption of personal data and erasure;
-//! - [`metrics`]: the one Prometheus catalogue;
-//! - [`bench`]: `careflow bench`, the load and speed tools.
+//! - [`metrics`]: the one Prometheus catalogue.
 
 pub mod audit;
-pub mod bench;
 pub mod dead_letters;
 pub mod metrics;
 pub mod personal_data;

@@ -53,6 +53,26 @@ pub struct EventsPage {
     pub next: u64,
 }
 
+/// A replayed state (`careflow replay`) as the API shows the same aggregate's state, so an
+/// auditor sees what the upstream systems saw.
+pub fn render_replayed(
+    state: &crate::operations::audit::replay::FoldedState,
+    id: &str,
+    version: u64,
+) -> serde_json::Value {
+    use crate::operations::audit::replay::FoldedState;
+    let rendered = match state {
+        FoldedState::PatientAccount(s) => {
+            serde_json::to_value(PatientAccount::view(id, s, version))
+        }
+        FoldedState::Encounter(s) => serde_json::to_value(Encounter::view(id, s, version)),
+        FoldedState::InventoryItem(s) => serde_json::to_value(InventoryItem::view(id, s, version)),
+        FoldedState::Purchase(s) => serde_json::to_value(PurchaseWorkflow::view(id, s, version)),
+    };
+    // The views are plain structs of strings and numbers: they always serialise.
+    rendered.unwrap_or(serde_json::Value::Null)
+}
+
 /// An aggregate served over HTTP.
 pub trait Resource: Aggregate {
     /// The path word: `/v1/{PATH}/{id}`.

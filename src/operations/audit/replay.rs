@@ -2,8 +2,9 @@
 //! that made it.
 //!
 //! The state is rebuilt by folding the stream's events whose `recorded_at` is at or before
-//! `as_of` (the first later event ends the replay, as for `GET ...?as_of=`), and rendered with
-//! the same view the HTTP API uses, so an auditor sees the shape the upstream systems saw.
+//! `as_of` (the first later event ends the replay, as for `GET ...?as_of=`). The caller renders
+//! it ([`Replayed::report`]): the CLI uses the same view the HTTP API uses, so an auditor sees
+//! the shape the upstream systems saw, and this module stays free of HTTP.
 //! It only reads: on SQLite it runs on a read-only handle, beside a running server or on a
 //! stopped one's data dir.
 
@@ -13,7 +14,6 @@ use careflow_aggregates::{
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::inbound::http::views::Resource;
 use crate::store::{Direction, EventStore, StoreError};
 
 /// Events read per store call.
@@ -39,17 +39,36 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
+/// The state a replay folded, by aggregate.
+#[derive(Debug, Clone)]
+pub enum FoldedState {
+    PatientAccount(<PatientAccount as Aggregate>::State),
+    Encounter(<Encounter as Aggregate>::State),
+    InventoryItem(<InventoryItem as Aggregate>::State),
+    Purchase(<PurchaseWorkflow as Aggregate>::State),
+}
+
 /// A replayed state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Replayed {
-    pub stream: String,
+    pub stream: StreamId,
     pub as_of: Option<DateTime<Utc>>,
     pub version: u64,
     pub position: u64,
-    /// The state as the HTTP API renders it.
-    pub state: serde_json::Value,
+    pub state: FoldedState,
     /// The events folded into it, in version order.
     pub events: Vec<RecordedEvent>,
+}
+
+/// What `careflow replay` prints: the replay with its state as the caller rendered it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport<'a> {
+    pub stream: &'a str,
+    pub as_of: Option<DateTime<Utc>>,
+    pub version: u64,
+    pub position: u64,
+    pub state: serde_json::Value,
+    pub events: &'a [RecordedEvent],
 }
 
 /// Replays `stream` as of `as_of` (now when `None`).
@@ -61,20 +80,43 @@ pub async fn replay(
     stream: &StreamId,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Replayed, ReplayError> {
-    match stream.kind() {
-        PatientAccount::KIND => fold::<PatientAccount>(store, stream, as_of).await,
-        Encounter::KIND => fold::<Encounter>(store, stream, as_of).await,
-        InventoryItem::KIND => fold::<InventoryItem>(store, stream, as_of).await,
-        PurchaseWorkflow::KIND => fold::<PurchaseWorkflow>(store, stream, as_of).await,
-        other => Err(ReplayError::NotAnAggregate(other.to_owned())),
-    }
+    let (state, events) = match stream.kind() {
+        PatientAccount::KIND => {
+            let (state, events) = fold::<PatientAccount>(store, stream, as_of).await?;
+            (FoldedState::PatientAccount(state), events)
+        }
+        Encounter::KIND => {
+            let (state, events) = fold::<Encounter>(store, stream, as_of).await?;
+            (FoldedState::Encounter(state), events)
+        }
+        InventoryItem::KIND => {
+            let (state, events) = fold::<InventoryItem>(store, stream, as_of).await?;
+            (FoldedState::InventoryItem(state), events)
+        }
+        PurchaseWorkflow::KIND => {
+            let (state, events) = fold::<PurchaseWorkflow>(store, stream, as_of).await?;
+            (FoldedState::Purchase(state), events)
+        }
+        other => return Err(ReplayError::NotAnAggregate(other.to_owned())),
+    };
+    let Some(last) = events.last() else {
+        return Err(ReplayError::NoEvents(stream.to_string()));
+    };
+    Ok(Replayed {
+        stream: stream.clone(),
+        as_of,
+        version: last.version,
+        position: last.position,
+        state,
+        events,
+    })
 }
 
-async fn fold<A: Resource>(
+async fn fold<A: Aggregate>(
     store: &dyn EventStore,
     stream: &StreamId,
     as_of: Option<DateTime<Utc>>,
-) -> Result<Replayed, ReplayError> {
+) -> Result<(A::State, Vec<RecordedEvent>), ReplayError> {
     let mut state = A::initial_state();
     let mut events: Vec<RecordedEvent> = Vec::new();
     'pages: loop {
@@ -100,23 +142,27 @@ async fn fold<A: Resource>(
             break;
         }
     }
-    let Some(last) = events.last() else {
-        return Err(ReplayError::NoEvents(stream.to_string()));
-    };
-    let (version, position) = (last.version, last.position);
-    let state = serde_json::to_value(A::view(stream.id(), &state, version))
-        .map_err(|e| ReplayError::Store(StoreError::unavailable(e)))?;
-    Ok(Replayed {
-        stream: stream.to_string(),
-        as_of,
-        version,
-        position,
-        state,
-        events,
-    })
+    Ok((state, events))
 }
 
 impl Replayed {
+    /// The report of this replay, with the state as `render` shows it.
+    pub fn report(
+        &self,
+        render: impl FnOnce(&FoldedState) -> serde_json::Value,
+    ) -> ReplayReport<'_> {
+        ReplayReport {
+            stream: self.stream.as_str(),
+            as_of: self.as_of,
+            version: self.version,
+            position: self.position,
+            state: render(&self.state),
+            events: &self.events,
+        }
+    }
+}
+
+impl ReplayReport<'_> {
     /// The table `--format table` prints: the state, then one line per event.
     pub fn render_table(&self) -> String {
         use std::fmt::Write;
@@ -137,7 +183,7 @@ impl Replayed {
             "\n{:>7}  {:>9}  {:<24}  {:<28}  {:<16}  hash",
             "version", "position", "recorded_at", "event_type", "principal"
         );
-        for e in &self.events {
+        for e in self.events {
             let _ = writeln!(
                 out,
                 "{:>7}  {:>9}  {:<24}  {:<28}  {:<16}  {}",
