@@ -150,13 +150,14 @@ pub struct NewWebhook {
 /// What a registration answers (the secret only here, once).
 #[derive(Debug, Clone)]
 pub struct RegisteredWebhook {
-    pub view: WebhookView,
+    pub view: Webhook,
     pub secret: String,
 }
 
-/// A webhook as `GET /v1/webhooks` shows it: never its secret.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WebhookView {
+/// A registered webhook, without its secret (`GET /v1/webhooks` shows it as
+/// `http::webhooks::WebhookView`).
+#[derive(Debug, Clone)]
+pub struct Webhook {
     pub id: String,
     pub url: String,
     pub event_types: Vec<String>,
@@ -209,8 +210,8 @@ impl Registration {
         self.event_types.iter().any(|t| t == "*" || t == event_type)
     }
 
-    fn view(&self) -> WebhookView {
-        WebhookView {
+    fn view(&self) -> Webhook {
+        Webhook {
             id: self.id.clone(),
             url: self.url.clone(),
             event_types: self.event_types.clone(),
@@ -308,7 +309,7 @@ impl Webhooks {
             .map_or_else(Utc::now, |e| e.metadata.recorded_at);
         self.settle(appended.position).await;
         Ok(RegisteredWebhook {
-            view: WebhookView {
+            view: Webhook {
                 id,
                 url,
                 event_types,
@@ -362,7 +363,7 @@ impl Webhooks {
     ///
     /// # Errors
     /// [`WebhookError::Unavailable`].
-    pub async fn list(&self) -> Result<Vec<WebhookView>, WebhookError> {
+    pub async fn list(&self) -> Result<Vec<Webhook>, WebhookError> {
         let state = self.load().await?.1;
         Ok(state.webhooks.values().map(Registration::view).collect())
     }

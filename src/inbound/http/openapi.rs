@@ -313,9 +313,9 @@ impl Modify for BearerAuth {
         crate::inbound::http::projections::RebuildAccepted,
         crate::inbound::http::projections::ReconciliationView,
         crate::inbound::http::projections::ReconciliationItem,
-        crate::runtime::views::runner::ProjectionStatus,
+        crate::inbound::http::projections::ProjectionView,
         crate::inbound::http::process_managers::ProcessManagersView,
-        crate::runtime::process_managers::ProcessManagerStatus,
+        crate::inbound::http::process_managers::ProcessManagerView,
         crate::inbound::http::dead_letters::DeadLettersView,
         crate::inbound::http::dead_letters::DiscardBody,
         crate::operations::dead_letters::DeadLetter,
@@ -344,7 +344,7 @@ impl Modify for BearerAuth {
         crate::inbound::http::webhooks::RegisterWebhookBody,
         crate::inbound::http::webhooks::RegisteredView,
         crate::inbound::http::webhooks::WebhooksView,
-        crate::outbound::webhooks::WebhookView,
+        crate::inbound::http::webhooks::WebhookView,
     )),
     modifiers(&BearerAuth)
 )]

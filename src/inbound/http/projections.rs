@@ -621,7 +621,42 @@ pub async fn audit_access_log(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectionsView {
-    pub projections: Vec<ProjectionStatus>,
+    pub projections: Vec<ProjectionView>,
+}
+
+/// One projection in `GET /v1/projections`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionView {
+    pub name: &'static str,
+    /// `live`, or `rebuilding` while a shadow copy is being built.
+    pub state: &'static str,
+    /// The live generation (1 at first; each completed rebuild adds one).
+    pub generation: u32,
+    /// The position the live view reflects.
+    pub position: u64,
+    /// Events committed to the store that the live view does not reflect yet.
+    pub lag: u64,
+    /// Seconds since the live view last committed, when it lags (0 when caught up).
+    pub lag_seconds: f64,
+    /// The position a running rebuild has reached.
+    pub rebuild_position: Option<u64>,
+    /// The error that stopped the live view (or the rebuild) at its next event.
+    pub last_error: Option<String>,
+}
+
+impl From<ProjectionStatus> for ProjectionView {
+    fn from(s: ProjectionStatus) -> Self {
+        Self {
+            name: s.name,
+            state: s.state,
+            generation: s.generation,
+            position: s.position,
+            lag: s.lag,
+            lag_seconds: s.lag_seconds,
+            rebuild_position: s.rebuild_position,
+            last_error: s.last_error,
+        }
+    }
 }
 
 /// Every projection: its position, lag and state (`live` or `rebuilding`).
@@ -633,7 +668,8 @@ pub struct ProjectionsView {
     security(("bearer" = [])))]
 pub async fn list(caller: Caller, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require(Right::Rebuild)?;
-    let projections = projections(&app)?.statuses().await?;
+    let statuses = projections(&app)?.statuses().await?;
+    let projections = statuses.into_iter().map(ProjectionView::from).collect();
     Ok(HttpResponse::Ok().json(ProjectionsView { projections }))
 }
 

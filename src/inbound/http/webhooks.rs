@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,7 +11,7 @@ use super::auth::Right;
 use super::error::ApiError;
 use super::problem::Problem;
 use super::{AppState, Caller, correlation_id};
-use crate::outbound::webhooks::{NewWebhook, WebhookError, WebhookView};
+use crate::outbound::webhooks::{NewWebhook, Webhook, WebhookError};
 
 /// `POST /v1/webhooks`'s body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,6 +38,35 @@ pub struct RegisteredView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhooksView {
     pub webhooks: Vec<WebhookView>,
+}
+
+/// A webhook as `GET /v1/webhooks` shows it: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub registered_at: DateTime<Utc>,
+    /// Who registered it (the token's subject).
+    pub registered_by: String,
+    /// The position of its registration: it receives events committed after it.
+    pub registered_position: u64,
+    /// Every matching event up to this position has been delivered or dead-lettered.
+    pub delivered_through: u64,
+}
+
+impl From<Webhook> for WebhookView {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id,
+            url: w.url,
+            event_types: w.event_types,
+            registered_at: w.registered_at,
+            registered_by: w.registered_by,
+            registered_position: w.registered_position,
+            delivered_through: w.delivered_through,
+        }
+    }
 }
 
 impl From<WebhookError> for ApiError {
@@ -108,7 +138,7 @@ pub async fn register(
         Ok(registered) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/v1/webhooks/{}", registered.view.id)))
             .json(RegisteredView {
-                webhook: registered.view,
+                webhook: registered.view.into(),
                 secret: registered.secret,
             })),
         Err(error @ WebhookError::InvalidUrl(_)) => Ok(unprocessable(
@@ -140,6 +170,7 @@ pub async fn register(
 pub async fn list(caller: Caller, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ManageWebhooks)?;
     let webhooks = app.ready()?.outbound.webhooks.list().await?;
+    let webhooks = webhooks.into_iter().map(WebhookView::from).collect();
     Ok(HttpResponse::Ok().json(WebhooksView { webhooks }))
 }
 

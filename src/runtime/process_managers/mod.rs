@@ -22,9 +22,7 @@ use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySetting
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
 use chrono::TimeDelta;
-use serde::Serialize;
 use tokio::sync::watch;
-use utoipa::ToSchema;
 
 use self::runner::Deps;
 use crate::config::Config;
@@ -88,8 +86,9 @@ impl ManagerConfig {
     }
 }
 
-/// What `GET /v1/process-managers` shows of one process manager.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Where one process manager stands (`GET /v1/process-managers` shows it as
+/// `http::process_managers::ProcessManagerView`).
+#[derive(Debug, Clone)]
 pub struct ProcessManagerStatus {
     pub name: &'static str,
     /// `running` (this node acts), `standby` (another node holds the lease), `retrying`

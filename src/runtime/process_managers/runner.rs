@@ -163,31 +163,24 @@ async fn own<P: ProcessManager>(
         while checks.try_join_next().is_some() {}
         if last_retry_poll.is_none_or(|at| at.elapsed() >= deps.config.dead_letter_poll) {
             last_retry_poll = Some(std::time::Instant::now());
-            let mut acts = Acts {
-                timers: &mut timers,
-                timers_stream: &timers_stream,
-                outbox: &mut Vec::new(),
-                asked: &mut Vec::new(),
+            let mut sending = Sending {
+                checks: &mut checks,
+                in_flight: &in_flight,
             };
-            match serve_retries::<P>(deps, handle, settings, &mut state, &mut acts).await {
+            match serve_retries::<P>(
+                deps,
+                handle,
+                settings,
+                &mut state,
+                &mut timers,
+                &timers_stream,
+                &mut sending,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(Retried::Stopped) => return Exit::Stopped,
                 Err(Retried::Failed(error)) => return Exit::Failed(error),
-            }
-            let (outbox, asked) = (std::mem::take(acts.outbox), std::mem::take(acts.asked));
-            if dispatch(
-                deps,
-                handle,
-                P::NAME,
-                outbox,
-                asked,
-                &mut checks,
-                &in_flight,
-            )
-            .await
-            .is_err()
-            {
-                return Exit::Stopped;
             }
         }
 
@@ -469,16 +462,26 @@ enum Retried {
     Failed(String),
 }
 
+/// Where a batch's payer checks run.
+struct Sending<'a> {
+    checks: &'a mut JoinSet<()>,
+    in_flight: &'a InFlight,
+}
+
 /// Redelivers every event an operator asked to retry (`POST /v1/dead-letters/{id}/retry`) to
-/// the policy, with the state as it is now, and carries out its reaction. The commands keep
-/// their deterministic ids, so a retry that repeats what was done appends nothing. An event
-/// that still cannot be acted on goes back to `dead` with the new error.
+/// the policy, with the state as it is now, and carries out its reaction: timers, then its
+/// commands sent (durable) and its checks started, and only then the row marked `resolved`,
+/// so a crash in between leaves the retry to be made again. The commands keep their
+/// deterministic ids, so a retry that repeats what was done appends nothing. An event that
+/// still cannot be acted on goes back to `dead` with the new error.
 async fn serve_retries<P: ProcessManager>(
-    deps: &Deps,
-    handle: &RunnerHandle,
+    deps: &Arc<Deps>,
+    handle: &Arc<RunnerHandle>,
     settings: &P::Settings,
     state: &mut P::State,
-    acts: &mut Acts<'_>,
+    timers: &mut Timers,
+    timers_stream: &StreamId,
+    sending: &mut Sending<'_>,
 ) -> Result<(), Retried> {
     let failed =
         |e: crate::operations::dead_letters::DeadLetterError| Retried::Failed(e.to_string());
@@ -509,9 +512,27 @@ async fn serve_retries<P: ProcessManager>(
                     Ok(Some(trigger)) => match P::react(state, &trigger, settings) {
                         Err(error) => Err(error.to_string()),
                         Ok(reaction) => {
-                            carry_out::<P>(deps, &recorded, &trigger, reaction, acts)
+                            let (mut outbox, mut asked) = (Vec::new(), Vec::new());
+                            let mut acts = Acts {
+                                timers,
+                                timers_stream,
+                                outbox: &mut outbox,
+                                asked: &mut asked,
+                            };
+                            carry_out::<P>(deps, &recorded, &trigger, reaction, &mut acts)
                                 .await
                                 .map_err(|Stopped| Retried::Stopped)?;
+                            dispatch(
+                                deps,
+                                handle,
+                                P::NAME,
+                                outbox,
+                                asked,
+                                sending.checks,
+                                sending.in_flight,
+                            )
+                            .await
+                            .map_err(|Stopped| Retried::Stopped)?;
                             Ok(Some(trigger))
                         }
                     },

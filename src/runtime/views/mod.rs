@@ -33,8 +33,6 @@ use std::sync::Arc;
 
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::config::{Config, StoreKind};
 
@@ -80,8 +78,7 @@ pub fn physical(table: &str, generation: u32) -> String {
 }
 
 /// Where a generation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GenerationStatus {
     /// Served to readers and kept up to date.
     Live,

@@ -31,10 +31,8 @@ use std::time::{Duration, Instant};
 use careflow_aggregates::RecordedEvent;
 use careflow_projections::{Analytics, Audit, Billing, Projection};
 use chrono::Utc;
-use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use utoipa::ToSchema;
 
 use super::overlay::{Overlay, RowCache};
 use super::{Catalog, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter};
@@ -77,8 +75,8 @@ impl Default for RunnerConfig {
     }
 }
 
-/// What `GET /v1/projections` shows of one projection.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// Where one projection stands (`GET /v1/projections` shows it as `http::projections::ProjectionView`).
+#[derive(Debug, Clone)]
 pub struct ProjectionStatus {
     pub name: &'static str,
     /// `live`, or `rebuilding` while a shadow copy is being built.
