@@ -15,7 +15,8 @@
 //! - [`operations`]: what auditors and operators use (audit, dead letters, personal data and
 //!   erasure, metrics, benchmarks);
 //! - [`app`]: the composition root that builds the runtime, starts it and stops it in order;
-//!   [`cli`] parses and dispatches; [`config`] reads the configuration.
+//!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
+//!   the secrets careflow generates for itself in the data dir.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -26,4 +27,5 @@ pub mod inbound;
 pub mod operations;
 pub mod outbound;
 pub mod runtime;
+pub mod secret_file;
 pub mod store;
