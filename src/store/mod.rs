@@ -28,6 +28,7 @@ use crate::config::{Config, StoreKind};
 pub mod feed;
 pub mod idempotency;
 pub mod postgres;
+pub mod side;
 pub mod snapshot;
 pub mod sqlite;
 

@@ -37,8 +37,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::secret_file;
+use crate::store::side::SideStore;
 
 pub mod erase;
 pub mod keys;
@@ -430,23 +431,14 @@ impl PersonalKeys {
     /// As [`PersonalKeys::new`], [`load_or_create_master_key`] and the store.
     pub async fn open(config: &Config) -> Result<Arc<Self>, PersonalDataError> {
         let master = load_or_create_master_key(config)?;
-        let (store, ttl): (Box<dyn KeyStore>, _) = match config.store {
-            StoreKind::Postgres => {
-                let url = config
-                    .database_url
-                    .as_ref()
-                    .ok_or_else(|| PersonalDataError::unavailable("database_url is not set"))?;
-                (
-                    Box::new(
-                        keys::PostgresKeys::open(url.expose(), &config.database_schema).await?,
-                    ),
+        let (store, ttl): (Box<dyn KeyStore>, _) =
+            match SideStore::of(config, keys::FILE).map_err(keys::not_opened)? {
+                SideStore::Postgres { url, schema } => (
+                    Box::new(keys::PostgresKeys::open(&url, &schema).await?),
                     Some(Duration::from_secs(30)),
-                )
-            }
-            StoreKind::Sqlite | StoreKind::Kurrentdb => {
-                (Box::new(keys::SqliteKeys::open(keys_path(config))?), None)
-            }
-        };
+                ),
+                SideStore::Sqlite(path) => (Box::new(keys::SqliteKeys::open(path)?), None),
+            };
         Ok(Arc::new(Self::new(master, store, ttl).await?))
     }
 
@@ -636,11 +628,6 @@ impl PersonalKeys {
     pub async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError> {
         self.store.is_erased(mrn).await
     }
-}
-
-/// The SQLite key store beside `careflow.db`.
-pub fn keys_path(config: &Config) -> PathBuf {
-    config.data_dir.join("keys.db")
 }
 
 #[cfg(test)]
