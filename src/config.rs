@@ -419,23 +419,6 @@ impl Config {
         Ok(())
     }
 
-    /// The snapshot cache beside the SQLite event database (see `crate::store::snapshot`).
-    pub fn snapshot_path(&self) -> PathBuf {
-        self.data_dir.join("snapshots.db")
-    }
-
-    /// The idempotency-key records beside the SQLite event database (see
-    /// `crate::store::idempotency`).
-    pub fn idempotency_path(&self) -> PathBuf {
-        self.data_dir.join("idempotency.db")
-    }
-
-    /// The projections' view tables and checkpoints beside the SQLite event database (see
-    /// docs/projections.md).
-    pub fn views_path(&self) -> PathBuf {
-        self.data_dir.join("views.db")
-    }
-
     /// Where a generated JWT secret is kept when `jwt_secret` is not configured.
     pub fn jwt_secret_path(&self) -> PathBuf {
         self.data_dir.join("jwt_secret")

@@ -16,7 +16,8 @@
 //!   erasure, metrics);
 //! - [`app`]: the composition root that builds the runtime, starts it and stops it in order,
 //!   and the CLI's runners and load tools;
-//!   [`cli`] parses and dispatches; [`config`] reads the configuration.
+//!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
+//!   the secrets careflow generates for itself in the data dir.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -27,4 +28,5 @@ pub mod inbound;
 pub mod operations;
 pub mod outbound;
 pub mod runtime;
+pub mod secret_file;
 pub mod store;

@@ -29,7 +29,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
+use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
 /// The namespace of derived command ids (a fixed random UUID: never change it, or retries
 /// across an upgrade would no longer be recognised).
@@ -127,6 +128,13 @@ fn unavailable(error: impl std::fmt::Display) -> IdempotencyError {
     IdempotencyError::Unavailable(error.to_string())
 }
 
+fn not_opened(error: SideStoreError) -> IdempotencyError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db`.
+const FILE: &str = "idempotency.db";
+
 /// Where idempotency records are kept.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
@@ -145,19 +153,11 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 /// # Errors
 /// [`IdempotencyError::Unavailable`].
 pub async fn open(config: &Config) -> Result<Arc<dyn IdempotencyStore>, IdempotencyError> {
-    match config.store {
-        StoreKind::Postgres => {
-            let url = config
-                .database_url
-                .as_ref()
-                .ok_or_else(|| unavailable("database_url is not set"))?;
-            Ok(Arc::new(
-                PostgresIdempotency::open(url.expose(), &config.database_schema).await?,
-            ))
+    match SideStore::of(config, FILE).map_err(not_opened)? {
+        SideStore::Postgres { url, schema } => {
+            Ok(Arc::new(PostgresIdempotency::open(&url, &schema).await?))
         }
-        StoreKind::Sqlite | StoreKind::Kurrentdb => Ok(Arc::new(SqliteIdempotency::open(
-            config.idempotency_path(),
-        )?)),
+        SideStore::Sqlite(path) => Ok(Arc::new(SqliteIdempotency::open(path)?)),
     }
 }
 
@@ -190,15 +190,9 @@ impl SqliteIdempotency {
     /// # Errors
     /// [`IdempotencyError::Unavailable`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, IdempotencyError> {
-        if let Some(parent) = path.as_ref().parent() {
-            std::fs::create_dir_all(parent).map_err(unavailable)?;
-        }
-        let conn = Connection::open(path).map_err(unavailable)?;
+        let conn = side::open_sqlite(path.as_ref(), Synchronous::Normal).map_err(not_opened)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS idempotency_keys (
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (
                  command_id TEXT PRIMARY KEY,
                  fingerprint TEXT NOT NULL,
                  status INTEGER,
@@ -292,7 +286,7 @@ impl PostgresIdempotency {
     /// # Errors
     /// [`IdempotencyError::Unavailable`].
     pub async fn open(url: &str, schema: &str) -> Result<Self, IdempotencyError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -306,7 +300,7 @@ impl PostgresIdempotency {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             pool,
             table: format!("{schema}.idempotency_keys"),

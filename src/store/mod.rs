@@ -29,6 +29,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod internal;
 pub mod postgres;
+pub mod side;
 pub mod snapshot;
 pub mod sqlite;
 

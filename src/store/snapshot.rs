@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use careflow_aggregates::StreamId;
 use chrono::Utc;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio_postgres::NoTls;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
+use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
 /// A stored state of one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +62,13 @@ fn unavailable(error: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Unavailable(error.to_string())
 }
 
+fn not_opened(error: SideStoreError) -> SnapshotError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db`.
+const FILE: &str = "snapshots.db";
+
 /// Where snapshots are kept.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + 'static {
@@ -78,19 +85,11 @@ pub trait SnapshotStore: Send + Sync + 'static {
 /// # Errors
 /// [`SnapshotError::Unavailable`] when the database cannot be opened.
 pub async fn open(config: &Config) -> Result<Arc<dyn SnapshotStore>, SnapshotError> {
-    match config.store {
-        StoreKind::Postgres => {
-            let url = config
-                .database_url
-                .as_ref()
-                .ok_or_else(|| unavailable("database_url is not set"))?;
-            Ok(Arc::new(
-                PostgresSnapshots::open(url.expose(), &config.database_schema).await?,
-            ))
+    match SideStore::of(config, FILE).map_err(not_opened)? {
+        SideStore::Postgres { url, schema } => {
+            Ok(Arc::new(PostgresSnapshots::open(&url, &schema).await?))
         }
-        StoreKind::Sqlite | StoreKind::Kurrentdb => {
-            Ok(Arc::new(SqliteSnapshots::open(config.snapshot_path())?))
-        }
+        SideStore::Sqlite(path) => Ok(Arc::new(SqliteSnapshots::open(path)?)),
     }
 }
 
@@ -107,15 +106,9 @@ impl SqliteSnapshots {
     /// [`SnapshotError::Unavailable`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SnapshotError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(unavailable)?;
-        }
-        let conn = Connection::open(&path).map_err(unavailable)?;
+        let conn = side::open_sqlite(&path, Synchronous::Normal).map_err(not_opened)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS snapshots (
+            "CREATE TABLE IF NOT EXISTS snapshots (
                  stream_id TEXT PRIMARY KEY,
                  version INTEGER NOT NULL,
                  position INTEGER NOT NULL,
@@ -246,7 +239,7 @@ impl PostgresSnapshots {
     /// # Errors
     /// [`SnapshotError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, SnapshotError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -262,62 +255,12 @@ impl PostgresSnapshots {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             pool,
             table: format!("{schema}.snapshots"),
         })
     }
-}
-
-/// Opens the side-table pool of a careflow schema and creates its tables: `ddl` holds
-/// `CREATE ... IF NOT EXISTS` statements naming `{schema}.` tables.
-///
-/// Every side table (snapshots, idempotency keys, views, checkpoints, patient keys, dead
-/// letters) is created this way. Nodes starting together would race on `CREATE ... IF NOT
-/// EXISTS`; one transaction-scoped advisory lock per careflow schema serialises them.
-///
-/// # Errors
-/// A description of the failure: `schema` is not a plain identifier (checked before any SQL
-/// holding it runs), the URL does not parse, or PostgreSQL refuses.
-pub(crate) async fn open_side_tables(url: &str, schema: &str, ddl: &str) -> Result<Pool, String> {
-    if !crate::config::is_identifier(schema) {
-        return Err("database_schema is not a plain identifier".to_owned());
-    }
-    let pool = pg_pool(url).map_err(|e| e.to_string())?;
-    let client = pool.get().await.map_err(|e| e.to_string())?;
-    client
-        .batch_execute(&format!(
-            "BEGIN;
-             SELECT pg_advisory_xact_lock(hashtext('careflow-side-tables-{schema}'));
-             CREATE SCHEMA IF NOT EXISTS {schema};
-             {ddl}
-             COMMIT;"
-        ))
-        .await
-        .map_err(|e| crate::store::postgres::describe_pg_error(&e))?;
-    Ok(pool)
-}
-
-/// A small pool for the side tables (snapshots, idempotency keys).
-///
-/// # Errors
-/// [`SnapshotError::Unavailable`] for a URL that does not parse.
-pub(crate) fn pg_pool(url: &str) -> Result<Pool, SnapshotError> {
-    let mut pg_config: tokio_postgres::Config = url.parse().map_err(unavailable)?;
-    pg_config.application_name("careflow");
-    pg_config.connect_timeout(std::time::Duration::from_secs(5));
-    let manager = Manager::from_config(
-        pg_config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(4)
-        .build()
-        .map_err(unavailable)
 }
 
 #[async_trait]

@@ -8,8 +8,6 @@
 //!
 //! The rights each role has are one table, [`Role::allows`], listed in docs/http-api.md.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -18,6 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Secret};
+use crate::secret_file;
 
 /// The four roles of DESIGN.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -204,9 +203,8 @@ fn check_subject(subject: &str) -> Result<(), AuthError> {
 
 /// The configured secret, or the one in `<data_dir>/jwt_secret`, created (0600) when absent.
 ///
-/// The file is written under a temporary name and hard-linked into place, so two processes
-/// starting at once (`serve` and `token issue`) agree on one secret and neither reads a
-/// half-written file.
+/// [`secret_file::load_or_create`] makes `serve` and `token issue`, starting at once, agree
+/// on one secret.
 ///
 /// # Errors
 /// [`AuthError::Secret`] when the data dir or the file cannot be read or written.
@@ -215,50 +213,16 @@ pub fn load_or_create_secret(config: &Config) -> Result<Secret, AuthError> {
         return Ok(secret.clone());
     }
     let path = config.jwt_secret_path();
-    let fail = |reason: String| AuthError::Secret {
+    let text = secret_file::load_or_create(&path, || {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    })
+    .map_err(|error| AuthError::Secret {
         path: path.display().to_string(),
-        reason,
-    };
-    if let Some(secret) = read_secret(&path).map_err(|e| fail(e.to_string()))? {
-        return Ok(secret);
-    }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let text = hex::encode(bytes);
-    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    write_private(&temp, &text).map_err(|e| fail(e.to_string()))?;
-    let linked = std::fs::hard_link(&temp, &path);
-    let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(Secret::new(text)),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_secret(&path)
-            .map_err(|e| fail(e.to_string()))?
-            .ok_or_else(|| fail("the file is empty".into())),
-        Err(error) => Err(fail(error.to_string())),
-    }
-}
-
-fn read_secret(path: &Path) -> std::io::Result<Option<Secret>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => Ok(Some(Secret::new(text.trim()))),
-        Ok(_) => Ok(None),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+        reason: error.to_string(),
+    })?;
+    Ok(Secret::new(text))
 }
 
 /// Parses a token lifetime: `3600`, `90s`, `15m`, `12h`, `30d`.

@@ -5,6 +5,7 @@
 //! another request, or the first answer again), then the aggregate's actor (409/422 rejection,
 //! 409 exhausted conflicts, 503 store unavailable). Every refusal appends nothing.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use careflow_aggregates::StreamId;
 use chrono::Utc;
@@ -13,13 +14,19 @@ use uuid::Uuid;
 
 use super::auth::Right;
 use super::error::{ApiError, MAX_BODY_BYTES};
+use super::idempotency::{Check, Idempotency, Replay};
+use super::problem::PROBLEM_JSON;
 use super::views::{CommandAnswer, Resource};
 use super::{AppState, Caller, Runtime, correlation_id};
 use crate::runtime::actors::{CommandContext, CommandError, CommandOutcome};
-use crate::store::idempotency::{self, Claim, StoredAnswer};
+use crate::store::idempotency::StoredAnswer;
 
-/// The request header of idempotent retries.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// How a recorded answer is given again: JSON, or problem+json for a domain rejection.
+const REPLAY: Replay = Replay {
+    success: "application/json",
+    problem: PROBLEM_JSON,
+    fallback: StatusCode::UNPROCESSABLE_ENTITY,
+};
 
 /// The stream `{kind}-{id}` of a path id.
 ///
@@ -62,32 +69,15 @@ pub async fn handle<A: Resource>(
         })?;
     let parsed = A::parse_command(value.clone()).map_err(ApiError::Rejected)?;
     let correlation_id = correlation_id(&req);
-    let key = idempotency_key(&req)?;
-
-    let (command_id, keyed) = match &key {
-        Some(key) => (idempotency::command_id_for(&caller.subject, key), true),
-        None => (Uuid::new_v4(), false),
-    };
-    if keyed {
-        let fingerprint = idempotency::fingerprint("POST", req.path(), &value);
-        let claim = runtime
-            .idempotency
-            .claim(command_id, &fingerprint)
-            .await
-            .map_err(ApiError::unavailable)?;
-        if let Claim::Seen {
-            fingerprint: first,
-            answer,
-        } = claim
-        {
-            if first != fingerprint {
-                return Err(ApiError::IdempotencyKeyReused);
-            }
-            if let Some(response) = replay_answer(runtime, &stream, command_id, answer).await? {
+    let idempotency = Idempotency::from_request(&req, &caller.subject, &*runtime.idempotency)?;
+    let command_id = idempotency.command_id();
+    match idempotency.check(&req, &value, &REPLAY).await? {
+        Check::Run => {}
+        Check::Answered(response) => return Ok(response),
+        Check::Succeeded => {
+            if let Some(response) = rebuild_answer(runtime, &stream, command_id).await? {
                 return Ok(response);
             }
-            // Claimed before but never answered (a crash, or a concurrent twin): run it; the
-            // actor looks the command id up first, so nothing is appended twice.
         }
     }
 
@@ -99,7 +89,7 @@ pub async fn handle<A: Resource>(
         principal: caller.subject.clone(),
         source: "http".into(),
         occurred_at: parsed.occurred_at.unwrap_or_else(Utc::now),
-        check_duplicate: keyed,
+        check_duplicate: idempotency.is_keyed(),
     };
     let result = runtime
         .registry
@@ -108,25 +98,31 @@ pub async fn handle<A: Resource>(
     match result {
         Ok(outcome) => {
             let answer = to_answer(outcome);
-            if keyed {
-                let body = if answer.events.is_empty() {
-                    serde_json::to_string(&answer).ok()
-                } else {
-                    None
-                };
-                remember(runtime, command_id, StoredAnswer::Success { body }).await;
-            }
+            // A no-op appended nothing the store could find again: its body is kept instead.
+            idempotency
+                .record(|| {
+                    let body = answer
+                        .events
+                        .is_empty()
+                        .then(|| serde_json::to_string(&answer).ok())
+                        .flatten();
+                    Some(StoredAnswer::Success { body })
+                })
+                .await;
             Ok(HttpResponse::Ok().json(answer))
         }
         Err(CommandError::Rejected(rejection)) => {
             let error = ApiError::Rejected(rejection);
-            if keyed {
-                let problem = error.problem();
-                if let Ok(body) = serde_json::to_string(&problem) {
-                    let status = problem.status;
-                    remember(runtime, command_id, StoredAnswer::Problem { status, body }).await;
-                }
-            }
+            idempotency
+                .record(|| {
+                    let problem = error.problem();
+                    let body = serde_json::to_string(&problem).ok()?;
+                    Some(StoredAnswer::Problem {
+                        status: problem.status,
+                        body,
+                    })
+                })
+                .await;
             Err(error)
         }
         Err(error) => Err(error.into()),
@@ -142,71 +138,23 @@ fn to_answer(outcome: CommandOutcome) -> CommandAnswer {
     }
 }
 
-/// The first answer of a keyed command, when it can be given again without running it.
-async fn replay_answer(
+/// The first answer of a keyed command that appended events, rebuilt from the store; `None`
+/// when the store does not hold the command (it never got that far: run it).
+async fn rebuild_answer(
     runtime: &Runtime,
     stream: &StreamId,
     command_id: Uuid,
-    answer: Option<StoredAnswer>,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    match answer {
-        None => Ok(None),
-        Some(StoredAnswer::Problem { status, body }) => {
-            let status = actix_web::http::StatusCode::from_u16(status)
-                .unwrap_or(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY);
-            Ok(Some(
-                HttpResponse::build(status)
-                    .content_type(super::problem::PROBLEM_JSON)
-                    .body(body),
-            ))
-        }
-        Some(StoredAnswer::Success { body: Some(body) }) => Ok(Some(
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .body(body),
-        )),
-        Some(StoredAnswer::Success { body: None }) => {
-            match runtime.store.find_command(stream, command_id).await? {
-                Some(appended) => Ok(Some(HttpResponse::Ok().json(to_answer(CommandOutcome {
-                    stream_id: appended.stream_id,
-                    version: appended.version,
-                    position: appended.position,
-                    events: appended.events,
-                    duplicate: true,
-                })))),
-                None => Ok(None),
-            }
-        }
-    }
-}
-
-async fn remember(runtime: &Runtime, command_id: Uuid, answer: StoredAnswer) {
-    if let Err(error) = runtime.idempotency.complete(command_id, answer).await {
-        // The events are durable; only the body comparison of a later retry is weakened.
-        tracing::warn!(%error, %command_id, "idempotency record not completed");
-    }
-}
-
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
+    let Some(appended) = runtime.store.find_command(stream, command_id).await? else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_idempotency_key",
-            "idempotency key is not valid",
-            "the key must be 1 to 255 visible ASCII characters",
-            "use a UUID per logical request",
-        )
-    };
-    let text = value.to_str().map_err(|_| invalid())?;
-    let ok = !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(Some(text.to_owned()))
-    } else {
-        Err(invalid())
-    }
+    Ok(Some(HttpResponse::Ok().json(to_answer(CommandOutcome {
+        stream_id: appended.stream_id,
+        version: appended.version,
+        position: appended.position,
+        events: appended.events,
+        duplicate: true,
+    }))))
 }
 
 /// The body, refused beyond [`MAX_BODY_BYTES`] (by its declared length when there is one,

@@ -18,8 +18,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::auth::Right;
-use super::commands::IDEMPOTENCY_HEADER;
 use super::error::{ApiError, MAX_BODY_BYTES};
+use super::idempotency::{Check, Idempotency, Replay};
 use super::problem::Problem;
 use super::{AppState, Caller, Runtime, correlation_id};
 use crate::inbound::fhir::FhirError;
@@ -29,10 +29,17 @@ use crate::inbound::fhir::inbound::{self, Method};
 use crate::inbound::fhir::render::{self, FHIR_JSON};
 use crate::operations::audit::access_log::Access;
 use crate::operations::metrics;
-use crate::store::idempotency::{self, Claim, StoredAnswer};
+use crate::store::idempotency::StoredAnswer;
 
 /// The base of every FHIR route.
 pub const BASE: &str = "/fhir/r4";
+
+/// A recorded answer is given again as FHIR JSON, the refusal as its OperationOutcome.
+const REPLAY: Replay = Replay {
+    success: FHIR_JSON,
+    problem: FHIR_JSON,
+    fallback: StatusCode::CONFLICT,
+};
 
 /// A transaction Bundle may be larger than a command body: 20 entries of full resources.
 const MAX_FHIR_BODY_BYTES: usize = 4 * MAX_BODY_BYTES;
@@ -356,53 +363,24 @@ async fn write_inner(
             error.column()
         ),
     })?;
-    let key = idempotency_key(req)?;
-    let (base_id, keyed) = match &key {
-        Some(key) => (idempotency::command_id_for(&caller.subject, key), true),
-        None => (Uuid::new_v4(), false),
-    };
-    if keyed {
-        let fingerprint = idempotency::fingerprint(req.method().as_str(), req.path(), &value);
-        let claim = runtime
-            .idempotency
-            .claim(base_id, &fingerprint)
-            .await
-            .map_err(ApiError::unavailable)?;
-        if let Claim::Seen {
-            fingerprint: first,
-            answer,
-        } = claim
-        {
-            if first != fingerprint {
-                return Err(ApiError::IdempotencyKeyReused.into());
-            }
-            match answer {
-                Some(StoredAnswer::Success { body: Some(body) }) => {
-                    return Ok(HttpResponse::Ok().content_type(FHIR_JSON).body(body));
-                }
-                Some(StoredAnswer::Problem { status, body }) => {
-                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
-                    return Ok(HttpResponse::build(status)
-                        .content_type(FHIR_JSON)
-                        .body(body));
-                }
-                // Claimed but never answered (a crash, a concurrent twin): run it again; the
-                // derived command ids keep anything already appended from appending twice.
-                Some(StoredAnswer::Success { body: None }) | None => {}
-            }
-        }
+    let idempotency = Idempotency::from_request(req, &caller.subject, &*runtime.idempotency)?;
+    match idempotency.check(req, &value, &REPLAY).await? {
+        Check::Answered(response) => return Ok(response),
+        // A success is recorded with its body; one without (it did not serialise) runs again
+        // like an unanswered claim: the derived command ids append nothing twice.
+        Check::Run | Check::Succeeded => {}
     }
     let message = Message {
-        base_id,
-        keyed,
+        base_id: idempotency.command_id(),
+        keyed: idempotency.is_keyed(),
         correlation_id: correlation_id(req),
         causation_id: Uuid::new_v4().to_string(),
         principal: caller.subject.clone(),
         occurred_at: Utc::now(),
     };
     let result = apply(runtime, value, expected, &method, &message).await;
-    if keyed {
-        let stored = match &result {
+    idempotency
+        .record(|| match &result {
             Ok((_, body)) => Some(StoredAnswer::Success {
                 body: serde_json::to_string(body).ok(),
             }),
@@ -415,13 +393,8 @@ async fn write_inner(
                     })
             }
             Err(_) => None,
-        };
-        if let Some(stored) = stored
-            && let Err(error) = runtime.idempotency.complete(base_id, stored).await
-        {
-            tracing::warn!(%error, "idempotency record not completed");
-        }
-    }
+        })
+        .await;
     let (head, body) = result?;
     let mut response = HttpResponse::build(head.status);
     response.content_type(FHIR_JSON);
@@ -565,25 +538,6 @@ async fn read<A: careflow_aggregates::Aggregate>(
     response.content_type(FHIR_JSON);
     response.insert_header((header::ETAG, format!("W/\"{}\"", observed.version)));
     Ok(response.json(body))
-}
-
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters.
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Failure> {
-    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default();
-    if !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(Some(text.to_owned()))
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "idempotency key is not valid",
-            "the key must be 1 to 255 visible ASCII characters",
-            "use a UUID per logical request",
-        )
-        .into())
-    }
 }
 
 async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, Failure> {

@@ -38,6 +38,7 @@ pub mod dead_letters;
 pub mod erasure;
 pub mod error;
 pub mod fhir;
+pub mod idempotency;
 pub mod openapi;
 pub mod problem;
 pub mod process_managers;

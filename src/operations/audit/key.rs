@@ -5,7 +5,6 @@
 //! public key once (`careflow audit key`) can check both offline. On PostgreSQL each node
 //! has its own data dir and so its own key; every checkpoint carries the key that signed it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -13,6 +12,7 @@ use rand::RngCore;
 
 use super::AuditError;
 use crate::config::Config;
+use crate::secret_file;
 
 /// Where the signing key lives.
 pub fn key_path(config: &Config) -> PathBuf {
@@ -21,31 +21,20 @@ pub fn key_path(config: &Config) -> PathBuf {
 
 /// The signing key, created when absent.
 ///
-/// The file is written under a temporary name and hard-linked into place, so two processes
-/// starting at once agree on one key and neither reads a half-written file.
+/// [`secret_file::load_or_create`] makes two processes starting at once agree on one key.
 ///
 /// # Errors
 /// [`AuditError::File`] when the data dir or the file cannot be read or written;
 /// [`AuditError::Format`] when the file does not hold 64 hex digits.
 pub fn load_or_create(config: &Config) -> Result<SigningKey, AuditError> {
     let path = key_path(config);
-    if let Some(key) = load(&path)? {
-        return Ok(key);
-    }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| AuditError::file(&path, e))?;
-    let mut seed = [0u8; 32];
-    rand::rng().fill_bytes(&mut seed);
-    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    write_private(&temp, &hex::encode(seed)).map_err(|e| AuditError::file(&temp, e))?;
-    let linked = std::fs::hard_link(&temp, &path);
-    let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(SigningKey::from_bytes(&seed)),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            load(&path)?.ok_or_else(|| AuditError::file(&path, "the file is empty"))
-        }
-        Err(error) => Err(AuditError::file(&path, error)),
-    }
+    let text = secret_file::load_or_create(&path, || {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        hex::encode(seed)
+    })
+    .map_err(|e| AuditError::file(&path, e))?;
+    parse_seed(&path, &text)
 }
 
 /// The signing key if the file exists.
@@ -53,16 +42,17 @@ pub fn load_or_create(config: &Config) -> Result<SigningKey, AuditError> {
 /// # Errors
 /// As [`load_or_create`].
 pub fn load(path: &Path) -> Result<Option<SigningKey>, AuditError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => text,
-        Ok(_) => return Ok(None),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(AuditError::file(path, error)),
-    };
+    match secret_file::read(path).map_err(|e| AuditError::file(path, e))? {
+        Some(text) => parse_seed(path, &text).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn parse_seed(path: &Path, text: &str) -> Result<SigningKey, AuditError> {
     let mut seed = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut seed)
+    hex::decode_to_slice(text, &mut seed)
         .map_err(|_| AuditError::Format(format!("{} is not 64 hex digits", path.display())))?;
-    Ok(Some(SigningKey::from_bytes(&seed)))
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Parses a public key given as 64 hex digits.
@@ -75,19 +65,6 @@ pub fn parse_public(text: &str) -> Result<VerifyingKey, AuditError> {
         .map_err(|_| AuditError::Format(format!("public key {text:?} is not 64 hex digits")))?;
     VerifyingKey::from_bytes(&bytes)
         .map_err(|_| AuditError::Format(format!("{text:?} is not an Ed25519 public key")))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }
 
 #[cfg(test)]

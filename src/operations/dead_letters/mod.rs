@@ -28,9 +28,10 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::operations::metrics;
 use crate::store::postgres::describe_pg_error;
+use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
 /// Why the dead-letter list could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,6 +59,13 @@ pub enum DeadLetterError {
 fn unavailable(error: impl std::fmt::Display) -> DeadLetterError {
     DeadLetterError::Unavailable(error.to_string())
 }
+
+fn not_opened(error: SideStoreError) -> DeadLetterError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db`.
+const FILE: &str = "dead_letters.db";
 
 /// Where a row stands.
 #[derive(
@@ -195,17 +203,9 @@ impl DeadLetters {
     /// # Errors
     /// [`DeadLetterError::Unavailable`].
     pub async fn open(config: &Config) -> Result<Self, DeadLetterError> {
-        match config.store {
-            StoreKind::Postgres => {
-                let url = config
-                    .database_url
-                    .as_ref()
-                    .ok_or_else(|| unavailable("database_url is not set"))?;
-                Self::open_postgres(url.expose(), &config.database_schema).await
-            }
-            StoreKind::Sqlite | StoreKind::Kurrentdb => {
-                Self::open_sqlite(&config.data_dir.join("dead_letters.db"))
-            }
+        match SideStore::of(config, FILE).map_err(not_opened)? {
+            SideStore::Postgres { url, schema } => Self::open_postgres(&url, &schema).await,
+            SideStore::Sqlite(path) => Self::open_sqlite(&path),
         }
         .inspect(|list| {
             let gauge = list.clone();
@@ -218,16 +218,11 @@ impl DeadLetters {
     /// # Errors
     /// [`DeadLetterError::Unavailable`].
     pub fn open_sqlite(path: &Path) -> Result<Self, DeadLetterError> {
-        let conn = Connection::open(path)
-            .map_err(|e| unavailable(format!("opening {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(unavailable)?;
         // synchronous=FULL: a row records that an item was *not* done; losing it to a power
         // cut after the consumer moved its checkpoint on would lose the item.
+        let conn = side::open_sqlite(path, Synchronous::Full).map_err(not_opened)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS dead_letters (
+            "CREATE TABLE IF NOT EXISTS dead_letters (
                  id             INTEGER PRIMARY KEY AUTOINCREMENT,
                  source         TEXT NOT NULL,
                  key            TEXT NOT NULL,
@@ -257,7 +252,7 @@ impl DeadLetters {
     /// # Errors
     /// [`DeadLetterError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open_postgres(url: &str, schema: &str) -> Result<Self, DeadLetterError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -282,7 +277,7 @@ impl DeadLetters {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             backend: Arc::new(Backend::Postgres {
                 pool,

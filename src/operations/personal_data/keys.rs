@@ -22,6 +22,7 @@ use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::PersonalDataError;
+use crate::store::side::{self, SideStoreError, Synchronous};
 
 /// A data key as stored: its id and the key wrapped with the master key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +51,14 @@ fn unavailable(error: impl std::fmt::Display) -> PersonalDataError {
     PersonalDataError::unavailable(error)
 }
 
+pub(super) fn not_opened(error: SideStoreError) -> PersonalDataError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db`.
+pub(super) const FILE: &str = "keys.db";
+
 const SQLITE_SCHEMA: &str = "
-    PRAGMA journal_mode=WAL;
-    PRAGMA synchronous=FULL;
-    PRAGMA secure_delete=ON;
-    PRAGMA busy_timeout=5000;
     CREATE TABLE IF NOT EXISTS patient_keys (
         kid TEXT PRIMARY KEY,
         wrapped BLOB NOT NULL,
@@ -98,15 +102,16 @@ impl SqliteKeys {
     /// [`PersonalDataError::Unavailable`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PersonalDataError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(unavailable)?;
-        }
-        let writer = Connection::open(&path).map_err(unavailable)?;
+        let connect = || -> Result<Connection, PersonalDataError> {
+            // synchronous=FULL: an acknowledged key may already seal an event's data.
+            let conn = side::open_sqlite(&path, Synchronous::Full).map_err(not_opened)?;
+            conn.execute_batch("PRAGMA secure_delete=ON;")
+                .map_err(unavailable)?;
+            Ok(conn)
+        };
+        let writer = connect()?;
         writer.execute_batch(SQLITE_SCHEMA).map_err(unavailable)?;
-        let reader = Connection::open(&path).map_err(unavailable)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout=5000; PRAGMA secure_delete=ON;")
-            .map_err(unavailable)?;
+        let reader = connect()?;
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("careflow-keys".into())
@@ -283,7 +288,7 @@ impl PostgresKeys {
     /// # Errors
     /// [`PersonalDataError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, PersonalDataError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -303,7 +308,7 @@ impl PostgresKeys {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             pool,
             schema: schema.to_owned(),

@@ -25,7 +25,7 @@
 //! personal data, and one taken before an erasure becomes unreadable with it.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
+use crate::secret_file;
+use crate::store::side::SideStore;
 
 pub mod erase;
 pub mod keys;
@@ -265,54 +267,16 @@ pub fn load_or_create_master_key(config: &Config) -> Result<MasterKey, PersonalD
         return MasterKey::parse(secret.expose());
     }
     let path = master_key_path(config);
-    let fail = |reason: String| PersonalDataError::MasterKeyFile {
+    let text = secret_file::load_or_create(&path, || {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    })
+    .map_err(|error| PersonalDataError::MasterKeyFile {
         path: path.display().to_string(),
-        reason,
-    };
-    if let Some(text) = read_key_file(&path).map_err(|e| fail(e.to_string()))? {
-        return MasterKey::parse(&text);
-    }
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let temp = path.with_extension(format!("tmp.{}", std::process::id()));
-    write_private(&temp, &hex::encode(bytes)).map_err(|e| fail(e.to_string()))?;
-    // A hard link never replaces a key another process created meanwhile.
-    let linked = std::fs::hard_link(&temp, &path);
-    let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(MasterKey::from_bytes(&bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = read_key_file(&path)
-                .map_err(|e| fail(e.to_string()))?
-                .ok_or_else(|| fail("the file is empty".into()))?;
-            MasterKey::parse(&text)
-        }
-        Err(error) => Err(fail(error.to_string())),
-    }
-}
-
-fn read_key_file(path: &Path) -> std::io::Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
-        Ok(_) => Ok(None),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+        reason: error.to_string(),
+    })?;
+    MasterKey::parse(&text)
 }
 
 /// One patient's unwrapped data key.
@@ -467,23 +431,14 @@ impl PersonalKeys {
     /// As [`PersonalKeys::new`], [`load_or_create_master_key`] and the store.
     pub async fn open(config: &Config) -> Result<Arc<Self>, PersonalDataError> {
         let master = load_or_create_master_key(config)?;
-        let (store, ttl): (Box<dyn KeyStore>, _) = match config.store {
-            StoreKind::Postgres => {
-                let url = config
-                    .database_url
-                    .as_ref()
-                    .ok_or_else(|| PersonalDataError::unavailable("database_url is not set"))?;
-                (
-                    Box::new(
-                        keys::PostgresKeys::open(url.expose(), &config.database_schema).await?,
-                    ),
+        let (store, ttl): (Box<dyn KeyStore>, _) =
+            match SideStore::of(config, keys::FILE).map_err(keys::not_opened)? {
+                SideStore::Postgres { url, schema } => (
+                    Box::new(keys::PostgresKeys::open(&url, &schema).await?),
                     Some(Duration::from_secs(30)),
-                )
-            }
-            StoreKind::Sqlite | StoreKind::Kurrentdb => {
-                (Box::new(keys::SqliteKeys::open(keys_path(config))?), None)
-            }
-        };
+                ),
+                SideStore::Sqlite(path) => (Box::new(keys::SqliteKeys::open(path)?), None),
+            };
         Ok(Arc::new(Self::new(master, store, ttl).await?))
     }
 
@@ -673,11 +628,6 @@ impl PersonalKeys {
     pub async fn is_erased(&self, mrn: &str) -> Result<bool, PersonalDataError> {
         self.store.is_erased(mrn).await
     }
-}
-
-/// The SQLite key store beside `careflow.db`.
-pub fn keys_path(config: &Config) -> PathBuf {
-    config.data_dir.join("keys.db")
 }
 
 #[cfg(test)]

@@ -21,10 +21,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::store::postgres::describe_pg_error;
+use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
 /// Why the checkpoint table could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,6 +41,13 @@ pub enum CheckpointError {
 fn unavailable(error: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::Unavailable(error.to_string())
 }
+
+fn not_opened(error: SideStoreError) -> CheckpointError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db` (named before the checkpoints served every consumer).
+const FILE: &str = "process_managers.db";
 
 /// A process manager's progress: everything before and at `position` has been acted on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +77,11 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// # Errors
 /// [`CheckpointError::Unavailable`].
 pub async fn open(config: &Config) -> Result<Arc<dyn CheckpointStore>, CheckpointError> {
-    match config.store {
-        StoreKind::Postgres => {
-            let url = config
-                .database_url
-                .as_ref()
-                .ok_or_else(|| unavailable("database_url is not set"))?;
-            Ok(Arc::new(
-                PostgresCheckpoints::open(url.expose(), &config.database_schema).await?,
-            ))
+    match SideStore::of(config, FILE).map_err(not_opened)? {
+        SideStore::Postgres { url, schema } => {
+            Ok(Arc::new(PostgresCheckpoints::open(&url, &schema).await?))
         }
-        StoreKind::Sqlite | StoreKind::Kurrentdb => Ok(Arc::new(SqliteCheckpoints::open(
-            config.data_dir.join("process_managers.db"),
-        )?)),
+        SideStore::Sqlite(path) => Ok(Arc::new(SqliteCheckpoints::open(path)?)),
     }
 }
 
@@ -98,14 +98,9 @@ impl SqliteCheckpoints {
     /// [`CheckpointError::Unavailable`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path)
-            .map_err(|e| unavailable(format!("opening {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(unavailable)?;
+        let conn = side::open_sqlite(&path, Synchronous::Normal).map_err(not_opened)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS process_manager_checkpoints (
+            "CREATE TABLE IF NOT EXISTS process_manager_checkpoints (
                  name       TEXT PRIMARY KEY,
                  position   INTEGER NOT NULL,
                  state      TEXT NOT NULL,
@@ -208,7 +203,7 @@ impl PostgresCheckpoints {
     /// # Errors
     /// [`CheckpointError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, CheckpointError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -221,7 +216,7 @@ impl PostgresCheckpoints {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             pool,
             url: url.to_owned(),
@@ -282,22 +277,10 @@ impl CheckpointStore for PostgresCheckpoints {
     }
 
     async fn acquire(&self, name: &str) -> Result<Option<Box<dyn Lease>>, CheckpointError> {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+        let key = format!("careflow-process-manager-{}-{name}", self.schema);
+        let client = side::try_session_lock(&self.url, &key, "process-manager lease")
             .await
             .map_err(pg)?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(error = %describe_pg_error(&error), "process-manager lease connection ended");
-            }
-        });
-        let owned: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext($1))",
-                &[&format!("careflow-process-manager-{}-{name}", self.schema)],
-            )
-            .await
-            .map_err(pg)?
-            .get(0);
-        Ok(owned.then(|| Box::new(PostgresLease { client }) as Box<dyn Lease>))
+        Ok(client.map(|client| Box::new(PostgresLease { client }) as Box<dyn Lease>))
     }
 }

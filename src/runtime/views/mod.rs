@@ -34,7 +34,8 @@ use std::sync::Arc;
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
+use crate::store::side::{SideStore, SideStoreError};
 
 pub mod overlay;
 pub mod postgres;
@@ -70,6 +71,13 @@ pub enum ViewError {
 pub(crate) fn unavailable(error: impl std::fmt::Display) -> ViewError {
     ViewError::Unavailable(error.to_string())
 }
+
+pub(crate) fn not_opened(error: SideStoreError) -> ViewError {
+    unavailable(error.describe())
+}
+
+/// The SQLite file beside `careflow.db`.
+const FILE: &str = "views.db";
 
 /// The SQL name of one view table of one generation. Table names come from the projections'
 /// `&'static str` constants (lower-case words and underscores), never from input.
@@ -245,18 +253,10 @@ pub trait ViewWriter: Send {
 /// # Errors
 /// [`ViewError::Unavailable`].
 pub async fn open(config: &Config) -> Result<Arc<dyn ViewBackend>, ViewError> {
-    match config.store {
-        StoreKind::Postgres => {
-            let url = config
-                .database_url
-                .as_ref()
-                .ok_or_else(|| unavailable("database_url is not set"))?;
-            Ok(Arc::new(
-                postgres::PostgresViews::open(url.expose(), &config.database_schema).await?,
-            ))
-        }
-        StoreKind::Sqlite | StoreKind::Kurrentdb => {
-            Ok(Arc::new(sqlite::SqliteViews::open(config.views_path())?))
-        }
+    match SideStore::of(config, FILE).map_err(not_opened)? {
+        SideStore::Postgres { url, schema } => Ok(Arc::new(
+            postgres::PostgresViews::open(&url, &schema).await?,
+        )),
+        SideStore::Sqlite(path) => Ok(Arc::new(sqlite::SqliteViews::open(path)?)),
     }
 }

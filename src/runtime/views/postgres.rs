@@ -19,13 +19,14 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio::runtime::Handle;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::{
     Catalog, Generation, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter, Write,
-    physical, unavailable,
+    not_opened, physical, unavailable,
 };
 use crate::store::postgres::describe_pg_error;
+use crate::store::side;
 
 fn pg(error: tokio_postgres::Error) -> ViewError {
     unavailable(describe_pg_error(&error))
@@ -50,7 +51,7 @@ impl PostgresViews {
     /// # Errors
     /// [`ViewError::Unavailable`]; also when `schema` is not a plain identifier.
     pub async fn open(url: &str, schema: &str) -> Result<Self, ViewError> {
-        let pool = crate::store::snapshot::open_side_tables(
+        let pool = side::open_tables(
             url,
             schema,
             &format!(
@@ -70,7 +71,7 @@ impl PostgresViews {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(not_opened)?;
         Ok(Self {
             pool,
             url: url.to_owned(),
@@ -285,29 +286,12 @@ impl ViewBackend for PostgresViews {
     }
 
     fn writer(&self, projection: &'static str) -> Result<Box<dyn ViewWriter>, ViewError> {
-        let client = self.handle.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-                .await
-                .map_err(pg)?;
-            self.handle.spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::warn!(error = %describe_pg_error(&error), "view writer connection ended");
-                }
-            });
-            let owned: bool = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtext($1))",
-                    &[&format!("careflow-projection-{}-{projection}", self.schema)],
-                )
-                .await
-                .map_err(pg)?
-                .get(0);
-            if owned {
-                Ok(client)
-            } else {
-                Err(ViewError::NotOwner(projection.to_owned()))
-            }
-        })?;
+        let key = format!("careflow-projection-{}-{projection}", self.schema);
+        let client = self
+            .handle
+            .block_on(side::try_session_lock(&self.url, &key, "view writer"))
+            .map_err(pg)?
+            .ok_or_else(|| ViewError::NotOwner(projection.to_owned()))?;
         Ok(Box::new(PostgresWriter {
             client,
             statements: Mutex::new(HashMap::new()),

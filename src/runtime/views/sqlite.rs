@@ -12,13 +12,14 @@ use std::sync::Mutex;
 
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{
     Catalog, Generation, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter, Write,
-    physical, unavailable,
+    not_opened, physical, unavailable,
 };
+use crate::store::side::{self, Synchronous};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projection_generations (
@@ -42,24 +43,12 @@ pub struct SqliteViews {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// A connection (the writer's, or one more reader's): the side store's settings plus the
+/// views' own 64 MiB page cache and statement cache.
 fn connect(path: &Path) -> Result<Connection, ViewError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| unavailable(format!("opening {}: {e}", path.display())))?;
-    // The busy timeout first: switching to WAL, or recovering it after a crash, takes a lock
-    // that the other runners' connections opening at the same moment must wait for.
-    conn.busy_timeout(std::time::Duration::from_secs(10))
+    let conn = side::open_sqlite(path, Synchronous::Normal).map_err(not_opened)?;
+    conn.execute_batch("PRAGMA cache_size=-65536;")
         .map_err(unavailable)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL;
-         PRAGMA synchronous=NORMAL;
-         PRAGMA cache_size=-65536;",
-    )
-    .map_err(unavailable)?;
     // Two generations of every table, each with an upsert, a delete and a fetch.
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
@@ -80,9 +69,6 @@ impl SqliteViews {
     /// [`ViewError::Unavailable`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ViewError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(unavailable)?;
-        }
         let conn = connect(&path)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         Ok(Self {
