@@ -162,15 +162,8 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
     let feed = LogFeed::start(Arc::clone(&stored), FeedConfig::default()).await;
     // Every consumer's state, for /readyz and the metrics (src/consumers).
     let health = Health::new();
-    let projections = ProjectionSet::start(
-        Arc::clone(&feed),
-        views,
-        views::runner::all_projections(),
-        RunnerConfig::default(),
-        &health,
-    );
     // The outbound publishers keep their checkpoints in the same table (`nats`, `webhooks`).
-    let outbound = Outbound::start(
+    let outbound = match Outbound::start(
         config,
         OutboundDeps {
             feed: Arc::clone(&feed),
@@ -178,6 +171,23 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             personal: Arc::clone(&personal),
             dead_letters: dead_letters.clone(),
         },
+        &health,
+    ) {
+        Ok(outbound) => outbound,
+        Err(error) => {
+            // Nothing has started to follow the log yet: stop the actors, release the store.
+            registry.shutdown();
+            stored.close().await;
+            return Err(OpenFailure::Fatal(StoreError::Unavailable(
+                crate::runtime::consumers::error_chain(&error),
+            )));
+        }
+    };
+    let projections = ProjectionSet::start(
+        Arc::clone(&feed),
+        views,
+        views::runner::all_projections(),
+        RunnerConfig::default(),
         &health,
     );
     let odoo = odoo_executor(

@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use self::nats::{NatsDeps, NatsSettings};
-use self::webhooks::{WebhookSettings, Webhooks};
+use self::webhooks::{WebhookError, WebhookSettings, Webhooks};
 use crate::config::Config;
 use crate::operations::dead_letters::DeadLetters;
 use crate::operations::personal_data::PersonalKeys;
@@ -89,7 +89,14 @@ pub struct OutboundDeps {
 impl Outbound {
     /// Starts the webhook deliveries, and the NATS publisher when `nats_url` is set. Must be
     /// called inside an actix system.
-    pub fn start(config: &Config, deps: OutboundDeps, health: &Arc<Health>) -> Arc<Self> {
+    ///
+    /// # Errors
+    /// [`WebhookError::Client`] when the webhooks' HTTP client cannot be built.
+    pub fn start(
+        config: &Config,
+        deps: OutboundDeps,
+        health: &Arc<Health>,
+    ) -> Result<Arc<Self>, WebhookError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut threads = Vec::new();
         match &config.nats_url {
@@ -119,17 +126,17 @@ impl Outbound {
             Arc::clone(&deps.personal),
             deps.dead_letters.clone(),
             WebhookSettings::from_config(config),
-        ));
+        )?);
         threads.push(RunnerThread::start("webhooks", {
             let webhooks = Arc::clone(&webhooks);
             let health = health.register("webhooks", true);
             move || webhooks::run(webhooks, stop_rx, health)
         }));
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             webhooks,
             stop,
             threads: Mutex::new(threads),
-        })
+        }))
     }
 
     /// Stops the publishers and waits for them, at most `deadline` each. A batch in flight is

@@ -136,6 +136,21 @@ pub enum WebhookError {
     /// Occurs when the store or the checkpoint table cannot be reached. HTTP 503.
     #[error("webhooks unavailable: {0}")]
     Unavailable(String),
+    /// Occurs when the runner's checkpoint (registrations, cursors) does not read back: it is
+    /// not replaced by an empty one, which would forget every webhook without a trace.
+    ///
+    /// ### Handling
+    /// The runner retries with backoff (`/readyz` names it after a while); HTTP 503.
+    #[error("the webhook checkpoint does not read")]
+    CorruptCheckpoint(#[source] std::sync::Arc<serde_json::Error>),
+    /// Occurs at start when the HTTP client cannot be built (its TLS roots cannot be loaded).
+    /// It is not replaced by a default client, which would follow redirects and carry no
+    /// timeout.
+    ///
+    /// ### Handling
+    /// `serve` stops with exit code 2 and the cause.
+    #[error("the webhook HTTP client cannot be built")]
+    Client(#[source] std::sync::Arc<reqwest::Error>),
 }
 
 /// `POST /v1/webhooks`'s body, validated.
@@ -247,14 +262,14 @@ impl Webhooks {
         personal: Arc<PersonalKeys>,
         dead_letters: DeadLetters,
         settings: WebhookSettings,
-    ) -> Self {
+    ) -> Result<Self, WebhookError> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("careflow/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| WebhookError::Client(std::sync::Arc::new(e)))?;
+        Ok(Self {
             store: Arc::clone(feed.store()),
             feed,
             checkpoints,
@@ -262,7 +277,7 @@ impl Webhooks {
             dead_letters,
             settings,
             client,
-        }
+        })
     }
 
     /// Registers a webhook: validates, appends `WebhookRegistered`, and waits (at most
@@ -372,7 +387,8 @@ impl Webhooks {
         match self.checkpoints.load(CHECKPOINT).await {
             Ok(Some(checkpoint)) => Ok((
                 checkpoint.position,
-                serde_json::from_str(&checkpoint.state).unwrap_or_default(),
+                serde_json::from_str(&checkpoint.state)
+                    .map_err(|e| WebhookError::CorruptCheckpoint(std::sync::Arc::new(e)))?,
             )),
             Ok(None) => Ok((0, State::default())),
             Err(error) => Err(WebhookError::Unavailable(error.to_string())),
@@ -563,7 +579,7 @@ async fn own(
 ) -> Exit {
     let (mut position, mut state) = match webhooks.load().await {
         Ok(loaded) => loaded,
-        Err(error) => return Exit::Failed(error.to_string()),
+        Err(error) => return Exit::failed(&error),
     };
     tracing::info!(
         position,
@@ -731,9 +747,15 @@ async fn follow(
                     registration.cursor = *cursor;
                 }
             }
+            let state = match serde_json::to_string(state) {
+                Ok(state) => state,
+                Err(error) => {
+                    return Exit::Failed(format!("webhook state does not serialise: {error}"));
+                }
+            };
             let checkpoint = Checkpoint {
                 position: *position,
-                state: serde_json::to_string(state).unwrap_or_else(|_| "{}".into()),
+                state,
             };
             if let Err(error) = webhooks.checkpoints.save(CHECKPOINT, &checkpoint).await {
                 return Exit::Failed(error.to_string());

@@ -36,6 +36,9 @@ impl From<DeadLetterError> for ApiError {
                     "dead letter {id} is {status}; only dead or parked ones can be retried or discarded"
                 ),
             },
+            corrupt @ DeadLetterError::Corrupt { .. } => ApiError::Internal {
+                cause: corrupt.to_string(),
+            },
         }
     }
 }

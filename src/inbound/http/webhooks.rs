@@ -77,6 +77,9 @@ impl From<WebhookError> for ApiError {
                 detail: format!("no webhook has id {id}; GET /v1/webhooks lists them"),
             },
             WebhookError::Unavailable(cause) => ApiError::Unavailable { cause },
+            corrupt @ WebhookError::CorruptCheckpoint(_) => ApiError::Unavailable {
+                cause: crate::runtime::consumers::error_chain(&corrupt),
+            },
             invalid => ApiError::Internal {
                 cause: format!("unmapped webhook error: {invalid}"),
             },

@@ -189,21 +189,38 @@ pub async fn load_all(source: &LogSource) -> Result<Vec<Checkpoint>, AuditError>
                 .collect()
         }
     };
-    Ok(rows.into_iter().map(decode).collect())
+    rows.into_iter().map(decode).collect()
 }
 
-fn decode(row: (i64, Vec<u8>, Vec<u8>, String, Vec<u8>, Vec<u8>)) -> Checkpoint {
+/// A stored checkpoint row. One that does not read (a column of the wrong length, a
+/// negative position) is an error naming it, never a zeroed checkpoint: a guessed
+/// checkpoint could not be trusted, and the auditor must hear that the table was damaged.
+fn decode(
+    row: (i64, Vec<u8>, Vec<u8>, String, Vec<u8>, Vec<u8>),
+) -> Result<Checkpoint, AuditError> {
     let (position, last_hash, log_digest, created_at, public_key, signature) = row;
-    Checkpoint {
-        position: position.max(0) as u64,
-        last_hash: EventHash::from_slice(&last_hash).unwrap_or_default(),
-        log_digest: EventHash::from_slice(&log_digest).unwrap_or_default(),
+    let corrupt = |column: &str, reason: String| {
+        AuditError::Format(format!(
+            "audit checkpoint at position {position}: {column} does not read: {reason}"
+        ))
+    };
+    let hash = |column: &str, bytes: &[u8]| {
+        EventHash::from_slice(bytes).map_err(|reason| corrupt(column, reason))
+    };
+    Ok(Checkpoint {
+        position: u64::try_from(position).map_err(|e| corrupt("position", e.to_string()))?,
+        last_hash: hash("last_hash", &last_hash)?,
+        log_digest: hash("log_digest", &log_digest)?,
         created_at: DateTime::parse_from_rfc3339(&created_at)
             .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default(),
-        public_key: public_key.try_into().unwrap_or([0; 32]),
-        signature: signature.try_into().unwrap_or([0; 64]),
-    }
+            .map_err(|e| corrupt("created_at", e.to_string()))?,
+        public_key: public_key
+            .try_into()
+            .map_err(|v: Vec<u8>| corrupt("public_key", format!("{} bytes, not 32", v.len())))?,
+        signature: signature
+            .try_into()
+            .map_err(|v: Vec<u8>| corrupt("signature", format!("{} bytes, not 64", v.len())))?,
+    })
 }
 
 /// Where a running server writes its checkpoints.
@@ -414,6 +431,34 @@ mod tests {
             c.public_key.to_vec(),
             c.signature.to_vec(),
         );
-        assert_eq!(decode(row), c);
+        assert_eq!(decode(row).unwrap(), c);
+    }
+
+    #[test]
+    fn a_checkpoint_row_that_does_not_read_is_an_error_not_a_zeroed_checkpoint() {
+        let row = |hash: Vec<u8>| {
+            (
+                7_i64,
+                hash,
+                vec![0; 32],
+                "2026-01-01T00:00:00Z".to_owned(),
+                vec![0; 32],
+                vec![0; 64],
+            )
+        };
+        assert!(decode(row(vec![0; 32])).is_ok());
+        let error = decode(row(vec![0; 31])).unwrap_err().to_string();
+        assert!(
+            error.contains("position 7: last_hash does not read"),
+            "{error}"
+        );
+        let mut bad_time = row(vec![0; 32]);
+        bad_time.3 = "yesterday".to_owned();
+        assert!(
+            decode(bad_time)
+                .unwrap_err()
+                .to_string()
+                .contains("created_at")
+        );
     }
 }

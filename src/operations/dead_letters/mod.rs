@@ -54,6 +54,18 @@ pub enum DeadLetterError {
     /// HTTP answers 409 with the row's status.
     #[error("dead letter {id} is {status}, not open")]
     NotOpen { id: i64, status: DeadLetterStatus },
+    /// Occurs when a stored row does not read back (an edited or damaged table): it is not
+    /// guessed at, because a retry of a guessed row would redo the wrong thing.
+    ///
+    /// ### Handling
+    /// Consumers stop and retry with backoff (`/readyz` names them after a while); HTTP
+    /// answers 500; an operator repairs or deletes the row.
+    #[error("dead letter {id}: column {column} does not read: {reason}")]
+    Corrupt {
+        id: i64,
+        column: &'static str,
+        reason: String,
+    },
 }
 
 fn unavailable(error: impl std::fmt::Display) -> DeadLetterError {
@@ -97,14 +109,9 @@ impl DeadLetterStatus {
         }
     }
 
-    fn parse(word: &str) -> Self {
-        match word {
-            "parked" => Self::Parked,
-            "retry_requested" => Self::RetryRequested,
-            "resolved" => Self::Resolved,
-            "discarded" => Self::Discarded,
-            _ => Self::Dead,
-        }
+    /// The status a stored word names; `None` for a word this build does not write.
+    fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == word)
     }
 
     /// Dead, parked or retry requested: the row still holds its key.
@@ -629,7 +636,7 @@ impl DeadLetters {
                         .map_err(unavailable)?
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(unavailable)?;
-                    Ok(rows.into_iter().map(RawRow::into_row).collect())
+                    rows.into_iter().map(RawRow::into_row).collect()
                 })
                 .await
             }
@@ -642,8 +649,7 @@ impl DeadLetters {
                     .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
                     .collect();
                 let rows = client.query(&sql, &params).await.map_err(pg)?;
-                Ok(rows
-                    .into_iter()
+                rows.into_iter()
                     .map(|row| {
                         RawRow {
                             id: row.get(0),
@@ -661,7 +667,7 @@ impl DeadLetters {
                         }
                         .into_row()
                     })
-                    .collect())
+                    .collect()
             }
         }
     }
@@ -708,26 +714,36 @@ struct RawRow {
 }
 
 impl RawRow {
-    fn into_row(self) -> DeadLetter {
-        let time = |text: &str| {
+    fn into_row(self) -> Result<DeadLetter, DeadLetterError> {
+        let id = self.id;
+        let corrupt =
+            |column: &'static str, reason: String| DeadLetterError::Corrupt { id, column, reason };
+        let time = |column: &'static str, text: &str| {
             DateTime::parse_from_rfc3339(text)
                 .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_default()
+                .map_err(|e| corrupt(column, e.to_string()))
         };
-        DeadLetter {
-            id: self.id,
+        Ok(DeadLetter {
+            id,
             source: self.source,
             key: self.key,
-            event_id: self.event_id.parse().unwrap_or_default(),
-            position: u64::try_from(self.position).unwrap_or(0),
-            payload: serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null),
+            event_id: self
+                .event_id
+                .parse()
+                .map_err(|e: uuid::Error| corrupt("event_id", e.to_string()))?,
+            position: u64::try_from(self.position)
+                .map_err(|e| corrupt("position", e.to_string()))?,
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| corrupt("payload", e.to_string()))?,
             error: self.error,
-            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
-            first_failure: time(&self.first_failure),
-            last_failure: time(&self.last_failure),
-            status: DeadLetterStatus::parse(&self.status),
+            attempts: u32::try_from(self.attempts)
+                .map_err(|e| corrupt("attempts", e.to_string()))?,
+            first_failure: time("first_failure", &self.first_failure)?,
+            last_failure: time("last_failure", &self.last_failure)?,
+            status: DeadLetterStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("status", format!("unknown status {:?}", self.status)))?,
             discard_reason: self.discard_reason,
-        }
+        })
     }
 }
 

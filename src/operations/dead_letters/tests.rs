@@ -170,3 +170,44 @@ async fn open_keys_and_the_rows_parked_behind_a_head_come_in_order() {
         DeadLetterStatus::Discarded
     );
 }
+
+#[tokio::test]
+async fn a_damaged_row_is_an_error_naming_it_not_a_guess() {
+    let (dir, list) = list();
+    let id = list
+        .record(
+            failure("partner_M9", "e/0", Uuid::new_v4()),
+            DeadLetterStatus::Dead,
+        )
+        .await
+        .unwrap();
+    // Someone edits the table by hand: a status this build never writes.
+    let conn = rusqlite::Connection::open(dir.path().join("dead_letters.db")).unwrap();
+    conn.execute(
+        "UPDATE dead_letters SET status = 'maybe' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    let error = list.list(None, true).await.unwrap_err();
+    assert!(
+        matches!(&error, DeadLetterError::Corrupt { id: bad, column: "status", .. } if *bad == id),
+        "{error}"
+    );
+    // And a payload that is not JSON, on another row.
+    conn.execute(
+        "UPDATE dead_letters SET status = 'dead', payload = '{' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    let error = list.get(id).await.unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            DeadLetterError::Corrupt {
+                column: "payload",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

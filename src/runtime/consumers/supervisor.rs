@@ -24,6 +24,26 @@ pub enum Exit {
     Suspended { error: String, pause: Duration },
 }
 
+impl Exit {
+    /// A failure with its whole chain of causes in the text, so the status pages and the
+    /// logs say why and not only what.
+    pub fn failed(error: &(dyn std::error::Error + 'static)) -> Self {
+        Exit::Failed(error_chain(error))
+    }
+}
+
+/// `error: cause: cause of the cause`, for an error whose causes are kept as sources.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Pauses between runs: `first`, doubling up to `max`; back to `first` after a clean run.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
