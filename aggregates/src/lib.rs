@@ -4,7 +4,8 @@
 //! `EventMetadata`, `StreamId`), the canonical encoding and per-stream SHA-256 hash chain that
 //! make a history tamper-evident, and (as the domain grows) the deciders of `PatientAccount`,
 //! `Encounter`, `InventoryItem` and `PurchaseWorkflow` plus the process-manager policies
-//! (`policies`: event in, commands and timers out).
+//! (`policies`: event in, commands and timers out), and `AddressedCommand`, the command to
+//! any one of them that every channel hands to the shell.
 //!
 //! **Architecture Invariant:** no clock, no I/O, no async, no randomness. Time and ids come in
 //! as arguments, so every function here is a deterministic function of its inputs and every
@@ -24,6 +25,7 @@ pub use chain::{
 pub use envelope::{EventMetadata, RecordedEvent, event_id_for};
 pub use stream_id::{StreamId, StreamIdError};
 
+pub mod addressed;
 pub mod aggregate;
 pub mod codec;
 pub mod context;
@@ -39,6 +41,7 @@ pub mod rejection;
 pub mod testing;
 pub mod upcast;
 
+pub use addressed::{AddressedCommand, AnyCommand};
 pub use aggregate::{Aggregate, CommandBody};
 pub use codec::{DecodeError, DomainEvent, EncodedEvent};
 pub use context::Ctx;

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::timer::{TimerCancellation, TimerEvent, TimerFired, TimerPayload, TimerRequest};
 use super::{
-    Command, IssuedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent,
-    command_id_for, target, timer_id_for,
+    PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, address, command_id_for,
+    timer_id_for,
 };
 use crate::purchase::{self, EscalateApproval};
-use crate::{Aggregate, PurchaseWorkflow};
+use crate::{Aggregate, AnyCommand, PurchaseWorkflow};
 
 /// The approval-deadline process manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +83,11 @@ impl ProcessManager for ApprovalDeadline {
                 payload: TimerPayload::ApprovalDeadline { requisition_id },
                 ..
             })) => {
-                reaction.commands.push(IssuedCommand {
-                    target: target(PurchaseWorkflow::KIND, requisition_id)?,
-                    command_id: command_id_for(trigger.event_id, "escalate-approval"),
-                    command: Command::Purchase(EscalateApproval {}.into()),
-                });
+                reaction.commands.push(address(
+                    requisition_id,
+                    command_id_for(trigger.event_id, "escalate-approval"),
+                    AnyCommand::Purchase(EscalateApproval {}.into()),
+                )?);
             }
             _ => {}
         }

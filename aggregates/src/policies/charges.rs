@@ -11,14 +11,14 @@
 use uuid::Uuid;
 
 use super::{
-    Command, IssuedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent,
-    command_id_for, target,
+    AddressedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, address,
+    command_id_for,
 };
 use crate::encounter::{self, EncounterCompleted, SuppliesConsumed};
 use crate::inventory_item::ConsumeStock;
 use crate::patient_account::PostCharge;
 use crate::stream_id::MAX_ID_LEN;
-use crate::{Aggregate, InventoryItem, PatientAccount};
+use crate::{Aggregate, AnyCommand};
 
 /// The charges-and-consumption process manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +58,17 @@ impl ProcessManager for Charges {
                 post_charges(trigger, visit, completed)?
             }
             encounter::Event::SuppliesConsumed(SuppliesConsumed { item_id, quantity }) => {
-                vec![IssuedCommand {
-                    target: target(InventoryItem::KIND, item_id)?,
-                    command_id: command_id_for(trigger.event_id, "consume-stock"),
-                    command: Command::InventoryItem(
+                vec![address(
+                    item_id,
+                    command_id_for(trigger.event_id, "consume-stock"),
+                    AnyCommand::InventoryItem(
                         ConsumeStock {
                             quantity: *quantity,
                             reference: visit.to_owned(),
                         }
                         .into(),
                     ),
-                }]
+                )?]
             }
             encounter::Event::EncounterScheduled(_)
             | encounter::Event::PatientArrived(_)
@@ -91,30 +91,28 @@ fn post_charges(
     trigger: &Trigger,
     visit: &str,
     completed: &EncounterCompleted,
-) -> Result<Vec<IssuedCommand>, PolicyError> {
-    let account = target(PatientAccount::KIND, &completed.account_id)?;
+) -> Result<Vec<AddressedCommand>, PolicyError> {
     let currency = completed.currency.unwrap_or_default();
-    Ok(completed
+    completed
         .procedures
         .iter()
-        .map(|procedure| IssuedCommand {
-            target: account.clone(),
-            command_id: command_id_for(
-                trigger.event_id,
-                &format!("post-charge:{}", procedure.line),
-            ),
-            command: Command::PatientAccount(
-                PostCharge {
-                    charge_id: charge_id_for(visit, procedure.line),
-                    encounter_id: visit.to_owned(),
-                    code: procedure.code.clone(),
-                    description: procedure.description.clone(),
-                    quantity: procedure.quantity,
-                    unit_price: procedure.unit_price,
-                    currency,
-                }
-                .into(),
-            ),
+        .map(|procedure| {
+            address(
+                &completed.account_id,
+                command_id_for(trigger.event_id, &format!("post-charge:{}", procedure.line)),
+                AnyCommand::PatientAccount(
+                    PostCharge {
+                        charge_id: charge_id_for(visit, procedure.line),
+                        encounter_id: visit.to_owned(),
+                        code: procedure.code.clone(),
+                        description: procedure.description.clone(),
+                        quantity: procedure.quantity,
+                        unit_price: procedure.unit_price,
+                        currency,
+                    }
+                    .into(),
+                ),
+            )
         })
-        .collect())
+        .collect()
 }

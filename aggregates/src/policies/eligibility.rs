@@ -16,14 +16,14 @@ use uuid::Uuid;
 
 use super::timer::{TimerCancellation, TimerEvent, TimerFired, TimerPayload, TimerRequest};
 use super::{
-    Command, IssuedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, clip,
-    command_id_for, target, timer_id_for,
+    AddressedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, address, clip,
+    command_id_for, timer_id_for,
 };
 use crate::field::{LONG_TEXT, SHORT_TEXT};
 use crate::patient_account::{
     self, ActivateAccount, EligibilityDenied, FlagSelfPay, PatientRegistered, RecordEligibility,
 };
-use crate::{Aggregate, PatientAccount};
+use crate::{Aggregate, AnyCommand, PatientAccount};
 
 /// The eligibility process manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,11 +147,11 @@ fn react_to_account(
             }
         }
         patient_account::Event::EligibilityVerified(_) => {
-            reaction.commands.push(IssuedCommand {
-                target: target(PatientAccount::KIND, account_id)?,
-                command_id: command_id_for(trigger.event_id, STEP_ACTIVATE),
-                command: Command::PatientAccount(ActivateAccount {}.into()),
-            });
+            reaction.commands.push(address(
+                account_id,
+                command_id_for(trigger.event_id, STEP_ACTIVATE),
+                AnyCommand::PatientAccount(ActivateAccount {}.into()),
+            )?);
             reaction.cancelled_timers.push(cancel_deadline(account_id));
         }
         patient_account::Event::EligibilityDenied(EligibilityDenied {
@@ -202,17 +202,17 @@ fn check_for(
 pub fn record_answer(
     check: &EligibilityCheck,
     answer: &EligibilityAnswer,
-) -> Result<IssuedCommand, PolicyError> {
+) -> Result<AddressedCommand, PolicyError> {
     let reference = answer
         .reference
         .as_deref()
         .map(str::trim)
         .filter(|reference| !reference.is_empty())
         .map(|reference| clip(reference, SHORT_TEXT));
-    Ok(IssuedCommand {
-        target: target(PatientAccount::KIND, &check.account_id)?,
-        command_id: check.record_command_id,
-        command: Command::PatientAccount(
+    address(
+        &check.account_id,
+        check.record_command_id,
+        AnyCommand::PatientAccount(
             RecordEligibility {
                 payer_id: check.payer_id.clone(),
                 eligible: answer.eligible,
@@ -220,7 +220,7 @@ pub fn record_answer(
             }
             .into(),
         ),
-    })
+    )
 }
 
 /// The id of the payer-deadline timer of an account.
@@ -239,15 +239,15 @@ fn flag_self_pay(
     trigger: &Trigger,
     account_id: &str,
     reason: &str,
-) -> Result<IssuedCommand, PolicyError> {
-    Ok(IssuedCommand {
-        target: target(PatientAccount::KIND, account_id)?,
-        command_id: command_id_for(trigger.event_id, STEP_FLAG),
-        command: Command::PatientAccount(
+) -> Result<AddressedCommand, PolicyError> {
+    address(
+        account_id,
+        command_id_for(trigger.event_id, STEP_FLAG),
+        AnyCommand::PatientAccount(
             FlagSelfPay {
                 reason: clip(reason, LONG_TEXT),
             }
             .into(),
         ),
-    })
+    )
 }

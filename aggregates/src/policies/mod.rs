@@ -45,6 +45,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::addressed::{AddressedCommand, AnyCommand};
 use crate::aggregate::Aggregate;
 use crate::codec::DecodeError;
 use crate::envelope::RecordedEvent;
@@ -143,40 +144,12 @@ impl Trigger {
     }
 }
 
-/// A command to any aggregate a process manager writes to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    PatientAccount(patient_account::Command),
-    InventoryItem(inventory_item::Command),
-    Purchase(purchase::Command),
-}
-
-impl Command {
-    /// The command's `type` name (a bounded metric label).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::PatientAccount(command) => command.name(),
-            Command::InventoryItem(command) => command.name(),
-            Command::Purchase(command) => command.name(),
-        }
-    }
-}
-
-/// One command a policy asks for: where it goes, what it is, and the id that makes a resend a
-/// no-op.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IssuedCommand {
-    /// `patient_account-{mrn}`, `inventory_item-{item}` or `purchase-{requisition}`.
-    pub target: StreamId,
-    pub command_id: Uuid,
-    pub command: Command,
-}
-
 /// Everything one event calls for. An empty reaction is the common case (most events concern
 /// no policy).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reaction {
-    pub commands: Vec<IssuedCommand>,
+    /// Each under a deterministic command id ([`command_id_for`]).
+    pub commands: Vec<AddressedCommand>,
     /// Timers to schedule (`TimerScheduled` on the process's timer stream).
     pub timers: Vec<TimerRequest>,
     /// Timers that no longer matter (`TimerCancelled`).
@@ -243,9 +216,15 @@ pub trait ProcessManager {
     fn evolve(state: Self::State, trigger: &Trigger) -> Self::State;
 }
 
-/// Builds `{kind}-{id}` for a command's target.
-fn target(kind: &'static str, id: &str) -> Result<StreamId, PolicyError> {
-    StreamId::new(kind, id).map_err(|source| PolicyError::InvalidTarget { kind, source })
+/// Addresses `command` to the instance `id` of its aggregate, an id read from an event.
+fn address(
+    id: &str,
+    command_id: Uuid,
+    command: AnyCommand,
+) -> Result<AddressedCommand, PolicyError> {
+    let kind = command.kind();
+    AddressedCommand::new(id, command_id, command)
+        .map_err(|source| PolicyError::InvalidTarget { kind, source })
 }
 
 /// Cuts `text` to at most `max` characters (on a character boundary): free texts built from

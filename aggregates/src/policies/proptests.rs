@@ -414,9 +414,11 @@ fn ids(run: &Run) -> BTreeMap<Uuid, BTreeSet<String>> {
     let mut ids: BTreeMap<Uuid, BTreeSet<String>> = BTreeMap::new();
     for (_, reaction) in &run.deliveries {
         for issued in &reaction.commands {
-            ids.entry(issued.command_id)
-                .or_default()
-                .insert(format!("{}:{:?}", issued.target, issued.command));
+            ids.entry(issued.command_id()).or_default().insert(format!(
+                "{}:{:?}",
+                issued.target(),
+                issued.command()
+            ));
         }
         for check in &reaction.eligibility_checks {
             ids.entry(check.record_command_id)
@@ -498,15 +500,16 @@ fn assert_one_open_replenishment(run: &Run) {
             }
         }
         for issued in &reaction.commands {
-            let Command::Purchase(purchase::Command::RequestPurchase(request)) = &issued.command
+            let AnyCommand::Purchase(purchase::Command::RequestPurchase(request)) =
+                issued.command()
             else {
                 continue;
             };
-            if !sent.insert(issued.command_id) {
+            if !sent.insert(issued.command_id()) {
                 continue;
             }
             let item = request.lines[0].item_id.clone();
-            let requisition = issued.target.id().to_owned();
+            let requisition = issued.target().id().to_owned();
             if let Some(already) = open.get(&item) {
                 assert_eq!(
                     already, &requisition,

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Command, IssuedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent,
-    command_id_for, target,
+    AddressedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, address,
+    command_id_for,
 };
 use crate::inventory_item::{ConsumeStock, ReceiveStock};
 use crate::purchase::{self, GoodsReceived, PurchaseCancelled, ReceiptLine};
-use crate::{Aggregate, InventoryItem};
+use crate::{Aggregate, AnyCommand};
 
 /// The purchase-stock process manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,20 +51,20 @@ impl ProcessManager for PurchaseStock {
             purchase::Event::GoodsReceived(GoodsReceived { receipt_id, lines }) => lines
                 .iter()
                 .map(|line| {
-                    Ok(IssuedCommand {
-                        target: target(InventoryItem::KIND, &line.item_id)?,
-                        command_id: command_id_for(
+                    address(
+                        &line.item_id,
+                        command_id_for(
                             trigger.event_id,
                             &format!("receive-stock:{}", line.item_id),
                         ),
-                        command: Command::InventoryItem(
+                        AnyCommand::InventoryItem(
                             ReceiveStock {
                                 quantity: line.quantity,
                                 reference: format!("receipt:{receipt_id}"),
                             }
                             .into(),
                         ),
-                    })
+                    )
                 })
                 .collect::<Result<Vec<_>, PolicyError>>()?,
             purchase::Event::PurchaseCancelled(cancelled) => compensate(state, trigger, cancelled)?,
@@ -107,7 +107,7 @@ fn compensate(
     state: &State,
     trigger: &Trigger,
     cancelled: &PurchaseCancelled,
-) -> Result<Vec<IssuedCommand>, PolicyError> {
+) -> Result<Vec<AddressedCommand>, PolicyError> {
     let requisition = trigger.stream_id.id();
     let returns: Vec<(String, &ReceiptLine)> = match state.receipts.get(requisition) {
         Some(receipts) if !receipts.is_empty() => receipts
@@ -124,20 +124,20 @@ fn compensate(
         .into_iter()
         .filter(|(_, line)| line.quantity > 0)
         .map(|(source, line)| {
-            Ok(IssuedCommand {
-                target: target(InventoryItem::KIND, &line.item_id)?,
-                command_id: command_id_for(
+            address(
+                &line.item_id,
+                command_id_for(
                     trigger.event_id,
                     &format!("return:{source}:{}", line.item_id),
                 ),
-                command: Command::InventoryItem(
+                AnyCommand::InventoryItem(
                     ConsumeStock {
                         quantity: line.quantity,
                         reference: format!("return:{source}"),
                     }
                     .into(),
                 ),
-            })
+            )
         })
         .collect()
 }

@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Command, IssuedCommand, PolicyError, ProcessManager, REPLENISHMENT_REQUESTER, Reaction,
-    Trigger, TriggerEvent, command_id_for, target,
+    AddressedCommand, PolicyError, ProcessManager, REPLENISHMENT_REQUESTER, Reaction, Trigger,
+    TriggerEvent, address, command_id_for,
 };
 use crate::inventory_item::{self, CloseReplenishment, ReorderPointReached, ReplenishmentClosed};
 use crate::purchase::{self, RequestLine, RequestPurchase};
-use crate::{Aggregate, InventoryItem, PurchaseWorkflow};
+use crate::{Aggregate, AnyCommand, InventoryItem, PurchaseWorkflow};
 
 /// The replenishment process manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,16 +79,16 @@ impl ProcessManager for Replenishment {
             ) => {
                 let requisition = trigger.stream_id.id();
                 if let Some(item_id) = state.item_of.get(requisition) {
-                    reaction.commands.push(IssuedCommand {
-                        target: target(InventoryItem::KIND, item_id)?,
-                        command_id: command_id_for(trigger.event_id, "close-replenishment"),
-                        command: Command::InventoryItem(
+                    reaction.commands.push(address(
+                        item_id,
+                        command_id_for(trigger.event_id, "close-replenishment"),
+                        AnyCommand::InventoryItem(
                             CloseReplenishment {
                                 requisition_id: requisition.to_owned(),
                             }
                             .into(),
                         ),
-                    });
+                    )?);
                 }
             }
             _ => {}
@@ -147,11 +147,11 @@ fn request_purchase(
     trigger: &Trigger,
     item_id: &str,
     reached: &ReorderPointReached,
-) -> Result<IssuedCommand, PolicyError> {
-    Ok(IssuedCommand {
-        target: target(PurchaseWorkflow::KIND, &reached.requisition_id)?,
-        command_id: command_id_for(trigger.event_id, "request-purchase"),
-        command: Command::Purchase(
+) -> Result<AddressedCommand, PolicyError> {
+    address(
+        &reached.requisition_id,
+        command_id_for(trigger.event_id, "request-purchase"),
+        AnyCommand::Purchase(
             RequestPurchase {
                 requester: REPLENISHMENT_REQUESTER.to_owned(),
                 facility: reached.facility.clone(),
@@ -171,5 +171,5 @@ fn request_purchase(
             }
             .into(),
         ),
-    })
+    )
 }

@@ -121,7 +121,7 @@ fn react<P: ProcessManager>(state: &P::State, trigger: &Trigger) -> Reaction {
     P::react(state, trigger, &P::Settings::default()).unwrap()
 }
 
-fn only_command(reaction: &Reaction) -> &IssuedCommand {
+fn only_command(reaction: &Reaction) -> &AddressedCommand {
     assert_eq!(reaction.commands.len(), 1, "{reaction:#?}");
     &reaction.commands[0]
 }
@@ -200,12 +200,12 @@ fn registration_without_coverage_is_flagged_self_pay_at_once() {
     let reaction = react::<Eligibility>(&(), &t);
     assert!(reaction.eligibility_checks.is_empty() && reaction.timers.is_empty());
     let issued = only_command(&reaction);
-    assert_eq!(issued.target.as_str(), "patient_account-MRN1");
+    assert_eq!(issued.target().as_str(), "patient_account-MRN1");
     assert_eq!(
-        issued.command_id,
+        issued.command_id(),
         command_id_for(t.event_id, "flag-self-pay")
     );
-    let Command::PatientAccount(patient_account::Command::FlagSelfPay(flag)) = &issued.command
+    let AnyCommand::PatientAccount(patient_account::Command::FlagSelfPay(flag)) = issued.command()
     else {
         panic!("{issued:?}")
     };
@@ -223,7 +223,7 @@ fn coverage_whose_member_id_was_erased_is_flagged_rather_than_checked() {
     event.personal = Personal::Erased;
     let reaction = react::<Eligibility>(&(), &account(1, "MRN1", event));
     assert!(reaction.eligibility_checks.is_empty());
-    assert_eq!(only_command(&reaction).command.name(), "FlagSelfPay");
+    assert_eq!(only_command(&reaction).command().name(), "FlagSelfPay");
 }
 
 #[test]
@@ -239,11 +239,11 @@ fn the_answer_becomes_record_eligibility_under_the_derived_id() {
     )
     .unwrap();
     assert_eq!(
-        issued.command_id,
+        issued.command_id(),
         command_id_for(t.event_id, "record-eligibility")
     );
-    let Command::PatientAccount(patient_account::Command::RecordEligibility(record)) =
-        &issued.command
+    let AnyCommand::PatientAccount(patient_account::Command::RecordEligibility(record)) =
+        issued.command()
     else {
         panic!("{issued:?}")
     };
@@ -260,8 +260,8 @@ fn the_answer_becomes_record_eligibility_under_the_derived_id() {
     )
     .unwrap();
     assert_eq!(
-        blank.command,
-        Command::PatientAccount(
+        blank.command(),
+        &AnyCommand::PatientAccount(
             RecordEligibility {
                 payer_id: "ACME".into(),
                 eligible: true,
@@ -284,8 +284,8 @@ fn verified_activates_and_cancels_the_deadline() {
     );
     let reaction = react::<Eligibility>(&(), &t);
     assert_eq!(
-        only_command(&reaction).command,
-        Command::PatientAccount(ActivateAccount {}.into())
+        only_command(&reaction).command(),
+        &AnyCommand::PatientAccount(ActivateAccount {}.into())
     );
     assert_eq!(
         reaction.cancelled_timers,
@@ -308,8 +308,8 @@ fn denied_flags_self_pay_with_the_payer_reason() {
     );
     let reaction = react::<Eligibility>(&(), &t);
     assert_eq!(
-        only_command(&reaction).command,
-        Command::PatientAccount(
+        only_command(&reaction).command(),
+        &AnyCommand::PatientAccount(
             FlagSelfPay {
                 reason: "eligibility denied by payer ACME: OperationOutcome: not-found: \
                          member unknown"
@@ -331,8 +331,8 @@ fn the_deadline_firing_flags_self_pay() {
         },
     );
     let issued = only_command(&react::<Eligibility>(&(), &t)).clone();
-    assert_eq!(issued.target.as_str(), "patient_account-MRN1");
-    assert_eq!(issued.command.name(), "FlagSelfPay");
+    assert_eq!(issued.target().as_str(), "patient_account-MRN1");
+    assert_eq!(issued.command().name(), "FlagSelfPay");
     // Another process's timer is none of its business.
     let other = fired(
         4,
@@ -396,21 +396,22 @@ fn each_procedure_becomes_one_charge_with_a_stable_charge_id() {
     };
     assert_eq!(
         reaction.commands[0],
-        IssuedCommand {
-            target: StreamId::parse("patient_account-MRN1").unwrap(),
-            command_id: command_id_for(t.event_id, "post-charge:1"),
-            command: Command::PatientAccount(expected_first.clone().into()),
-        }
+        AddressedCommand::new(
+            "MRN1",
+            command_id_for(t.event_id, "post-charge:1"),
+            AnyCommand::PatientAccount(expected_first.clone().into())
+        )
+        .unwrap()
     );
-    let Command::PatientAccount(patient_account::Command::PostCharge(second)) =
-        &reaction.commands[1].command
+    let AnyCommand::PatientAccount(patient_account::Command::PostCharge(second)) =
+        &reaction.commands[1].command()
     else {
         panic!()
     };
     assert_eq!(second.charge_id, "V1-2");
     assert_ne!(
-        reaction.commands[0].command_id,
-        reaction.commands[1].command_id
+        reaction.commands[0].command_id(),
+        reaction.commands[1].command_id()
     );
     // The account takes them, and refuses the same charge id twice whatever the command id.
     let first_posted =
@@ -456,11 +457,12 @@ fn supplies_consumed_become_consume_stock_on_the_item() {
     };
     assert_eq!(
         issued,
-        IssuedCommand {
-            target: StreamId::parse("inventory_item-GAUZE").unwrap(),
-            command_id: command_id_for(t.event_id, "consume-stock"),
-            command: Command::InventoryItem(consume.clone().into()),
-        }
+        AddressedCommand::new(
+            "GAUZE",
+            command_id_for(t.event_id, "consume-stock"),
+            AnyCommand::InventoryItem(consume.clone().into())
+        )
+        .unwrap()
     );
     accepted_by::<InventoryItem>(&[item_defined().into()], consume.into());
 }
@@ -534,11 +536,14 @@ fn the_reorder_point_opens_one_replenishment_purchase() {
     };
     assert_eq!(
         reaction.commands,
-        vec![IssuedCommand {
-            target: StreamId::parse("purchase-RPL-1").unwrap(),
-            command_id: command_id_for(t.event_id, "request-purchase"),
-            command: Command::Purchase(expected.clone().into()),
-        }]
+        vec![
+            AddressedCommand::new(
+                "RPL-1",
+                command_id_for(t.event_id, "request-purchase"),
+                AnyCommand::Purchase(expected.clone().into())
+            )
+            .unwrap()
+        ]
     );
     assert_eq!(state.open_for("GAUZE"), Some("RPL-1"));
     accepted_by::<PurchaseWorkflow>(&[], expected.into());
@@ -567,7 +572,11 @@ fn the_aggregate_event_feeds_the_policy_end_to_end() {
     let t = item(11, "GAUZE", reached);
     let (_, reaction) = step(replenishment::State::default(), &t);
     let issued = only_command(&reaction);
-    assert!(issued.target.id().starts_with("RPL-"), "{}", issued.target);
+    assert!(
+        issued.target().id().starts_with("RPL-"),
+        "{}",
+        issued.target()
+    );
 }
 
 #[test]
@@ -611,16 +620,19 @@ fn the_purchase_ending_closes_the_replenishment_then_a_new_one_may_open() {
         let (state, reaction) = step(state, &t);
         assert_eq!(
             reaction.commands,
-            vec![IssuedCommand {
-                target: StreamId::parse("inventory_item-GAUZE").unwrap(),
-                command_id: command_id_for(t.event_id, "close-replenishment"),
-                command: Command::InventoryItem(
-                    CloseReplenishment {
-                        requisition_id: "RPL-1".into()
-                    }
-                    .into()
-                ),
-            }]
+            vec![
+                AddressedCommand::new(
+                    "GAUZE",
+                    command_id_for(t.event_id, "close-replenishment"),
+                    AnyCommand::InventoryItem(
+                        CloseReplenishment {
+                            requisition_id: "RPL-1".into()
+                        }
+                        .into()
+                    )
+                )
+                .unwrap()
+            ]
         );
         // Still open until the item says so.
         let (state, reaction) = step(state, &item(21, "GAUZE", reached("RPL-2")));
@@ -737,11 +749,12 @@ fn the_fired_timer_escalates_the_purchase() {
     let issued = only_command(&react::<ApprovalDeadline>(&(), &t)).clone();
     assert_eq!(
         issued,
-        IssuedCommand {
-            target: StreamId::parse("purchase-R1").unwrap(),
-            command_id: command_id_for(t.event_id, "escalate-approval"),
-            command: Command::Purchase(EscalateApproval {}.into()),
-        }
+        AddressedCommand::new(
+            "R1",
+            command_id_for(t.event_id, "escalate-approval"),
+            AnyCommand::Purchase(EscalateApproval {}.into())
+        )
+        .unwrap()
     );
     let escalated =
         accepted_by::<PurchaseWorkflow>(&[requested(None).into()], EscalateApproval {}.into());
@@ -787,11 +800,12 @@ fn goods_received_raise_stock_per_line() {
     };
     assert_eq!(
         reaction.commands[0],
-        IssuedCommand {
-            target: StreamId::parse("inventory_item-GAUZE").unwrap(),
-            command_id: command_id_for(t.event_id, "receive-stock:GAUZE"),
-            command: Command::InventoryItem(receive.clone().into()),
-        }
+        AddressedCommand::new(
+            "GAUZE",
+            command_id_for(t.event_id, "receive-stock:GAUZE"),
+            AnyCommand::InventoryItem(receive.clone().into())
+        )
+        .unwrap()
     );
     accepted_by::<InventoryItem>(&[item_defined().into()], receive.into());
 }
@@ -818,14 +832,14 @@ fn a_cancellation_after_receipts_returns_each_receipt() {
         .iter()
         .map(|c| {
             (
-                c.target.as_str().to_owned(),
-                c.command.clone(),
-                c.command_id,
+                c.target().as_str().to_owned(),
+                c.command().clone(),
+                c.command_id(),
             )
         })
         .collect();
     let consume = |quantity, reference: &str| {
-        Command::InventoryItem(
+        AnyCommand::InventoryItem(
             ConsumeStock {
                 quantity,
                 reference: reference.into(),
@@ -864,8 +878,8 @@ fn without_known_receipts_the_cancelled_totals_are_returned() {
     let t = requisition(42, "R1", cancelled(&[("GAUZE", 8), ("SYRINGE", 0)]));
     let (_, reaction) = stock_step(Default::default(), &t);
     assert_eq!(
-        only_command(&reaction).command,
-        Command::InventoryItem(
+        only_command(&reaction).command(),
+        &AnyCommand::InventoryItem(
             ConsumeStock {
                 quantity: 8,
                 reference: "return:R1".into()

@@ -21,11 +21,14 @@
 
 use std::collections::HashMap;
 
-use careflow_aggregates::{Aggregate, Ctx, Encounter, PatientAccount, PurchaseWorkflow, StreamId};
+use careflow_aggregates::{
+    AddressedCommand, Aggregate, AnyCommand, Ctx, Encounter, InventoryItem, PatientAccount,
+    PurchaseWorkflow, StreamId,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::execute::{Applied, Message, location, stream};
+use super::execute::{Applied, Message, address, location, stream};
 use super::inbound::{self, Method, References, encounter_commands, resolve_patient};
 use super::model;
 use super::{FhirError, FhirSettings, Step};
@@ -264,6 +267,7 @@ struct Working<A: Aggregate> {
 struct Workspace {
     accounts: HashMap<StreamId, Working<PatientAccount>>,
     encounters: HashMap<StreamId, Working<Encounter>>,
+    items: HashMap<StreamId, Working<InventoryItem>>,
     purchases: HashMap<StreamId, Working<PurchaseWorkflow>>,
     requests: Vec<AppendRequest>,
     decided: Vec<Decided>,
@@ -321,43 +325,45 @@ impl Workspace {
         registry: &Registry,
         entries: &[(&'static str, Step)],
     ) -> Result<(), FhirError> {
-        let (mut accounts, mut encounters, mut purchases) = (Vec::new(), Vec::new(), Vec::new());
-        let add = |list: &mut Vec<StreamId>, kind: &str, id: &str| {
+        let mut streams: Vec<StreamId> = Vec::new();
+        let mut add = |kind: &str, id: &str| {
             if let Ok(stream) = stream(kind, id)
-                && !list.contains(&stream)
+                && !streams.contains(&stream)
             {
-                list.push(stream);
+                streams.push(stream);
             }
         };
         for (_, step) in entries {
             match step {
-                Step::Account { mrn, .. } | Step::PatientUpsert { mrn, .. } => {
-                    add(&mut accounts, PatientAccount::KIND, mrn);
-                }
+                Step::Command { id, command } => add(command.kind(), id),
+                Step::PatientUpsert { mrn, .. } => add(PatientAccount::KIND, mrn),
                 Step::Encounter { visit, change } => {
-                    add(&mut encounters, Encounter::KIND, visit);
-                    add(&mut accounts, PatientAccount::KIND, &change.account_id);
-                }
-                Step::EncounterCommand { visit, .. } => {
-                    add(&mut encounters, Encounter::KIND, visit);
-                }
-                Step::Purchase { requisition, .. } => {
-                    add(&mut purchases, PurchaseWorkflow::KIND, requisition);
+                    add(Encounter::KIND, visit);
+                    add(PatientAccount::KIND, &change.account_id);
                 }
             }
         }
-        let (a, e, p) = tokio::join!(
-            preload_all(&mut self.accounts, registry, accounts),
-            preload_all(&mut self.encounters, registry, encounters),
-            preload_all(&mut self.purchases, registry, purchases),
+        let of = |kind: &str| -> Vec<StreamId> {
+            streams
+                .iter()
+                .filter(|stream| stream.kind() == kind)
+                .cloned()
+                .collect()
+        };
+        let (a, e, i, p) = tokio::join!(
+            preload_all(&mut self.accounts, registry, of(PatientAccount::KIND)),
+            preload_all(&mut self.encounters, registry, of(Encounter::KIND)),
+            preload_all(&mut self.items, registry, of(InventoryItem::KIND)),
+            preload_all(&mut self.purchases, registry, of(PurchaseWorkflow::KIND)),
         );
-        a.and(e).and(p)
+        a.and(e).and(i).and(p)
     }
 
     fn touched(&self) -> impl Iterator<Item = &StreamId> {
         self.accounts
             .keys()
             .chain(self.encounters.keys())
+            .chain(self.items.keys())
             .chain(self.purchases.keys())
     }
 
@@ -370,9 +376,8 @@ impl Workspace {
         now: DateTime<Utc>,
     ) -> Result<(), FhirError> {
         match step {
-            Step::Account { mrn, command } => {
-                let stream = stream(PatientAccount::KIND, mrn)?;
-                self.account(registry, entry, &stream, command.clone(), message, now)
+            Step::Command { id, command } => {
+                self.command(registry, entry, id, command.clone(), message, now)
                     .await
             }
             Step::PatientUpsert {
@@ -383,7 +388,8 @@ impl Workspace {
                 let stream = stream(PatientAccount::KIND, mrn)?;
                 let w = working(&mut self.accounts, registry, &stream).await?;
                 let command = resolve_patient(w.state.is_registered(), register, update);
-                self.account(registry, entry, &stream, command, message, now)
+                let command = AnyCommand::PatientAccount(command);
+                self.command(registry, entry, mrn, command, message, now)
                     .await
             }
             Step::Encounter { visit, change } => {
@@ -405,87 +411,50 @@ impl Workspace {
                     .state;
                 let commands = encounter_commands(state, change, account_facility.as_deref(), now)?;
                 for command in commands {
-                    self.encounter(registry, entry, &stream, command, message, now)
+                    let command = AnyCommand::Encounter(command);
+                    self.command(registry, entry, visit, command, message, now)
                         .await?;
                 }
                 Ok(())
             }
-            Step::EncounterCommand { visit, command } => {
-                let stream = stream(Encounter::KIND, visit)?;
-                self.encounter(registry, entry, &stream, command.clone(), message, now)
-                    .await
-            }
-            Step::Purchase {
-                requisition,
-                command,
-            } => {
-                let stream = stream(PurchaseWorkflow::KIND, requisition)?;
-                let (step, ctx) = next_step(&mut self.steps, entry, message, now);
-                let name = PurchaseWorkflow::command_name(command);
-                if self
-                    .repeated(registry, &stream, message, entry, step, name)
-                    .await?
-                {
-                    return Ok(());
-                }
-                let w = working(&mut self.purchases, registry, &stream).await?;
-                let decided = fold::<PurchaseWorkflow>(
-                    w,
-                    &stream,
-                    command.clone(),
-                    &ctx,
-                    message,
-                    step,
-                    entry,
-                )?;
-                self.push(decided);
-                Ok(())
-            }
         }
     }
 
-    async fn account(
+    /// Decides the entry's next command against the working state of the instance `id` of
+    /// its aggregate, unless a keyed retry finds it appended before.
+    async fn command(
         &mut self,
         registry: &Registry,
         entry: usize,
-        stream: &StreamId,
-        command: <PatientAccount as Aggregate>::Command,
+        id: &str,
+        command: AnyCommand,
         message: &Message,
         now: DateTime<Utc>,
     ) -> Result<(), FhirError> {
         let (step, ctx) = next_step(&mut self.steps, entry, message, now);
-        let name = PatientAccount::command_name(&command);
-        if self
-            .repeated(registry, stream, message, entry, step, name)
-            .await?
-        {
+        let command = address(id, ctx.command_id, command)?;
+        if self.repeated(registry, entry, &command, message).await? {
             return Ok(());
         }
-        let w = working(&mut self.accounts, registry, stream).await?;
-        let decided = fold::<PatientAccount>(w, stream, command, &ctx, message, step, entry)?;
-        self.push(decided);
-        Ok(())
-    }
-
-    async fn encounter(
-        &mut self,
-        registry: &Registry,
-        entry: usize,
-        stream: &StreamId,
-        command: <Encounter as Aggregate>::Command,
-        message: &Message,
-        now: DateTime<Utc>,
-    ) -> Result<(), FhirError> {
-        let (step, ctx) = next_step(&mut self.steps, entry, message, now);
-        let name = Encounter::command_name(&command);
-        if self
-            .repeated(registry, stream, message, entry, step, name)
-            .await?
-        {
-            return Ok(());
-        }
-        let w = working(&mut self.encounters, registry, stream).await?;
-        let decided = fold::<Encounter>(w, stream, command, &ctx, message, step, entry)?;
+        let stream = command.target();
+        let decided = match command.command() {
+            AnyCommand::PatientAccount(c) => {
+                let w = working(&mut self.accounts, registry, stream).await?;
+                fold::<PatientAccount>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::Encounter(c) => {
+                let w = working(&mut self.encounters, registry, stream).await?;
+                fold::<Encounter>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::InventoryItem(c) => {
+                let w = working(&mut self.items, registry, stream).await?;
+                fold::<InventoryItem>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::Purchase(c) => {
+                let w = working(&mut self.purchases, registry, stream).await?;
+                fold::<PurchaseWorkflow>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+        };
         self.push(decided);
         Ok(())
     }
@@ -497,22 +466,23 @@ impl Workspace {
     async fn repeated(
         &mut self,
         registry: &Registry,
-        stream: &StreamId,
-        message: &Message,
         entry: usize,
-        step: usize,
-        command: &'static str,
+        command: &AddressedCommand,
+        message: &Message,
     ) -> Result<bool, FhirError> {
         if !message.keyed {
             return Ok(false);
         }
-        let id = super::execute::command_id(message.base_id, entry, step);
-        let Some(first) = registry.store().find_command(stream, id).await? else {
+        let found = registry
+            .store()
+            .find_command(command.target(), command.command_id())
+            .await?;
+        let Some(first) = found else {
             return Ok(false);
         };
         self.decided.push(Decided {
             entry,
-            command,
+            command: command.command().name(),
             appended: false,
             noop: CommandOutcome::from_appended(first),
         });

@@ -1,5 +1,5 @@
 //! A single FHIR resource through the actors: each command it maps to goes to
-//! `Registry::execute`, exactly as a command body on `/v1/{kind}/{id}/commands` does, so the
+//! `Registry::execute_any`, exactly as a command body on `/v1/{kind}/{id}/commands` does, so the
 //! HTTP command path and this adapter share one decision path (and its conflict retries,
 //! snapshots and metrics).
 //!
@@ -9,7 +9,8 @@
 //! several commands all or nothing ([`super::bundle`]).
 
 use careflow_aggregates::{
-    Aggregate, Encounter, PatientAccount, PurchaseWorkflow, StreamId, patient_account,
+    AddressedCommand, Aggregate, AnyCommand, Encounter, PatientAccount, StreamId, StreamIdError,
+    patient_account,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -63,15 +64,28 @@ pub struct Applied {
 
 /// `{kind}-{id}` for an id the mapping has already checked.
 pub(crate) fn stream(kind: &str, id: &str) -> Result<StreamId, FhirError> {
-    StreamId::new(kind, id).map_err(|error| FhirError::value("id", error.to_string()))
+    StreamId::new(kind, id).map_err(id_refused)
+}
+
+/// `command` addressed to the instance `id` (checked by the mapping) of its aggregate.
+pub(crate) fn address(
+    id: &str,
+    command_id: Uuid,
+    command: AnyCommand,
+) -> Result<AddressedCommand, FhirError> {
+    AddressedCommand::new(id, command_id, command).map_err(id_refused)
+}
+
+fn id_refused(error: StreamIdError) -> FhirError {
+    FhirError::value("id", error.to_string())
 }
 
 /// The resource id a step creates or changes, for `Location` (`Patient/{mrn}`).
 pub fn location(step: &Step) -> Option<String> {
     match step {
-        Step::Account {
-            mrn,
-            command: patient_account::Command::RegisterPatient(_),
+        Step::Command {
+            id: mrn,
+            command: AnyCommand::PatientAccount(patient_account::Command::RegisterPatient(_)),
         }
         | Step::PatientUpsert { mrn, .. } => Some(format!("Patient/{mrn}")),
         Step::Encounter { visit, .. } => Some(format!("Encounter/{visit}")),
@@ -91,11 +105,8 @@ pub async fn single(
     now: DateTime<Utc>,
 ) -> Result<Vec<Applied>, FhirError> {
     match step {
-        Step::Account { mrn, command } => {
-            let stream = stream(PatientAccount::KIND, mrn)?;
-            let applied =
-                run::<PatientAccount>(registry, &stream, command.clone(), message, 0).await?;
-            Ok(vec![applied])
+        Step::Command { id, command } => {
+            Ok(vec![run(registry, id, command.clone(), message, 0).await?])
         }
         Step::PatientUpsert {
             mrn,
@@ -106,7 +117,14 @@ pub async fn single(
             let observed = registry.observe::<PatientAccount>(&stream).await?;
             let command = resolve_patient(observed.state.is_registered(), register, update);
             Ok(vec![
-                run::<PatientAccount>(registry, &stream, command, message, 0).await?,
+                run(
+                    registry,
+                    mrn,
+                    AnyCommand::PatientAccount(command),
+                    message,
+                    0,
+                )
+                .await?,
             ])
         }
         Step::Encounter { visit, change } => {
@@ -126,41 +144,27 @@ pub async fn single(
                 encounter_commands(&observed.state, change, account_facility.as_deref(), now)?;
             let mut applied = Vec::with_capacity(commands.len());
             for (i, command) in commands.into_iter().enumerate() {
-                applied.push(run::<Encounter>(registry, &stream, command, message, i).await?);
+                let command = AnyCommand::Encounter(command);
+                applied.push(run(registry, visit, command, message, i).await?);
             }
             Ok(applied)
-        }
-        Step::EncounterCommand { visit, command } => {
-            let stream = stream(Encounter::KIND, visit)?;
-            Ok(vec![
-                run::<Encounter>(registry, &stream, command.clone(), message, 0).await?,
-            ])
-        }
-        Step::Purchase {
-            requisition,
-            command,
-        } => {
-            let stream = stream(PurchaseWorkflow::KIND, requisition)?;
-            Ok(vec![
-                run::<PurchaseWorkflow>(registry, &stream, command.clone(), message, 0).await?,
-            ])
         }
     }
 }
 
-async fn run<A: Aggregate>(
+/// Runs command `step` of the message on the instance `id` of its aggregate.
+async fn run(
     registry: &Registry,
-    stream: &StreamId,
-    command: A::Command,
+    id: &str,
+    command: AnyCommand,
     message: &Message,
     step: usize,
 ) -> Result<Applied, FhirError> {
-    let name = A::command_name(&command);
-    let outcome = registry
-        .execute::<A>(stream, command, message.context(0, step))
-        .await?;
+    let context = message.context(0, step);
+    let command = address(id, context.command_id, command)?;
+    let outcome = registry.execute_any(&command, context).await?;
     Ok(Applied {
-        command: name,
+        command: command.command().name(),
         outcome,
     })
 }

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use careflow_aggregates::{Cents, Currency, StreamId, encounter, patient_account, purchase};
+use careflow_aggregates::{
+    AnyCommand, Cents, Currency, StreamId, encounter, patient_account, purchase,
+};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
 
@@ -460,9 +462,11 @@ impl Mapping<'_> {
             })
         };
         match method {
-            Method::Create => Ok(Step::Account {
-                mrn,
-                command: patient_account::Command::RegisterPatient(register()?),
+            Method::Create => Ok(Step::Command {
+                id: mrn,
+                command: AnyCommand::PatientAccount(patient_account::Command::RegisterPatient(
+                    register()?,
+                )),
             }),
             Method::Update { .. } => match register() {
                 Ok(register) => Ok(Step::PatientUpsert {
@@ -471,9 +475,11 @@ impl Mapping<'_> {
                     update,
                 }),
                 // Not enough to register: only an update of a registered account can work.
-                Err(_) => Ok(Step::Account {
-                    mrn,
-                    command: patient_account::Command::UpdateDemographics(update),
+                Err(_) => Ok(Step::Command {
+                    id: mrn,
+                    command: AnyCommand::PatientAccount(
+                        patient_account::Command::UpdateDemographics(update),
+                    ),
                 }),
             },
         }
@@ -587,9 +593,9 @@ impl Mapping<'_> {
             .iter()
             .find(|k| k.kind.has_code(None, "plan"))
             .and_then(|k| k.value.clone());
-        Ok(Step::Account {
-            mrn,
-            command: patient_account::Command::UpdateDemographics(
+        Ok(Step::Command {
+            id: mrn,
+            command: AnyCommand::PatientAccount(patient_account::Command::UpdateDemographics(
                 patient_account::UpdateDemographics {
                     coverage: Some(patient_account::CoverageDetails {
                         payer_id,
@@ -598,7 +604,7 @@ impl Mapping<'_> {
                     }),
                     ..Default::default()
                 },
-            ),
+            )),
         })
     }
 
@@ -656,17 +662,19 @@ impl Mapping<'_> {
                 "the total price is not a whole number of cents per unit of the quantity",
             ));
         }
-        Ok(Step::Account {
-            mrn,
-            command: patient_account::Command::PostCharge(patient_account::PostCharge {
-                charge_id,
-                encounter_id,
-                code: code_value,
-                description,
-                quantity,
-                unit_price: Cents(total.0 / i64::from(quantity)),
-                currency,
-            }),
+        Ok(Step::Command {
+            id: mrn,
+            command: AnyCommand::PatientAccount(patient_account::Command::PostCharge(
+                patient_account::PostCharge {
+                    charge_id,
+                    encounter_id,
+                    code: code_value,
+                    description,
+                    quantity,
+                    unit_price: Cents(total.0 / i64::from(quantity)),
+                    currency,
+                },
+            )),
         })
     }
 
@@ -744,12 +752,14 @@ impl Mapping<'_> {
                         "a receipt id (identifier or id) is required",
                     )
                 })?;
-            Ok(Step::Purchase {
-                requisition,
-                command: purchase::Command::ReceiveGoods(purchase::ReceiveGoods {
-                    receipt_id,
-                    lines: vec![purchase::ReceiptLine { item_id, quantity }],
-                }),
+            Ok(Step::Command {
+                id: requisition,
+                command: AnyCommand::Purchase(purchase::Command::ReceiveGoods(
+                    purchase::ReceiveGoods {
+                        receipt_id,
+                        lines: vec![purchase::ReceiptLine { item_id, quantity }],
+                    },
+                )),
             })
         } else {
             let encounter = s
@@ -763,12 +773,11 @@ impl Mapping<'_> {
                 "encounter",
                 encounter,
             )?;
-            Ok(Step::EncounterCommand {
-                visit,
-                command: encounter::Command::RecordSupplyUsage(encounter::RecordSupplyUsage {
-                    item_id,
-                    quantity,
-                }),
+            Ok(Step::Command {
+                id: visit,
+                command: AnyCommand::Encounter(encounter::Command::RecordSupplyUsage(
+                    encounter::RecordSupplyUsage { item_id, quantity },
+                )),
             })
         }
     }
@@ -792,15 +801,15 @@ impl Mapping<'_> {
             .first()
             .and_then(|i| i.value.clone())
             .or_else(|| r.id.clone());
-        Ok(Step::Account {
-            mrn,
-            command: patient_account::Command::RecordEligibility(
+        Ok(Step::Command {
+            id: mrn,
+            command: AnyCommand::PatientAccount(patient_account::Command::RecordEligibility(
                 patient_account::RecordEligibility {
                     payer_id,
                     eligible,
                     reference,
                 },
-            ),
+            )),
         })
     }
 }

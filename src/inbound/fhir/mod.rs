@@ -6,8 +6,8 @@
 //!   mapping DESIGN.md pins (MRN: the Patient identifier of type `MR` or of system
 //!   `mrn_system`, else the resource id; visit: the Encounter identifier of type `VN`, else
 //!   its id);
-//! - [`execute`]: a single resource through the actors (`Registry::execute`), exactly like a
-//!   command body on `/v1/{kind}/{id}/commands`;
+//! - [`execute`]: a single resource through the actors (`Registry::execute_any`), exactly like
+//!   a command body on `/v1/{kind}/{id}/commands`;
 //! - [`bundle`]: a transaction Bundle as one unit: every entry decided in order against the
 //!   aggregates' current state with their pure `decide`/`evolve`, then appended with one
 //!   atomic `EventStore::append_all` (one bad entry: nothing appended);
@@ -17,7 +17,7 @@
 //! Routes, headers and status codes live in `http/fhir.rs`; this module only classifies a
 //! refusal ([`FhirError::status`], [`FhirError::issue_code`]), as `Rejection` does.
 
-use careflow_aggregates::{Rejection, encounter, patient_account, purchase};
+use careflow_aggregates::{AnyCommand, Rejection, encounter, patient_account};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
@@ -48,16 +48,15 @@ impl FhirSettings {
     }
 }
 
-/// One command for one aggregate instance, as a resource maps to it. Steps that depend on the
-/// current state ([`Step::PatientUpsert`], [`Step::Encounter`]) are resolved against it when
-/// executed.
+/// What a resource maps to: a command for one aggregate instance, or one that depends on
+/// the current state ([`Step::PatientUpsert`], [`Step::Encounter`]), resolved against it when
+/// executed. Command ids are not chosen here: they derive from the message, the entry and the
+/// command's place in it ([`execute::command_id`]), when it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// A command to `patient_account-{mrn}`.
-    Account {
-        mrn: String,
-        command: patient_account::Command,
-    },
+    /// `command` to the instance `id` of its aggregate (`patient_account-{mrn}`,
+    /// `encounter-{visit}`, `purchase-{requisition}`).
+    Command { id: String, command: AnyCommand },
     /// `PUT Patient/{id}`: register the patient when the account is new, else update it.
     PatientUpsert {
         mrn: String,
@@ -68,16 +67,6 @@ pub enum Step {
     Encounter {
         visit: String,
         change: EncounterChange,
-    },
-    /// A command to `encounter-{visit}`.
-    EncounterCommand {
-        visit: String,
-        command: encounter::Command,
-    },
-    /// A command to `purchase-{requisition}`.
-    Purchase {
-        requisition: String,
-        command: purchase::Command,
     },
 }
 

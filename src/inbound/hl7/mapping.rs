@@ -21,7 +21,8 @@ use careflow_aggregates::encounter::{
 use careflow_aggregates::patient_account::{
     self, CoverageDetails, Gender, HumanName, PostCharge, RegisterPatient, UpdateDemographics,
 };
-use careflow_aggregates::{Aggregate, Cents, Currency, Encounter, PatientAccount, StreamId};
+use careflow_aggregates::stream_id::validate_id;
+use careflow_aggregates::{AddressedCommand, AnyCommand, Cents, Currency};
 use chrono::{DateTime, Utc};
 use hl7_parser::message::Segment;
 use uuid::Uuid;
@@ -56,32 +57,10 @@ pub struct Inbound {
 /// One command of a message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    pub command_id: Uuid,
-    pub target: Target,
+    /// To the patient's account or the visit's encounter, under [`command_id`]`(MSH-4,
+    /// MSH-10, step)`.
+    pub command: AddressedCommand,
     pub tolerate: Tolerate,
-}
-
-/// A command and the stream it goes to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    PatientAccount(StreamId, patient_account::Command),
-    Encounter(StreamId, encounter::Command),
-}
-
-impl Target {
-    /// The command's contract name (`RegisterPatient`).
-    pub fn command_name(&self) -> &'static str {
-        match self {
-            Target::PatientAccount(_, c) => c.name(),
-            Target::Encounter(_, c) => c.name(),
-        }
-    }
-
-    pub fn stream(&self) -> &StreamId {
-        match self {
-            Target::PatientAccount(s, _) | Target::Encounter(s, _) => s,
-        }
-    }
 }
 
 /// A refusal that means the step's purpose is already met.
@@ -107,67 +86,48 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
     let mut plan = Plan::new(header, &mrn);
     match (header.message_type.as_str(), header.trigger.as_str()) {
         ("ADT", "A01") => {
-            plan.register(reader.registration(&mrn)?);
+            plan.register(reader.registration(&mrn)?)?;
             let visit = reader.visit()?;
-            plan.admit(
-                &mrn,
-                &encounter_stream(&visit)?,
-                reader.schedule(&mrn, EncounterClass::Inpatient)?,
-            );
+            plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Inpatient)?)?;
         }
         ("ADT", "A04") => {
-            plan.register(reader.registration(&mrn)?);
+            plan.register(reader.registration(&mrn)?)?;
             if let Some(visit) = reader.optional_visit()? {
-                plan.admit(
-                    &mrn,
-                    &encounter_stream(&visit)?,
-                    reader.schedule(&mrn, EncounterClass::Outpatient)?,
-                );
+                plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Outpatient)?)?;
             }
         }
         ("ADT", "A08") => {
             let update = reader.demographics()?;
-            plan.push(
-                Target::PatientAccount(plan.account.clone(), update.into()),
-                Tolerate::Nothing,
-            );
+            plan.account(update.into(), Tolerate::Nothing)?;
         }
         ("ADT", "A03") => {
-            let visit = encounter_stream(&reader.visit()?)?;
+            let visit = reader.visit()?;
             let disposition = reader
                 .hl7
                 .value("PV1", 36, 1)
                 .unwrap_or_else(|| "unspecified".to_owned());
-            plan.push(
-                Target::Encounter(visit.clone(), CompleteEncounter {}.into()),
+            plan.encounter(
+                &visit,
+                CompleteEncounter {}.into(),
                 Tolerate::AlreadyCompleted,
-            );
-            plan.push(
-                Target::Encounter(visit, Discharge { disposition }.into()),
-                Tolerate::Nothing,
-            );
+            )?;
+            plan.encounter(&visit, Discharge { disposition }.into(), Tolerate::Nothing)?;
         }
         ("ADT", "A11") => {
-            let visit = encounter_stream(&reader.visit()?)?;
+            let visit = reader.visit()?;
             let reason = reader
                 .hl7
                 .value("EVN", 4, 2)
                 .or_else(|| reader.hl7.value("EVN", 4, 1))
                 .unwrap_or_else(|| "admit cancelled (ADT^A11)".to_owned());
-            plan.push(
-                Target::Encounter(visit, CancelEncounter { reason }.into()),
-                Tolerate::Nothing,
-            );
+            plan.encounter(&visit, CancelEncounter { reason }.into(), Tolerate::Nothing)?;
         }
         ("DFT", "P03") => {
             let visit = reader.visit()?;
             let mut any = false;
             for ft1 in hl7.segments("FT1") {
                 let charge = reader.charge(ft1, &visit)?;
-                plan.push(
-                    Target::PatientAccount(plan.account.clone(), charge.into()),
-                    Tolerate::Nothing,
-                );
+                plan.account(charge.into(), Tolerate::Nothing)?;
                 any = true;
             }
             if !any {
@@ -180,78 +140,100 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
                 .or_else(|| hl7.value("SCH", 1, 1))
                 .or_else(|| hl7.value("SCH", 2, 1))
                 .ok_or(Malformed::Missing { field: "PV1-19" })?;
+            let visit = checked_visit(visit)?;
             let schedule = reader.appointment(&mrn)?;
-            plan.push(
-                Target::Encounter(encounter_stream(&visit)?, schedule.into()),
-                Tolerate::Nothing,
-            );
+            plan.encounter(&visit, schedule.into(), Tolerate::Nothing)?;
         }
         (kind, trigger) => return Err(Malformed::Unsupported(format!("{kind}^{trigger}"))),
     }
+    let steps = plan.steps;
     Ok(Inbound {
         header: header.clone(),
         mrn,
         occurred_at: reader.occurred_at(),
-        steps: plan.steps,
+        steps,
     })
 }
 
 /// The steps of one message, numbered as they are added (the number is in the command id).
 struct Plan<'h> {
     header: &'h Header,
-    account: StreamId,
+    /// Checked against the id rule by `Reader::mrn`.
+    mrn: &'h str,
     steps: Vec<Step>,
 }
 
 impl<'h> Plan<'h> {
-    fn new(header: &'h Header, mrn: &str) -> Self {
+    fn new(header: &'h Header, mrn: &'h str) -> Self {
         Self {
             header,
-            // The MRN was checked against the id rule by `Reader::mrn`.
-            account: StreamId::new(PatientAccount::KIND, mrn)
-                .unwrap_or_else(|_| unreachable!("the MRN passed the id rule in Reader::mrn")),
+            mrn,
             steps: Vec::new(),
         }
     }
 
-    fn push(&mut self, target: Target, tolerate: Tolerate) {
+    /// A step on the patient's account.
+    fn account(
+        &mut self,
+        command: patient_account::Command,
+        tolerate: Tolerate,
+    ) -> Result<(), Malformed> {
+        let mrn = self.mrn;
+        self.push("PID-3", mrn, AnyCommand::PatientAccount(command), tolerate)
+    }
+
+    /// A step on the encounter of `visit` (PV1-19).
+    fn encounter(
+        &mut self,
+        visit: &str,
+        command: encounter::Command,
+        tolerate: Tolerate,
+    ) -> Result<(), Malformed> {
+        self.push("PV1-19", visit, AnyCommand::Encounter(command), tolerate)
+    }
+
+    /// Adds the next step; `field` is where `id` came from, should it break the id rule
+    /// (the readers check it first, so it does not).
+    fn push(
+        &mut self,
+        field: &'static str,
+        id: &str,
+        command: AnyCommand,
+        tolerate: Tolerate,
+    ) -> Result<(), Malformed> {
         let command_id = command_id(
             &self.header.sending_facility,
             &self.header.control_id,
             self.steps.len(),
         );
-        self.steps.push(Step {
-            command_id,
-            target,
-            tolerate,
-        });
+        let command =
+            AddressedCommand::new(id, command_id, command).map_err(|error| Malformed::Invalid {
+                field,
+                reason: error.to_string(),
+            })?;
+        self.steps.push(Step { command, tolerate });
+        Ok(())
     }
 
-    fn register(&mut self, registration: RegisterPatient) {
-        self.push(
-            Target::PatientAccount(self.account.clone(), registration.into()),
-            Tolerate::AlreadyRegistered,
-        );
+    fn register(&mut self, registration: RegisterPatient) -> Result<(), Malformed> {
+        self.account(registration.into(), Tolerate::AlreadyRegistered)
     }
 
     /// Schedule (unless the visit exists for this patient) and check in.
-    fn admit(&mut self, mrn: &str, visit: &StreamId, schedule: ScheduleEncounter) {
-        self.push(
-            Target::Encounter(visit.clone(), schedule.into()),
-            Tolerate::AlreadyScheduledFor(mrn.to_owned()),
-        );
-        self.push(
-            Target::Encounter(visit.clone(), CheckIn {}.into()),
-            Tolerate::Nothing,
-        );
+    fn admit(&mut self, visit: &str, schedule: ScheduleEncounter) -> Result<(), Malformed> {
+        let mrn = self.mrn.to_owned();
+        self.encounter(visit, schedule.into(), Tolerate::AlreadyScheduledFor(mrn))?;
+        self.encounter(visit, CheckIn {}.into(), Tolerate::Nothing)
     }
 }
 
-fn encounter_stream(visit: &str) -> Result<StreamId, Malformed> {
-    StreamId::new(Encounter::KIND, visit).map_err(|error| Malformed::Invalid {
+/// PV1-19 (or the SCH visit id) checked against the id rule.
+fn checked_visit(visit: String) -> Result<String, Malformed> {
+    validate_id(&visit).map_err(|error| Malformed::Invalid {
         field: "PV1-19",
         reason: error.to_string(),
-    })
+    })?;
+    Ok(visit)
 }
 
 /// Field reads with the message's meaning attached.
@@ -291,7 +273,7 @@ impl Reader<'_, '_> {
     fn optional_visit(&self) -> Result<Option<String>, Malformed> {
         match self.hl7.value("PV1", 19, 1) {
             None => Ok(None),
-            Some(visit) => encounter_stream(&visit).map(|_| Some(visit)),
+            Some(visit) => checked_visit(visit).map(Some),
         }
     }
 
@@ -570,7 +552,7 @@ impl Reader<'_, '_> {
 }
 
 fn checked_mrn(mrn: String) -> Result<String, Malformed> {
-    careflow_aggregates::stream_id::validate_id(&mrn).map_err(|error| Malformed::Invalid {
+    validate_id(&mrn).map_err(|error| Malformed::Invalid {
         field: "PID-3",
         reason: error.to_string(),
     })?;

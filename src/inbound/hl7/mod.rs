@@ -14,7 +14,7 @@ mod message;
 mod time;
 
 pub use escape::decode;
-pub use mapping::{Inbound, Step, Target, Tolerate, command_id, map};
+pub use mapping::{Inbound, Step, Tolerate, command_id, map};
 pub use message::Hl7;
 
 /// MSH, as the ACK and the idempotency key need it.

@@ -4,19 +4,19 @@
 //! messages one after the other, so two messages of one patient never race (an A08 cannot
 //! overtake the A01 it follows) while a busy patient only holds up the few others that share
 //! its lane. Applying a message runs its steps in order through the [`Registry`], each with
-//! its deterministic command id, as the process managers send theirs.
+//! its deterministic command id (`Registry::execute_any`), as the process managers send theirs.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use careflow_aggregates::patient_account;
-use careflow_aggregates::{Encounter, PatientAccount, Rejection};
+use careflow_aggregates::{AnyCommand, Encounter, Rejection};
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::RegistrySource;
 use super::ack::{Ack, AckCode, AckError};
-use crate::inbound::hl7::{Inbound, Step, Target, Tolerate};
+use crate::inbound::hl7::{Inbound, Step, Tolerate};
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 
 /// A mapped message waiting for its lane, and where its answer goes.
@@ -75,7 +75,7 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
     let occurred_at = inbound.occurred_at.unwrap_or_else(Utc::now);
     for step in &inbound.steps {
         let context = CommandContext {
-            command_id: step.command_id,
+            command_id: step.command.command_id(),
             correlation_id: header.control_id.clone(),
             causation_id: format!(
                 "hl7:{}^{}:{}",
@@ -88,9 +88,9 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
             // is skipped for commands that the aggregate refuses when decided a second time
             // (every one but UpdateDemographics); a refused one is asked again below with the
             // lookup on, which tells a resend from a business error.
-            check_duplicate: repeatable(&step.target),
+            check_duplicate: repeatable(step.command.command()),
         };
-        let mut result = execute(registry, step, context.clone()).await;
+        let mut result = registry.execute_any(&step.command, context.clone()).await;
         if let Err(CommandError::Rejected(rejection)) = &result
             && !context.check_duplicate
             && !matches!(tolerated(registry, step, rejection).await, Ok(true))
@@ -101,10 +101,10 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
                 check_duplicate: true,
                 ..context
             };
-            result = execute(registry, step, context).await;
+            result = registry.execute_any(&step.command, context).await;
         }
         match result {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(CommandError::Rejected(rejection)) => {
                 match tolerated(registry, step, &rejection).await {
                     Ok(true) => {}
@@ -113,7 +113,7 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, control_id = %header.control_id, command = step.target.command_name(), "hl7 message not applied; the sender should resend");
+                tracing::warn!(%error, control_id = %header.control_id, command = step.command.command().name(), "hl7 message not applied; the sender should resend");
                 return transient(&error.to_string());
             }
         }
@@ -124,28 +124,11 @@ pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
 /// Whether deciding the command again after it was applied could succeed again (and so
 /// append twice without the command-id lookup). All the others move a lifecycle forward or
 /// claim an id, so their second decision is refused.
-fn repeatable(target: &Target) -> bool {
+fn repeatable(command: &AnyCommand) -> bool {
     matches!(
-        target,
-        Target::PatientAccount(_, patient_account::Command::UpdateDemographics(_))
+        command,
+        AnyCommand::PatientAccount(patient_account::Command::UpdateDemographics(_))
     )
-}
-
-async fn execute(
-    registry: &Registry,
-    step: &Step,
-    context: CommandContext,
-) -> Result<(), CommandError> {
-    match &step.target {
-        Target::PatientAccount(stream, command) => registry
-            .execute::<PatientAccount>(stream, command.clone(), context)
-            .await
-            .map(drop),
-        Target::Encounter(stream, command) => registry
-            .execute::<Encounter>(stream, command.clone(), context)
-            .await
-            .map(drop),
-    }
 }
 
 /// Whether `rejection` means the step's purpose was already met ([`Tolerate`]). A visit
@@ -162,7 +145,7 @@ async fn tolerated(registry: &Registry, step: &Step, rejection: &Rejection) -> R
         ) => Ok(true),
         (Tolerate::AlreadyScheduledFor(mrn), Rejection::AlreadyScheduled) => {
             let observed = registry
-                .observe::<Encounter>(step.target.stream())
+                .observe::<Encounter>(step.command.target())
                 .await
                 .map_err(|error| transient(&error.to_string()))?;
             if &observed.state.account_id == mrn {
@@ -176,7 +159,7 @@ async fn tolerated(registry: &Registry, step: &Step, rejection: &Rejection) -> R
                         application_code: "visit_of_another_patient".into(),
                         message: format!(
                             "{} belongs to another patient account",
-                            step.target.stream()
+                            step.command.target()
                         ),
                     }),
                 })
@@ -196,8 +179,8 @@ fn business_error(step: &Step, rejection: &Rejection) -> Ack {
             application_code: rejection.code().to_owned(),
             message: format!(
                 "{} on {} refused: {rejection}",
-                step.target.command_name(),
-                step.target.stream()
+                step.command.command().name(),
+                step.command.target()
             ),
         }),
     }

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, MailboxError};
 use actix_rt::{Arbiter, ArbiterHandle};
-use careflow_aggregates::{Aggregate, StreamId};
+use careflow_aggregates::{
+    AddressedCommand, Aggregate, AnyCommand, Encounter, InventoryItem, PatientAccount,
+    PurchaseWorkflow, StreamId,
+};
 
 use super::aggregate_actor::AggregateActor;
 use super::command::{CommandContext, CommandError, CommandOutcome, Execute, Observe, Observed};
@@ -150,6 +153,42 @@ impl Registry {
             }
         }
         Err(CommandError::Unavailable("actor did not answer".into()))
+    }
+
+    /// Runs a command addressed to any aggregate: the one place that turns an
+    /// [`AnyCommand`] back into a typed [`Registry::execute`], for every channel that sends
+    /// to more than one aggregate (HL7 steps, FHIR resources, the process managers).
+    ///
+    /// The command id sent is `command.command_id()`; the context's is replaced, so a channel
+    /// cannot send a command under an id other than the one it was addressed with.
+    ///
+    /// # Errors
+    /// As [`Registry::execute`].
+    pub async fn execute_any(
+        &self,
+        command: &AddressedCommand,
+        context: CommandContext,
+    ) -> Result<CommandOutcome, CommandError> {
+        let target = command.target();
+        let context = CommandContext {
+            command_id: command.command_id(),
+            ..context
+        };
+        match command.command() {
+            AnyCommand::PatientAccount(c) => {
+                self.execute::<PatientAccount>(target, c.clone(), context)
+                    .await
+            }
+            AnyCommand::Encounter(c) => self.execute::<Encounter>(target, c.clone(), context).await,
+            AnyCommand::InventoryItem(c) => {
+                self.execute::<InventoryItem>(target, c.clone(), context)
+                    .await
+            }
+            AnyCommand::Purchase(c) => {
+                self.execute::<PurchaseWorkflow>(target, c.clone(), context)
+                    .await
+            }
+        }
     }
 
     /// The current state of `stream` (0 as version when it has no events).

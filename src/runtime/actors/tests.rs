@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use careflow_aggregates::{Aggregate, Ctx, PatientAccount, RecordedEvent, Rejection, StreamId};
+use careflow_aggregates::{
+    AddressedCommand, Aggregate, AnyCommand, Ctx, InventoryItem, PatientAccount, RecordedEvent,
+    Rejection, StreamId,
+};
 use chrono::Utc;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -419,6 +422,40 @@ async fn a_keyed_retry_gets_its_first_answer_even_when_deciding_again_would_refu
     assert!(again.duplicate);
     assert_eq!(again.events, first.events);
     assert_eq!(f.store.head_position().await.unwrap(), 1);
+}
+
+#[actix_rt::test]
+async fn a_command_to_any_aggregate_reaches_its_own_stream_under_its_own_id() {
+    let f = fixture();
+    let registry = Registry::start(f.store.clone(), Arc::new(MemorySnapshots::new()), config());
+    let command_id = Uuid::from_u128(42);
+    let addressed =
+        AddressedCommand::new("M1", command_id, AnyCommand::PatientAccount(register())).unwrap();
+    // A resend is recognised by the addressed id, whatever id the context carries.
+    let resend = || CommandContext {
+        check_duplicate: true,
+        ..context()
+    };
+    let first = registry.execute_any(&addressed, resend()).await.unwrap();
+    assert_eq!(first.stream_id, stream("M1"));
+    assert_eq!(first.events[0].metadata.command_id, command_id);
+    let again = registry.execute_any(&addressed, resend()).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(f.store.head_position().await.unwrap(), 1);
+
+    let item = AnyCommand::InventoryItem(
+        InventoryItem::parse_command(json!({
+            "type": "DefineItem", "name": "Gauze", "unit": "box", "facility": "MAIN",
+            "reorder_point": 5, "reorder_quantity": 20, "vendor_id": "V1",
+            "unit_cost": "1.50"
+        }))
+        .unwrap()
+        .command,
+    );
+    let addressed = AddressedCommand::new("GAUZE", Uuid::from_u128(43), item).unwrap();
+    let defined = registry.execute_any(&addressed, context()).await.unwrap();
+    assert_eq!(defined.stream_id.as_str(), "inventory_item-GAUZE");
+    assert_eq!(defined.events[0].event_type, "ItemDefined");
 }
 
 #[actix_rt::test]

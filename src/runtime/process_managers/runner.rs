@@ -33,12 +33,10 @@ use std::time::Duration;
 use careflow_aggregates::personal::PERSONAL_FIELD;
 use careflow_aggregates::policies::timer::timer_stream;
 use careflow_aggregates::policies::{
-    Command, EligibilityCheck, IssuedCommand, PRINCIPAL_PREFIX, ProcessManager, TimerEvent, Timers,
-    Trigger, TriggerEvent, eligibility,
+    EligibilityCheck, PRINCIPAL_PREFIX, ProcessManager, TimerEvent, Timers, Trigger, TriggerEvent,
+    eligibility,
 };
-use careflow_aggregates::{
-    InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent, StreamId,
-};
+use careflow_aggregates::{AddressedCommand, PatientAccount, RecordedEvent, StreamId};
 use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -231,7 +229,7 @@ async fn own<P: ProcessManager>(
             Ok(events) => events,
             Err(error) => return Exit::Failed(error.to_string()),
         };
-        let mut outbox: Vec<(IssuedCommand, Origin)> = Vec::new();
+        let mut outbox: Vec<(AddressedCommand, Origin)> = Vec::new();
         let mut asked: Vec<(EligibilityCheck, Origin, u64)> = Vec::new();
         for recorded in &events {
             if !P::STREAM_KINDS.contains(&recorded.stream_id.kind()) {
@@ -588,7 +586,7 @@ async fn open_personal<P: ProcessManager>(
 struct Acts<'a> {
     timers: &'a mut Timers,
     timers_stream: &'a StreamId,
-    outbox: &'a mut Vec<(IssuedCommand, Origin)>,
+    outbox: &'a mut Vec<(AddressedCommand, Origin)>,
     asked: &'a mut Vec<(EligibilityCheck, Origin, u64)>,
 }
 
@@ -729,16 +727,16 @@ const SEND_CONCURRENCY: usize = 32;
 async fn send_all(
     deps: &Deps,
     name: &'static str,
-    outbox: Vec<(IssuedCommand, Origin)>,
+    outbox: Vec<(AddressedCommand, Origin)>,
     handle: &RunnerHandle,
 ) -> Result<(), Stopped> {
     if outbox.is_empty() {
         return Ok(());
     }
-    let mut by_target: Vec<Vec<(IssuedCommand, Origin)>> = Vec::new();
+    let mut by_target: Vec<Vec<(AddressedCommand, Origin)>> = Vec::new();
     let mut index: std::collections::HashMap<StreamId, usize> = std::collections::HashMap::new();
     for (issued, origin) in outbox {
-        let slot = *index.entry(issued.target.clone()).or_insert_with(|| {
+        let slot = *index.entry(issued.target().clone()).or_insert_with(|| {
             by_target.push(Vec::new());
             by_target.len() - 1
         });
@@ -762,13 +760,13 @@ async fn send_all(
 async fn send(
     deps: &Deps,
     name: &'static str,
-    issued: &IssuedCommand,
+    issued: &AddressedCommand,
     origin: &Origin,
     handle: &RunnerHandle,
 ) -> Result<(), Stopped> {
     let principal = format!("{PRINCIPAL_PREFIX}{name}");
     let context = CommandContext {
-        command_id: issued.command_id,
+        command_id: issued.command_id(),
         correlation_id: origin.correlation_id.clone(),
         causation_id: origin.causation_id.clone(),
         principal: principal.clone(),
@@ -778,41 +776,22 @@ async fn send(
         // now refuse (an account already activated).
         check_duplicate: true,
     };
-    let command = issued.command.name();
+    let command = issued.command().name();
     let mut delay = deps.config.retry_first;
     loop {
-        let registry = &deps.registry;
-        let target = &issued.target;
-        let result = match &issued.command {
-            Command::PatientAccount(c) => {
-                registry
-                    .execute::<PatientAccount>(target, c.clone(), context.clone())
-                    .await
-            }
-            Command::InventoryItem(c) => {
-                registry
-                    .execute::<InventoryItem>(target, c.clone(), context.clone())
-                    .await
-            }
-            Command::Purchase(c) => {
-                registry
-                    .execute::<PurchaseWorkflow>(target, c.clone(), context.clone())
-                    .await
-            }
-        };
-        match result {
+        match deps.registry.execute_any(issued, context.clone()).await {
             Ok(outcome) => {
                 metrics::process_manager_command(name, outcome.outcome_label());
                 handle.update(|s| s.commands_sent += 1);
-                tracing::debug!(process_manager = name, command, command_id = %issued.command_id, outcome = outcome.outcome_label(), "command sent");
+                tracing::debug!(process_manager = name, command, command_id = %issued.command_id(), outcome = outcome.outcome_label(), "command sent");
                 return Ok(());
             }
             Err(CommandError::Rejected(rejection)) => {
                 tracing::warn!(
                     process_manager = name,
                     command,
-                    command_id = %issued.command_id,
-                    stream_id = %issued.target,
+                    command_id = %issued.command_id(),
+                    stream_id = %issued.target(),
                     code = rejection.code(),
                     causation_id = %origin.causation_id,
                     "command refused by the aggregate; not retried"
@@ -823,21 +802,21 @@ async fn send(
                     s.failures += 1;
                     s.last_error = Some(format!(
                         "{command} {} refused: {}",
-                        issued.command_id,
+                        issued.command_id(),
                         rejection.code()
                     ));
                 });
                 return Ok(());
             }
             Err(error @ CommandError::Corrupt(_)) => {
-                tracing::error!(process_manager = name, command, command_id = %issued.command_id, stream_id = %issued.target, %error, "command failed on unreadable events; not retried");
+                tracing::error!(process_manager = name, command, command_id = %issued.command_id(), stream_id = %issued.target(), %error, "command failed on unreadable events; not retried");
                 metrics::process_manager_command(name, "error");
                 metrics::process_manager_failure(name, "store");
                 handle.update(|s| s.failures += 1);
                 return Ok(());
             }
             Err(error) => {
-                tracing::warn!(process_manager = name, command, command_id = %issued.command_id, %error, "command not carried out; retrying");
+                tracing::warn!(process_manager = name, command, command_id = %issued.command_id(), %error, "command not carried out; retrying");
                 metrics::process_manager_failure(name, "store");
                 backoff(deps, &mut delay).await?;
             }
@@ -850,7 +829,7 @@ async fn dispatch(
     deps: &Arc<Deps>,
     handle: &Arc<RunnerHandle>,
     name: &'static str,
-    outbox: Vec<(IssuedCommand, Origin)>,
+    outbox: Vec<(AddressedCommand, Origin)>,
     asked: Vec<(EligibilityCheck, Origin, u64)>,
     checks: &mut JoinSet<()>,
     in_flight: &InFlight,

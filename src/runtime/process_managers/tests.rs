@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use careflow_aggregates::inventory_item::{self, DefineItem};
 use careflow_aggregates::money::{Cents, Currency};
 use careflow_aggregates::policies::{
-    self, IssuedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent,
+    self, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent,
 };
-use careflow_aggregates::{Aggregate, InventoryItem, StreamId};
+use careflow_aggregates::{AddressedCommand, Aggregate, AnyCommand, InventoryItem, StreamId};
 use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -58,11 +58,11 @@ impl ProcessManager for Copier {
             });
         }
         Ok(Reaction {
-            commands: vec![IssuedCommand {
-                target: StreamId::new(InventoryItem::KIND, "copy").unwrap(),
-                command_id: policies::command_id_for(trigger.event_id, "copy"),
-                command: policies::Command::InventoryItem(inventory_item::Command::DefineItem(
-                    DefineItem {
+            commands: vec![
+                AddressedCommand::new(
+                    "copy",
+                    policies::command_id_for(trigger.event_id, "copy"),
+                    AnyCommand::InventoryItem(inventory_item::Command::DefineItem(DefineItem {
                         name: defined.name.clone(),
                         unit: defined.unit.clone(),
                         facility: defined.facility.clone(),
@@ -71,9 +71,10 @@ impl ProcessManager for Copier {
                         vendor_id: defined.vendor_id.clone(),
                         unit_cost: defined.unit_cost,
                         currency: defined.currency,
-                    },
-                )),
-            }],
+                    })),
+                )
+                .unwrap(),
+            ],
             ..Reaction::default()
         })
     }

@@ -17,7 +17,7 @@ fn names(inbound: &Inbound) -> Vec<(&'static str, String)> {
     inbound
         .steps
         .iter()
-        .map(|s| (s.target.command_name(), s.target.stream().to_string()))
+        .map(|s| (s.command.command().name(), s.command.target().to_string()))
         .collect()
 }
 
@@ -37,8 +37,8 @@ fn a01_registers_if_new_schedules_if_new_and_checks_in() {
             ("CheckIn", "encounter-40007716".into()),
         ]
     );
-    let Target::PatientAccount(_, patient_account::Command::RegisterPatient(r)) =
-        &inbound.steps[0].target
+    let AnyCommand::PatientAccount(patient_account::Command::RegisterPatient(r)) =
+        inbound.steps[0].command.command()
     else {
         panic!("not a registration");
     };
@@ -47,7 +47,8 @@ fn a01_registers_if_new_schedules_if_new_and_checks_in() {
     assert_eq!(r.birth_date.to_string(), "1924-10-10");
     assert_eq!(r.gender, Gender::Male);
     assert_eq!(inbound.steps[0].tolerate, Tolerate::AlreadyRegistered);
-    let Target::Encounter(_, encounter::Command::ScheduleEncounter(s)) = &inbound.steps[1].target
+    let AnyCommand::Encounter(encounter::Command::ScheduleEncounter(s)) =
+        inbound.steps[1].command.command()
     else {
         panic!("not a schedule");
     };
@@ -66,7 +67,7 @@ fn command_ids_are_v5_of_facility_control_id_and_step_so_a_resend_maps_to_the_sa
     let first = read(&fixture("adt_a01.hl7")).unwrap();
     let again = read(&fixture("adt_a01.hl7")).unwrap();
     assert_eq!(first, again);
-    let ids: Vec<Uuid> = first.steps.iter().map(|s| s.command_id).collect();
+    let ids: Vec<Uuid> = first.steps.iter().map(|s| s.command.command_id()).collect();
     assert_eq!(ids[0], command_id("1", "599102", 0));
     assert_eq!(ids[2], command_id("1", "599102", 2));
     assert_ne!(ids[0], ids[1]);
@@ -85,8 +86,8 @@ fn a04_without_a_visit_only_registers() {
         names(&inbound),
         vec![("RegisterPatient", "patient_account-PATID1234".into())]
     );
-    let Target::PatientAccount(_, patient_account::Command::RegisterPatient(r)) =
-        &inbound.steps[0].target
+    let AnyCommand::PatientAccount(patient_account::Command::RegisterPatient(r)) =
+        inbound.steps[0].command.command()
     else {
         panic!("not a registration");
     };
@@ -101,7 +102,8 @@ fn a08_updates_demographics_present_in_pid() {
     let [step] = inbound.steps.as_slice() else {
         panic!("one step expected");
     };
-    let Target::PatientAccount(_, patient_account::Command::UpdateDemographics(u)) = &step.target
+    let AnyCommand::PatientAccount(patient_account::Command::UpdateDemographics(u)) =
+        step.command.command()
     else {
         panic!("not an update");
     };
@@ -125,13 +127,16 @@ fn a03_completes_then_discharges_and_a11_cancels() {
         ]
     );
     assert_eq!(a03.steps[0].tolerate, Tolerate::AlreadyCompleted);
-    let Target::Encounter(_, encounter::Command::Discharge(d)) = &a03.steps[1].target else {
+    let AnyCommand::Encounter(encounter::Command::Discharge(d)) = a03.steps[1].command.command()
+    else {
         panic!("not a discharge");
     };
     assert_eq!(d.disposition, "1", "PV1-36");
 
     let a11 = read(&fixture("adt_a11.hl7")).unwrap();
-    let Target::Encounter(_, encounter::Command::CancelEncounter(c)) = &a11.steps[0].target else {
+    let AnyCommand::Encounter(encounter::Command::CancelEncounter(c)) =
+        a11.steps[0].command.command()
+    else {
         panic!("not a cancellation");
     };
     assert_eq!(c.reason, "Admitted in error", "EVN-4.2");
@@ -143,8 +148,8 @@ fn dft_posts_one_charge_per_ft1_with_escapes_decoded() {
     let charges: Vec<&patient_account::PostCharge> = inbound
         .steps
         .iter()
-        .map(|s| match &s.target {
-            Target::PatientAccount(_, patient_account::Command::PostCharge(c)) => c,
+        .map(|s| match s.command.command() {
+            AnyCommand::PatientAccount(patient_account::Command::PostCharge(c)) => c,
             other => panic!("not a charge: {other:?}"),
         })
         .collect();
@@ -170,10 +175,11 @@ fn siu_s12_schedules_the_appointment() {
     let [step] = inbound.steps.as_slice() else {
         panic!("one step expected");
     };
-    let Target::Encounter(stream, encounter::Command::ScheduleEncounter(s)) = &step.target else {
+    let AnyCommand::Encounter(encounter::Command::ScheduleEncounter(s)) = step.command.command()
+    else {
         panic!("not a schedule");
     };
-    assert_eq!(stream.to_string(), "encounter-V50012");
+    assert_eq!(step.command.target().to_string(), "encounter-V50012");
     assert_eq!(s.account_id, "10006579");
     assert_eq!(s.department, "ORTHO");
     assert_eq!(s.encounter_class, EncounterClass::Outpatient);
@@ -186,8 +192,8 @@ fn the_mr_repetition_of_pid_3_wins_and_legal_name_repetition_is_used() {
 PID|1||X-9^^^GH^PI~CF-1001^^^GH^MR||Alias^Al^^^^^A~O\\E\\Brien^Ann^Marie^^^^L||19800131|F\r";
     let inbound = read(text).unwrap();
     assert_eq!(inbound.mrn, "CF-1001");
-    let Target::PatientAccount(_, patient_account::Command::RegisterPatient(r)) =
-        &inbound.steps[0].target
+    let AnyCommand::PatientAccount(patient_account::Command::RegisterPatient(r)) =
+        inbound.steps[0].command.command()
     else {
         panic!("not a registration");
     };
