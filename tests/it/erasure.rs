@@ -275,7 +275,9 @@ fn assert_no_secret_in_files(dir: &std::path::Path) {
         "careflow.db",
         "keys.db",
         "snapshots.db",
-        "views.db",
+        "views-billing.db",
+        "views-analytics.db",
+        "views-audit.db",
         "idempotency.db",
     ] {
         assert!(

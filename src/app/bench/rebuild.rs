@@ -25,7 +25,7 @@ use super::remove_sqlite_files;
 use crate::config::{Config, StoreKind};
 use crate::runtime::views::postgres::PostgresViews;
 use crate::runtime::views::runner::SharedProjection;
-use crate::runtime::views::sqlite::SqliteViews;
+use crate::runtime::views::sqlite::SqliteViewFiles;
 use crate::runtime::views::{ProjectionSet, RunnerConfig, ViewBackend};
 use crate::store::postgres::{PostgresConfig, PostgresStore};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
@@ -98,15 +98,18 @@ pub async fn rebuild(config: &Config, spec: &RebuildBench) -> anyhow::Result<Reb
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
             let path = config.data_dir.join(format!("bench-{run}.db"));
-            let views_path = config.data_dir.join(format!("bench-{run}-views.db"));
+            // A file per projection, as `serve` keeps them.
+            let views_dir = config.data_dir.join(format!("bench-{run}-views"));
+            std::fs::create_dir_all(&views_dir)
+                .with_context(|| format!("creating {}", views_dir.display()))?;
             let store: Arc<dyn EventStore> = Arc::new(
                 SqliteStore::open(SqliteConfig::new(&path)).context("opening the bench store")?,
             );
-            let views: Arc<dyn ViewBackend> = Arc::new(SqliteViews::open(&views_path)?);
+            let views: Arc<dyn ViewBackend> = Arc::new(SqliteViewFiles::open(&views_dir));
             let report = drive(Arc::clone(&store), views, spec).await;
             store.close().await;
             remove_sqlite_files(&path);
-            remove_sqlite_files(&views_path);
+            let _ = std::fs::remove_dir_all(&views_dir);
             report
         }
         StoreKind::Postgres => {

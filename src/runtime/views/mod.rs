@@ -257,6 +257,9 @@ pub async fn open(config: &Config) -> Result<Arc<dyn ViewBackend>, ViewError> {
         SideStore::Postgres { url, schema } => Ok(Arc::new(
             postgres::PostgresViews::open(&url, &schema).await?,
         )),
-        SideStore::Sqlite(path) => Ok(Arc::new(sqlite::SqliteViews::open(path)?)),
+        // `views.db`'s folder: a file per projection beside it (`sqlite::SqliteViewFiles`).
+        SideStore::Sqlite(path) => Ok(Arc::new(sqlite::SqliteViewFiles::open(
+            path.parent().unwrap_or(&config.data_dir),
+        ))),
     }
 }

@@ -1,4 +1,5 @@
-//! Views in `views.db`, a SQLite file beside `careflow.db`.
+//! Views in SQLite files beside `careflow.db`: `SqliteViews` is one file,
+//! `SqliteViewFiles` (what `serve` uses) a file per projection, `views-{projection}.db`.
 //!
 //! A file of its own, because view writes must not queue behind (or hold up) the event
 //! store's single writer; WAL and `synchronous=NORMAL`, because a view is derived data: a
@@ -7,8 +8,9 @@
 //! Each view table is `(key TEXT PRIMARY KEY, row TEXT) WITHOUT ROWID`: keys compare as bytes
 //! (`BINARY` collation), which the projections' key layouts rely on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
@@ -444,5 +446,77 @@ impl ViewWriter for SqliteWriter {
             )
             .map_err(sql)?;
         Ok(())
+    }
+}
+
+/// The views of a data dir: one SQLite file per projection, `views-{projection}.db`.
+///
+/// Why not one file: SQLite empties a connection's page cache whenever another connection has
+/// committed to the same file, and the three projection writers commit all the time. In one
+/// `views.db`, each writer re-read its pages from the kernel after every commit of the others
+/// (a quarter of the server's CPU under `bench http`, docs/performance.md). A file each keeps
+/// each writer's cache its own. A view is derived data: an older data dir's `views.db` is not
+/// read any more, and each projection rebuilds its file from the log on first start.
+pub struct SqliteViewFiles {
+    dir: PathBuf,
+    files: Mutex<HashMap<String, Arc<SqliteViews>>>,
+}
+
+impl SqliteViewFiles {
+    pub fn open(dir: impl AsRef<Path>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The file of `projection`, opened (and created) on first use.
+    fn file(&self, projection: &str) -> Result<Arc<SqliteViews>, ViewError> {
+        if projection.is_empty()
+            || !projection
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ViewError::UnknownProjection(projection.to_owned()));
+        }
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| ViewError::Unavailable("the view files' lock is poisoned".into()))?;
+        if let Some(file) = files.get(projection) {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(SqliteViews::open(
+            self.dir.join(format!("views-{projection}.db")),
+        )?);
+        files.insert(projection.to_owned(), Arc::clone(&file));
+        Ok(file)
+    }
+}
+
+impl ViewBackend for SqliteViewFiles {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn read(
+        &self,
+        projection: &'static str,
+        tables: &'static [&'static str],
+        f: &mut dyn FnMut(ReadView<'_>) -> Result<(), ViewError>,
+    ) -> Result<(), ViewError> {
+        self.file(projection)?.read(projection, tables, f)
+    }
+
+    fn catalog(&self, projection: &str) -> Result<Catalog, ViewError> {
+        self.file(projection)?.catalog(projection)
+    }
+
+    fn request_rebuild(&self, projection: &str) -> Result<bool, ViewError> {
+        self.file(projection)?.request_rebuild(projection)
+    }
+
+    fn writer(&self, projection: &'static str) -> Result<Box<dyn ViewWriter>, ViewError> {
+        self.file(projection)?.writer(projection)
     }
 }
