@@ -44,7 +44,8 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Pauses between runs: `first`, doubling up to `max`; back to `first` after a clean run.
+/// Pauses between failed runs: `first`, doubling up to `max`; back to `first` after a run that
+/// lasted at least `max`, or after standing by.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub first: Duration,
@@ -86,11 +87,17 @@ impl Supervisor {
             if *stop.borrow() {
                 break;
             }
+            let started = std::time::Instant::now();
             let exit = match self.checkpoints.acquire(self.name).await {
                 Ok(Some(lease)) => own(lease).await,
                 Ok(None) => Exit::NotOwner,
                 Err(error) => Exit::Failed(error.to_string()),
             };
+            // A run that went on for a while was a clean one: the next failure pauses from
+            // the start again, not from where an old streak of failures left the pause.
+            if started.elapsed() >= self.backoff.max {
+                next_failure_pause = self.backoff.first;
+            }
             on_exit(&exit);
             let pause = match exit {
                 Exit::Stopped => break,
