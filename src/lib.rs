@@ -17,13 +17,15 @@
 //! - [`app`]: the composition root that builds the runtime, starts it and stops it in order,
 //!   and the CLI's runners and load tools;
 //!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
-//!   the secrets careflow generates for itself in the data dir.
+//!   the secrets careflow generates for itself in the data dir; [`error_chain`] spells an
+//!   error with its causes.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod error_chain;
 pub mod inbound;
 pub mod operations;
 pub mod outbound;

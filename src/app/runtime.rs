@@ -179,7 +179,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             registry.shutdown();
             stored.close().await;
             return Err(OpenFailure::Fatal(StoreError::Unavailable(
-                crate::runtime::consumers::error_chain(&error),
+                crate::error_chain::error_chain(&error),
             )));
         }
     };

@@ -332,16 +332,6 @@ impl Subscription {
         self.next
     }
 
-    /// Moves the cursor: the next batch starts at position `from`.
-    pub fn seek(&mut self, from: u64) {
-        self.next = from.max(1);
-    }
-
-    /// The feed this cursor reads.
-    pub fn feed(&self) -> &Arc<LogFeed> {
-        &self.feed
-    }
-
     /// The next events in position order; waits while there are none.
     ///
     /// # Errors
@@ -361,18 +351,10 @@ impl Subscription {
     /// # Errors
     /// Store errors.
     pub async fn try_next_batch(&mut self) -> Result<Events, StoreError> {
-        self.try_next_up_to(self.batch).await
-    }
-
-    /// Up to `limit` events (instead of the cursor's batch), without waiting.
-    ///
-    /// # Errors
-    /// Store errors.
-    pub async fn try_next_up_to(&mut self, limit: usize) -> Result<Events, StoreError> {
         // Mark the head as seen *before* reading, so a read that lands between the read and
         // the wait still wakes [`Subscription::changed`].
         self.head.borrow_and_update();
-        let events = self.feed.read(self.next, limit).await?;
+        let events = self.feed.read(self.next, self.batch).await?;
         if let Some(last) = events.last() {
             self.next = last.position + 1;
         }
@@ -385,11 +367,6 @@ impl Subscription {
     /// [`StoreError::Closed`] once the feed's reader has stopped.
     pub async fn changed(&mut self) -> Result<(), StoreError> {
         self.head.changed().await.map_err(|_| StoreError::Closed)
-    }
-
-    /// Whether the feed has read past what this cursor last saw (a wake-up is pending).
-    pub fn has_changed(&self) -> bool {
-        self.head.has_changed().unwrap_or(true)
     }
 }
 

@@ -104,18 +104,7 @@ impl SideStoreError {
     /// (several must stay `Clone`, to answer every waiter of a batch), so the causes are
     /// spelled out here rather than dropped; a PostgreSQL cause with its SQLSTATE.
     pub fn describe(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(error) = cause {
-            text.push_str(": ");
-            if let Some(pg) = error.downcast_ref::<tokio_postgres::Error>() {
-                text.push_str(&describe_pg_error(pg));
-                break;
-            }
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        crate::error_chain::error_chain(self)
     }
 }
 

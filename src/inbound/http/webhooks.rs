@@ -78,7 +78,7 @@ impl From<WebhookError> for ApiError {
             },
             WebhookError::Unavailable(cause) => ApiError::Unavailable { cause },
             corrupt @ WebhookError::CorruptCheckpoint(_) => ApiError::Unavailable {
-                cause: crate::runtime::consumers::error_chain(&corrupt),
+                cause: crate::error_chain::error_chain(&corrupt),
             },
             invalid => ApiError::Internal {
                 cause: format!("unmapped webhook error: {invalid}"),

@@ -34,20 +34,24 @@ pub struct DecisionRecorded {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip)]
-    decision: Option<Decision>,
 }
 
-impl InternalEvent for DecisionRecorded {
+/// A decision as stored: its type names what was decided, its data is the row.
+struct Decided<'a> {
+    decision: Decision,
+    record: &'a DecisionRecorded,
+}
+
+impl InternalEvent for Decided<'_> {
     fn event_type(&self) -> &'static str {
         match self.decision {
-            Some(Decision::Discarded) => "DeadLetterDiscarded",
-            Some(Decision::RetryRequested) | None => "DeadLetterRetryRequested",
+            Decision::RetryRequested => "DeadLetterRetryRequested",
+            Decision::Discarded => "DeadLetterDiscarded",
         }
     }
 
     fn data(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(self)
+        serde_json::to_value(self.record)
     }
 }
 
@@ -68,7 +72,7 @@ pub async fn record(
             row.source
         ))
     })?;
-    let event = DecisionRecorded {
+    let record = DecisionRecorded {
         dead_letter_id: row.id,
         source: row.source.clone(),
         key: row.key.clone(),
@@ -77,7 +81,6 @@ pub async fn record(
         attempts: row.attempts,
         error: row.error.clone(),
         reason: reason.map(str::to_owned),
-        decision: Some(decision),
     };
     internal::record(
         store,
@@ -85,7 +88,10 @@ pub async fn record(
         ExpectedVersion::Any,
         Uuid::new_v4(),
         by,
-        &[&event],
+        &[&Decided {
+            decision,
+            record: &record,
+        }],
     )
     .await?;
     Ok(())

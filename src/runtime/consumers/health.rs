@@ -150,10 +150,6 @@ pub struct ConsumerHealth {
 }
 
 impl ConsumerHealth {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     /// Handled everything up to `position`, `lag` events behind the log's reader.
     pub fn running(&self, position: u64, lag: u64) {
         self.set(ConsumerState::Running, |entry| {

@@ -32,7 +32,7 @@ use crate::operations::dead_letters::DeadLetters;
 use crate::store::LogFeed;
 
 pub use health::{ConsumerHealth, ConsumerReport, ConsumerState, FAILING_AFTER, Health};
-pub use supervisor::{Backoff, Exit, Supervisor, error_chain, wait};
+pub use supervisor::{Backoff, Exit, Supervisor, wait};
 
 /// What every consumer of a process is handed: the log, the checkpoint table with its
 /// leases, and where it reports its state.

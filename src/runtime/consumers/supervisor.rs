@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::checkpoint::{CheckpointStore, Lease};
 use super::health::ConsumerHealth;
+use crate::error_chain::error_chain;
 
 /// Why a consumer's run under the lease ended.
 #[derive(Debug)]
@@ -32,33 +33,12 @@ impl Exit {
     }
 }
 
-/// `error: cause: cause of the cause`, for an error whose causes are kept as sources.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Pauses between failed runs: `first`, doubling up to `max`; back to `first` after a run that
 /// lasted at least `max`, or after standing by.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub first: Duration,
     pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Runs one consumer until shutdown.

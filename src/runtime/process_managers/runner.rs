@@ -33,8 +33,8 @@ use std::time::Duration;
 use careflow_aggregates::personal::PERSONAL_FIELD;
 use careflow_aggregates::policies::timer::timer_stream;
 use careflow_aggregates::policies::{
-    EligibilityCheck, PRINCIPAL_PREFIX, ProcessManager, TimerEvent, Timers, Trigger, TriggerEvent,
-    eligibility,
+    EligibilityCheck, PRINCIPAL_PREFIX, ProcessManager, Reaction, TimerEvent, Timers, Trigger,
+    TriggerEvent, eligibility,
 };
 use careflow_aggregates::{AddressedCommand, PatientAccount, RecordedEvent, StreamId};
 use chrono::Utc;
@@ -235,39 +235,32 @@ async fn own<P: ProcessManager>(
             if !P::STREAM_KINDS.contains(&recorded.stream_id.kind()) {
                 continue;
             }
-            let opened = match open_personal::<P>(deps, recorded).await {
-                Ok(opened) => opened,
+            let judgement = match judge::<P>(deps, &state, settings, recorded).await {
+                Ok(judgement) => judgement,
                 Err(error) => return Exit::Failed(error),
             };
-            let recorded = opened.as_ref().unwrap_or(recorded);
-            let trigger = match Trigger::from_recorded(recorded) {
-                Ok(Some(trigger)) => trigger,
-                Ok(None) => continue,
-                Err(error) => {
-                    if let Err(error) =
-                        poison::<P>(deps, handle, recorded, &error.to_string()).await
-                    {
-                        return Exit::Failed(error);
-                    }
-                    continue;
-                }
-            };
-            if trigger.stream_id == timers_stream
+            // The runner's own timer events are folded whether or not the policy acts on them.
+            if let Some(trigger) = judgement.trigger()
+                && trigger.stream_id == timers_stream
                 && let TriggerEvent::Timer(event) = &trigger.event
             {
                 timers.apply(event);
             }
-            let reaction = match P::react(&state, &trigger, settings) {
-                Ok(reaction) => reaction,
-                Err(error) => {
-                    if let Err(error) =
-                        poison::<P>(deps, handle, recorded, &error.to_string()).await
-                    {
+            let (opened, trigger, reaction) = match judgement {
+                Judgement::Ignored => continue,
+                Judgement::Poison { error, .. } => {
+                    if let Err(error) = poison::<P>(deps, handle, recorded, &error).await {
                         return Exit::Failed(error);
                     }
                     continue;
                 }
+                Judgement::React {
+                    opened,
+                    trigger,
+                    reaction,
+                } => (opened, trigger, reaction),
             };
+            let recorded = opened.as_deref().unwrap_or(recorded);
             let mut acts = Acts {
                 timers: &mut timers,
                 timers_stream: &timers_stream,
@@ -499,43 +492,42 @@ async fn serve_retries<P: ProcessManager>(
             .cloned();
         let outcome = match found {
             None => Err("the event is not at its recorded position".to_owned()),
-            Some(recorded) => {
-                let opened = open_personal::<P>(deps, &recorded)
+            Some(recorded) => match judge::<P>(deps, state, settings, &recorded)
+                .await
+                .map_err(Retried::Failed)?
+            {
+                Judgement::Ignored => Ok(None),
+                Judgement::Poison { error, .. } => Err(error),
+                Judgement::React {
+                    opened,
+                    trigger,
+                    reaction,
+                } => {
+                    let recorded = opened.map_or(recorded, |opened| *opened);
+                    let (mut outbox, mut asked) = (Vec::new(), Vec::new());
+                    let mut acts = Acts {
+                        timers,
+                        timers_stream,
+                        outbox: &mut outbox,
+                        asked: &mut asked,
+                    };
+                    carry_out::<P>(deps, &recorded, &trigger, reaction, &mut acts)
+                        .await
+                        .map_err(|Stopped| Retried::Stopped)?;
+                    dispatch(
+                        deps,
+                        handle,
+                        P::NAME,
+                        outbox,
+                        asked,
+                        sending.checks,
+                        sending.in_flight,
+                    )
                     .await
-                    .map_err(Retried::Failed)?;
-                let recorded = opened.unwrap_or(recorded);
-                match Trigger::from_recorded(&recorded) {
-                    Ok(None) => Ok(None),
-                    Err(error) => Err(error.to_string()),
-                    Ok(Some(trigger)) => match P::react(state, &trigger, settings) {
-                        Err(error) => Err(error.to_string()),
-                        Ok(reaction) => {
-                            let (mut outbox, mut asked) = (Vec::new(), Vec::new());
-                            let mut acts = Acts {
-                                timers,
-                                timers_stream,
-                                outbox: &mut outbox,
-                                asked: &mut asked,
-                            };
-                            carry_out::<P>(deps, &recorded, &trigger, reaction, &mut acts)
-                                .await
-                                .map_err(|Stopped| Retried::Stopped)?;
-                            dispatch(
-                                deps,
-                                handle,
-                                P::NAME,
-                                outbox,
-                                asked,
-                                sending.checks,
-                                sending.in_flight,
-                            )
-                            .await
-                            .map_err(|Stopped| Retried::Stopped)?;
-                            Ok(Some(trigger))
-                        }
-                    },
+                    .map_err(|Stopped| Retried::Stopped)?;
+                    Ok(Some(trigger))
                 }
-            }
+            },
         };
         match outcome {
             Ok(trigger) => {
@@ -561,6 +553,69 @@ async fn serve_retries<P: ProcessManager>(
         }
     }
     Ok(())
+}
+
+/// What a policy makes of one event.
+enum Judgement {
+    /// Not an event the policy reads (another stream kind's, or one it does not know).
+    Ignored,
+    /// The policy cannot act on it (it does not decode, or `react` refuses it): why, and its
+    /// trigger when it decoded.
+    Poison {
+        trigger: Option<Trigger>,
+        error: String,
+    },
+    /// What the policy asks for; `opened` is the event with its personal data decrypted, for a
+    /// policy that reads it.
+    React {
+        opened: Option<Box<RecordedEvent>>,
+        trigger: Trigger,
+        reaction: Reaction,
+    },
+}
+
+impl Judgement {
+    fn trigger(&self) -> Option<&Trigger> {
+        match self {
+            Judgement::Ignored => None,
+            Judgement::Poison { trigger, .. } => trigger.as_ref(),
+            Judgement::React { trigger, .. } => Some(trigger),
+        }
+    }
+}
+
+/// Decodes `recorded` for policy `P` and asks it what to do, with the state before the event:
+/// the one step the live loop and an operator's retry share. `Err` when the personal data
+/// cannot be opened (the key store is unreachable: start over, the event is not poison).
+async fn judge<P: ProcessManager>(
+    deps: &Deps,
+    state: &P::State,
+    settings: &P::Settings,
+    recorded: &RecordedEvent,
+) -> Result<Judgement, String> {
+    let opened = open_personal::<P>(deps, recorded).await?.map(Box::new);
+    let event = opened.as_deref().unwrap_or(recorded);
+    let trigger = match Trigger::from_recorded(event) {
+        Ok(Some(trigger)) => trigger,
+        Ok(None) => return Ok(Judgement::Ignored),
+        Err(error) => {
+            return Ok(Judgement::Poison {
+                trigger: None,
+                error: error.to_string(),
+            });
+        }
+    };
+    Ok(match P::react(state, &trigger, settings) {
+        Ok(reaction) => Judgement::React {
+            opened,
+            trigger,
+            reaction,
+        },
+        Err(error) => Judgement::Poison {
+            trigger: Some(trigger),
+            error: error.to_string(),
+        },
+    })
 }
 
 /// The event with its `personal` object decrypted, for a policy that reads personal data;
