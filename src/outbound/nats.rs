@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::wire_bytes;
 use crate::operations::metrics;
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
-use crate::runtime::consumers::{Backoff, ConsumerHealth, Exit, Supervisor};
+use crate::runtime::consumers::{Backoff, Consumer, ConsumerHealth, Exit, Resume, Supervisor};
 use crate::store::{Events, LogFeed};
 
 /// The checkpoint's name.
@@ -95,17 +95,32 @@ pub(crate) struct NatsDeps {
 /// connection), ready to take over when that node dies.
 pub(crate) async fn run(deps: NatsDeps) {
     let supervisor = Supervisor {
-        name: CHECKPOINT,
         checkpoints: Arc::clone(&deps.checkpoints),
         health: deps.health.clone(),
         stop: deps.stop.clone(),
-        backoff: Backoff {
-            first: deps.settings.retry_after,
-            max: deps.settings.backoff_max,
-        },
     };
-    supervisor.run(|lease| own(&deps, lease), |_| {}).await;
+    supervisor.run(&deps).await;
     tracing::info!("NATS publisher stopped");
+}
+
+/// The publisher as a consumer of the log: a position and no state.
+impl Consumer for NatsDeps {
+    type State = ();
+
+    fn name(&self) -> &'static str {
+        CHECKPOINT
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            first: self.settings.retry_after,
+            max: self.settings.backoff_max,
+        }
+    }
+
+    async fn run(&self, from: Resume<()>, lease: Box<dyn Lease>) -> Exit {
+        own(self, from.position, lease).await
+    }
 }
 
 /// Makes sure the stream exists, takes `{prefix}.>` and dedupes for at least
@@ -158,11 +173,7 @@ pub async fn ensure_stream(js: &jetstream::Context, settings: &NatsSettings) -> 
 }
 
 /// The publisher while it holds the lease.
-async fn own(deps: &NatsDeps, lease: Box<dyn Lease>) -> Exit {
-    let position = match deps.checkpoints.load(CHECKPOINT).await {
-        Ok(checkpoint) => checkpoint.map_or(0, |c| c.position),
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+async fn own(deps: &NatsDeps, position: u64, lease: Box<dyn Lease>) -> Exit {
     let settings = &deps.settings;
     let client = match async_nats::ConnectOptions::new()
         .connection_timeout(settings.timeout)

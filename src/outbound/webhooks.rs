@@ -50,7 +50,9 @@ use crate::operations::metrics;
 use crate::operations::personal_data::PersonalKeys;
 use crate::runtime::consumers::checkpoint::Lease;
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore};
-use crate::runtime::consumers::{Backoff, ConsumerHealth, Exit, Supervisor, wait};
+use crate::runtime::consumers::{
+    Backoff, Consumer, ConsumerHealth, Exit, Resume, Supervisor, wait,
+};
 use crate::store::internal::{self, InternalEvent, Recorder, internal_event};
 use crate::store::{Direction, EventStore, ExpectedVersion, LogFeed};
 
@@ -552,19 +554,53 @@ pub(crate) async fn run(
     health: ConsumerHealth,
 ) {
     let supervisor = Supervisor {
-        name: CHECKPOINT,
         checkpoints: Arc::clone(&webhooks.checkpoints),
         health: health.clone(),
         stop: stop.clone(),
-        backoff: Backoff {
+    };
+    let runner = Runner {
+        webhooks,
+        stop,
+        health,
+    };
+    supervisor.run(&runner).await;
+    tracing::info!("webhook runner stopped");
+}
+
+/// The webhook runner as a consumer of the log: it folds the registrations and each
+/// webhook's cursor, and its workers deliver.
+struct Runner {
+    webhooks: Arc<Webhooks>,
+    stop: watch::Receiver<bool>,
+    health: ConsumerHealth,
+}
+
+impl Consumer for Runner {
+    type State = State;
+
+    fn name(&self) -> &'static str {
+        CHECKPOINT
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
             first: Duration::from_millis(500),
             max: Duration::from_secs(5),
-        },
-    };
-    supervisor
-        .run(|lease| own(&webhooks, &stop, &health, lease), |_| {})
-        .await;
-    tracing::info!("webhook runner stopped");
+        }
+    }
+
+    /// The registrations could be folded again from the log, but the cursors could not:
+    /// starting over would deliver every event again to every receiver. The runner retries
+    /// (and `/readyz` names it) until an operator looks.
+    fn unreadable_state(&self, error: serde_json::Error) -> Result<Resume<State>, Exit> {
+        Err(Exit::failed(&WebhookError::CorruptCheckpoint(Arc::new(
+            error,
+        ))))
+    }
+
+    async fn run(&self, from: Resume<State>, lease: Box<dyn Lease>) -> Exit {
+        own(&self.webhooks, &self.stop, &self.health, from, lease).await
+    }
 }
 
 /// Cursors the workers advance, by webhook id.
@@ -575,12 +611,13 @@ async fn own(
     webhooks: &Arc<Webhooks>,
     stop: &watch::Receiver<bool>,
     health: &ConsumerHealth,
+    from: Resume<State>,
     lease: Box<dyn Lease>,
 ) -> Exit {
-    let (mut position, mut state) = match webhooks.load().await {
-        Ok(loaded) => loaded,
-        Err(error) => return Exit::failed(&error),
-    };
+    let Resume {
+        mut position,
+        mut state,
+    } = from;
     tracing::info!(
         position,
         webhooks = state.webhooks.len(),

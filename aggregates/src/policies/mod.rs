@@ -198,7 +198,15 @@ pub trait ProcessManager {
     /// for this policy alone; every other one sees it sealed, and never looks).
     const READS_PERSONAL: bool = false;
     /// The process state (`()` for stateless policies); serialisable for the runner's snapshot.
-    type State: Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + 'static;
+    type State: Clone
+        + Debug
+        + Default
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
     /// Deadlines and similar knobs, from config.
     type Settings: Clone + Debug + Default + Send + Sync + 'static;
 

@@ -41,6 +41,8 @@ pub use client::{ErrorClass, OdooClient, OdooError, OdooSettings};
 
 /// The dead-letter source of Odoo intents.
 pub const SOURCE: &str = "odoo";
+/// The dead-letter source of events the Odoo mapping cannot read (keyed by stream id).
+pub const MAPPING_SOURCE: &str = "odoo:mapping";
 /// The executor's row in the checkpoint table (beside the process managers').
 pub const CHECKPOINT: &str = "odoo";
 

@@ -15,16 +15,19 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use careflow_aggregates::RecordedEvent;
+use careflow_projections::ProjectionError;
 use careflow_projections::odoo::{MappingState, OdooIntent, map_event};
 
 use super::batch::{self, Abort};
 use super::client::ErrorClass;
 use super::perform::Session;
-use super::{CHECKPOINT, Deps, ExecutorStatus, SOURCE, intent_of};
-use crate::operations::dead_letters::DeadLetterStatus;
+use super::{CHECKPOINT, Deps, ExecutorStatus, MAPPING_SOURCE, SOURCE, intent_of};
+use crate::error_chain::error_chain;
+use crate::operations::dead_letters::{DeadLetterError, DeadLetterStatus, NewDeadLetter};
 use crate::operations::metrics;
 use crate::runtime::consumers::checkpoint::{Checkpoint, Lease};
-use crate::runtime::consumers::{Backoff, Exit, Supervisor};
+use crate::runtime::consumers::{Backoff, Consumer, Exit, Resume, Supervisor};
 
 /// Why a batch stopped, as the supervisor acts on it.
 fn exit_of(abort: Abort, deps: &Deps) -> Exit {
@@ -47,37 +50,60 @@ fn auth_failed(error: String, deps: &Deps) -> Exit {
 pub(crate) async fn run(deps: Arc<Deps>, status: Arc<Mutex<ExecutorStatus>>) {
     metrics::odoo_auth_failing(false);
     let supervisor = Supervisor {
-        name: CHECKPOINT,
         checkpoints: Arc::clone(&deps.checkpoints),
         health: deps.health.clone(),
         stop: deps.stop.clone(),
-        backoff: Backoff {
-            first: deps.config.retry_first,
-            max: deps.config.backoff_max,
-        },
     };
-    supervisor
-        .run(
-            |lease| own(&deps, &status, lease),
-            |exit| match exit {
-                Exit::NotOwner => update(&status, |s| s.status = "standby"),
-                Exit::Suspended { error, pause } => {
-                    tracing::error!(%error, retry_in_s = pause.as_secs(), "nothing is sent to Odoo until the API key is fixed");
-                    metrics::odoo_auth_failing(true);
-                    update(&status, |s| {
-                        s.status = "auth_failed";
-                        s.last_error = Some(error.clone());
-                    });
-                }
-                Exit::Failed(error) => update(&status, |s| {
-                    s.status = "retrying";
+    let executor = Executor { deps, status };
+    supervisor.run(&executor).await;
+    update(&executor.status, |s| s.status = "stopped");
+}
+
+/// The executor as a consumer of the log. Its state is the mapping (careflow ids to what
+/// Odoo needs to know of them); an unreadable one is folded again from position 0, and
+/// re-executing the intents of the replay creates nothing (external ids).
+struct Executor {
+    deps: Arc<Deps>,
+    status: Arc<Mutex<ExecutorStatus>>,
+}
+
+impl Consumer for Executor {
+    type State = MappingState;
+
+    fn name(&self) -> &'static str {
+        CHECKPOINT
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            first: self.deps.config.retry_first,
+            max: self.deps.config.backoff_max,
+        }
+    }
+
+    async fn run(&self, from: Resume<MappingState>, lease: Box<dyn Lease>) -> Exit {
+        own(&self.deps, &self.status, from, lease).await
+    }
+
+    fn exited(&self, exit: &Exit) {
+        let status = &self.status;
+        match exit {
+            Exit::NotOwner => update(status, |s| s.status = "standby"),
+            Exit::Suspended { error, pause } => {
+                tracing::error!(%error, retry_in_s = pause.as_secs(), "nothing is sent to Odoo until the API key is fixed");
+                metrics::odoo_auth_failing(true);
+                update(status, |s| {
+                    s.status = "auth_failed";
                     s.last_error = Some(error.clone());
-                }),
-                Exit::Stopped => {}
-            },
-        )
-        .await;
-    update(&status, |s| s.status = "stopped");
+                });
+            }
+            Exit::Failed(error) => update(status, |s| {
+                s.status = "retrying";
+                s.last_error = Some(error.clone());
+            }),
+            Exit::Stopped => {}
+        }
+    }
 }
 
 fn update(status: &Mutex<ExecutorStatus>, f: impl FnOnce(&mut ExecutorStatus)) {
@@ -86,20 +112,16 @@ fn update(status: &Mutex<ExecutorStatus>, f: impl FnOnce(&mut ExecutorStatus)) {
     }
 }
 
-async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<dyn Lease>) -> Exit {
-    let (mut processed, mut state) = match deps.checkpoints.load(CHECKPOINT).await {
-        Ok(Some(checkpoint)) => match serde_json::from_str::<MappingState>(&checkpoint.state) {
-            Ok(state) => (checkpoint.position, state),
-            Err(error) => {
-                // A state this build cannot read: rebuild it from the log. Re-executing the
-                // intents of the replay creates nothing (external ids).
-                tracing::warn!(%error, "Odoo mapping state unreadable; replaying from position 0");
-                (0, MappingState::default())
-            }
-        },
-        Ok(None) => (0, MappingState::default()),
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+async fn own(
+    deps: &Arc<Deps>,
+    status: &Arc<Mutex<ExecutorStatus>>,
+    from: Resume<MappingState>,
+    lease: Box<dyn Lease>,
+) -> Exit {
+    let Resume {
+        position: mut processed,
+        mut state,
+    } = from;
     match deps.client.authenticate().await {
         Ok(uid) => {
             metrics::odoo_auth_failing(false);
@@ -130,6 +152,9 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<d
             return Exit::Failed("the Odoo executor's lease was lost".into());
         }
         if last_poll.is_none_or(|at| at.elapsed() >= deps.config.dead_letter_poll) {
+            if let Err(exit) = retry_unmapped(deps, &session, status, &mut state).await {
+                return exit;
+            }
             if let Err(exit) = serve_dead_letters(deps, &session, status).await {
                 return exit;
             }
@@ -146,10 +171,9 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<d
             match map_event(&mut state, event) {
                 Ok(mapped) => intents.extend(mapped),
                 Err(error) => {
-                    // The mapping cannot read this event: nothing Odoo could be told about
-                    // it. Logged and counted, like a process manager's poison event.
-                    tracing::warn!(position = event.position, event_id = %event.event_id, event_type = %event.event_type, %error, "event skipped by the Odoo mapping");
-                    metrics::odoo_intent("none", "unmappable");
+                    if let Err(exit) = unmappable(deps, event, &error).await {
+                        return exit;
+                    }
                 }
             }
         }
@@ -205,6 +229,101 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<d
             _ = stop.changed() => {}
         }
     }
+}
+
+/// An event the mapping cannot read (it does not decode, or it needs context the state does
+/// not have): nothing Odoo could be told about it yet. It goes to the dead letters as
+/// [`MAPPING_SOURCE`], keyed by its stream, and the executor goes on; a retry after the fix
+/// maps it again ([`retry_unmapped`]).
+async fn unmappable(
+    deps: &Deps,
+    event: &RecordedEvent,
+    error: &ProjectionError,
+) -> Result<(), Exit> {
+    let error = error_chain(error);
+    tracing::warn!(position = event.position, event_id = %event.event_id, event_type = %event.event_type, %error, "event dead-lettered: the Odoo mapping cannot read it");
+    metrics::odoo_intent("none", "unmappable");
+    let letter = NewDeadLetter {
+        source: MAPPING_SOURCE.to_owned(),
+        key: event.stream_id.to_string(),
+        event_id: event.event_id,
+        position: event.position,
+        payload: serde_json::json!({
+            "event_type": event.event_type,
+            "schema_version": event.schema_version,
+        }),
+        error: error.clone(),
+        attempts: 1,
+    };
+    deps.dead_letters
+        .record(letter, DeadLetterStatus::Dead)
+        .await
+        .map_err(|e| Exit::failed(&e))?;
+    deps.health.noted(&format!(
+        "event at position {} dead-lettered: {error}",
+        event.position
+    ));
+    Ok(())
+}
+
+/// Maps again the unmappable events an operator asked to retry (after the fix), against the
+/// mapping as it stands now, and performs what they map to; one that still does not map
+/// stays dead with the new error.
+async fn retry_unmapped(
+    deps: &Arc<Deps>,
+    session: &Arc<Session>,
+    status: &Arc<Mutex<ExecutorStatus>>,
+    state: &mut MappingState,
+) -> Result<(), Exit> {
+    let failed = |error: DeadLetterError| Exit::failed(&error);
+    let requests = deps
+        .dead_letters
+        .retry_requests(MAPPING_SOURCE)
+        .await
+        .map_err(failed)?;
+    for letter in requests {
+        let read = deps
+            .feed
+            .read(letter.position, 1)
+            .await
+            .map_err(|e| Exit::failed(&e))?;
+        let mapped = match read.iter().find(|e| e.event_id == letter.event_id) {
+            None => Err("the event is not at its recorded position".to_owned()),
+            Some(event) => map_event(state, event).map_err(|e| error_chain(&e)),
+        };
+        match mapped {
+            Ok(intents) => {
+                let open: HashSet<String> = deps
+                    .dead_letters
+                    .open_keys(SOURCE)
+                    .await
+                    .map_err(failed)?
+                    .into_iter()
+                    .collect();
+                let outcome = batch::execute(deps, session, intents, open)
+                    .await
+                    .map_err(|abort| exit_of(abort, deps))?;
+                update(status, |s| {
+                    s.intents_done += outcome.done;
+                    s.dead_lettered += outcome.dead_lettered;
+                });
+                deps.dead_letters.resolve(letter.id).await.map_err(failed)?;
+                tracing::info!(
+                    id = letter.id,
+                    position = letter.position,
+                    "dead-lettered event mapped and sent to Odoo"
+                );
+            }
+            Err(error) => {
+                deps.dead_letters
+                    .failed_again(letter.id, &error)
+                    .await
+                    .map_err(failed)?;
+                tracing::warn!(id = letter.id, %error, "dead-lettered event still does not map");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs what operators asked for (`POST /v1/dead-letters/{id}/retry`), then the parked

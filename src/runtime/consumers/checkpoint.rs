@@ -34,7 +34,7 @@ pub enum CheckpointError {
     ///
     /// ### Handling
     /// The runner stops acting, waits with backoff and starts over from its checkpoint.
-    #[error("process-manager checkpoints unavailable: {0}")]
+    #[error("consumer checkpoints unavailable: {0}")]
     Unavailable(String),
 }
 

@@ -8,10 +8,11 @@
 //! - [`checkpoint`]: the checkpoint table (position + folded state, one row per consumer)
 //!   and the lease (a PostgreSQL advisory lock on a connection of its own, so two nodes never
 //!   act for one consumer at the same time);
-//! - [`Supervisor`]: take the lease, run, and on the way out say why ([`Exit`]): stopped, not
-//!   the owner (standby), failed (start over from the checkpoint after a pause that doubles),
-//!   or suspended (a known condition with a pause of its own, such as Odoo refusing the API
-//!   key);
+//! - [`Consumer`], the one trait every follower implements, and the [`Supervisor`] that runs
+//!   it: take the lease, load the checkpoint and decode the state, run, and on the way out say
+//!   why ([`Exit`]): stopped, not the owner (standby), failed (start over from the checkpoint
+//!   after a pause that doubles), or suspended (a known condition with a pause of its own,
+//!   such as Odoo refusing the API key);
 //! - [`Health`]: every consumer's state, position, lag and last error, which `/readyz`, the
 //!   metrics (`careflow_consumer_*`) and the status routes read. A consumer stuck on an
 //!   event, or failing for longer than [`FAILING_AFTER`], makes `/readyz` answer 503 and
@@ -32,7 +33,7 @@ use crate::operations::dead_letters::DeadLetters;
 use crate::store::LogFeed;
 
 pub use health::{ConsumerHealth, ConsumerReport, ConsumerState, FAILING_AFTER, Health};
-pub use supervisor::{Backoff, Exit, Supervisor, wait};
+pub use supervisor::{Backoff, Consumer, Exit, Resume, Supervisor, wait};
 
 /// What every consumer of a process is handed: the log, the checkpoint table with its
 /// leases, and where it reports its state.

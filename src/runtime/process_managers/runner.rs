@@ -50,7 +50,7 @@ use crate::operations::personal_data::EncryptingStore;
 use crate::outbound::payer::{PayerClient, PayerError};
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
-use crate::runtime::consumers::{Backoff, Exit, Supervisor, wait};
+use crate::runtime::consumers::{Backoff, Consumer, Exit, Resume, Supervisor, wait};
 use crate::store::internal::{self, Recorder};
 use crate::store::{Direction, EventStore, ExpectedVersion, LogFeed};
 
@@ -79,29 +79,52 @@ pub(crate) async fn run<P: ProcessManager>(
     settings: P::Settings,
 ) {
     let supervisor = Supervisor {
-        name: P::NAME,
         checkpoints: Arc::clone(&deps.checkpoints),
         health: handle.health.clone(),
         stop: deps.stop.clone(),
-        backoff: Backoff {
-            first: deps.config.retry_after,
-            max: deps.config.backoff_max,
-        },
     };
-    supervisor
-        .run(
-            |lease| own::<P>(&deps, &handle, &settings, lease),
-            |exit| {
-                if let Exit::Failed(error) = exit {
-                    metrics::process_manager_failure(P::NAME, "store");
-                    handle.update(|s| {
-                        s.failures += 1;
-                        s.last_error = Some(error.clone());
-                    });
-                }
-            },
-        )
-        .await;
+    let runner = Runner::<P> {
+        deps,
+        handle,
+        settings,
+    };
+    supervisor.run(&runner).await;
+}
+
+/// Process manager `P` as a consumer of the log.
+struct Runner<P: ProcessManager> {
+    deps: Arc<Deps>,
+    handle: Arc<RunnerHandle>,
+    settings: P::Settings,
+}
+
+impl<P: ProcessManager> Consumer for Runner<P> {
+    type State = P::State;
+
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            first: self.deps.config.retry_after,
+            max: self.deps.config.backoff_max,
+        }
+    }
+
+    async fn run(&self, from: Resume<P::State>, lease: Box<dyn Lease>) -> Exit {
+        own::<P>(&self.deps, &self.handle, &self.settings, from, lease).await
+    }
+
+    fn exited(&self, exit: &Exit) {
+        if let Exit::Failed(error) = exit {
+            metrics::process_manager_failure(P::NAME, "store");
+            self.handle.update(|s| {
+                s.failures += 1;
+                s.last_error = Some(error.clone());
+            });
+        }
+    }
 }
 
 /// Payer checks in flight, by the position of the registration that asked for them.
@@ -112,20 +135,13 @@ async fn own<P: ProcessManager>(
     deps: &Arc<Deps>,
     handle: &Arc<RunnerHandle>,
     settings: &P::Settings,
+    from: Resume<P::State>,
     lease: Box<dyn Lease>,
 ) -> Exit {
-    let (mut position, mut state) = match deps.checkpoints.load(P::NAME).await {
-        Ok(Some(checkpoint)) => match serde_json::from_str::<P::State>(&checkpoint.state) {
-            Ok(state) => (checkpoint.position, state),
-            Err(error) => {
-                // A state this build cannot read (an older shape): rebuild it from the log.
-                tracing::warn!(process_manager = P::NAME, %error, "checkpointed state unreadable; replaying from position 0");
-                (0, P::State::default())
-            }
-        },
-        Ok(None) => (0, P::State::default()),
-        Err(error) => return Exit::Failed(error.to_string()),
-    };
+    let Resume {
+        mut position,
+        mut state,
+    } = from;
     let timers_stream = match timer_stream(P::NAME) {
         Ok(stream) => stream,
         Err(error) => unreachable!("process-manager names keep the id rule: {error}"),
@@ -195,18 +211,23 @@ async fn own<P: ProcessManager>(
             .filter_map(|timer| timers.fire(timer.timer_id, now))
             .collect();
         if !fired.is_empty() {
-            let appends = fired.iter().map(|event| {
-                let timer_id = event.timer_id();
-                let origin = Origin {
-                    correlation_id: timer_id.to_string(),
-                    causation_id: timer_id.to_string(),
-                };
-                let stream = &timers_stream;
-                async move {
-                    let command_id = Uuid::new_v5(&timer_id, b"fire");
-                    append_timer::<P>(deps, stream, event, command_id, &origin).await
-                }
-            });
+            // Collected first: a lazy `Map` held across the await is not provably `Send`
+            // (the closure's higher-ranked lifetime), and the runner's future must be.
+            let appends: Vec<_> = fired
+                .iter()
+                .map(|event| {
+                    let timer_id = event.timer_id();
+                    let origin = Origin {
+                        correlation_id: timer_id.to_string(),
+                        causation_id: timer_id.to_string(),
+                    };
+                    let stream = &timers_stream;
+                    async move {
+                        let command_id = Uuid::new_v5(&timer_id, b"fire");
+                        append_timer::<P>(deps, stream, event, command_id, &origin).await
+                    }
+                })
+                .collect();
             let results: Vec<Result<(), Stopped>> = futures_util::stream::iter(appends)
                 .buffer_unordered(SEND_CONCURRENCY * 4)
                 .collect()
