@@ -118,6 +118,7 @@ async fn own(deps: &Arc<Deps>, status: &Arc<Mutex<ExecutorStatus>>, lease: Box<d
         deps.client.clone(),
         Arc::clone(&deps.store),
         Arc::clone(&deps.registry),
+        deps.clock.clone(),
     ));
     let mut stop = deps.stop.clone();
     let mut head = deps.feed.head_watch();
