@@ -52,7 +52,12 @@ internal_event!(RecordAccessed, RecordAccessed::EVENT_TYPE);
 /// # Errors
 /// None in practice: a date is a valid id.
 pub fn todays_stream(clock: &Clock) -> Result<StreamId, StoreError> {
-    StreamId::new(KIND, &clock.now().format("%Y-%m-%d").to_string())
+    stream_of(clock.now())
+}
+
+/// The access-log stream of the day of `at`.
+fn stream_of(at: DateTime<Utc>) -> Result<StreamId, StoreError> {
+    StreamId::new(KIND, &at.format("%Y-%m-%d").to_string())
         .map_err(|error| StoreError::Unavailable(format!("access log stream id: {error}")))
 }
 
@@ -125,16 +130,18 @@ async fn append(
 ) -> Result<(), StoreError> {
     // Every read is its own record: a fresh command id, which is also what caused it.
     let request_id = clock.new_id();
+    let now = clock.now();
     let by = Recorder {
         principal: principal.to_owned(),
         source: source.to_owned(),
         correlation_id: correlation_id.to_owned(),
         causation_id: request_id.to_string(),
-        occurred_at: clock.now(),
+        occurred_at: now,
     };
     internal::record(
         store,
-        todays_stream(clock)?,
+        // The record's day is the day of its time, even across midnight.
+        stream_of(now)?,
         ExpectedVersion::Any,
         request_id,
         &by,
