@@ -18,12 +18,13 @@
 //!   and the CLI's runners and load tools;
 //!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
 //!   the secrets careflow generates for itself in the data dir; [`error_chain`] spells an
-//!   error with its causes.
+//!   error with its causes; [`clock`] is where every time of day and random id comes from.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error_chain;
 pub mod inbound;

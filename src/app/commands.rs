@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{AuditCommand, Format};
+use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::operations::audit;
 use crate::operations::audit::export::Selection;
@@ -33,7 +34,7 @@ pub(crate) fn audit_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// erased), as the server shows it: what `replay` prints.
 async fn open_decrypting(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     let stored = open_for_reading(config).await?;
-    match PersonalKeys::open(config).await {
+    match PersonalKeys::open(config, &Clock::system()).await {
         Ok(keys) => Ok(Arc::new(EncryptingStore::new(stored, keys))),
         Err(error) => {
             stored.close().await;
@@ -56,7 +57,7 @@ async fn open_for_reading(config: &Config) -> anyhow::Result<Arc<dyn EventStore>
             );
             Ok(Arc::new(SqliteStore::open_read_only(&path)?))
         }
-        _ => Ok(store::open(config).await?),
+        _ => Ok(store::open(config, &Clock::system()).await?),
     }
 }
 
@@ -180,17 +181,26 @@ pub(crate) async fn audit(config: &Config, what: AuditCommand) -> anyhow::Result
                 .or_else(|| std::env::var("LOGNAME").ok())
                 .unwrap_or_else(|| "unknown".into());
             let key = audit::key::load_or_create(config)?;
+            let clock = Clock::system();
             // Writing the access record needs the store's writer: on SQLite, the server's
             // lock must be free.
-            let store = store::open(config).await.map_err(|e| {
+            let store = store::open(config, &clock).await.map_err(|e| {
                 anyhow::Error::new(e).context(
                     "opening the event store for the access record (on SQLite, stop the server first)",
                 )
             })?;
             // The stored bytes, not decrypted: each line's hash must check offline, and an
             // export then never carries personal data in clear (docs/audit-guide.md).
-            let manifest =
-                audit::export::export(store.as_ref(), &key, &selection, &out, &subject, true).await;
+            let manifest = audit::export::export(
+                store.as_ref(),
+                &clock,
+                &key,
+                &selection,
+                &out,
+                &subject,
+                true,
+            )
+            .await;
             store.close().await;
             let manifest = manifest?;
             println!(
@@ -249,7 +259,7 @@ pub(crate) async fn rebuild_projection(config: &Config, name: &str) -> anyhow::R
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(name.to_owned());
-    let done = views::rebuild::rebuild(config, name, |progress| {
+    let done = views::rebuild::rebuild(config, &Clock::system(), name, |progress| {
         bar.set_length(progress.head);
         bar.set_position(progress.position);
     })
@@ -284,7 +294,9 @@ pub(crate) async fn erase(
         .or_else(|| std::env::var("USER").ok())
         .or_else(|| std::env::var("LOGNAME").ok())
         .unwrap_or_else(|| "unknown".into());
-    let stored = store::open(config).await.map_err(|e| {
+    // This command's one clock and id source, like `serve`'s.
+    let clock = Clock::system();
+    let stored = store::open(config, &clock).await.map_err(|e| {
         let hint = match config.store {
             StoreKind::Sqlite => {
                 "opening the event store (a running server holds it on SQLite: stop it, or erase through POST /v1/patient-accounts/{mrn}/erase with an admin token)"
@@ -294,10 +306,10 @@ pub(crate) async fn erase(
         anyhow::Error::new(e).context(hint)
     })?;
     let side = async {
-        let personal = PersonalKeys::open(config)
+        let personal = PersonalKeys::open(config, &clock)
             .await
             .context("opening the patient key store")?;
-        let snapshots = snapshot::open(config)
+        let snapshots = snapshot::open(config, &clock)
             .await
             .context("opening the snapshot store")?;
         Ok::<_, anyhow::Error>((personal, snapshots))
@@ -317,15 +329,18 @@ pub(crate) async fn erase(
     let registry = Registry::start(
         Arc::clone(&store),
         Arc::new(EncryptingSnapshots::new(snapshots, Arc::clone(&personal))),
-        ActorConfig::from_config(config),
+        ActorConfig {
+            clock: clock.clone(),
+            ..ActorConfig::from_config(config)
+        },
     );
     let context = crate::runtime::actors::CommandContext {
-        command_id: uuid::Uuid::new_v4(),
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        causation_id: uuid::Uuid::new_v4().to_string(),
+        command_id: clock.new_id(),
+        correlation_id: clock.new_id().to_string(),
+        causation_id: clock.new_id().to_string(),
         principal: subject,
         source: "cli".into(),
-        occurred_at: Utc::now(),
+        occurred_at: clock.now(),
         check_duplicate: false,
     };
     let outcome = crate::operations::personal_data::erase(

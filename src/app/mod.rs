@@ -16,3 +16,6 @@ pub mod runtime;
 pub mod serve;
 
 pub use runtime::{OpenFailure, Runtime};
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::dead_letters::DeadLetters;
 use crate::operations::personal_data::{
@@ -46,6 +47,8 @@ pub struct Runtime {
     pub feed: Arc<crate::store::LogFeed>,
     /// Every consumer's state (`/readyz`).
     pub health: Arc<crate::runtime::consumers::Health>,
+    /// The one clock and id source every component above was handed (`crate::clock`).
+    pub clock: Clock,
 }
 
 /// Why the runtime did not open: worth retrying (a PostgreSQL server not up yet), or not.
@@ -64,12 +67,14 @@ impl From<StoreError> for OpenFailure {
 
 impl Runtime {
     /// Opens the event store and what lives beside it, then starts the actors and every
-    /// consumer of the log on one shared reader.
+    /// consumer of the log on one shared reader. Everything that reads the time or makes an
+    /// id is handed `clock`: `serve` passes [`Clock::system`], a test a manual clock that it
+    /// moves to fire timers and deadlines without waiting for them.
     ///
     /// # Errors
     /// [`OpenFailure`]: retry (a PostgreSQL server not up yet) or give up.
-    pub async fn open(config: &Config) -> Result<Runtime, OpenFailure> {
-        open_runtime(config).await
+    pub async fn open(config: &Config, clock: &Clock) -> Result<Runtime, OpenFailure> {
+        open_runtime(config, clock).await
     }
 
     /// Stops everything in order, after the inbound adapters have stopped taking work: the
@@ -92,10 +97,10 @@ impl Runtime {
     }
 }
 
-async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
-    let stored = store::open(config).await?;
+async fn open_runtime(config: &Config, clock: &Clock) -> Result<Runtime, OpenFailure> {
+    let stored = store::open(config, clock).await?;
     let opened = async {
-        let personal = PersonalKeys::open(config).await.map_err(|error| {
+        let personal = PersonalKeys::open(config, clock).await.map_err(|error| {
             let fatal = matches!(
                 error,
                 PersonalDataError::MasterKeyMismatch { .. }
@@ -110,19 +115,21 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             }
         })?;
         let snapshots: Arc<dyn snapshot::SnapshotStore> = Arc::new(EncryptingSnapshots::new(
-            snapshot::open(config)
+            snapshot::open(config, clock)
                 .await
                 .map_err(StoreError::unavailable)?,
             Arc::clone(&personal),
         ));
-        let idempotency = idempotency::open(config)
+        let idempotency = idempotency::open(config, clock)
             .await
             .map_err(StoreError::unavailable)?;
-        let views = views::open(config).await.map_err(StoreError::unavailable)?;
-        let checkpoints = crate::runtime::consumers::checkpoint::open(config)
+        let views = views::open(config, clock)
             .await
             .map_err(StoreError::unavailable)?;
-        let dead_letters = DeadLetters::open(config)
+        let checkpoints = crate::runtime::consumers::checkpoint::open(config, clock)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let dead_letters = DeadLetters::open(config, clock)
             .await
             .map_err(StoreError::unavailable)?;
         Ok::<_, OpenFailure>((
@@ -154,7 +161,10 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
     let registry = Registry::start(
         Arc::clone(&store),
         snapshots,
-        ActorConfig::from_config(config),
+        ActorConfig {
+            clock: clock.clone(),
+            ..ActorConfig::from_config(config)
+        },
     );
     // One reader of the log for every consumer of this process (store::feed). It reads the
     // stored bytes: projections blank every `personal` object, the publishers send it as
@@ -170,6 +180,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
             checkpoints: Arc::clone(&checkpoints),
             personal: Arc::clone(&personal),
             dead_letters: dead_letters.clone(),
+            clock: clock.clone(),
         },
         &health,
     ) {
@@ -187,27 +198,25 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         Arc::clone(&feed),
         views,
         views::runner::all_projections(),
-        RunnerConfig::default(),
+        RunnerConfig {
+            clock: clock.clone(),
+            ..RunnerConfig::default()
+        },
         &health,
     );
-    let odoo = odoo_executor(
-        config,
-        &feed,
-        &health,
-        &registry,
-        &checkpoints,
-        dead_letters.clone(),
-    );
+    let consumers = Consumers {
+        feed: Arc::clone(&feed),
+        checkpoints,
+        health: Arc::clone(&health),
+        dead_letters: dead_letters.clone(),
+        clock: clock.clone(),
+    };
+    let odoo = odoo_executor(config, &consumers, &registry);
     let process_managers = ProcessManagers::start(
         encrypting,
         Arc::clone(&registry),
-        &Consumers {
-            feed: Arc::clone(&feed),
-            checkpoints,
-            health: Arc::clone(&health),
-            dead_letters: dead_letters.clone(),
-        },
-        payer_client(config),
+        &consumers,
+        payer_client(config).map(|payer| payer.with_clock(clock.clone())),
         ManagerConfig::from_config(config),
         config.process_managers,
     );
@@ -225,6 +234,7 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
         odoo,
         feed,
         health,
+        clock: clock.clone(),
     })
 }
 
@@ -233,22 +243,16 @@ async fn open_runtime(config: &Config) -> Result<Runtime, OpenFailure> {
 /// checkpoint table and leases: on PostgreSQL only the lease holder executes.
 fn odoo_executor(
     config: &Config,
-    feed: &Arc<LogFeed>,
-    health: &Arc<Health>,
+    consumers: &Consumers,
     registry: &Arc<Registry>,
-    checkpoints: &Arc<dyn crate::runtime::consumers::checkpoint::CheckpointStore>,
-    dead_letters: crate::operations::dead_letters::DeadLetters,
 ) -> Option<Arc<crate::outbound::odoo::OdooExecutor>> {
     let settings = crate::outbound::odoo::OdooSettings::from_config(config)?;
     match crate::outbound::odoo::OdooClient::new(settings) {
         Ok(client) => Some(crate::outbound::odoo::OdooExecutor::start(
-            Arc::clone(feed),
+            consumers,
             Arc::clone(registry),
-            Arc::clone(checkpoints),
-            dead_letters,
             client,
             crate::outbound::odoo::ExecutorConfig::default(),
-            health,
         )),
         Err(error) => {
             tracing::error!(%error, "odoo_url cannot be used: nothing is sent to Odoo");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::app::runtime::{OpenFailure, Runtime};
+use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::inbound::http::auth::{self, TokenKeys};
 use crate::inbound::http::rate_limit::RateLimiter;
@@ -17,9 +18,12 @@ use crate::store::{EventStore, StoreError};
 /// flush the store's writer before exiting.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let secret = auth::load_or_create_secret(&config).context("loading the JWT secret")?;
+    // The process's one clock and id source: HTTP, MLLP and the runtime all read this one.
+    let clock = Clock::system();
     let state = AppState::new(
-        TokenKeys::new(&secret),
+        TokenKeys::new(&secret).with_clock(clock.clone()),
         RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+        clock.clone(),
     );
     let (server, addr) = http::bind(config.listen, Arc::clone(&state))
         .with_context(|| format!("binding {}", config.listen))?;
@@ -32,7 +36,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Arc::new(move || state.runtime().map(|r| Arc::clone(&r.registry)));
         crate::inbound::mllp::MllpServer::start(
             config.mllp_listen,
-            crate::inbound::mllp::MllpSettings::from_config(&config),
+            crate::inbound::mllp::MllpSettings {
+                clock: clock.clone(),
+                ..crate::inbound::mllp::MllpSettings::from_config(&config)
+            },
             registry,
         )
         .with_context(|| format!("binding the MLLP listener {}", config.mllp_listen))?
@@ -60,7 +67,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
-                match Runtime::open(&config).await {
+                match Runtime::open(&config, &clock).await {
                     Err(OpenFailure::Fatal(error)) => {
                         if let Ok(mut slot) = open_error.lock() {
                             *slot = Some(error);
@@ -73,7 +80,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         // Checkpoints pin the stored hashes: the undecrypted store.
                         let store = Arc::clone(&runtime.stored);
                         state.set_runtime(runtime);
-                        start_checkpoints(&config, store, &checkpoints).await;
+                        start_checkpoints(&config, store, clock, &checkpoints).await;
                         return;
                     }
                     // A shared server may come up after us: keep trying. An embedded file
@@ -126,9 +133,10 @@ type Checkpoints = (Arc<Checkpointer>, tokio::task::JoinHandle<()>);
 async fn start_checkpoints(
     config: &Config,
     store: Arc<dyn EventStore>,
+    clock: Clock,
     slot: &OnceLock<Checkpoints>,
 ) {
-    match Checkpointer::open(config, store).await {
+    match Checkpointer::open(config, store, clock).await {
         Ok(checkpointer) => {
             let checkpointer = Arc::new(checkpointer);
             let periodic = checkpointer.spawn_periodic();

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 use self::nats::{NatsDeps, NatsSettings};
 use self::webhooks::{WebhookError, WebhookSettings, Webhooks};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::dead_letters::DeadLetters;
 use crate::operations::personal_data::PersonalKeys;
@@ -84,6 +85,8 @@ pub struct OutboundDeps {
     /// Seals webhook secrets in the registration events.
     pub personal: Arc<PersonalKeys>,
     pub dead_letters: DeadLetters,
+    /// The runtime's clock: webhook timestamps, ids and delays.
+    pub clock: Clock,
 }
 
 impl Outbound {
@@ -112,6 +115,7 @@ impl Outbound {
                     stop: stop_rx.clone(),
                     health: health.register("nats", true),
                     acks: None,
+                    clock: deps.clock.clone(),
                 };
                 threads.push(RunnerThread::start("nats", move || nats::run(nats)));
             }
@@ -126,6 +130,7 @@ impl Outbound {
             Arc::clone(&deps.personal),
             deps.dead_letters.clone(),
             WebhookSettings::from_config(config),
+            deps.clock.clone(),
         )?);
         threads.push(RunnerThread::start("webhooks", {
             let webhooks = Arc::clone(&webhooks);

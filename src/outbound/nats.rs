@@ -22,6 +22,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::wire_bytes;
+use crate::clock::Clock;
 use crate::operations::metrics;
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
 use crate::runtime::consumers::{Backoff, Consumer, ConsumerHealth, Exit, Resume, Supervisor};
@@ -88,6 +89,8 @@ pub(crate) struct NatsDeps {
     pub stop: watch::Receiver<bool>,
     pub health: ConsumerHealth,
     pub acks: Option<AckRecorder>,
+    /// What the publishing delay is measured by.
+    pub clock: Clock,
 }
 
 /// Runs the publisher until shutdown, starting over from its checkpoint after any failure.
@@ -253,7 +256,7 @@ async fn settle(deps: &NatsDeps, sent: Sent) -> Result<u64, String> {
         ack.await
             .map_err(|error| format!("acknowledgement of position {}: {error}", event.position))?;
     }
-    let acked_at = Utc::now();
+    let acked_at = deps.clock.now();
     let last = events.last().map_or(0, |e| e.position);
     deps.checkpoints
         .save(

@@ -40,10 +40,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::signing::{SecretError, WebhookSecret};
 use super::wire_bytes;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::dead_letters::{DeadLetter, DeadLetterStatus, DeadLetters, NewDeadLetter};
 use crate::operations::metrics;
@@ -255,6 +255,8 @@ pub struct Webhooks {
     dead_letters: DeadLetters,
     settings: WebhookSettings,
     client: reqwest::Client,
+    /// Webhook ids, registration command ids and the signatures' timestamps.
+    clock: Clock,
 }
 
 impl Webhooks {
@@ -264,6 +266,7 @@ impl Webhooks {
         personal: Arc<PersonalKeys>,
         dead_letters: DeadLetters,
         settings: WebhookSettings,
+        clock: Clock,
     ) -> Result<Self, WebhookError> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -279,6 +282,7 @@ impl Webhooks {
             dead_letters,
             settings,
             client,
+            clock,
         })
     }
 
@@ -299,7 +303,7 @@ impl Webhooks {
             Some(text) => WebhookSecret::parse(text)?,
             None => WebhookSecret::generate(),
         };
-        let id = Uuid::new_v4().to_string();
+        let id = self.clock.new_id().to_string();
         let sealed_secret = self
             .personal
             .master()
@@ -323,7 +327,7 @@ impl Webhooks {
         let recorded_at = appended
             .events
             .first()
-            .map_or_else(Utc::now, |e| e.metadata.recorded_at);
+            .map_or_else(|| self.clock.now(), |e| e.metadata.recorded_at);
         self.settle(appended.position).await;
         Ok(RegisteredWebhook {
             view: Webhook {
@@ -423,12 +427,13 @@ impl Webhooks {
         correlation_id: &str,
     ) -> Result<crate::store::Appended, WebhookError> {
         let stream = stream_id(id).ok_or_else(|| WebhookError::NotFound(id.to_owned()))?;
-        let command_id = Uuid::new_v4();
+        let command_id = self.clock.new_id();
         let by = Recorder {
             principal: principal.to_owned(),
             source: "http".into(),
             correlation_id: correlation_id.to_owned(),
             causation_id: command_id.to_string(),
+            occurred_at: self.clock.now(),
         };
         internal::record(
             self.store.as_ref(),
@@ -459,7 +464,7 @@ impl Webhooks {
         body: &[u8],
     ) -> Result<(), String> {
         let msg_id = message_id(event);
-        let timestamp = Utc::now().timestamp();
+        let timestamp = self.clock.now().timestamp();
         let signature = secret.sign(&msg_id, timestamp, body);
         let response = self
             .client

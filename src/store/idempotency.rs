@@ -23,12 +23,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::Utc;
 use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
@@ -148,16 +148,24 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     ) -> Result<(), IdempotencyError>;
 }
 
-/// Opens the record store that matches the configured event store.
+/// Opens the record store that matches the configured event store; `clock` stamps
+/// `created_at`.
 ///
 /// # Errors
 /// [`IdempotencyError::Unavailable`].
-pub async fn open(config: &Config) -> Result<Arc<dyn IdempotencyStore>, IdempotencyError> {
+pub async fn open(
+    config: &Config,
+    clock: &Clock,
+) -> Result<Arc<dyn IdempotencyStore>, IdempotencyError> {
     match SideStore::of(config, FILE).map_err(not_opened)? {
-        SideStore::Postgres { url, schema } => {
-            Ok(Arc::new(PostgresIdempotency::open(&url, &schema).await?))
-        }
-        SideStore::Sqlite(path) => Ok(Arc::new(SqliteIdempotency::open(path)?)),
+        SideStore::Postgres { url, schema } => Ok(Arc::new(
+            PostgresIdempotency::open(&url, &schema)
+                .await?
+                .with_clock(clock.clone()),
+        )),
+        SideStore::Sqlite(path) => Ok(Arc::new(
+            SqliteIdempotency::open(path)?.with_clock(clock.clone()),
+        )),
     }
 }
 
@@ -182,6 +190,7 @@ fn join(status: Option<i64>, body: Option<String>) -> Option<StoredAnswer> {
 /// Records in a SQLite file of their own.
 pub struct SqliteIdempotency {
     conn: Arc<Mutex<Connection>>,
+    clock: Clock,
 }
 
 impl SqliteIdempotency {
@@ -203,7 +212,15 @@ impl SqliteIdempotency {
         .map_err(unavailable)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same records with `created_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn with_conn<T, F>(&self, f: F) -> Result<T, IdempotencyError>
@@ -225,9 +242,10 @@ impl SqliteIdempotency {
 impl IdempotencyStore for SqliteIdempotency {
     async fn claim(&self, command_id: Uuid, fingerprint: &str) -> Result<Claim, IdempotencyError> {
         let fingerprint = fingerprint.to_owned();
+        let created_at = self.clock.now().to_rfc3339();
         self.with_conn(move |conn| {
             let inserted = conn.prepare_cached("INSERT OR IGNORE INTO idempotency_keys (command_id, fingerprint, created_at)
-                     VALUES (?1, ?2, ?3)").map_err(unavailable)?.execute(params![command_id.to_string(), fingerprint, Utc::now().to_rfc3339()],
+                     VALUES (?1, ?2, ?3)").map_err(unavailable)?.execute(params![command_id.to_string(), fingerprint, created_at],
                 )
                 .map_err(unavailable)?;
             if inserted == 1 {
@@ -278,6 +296,7 @@ impl IdempotencyStore for SqliteIdempotency {
 pub struct PostgresIdempotency {
     pool: Pool,
     table: String,
+    clock: Clock,
 }
 
 impl PostgresIdempotency {
@@ -304,7 +323,15 @@ impl PostgresIdempotency {
         Ok(Self {
             pool,
             table: format!("{schema}.idempotency_keys"),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same records with `created_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -315,11 +342,11 @@ impl IdempotencyStore for PostgresIdempotency {
         let inserted = client
             .execute(
                 &format!(
-                    "INSERT INTO {} (command_id, fingerprint) VALUES ($1, $2)
+                    "INSERT INTO {} (command_id, fingerprint, created_at) VALUES ($1, $2, $3)
                      ON CONFLICT (command_id) DO NOTHING",
                     self.table
                 ),
-                &[&command_id, &fingerprint],
+                &[&command_id, &fingerprint, &self.clock.now()],
             )
             .await
             .map_err(pg)?;

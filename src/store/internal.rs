@@ -8,7 +8,7 @@
 //! keys. [`Recorder`] says who records and why, once.
 
 use careflow_aggregates::StreamId;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
@@ -57,6 +57,8 @@ pub struct Recorder {
     pub source: String,
     pub correlation_id: String,
     pub causation_id: String,
+    /// When, by the recorder's clock (`crate::clock`): the envelope's `occurred_at`.
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// Appends `events` to the internal `stream` under `command_id` (a deterministic id makes a
@@ -93,7 +95,7 @@ pub async fn record<E: InternalEvent + ?Sized>(
                 causation_id: by.causation_id.clone(),
                 principal: by.principal.clone(),
                 source: by.source.clone(),
-                occurred_at: Utc::now(),
+                occurred_at: by.occurred_at,
             },
             events,
         })

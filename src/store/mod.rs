@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 
 pub mod feed;
@@ -219,15 +220,15 @@ pub trait EventStore: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Opens the backend the configuration names.
+/// Opens the backend the configuration names, stamping `recorded_at` from `clock`.
 ///
 /// # Errors
 /// [`StoreError::Unavailable`] when the backend cannot be opened, including `kurrentdb`,
 /// which this build does not carry yet (docs/event-store.md).
-pub async fn open(config: &Config) -> Result<Arc<dyn EventStore>, StoreError> {
+pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<dyn EventStore>, StoreError> {
     match config.store {
         StoreKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(
-            sqlite::SqliteConfig::new(config.sqlite_path()),
+            sqlite::SqliteConfig::new(config.sqlite_path()).with_clock(clock.clone()),
         )?)),
         StoreKind::Postgres => {
             let url = config
@@ -235,10 +236,10 @@ pub async fn open(config: &Config) -> Result<Arc<dyn EventStore>, StoreError> {
                 .as_ref()
                 .ok_or_else(|| StoreError::Unavailable("database_url is not set".into()))?;
             Ok(Arc::new(
-                postgres::PostgresStore::open(postgres::PostgresConfig::new(
-                    url.expose(),
-                    config.database_schema.clone(),
-                ))
+                postgres::PostgresStore::open(
+                    postgres::PostgresConfig::new(url.expose(), config.database_schema.clone())
+                        .with_clock(clock.clone()),
+                )
                 .await?,
             ))
         }
@@ -466,14 +467,26 @@ pub(crate) struct AtomicJob {
 pub(crate) struct WriterQueue<J = WriteJob> {
     backend: &'static str,
     sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<J>>>,
+    /// What stamps `recorded_at` on the caller's side, before the append is queued.
+    clock: Clock,
 }
 
 impl<J: Send + 'static> WriterQueue<J> {
-    pub fn new(backend: &'static str, sender: Option<tokio::sync::mpsc::Sender<J>>) -> Self {
+    pub fn new(
+        backend: &'static str,
+        sender: Option<tokio::sync::mpsc::Sender<J>>,
+        clock: Clock,
+    ) -> Self {
         Self {
             backend,
             sender: std::sync::Mutex::new(sender),
+            clock,
         }
+    }
+
+    /// The clock that stamps `recorded_at`.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn sender(&self) -> Result<tokio::sync::mpsc::Sender<J>, StoreError> {
@@ -507,7 +520,7 @@ impl<J: From<AtomicJob> + Send + 'static> WriterQueue<J> {
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Appended>, StoreError> {
         let started = std::time::Instant::now();
-        let prepared = prepare_unit(requests)?;
+        let prepared = prepare_unit(requests, self.clock.now())?;
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
@@ -529,7 +542,7 @@ impl<J: From<WriteJob> + Send + 'static> WriterQueue<J> {
     /// What the writer answered, or [`StoreError::Closed`] once the queue is closed.
     pub async fn submit(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         let started = std::time::Instant::now();
-        let prepared = PreparedAppend::new(request, now())?;
+        let prepared = PreparedAppend::new(request, self.clock.now())?;
         let sender = self.sender()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         sender
@@ -548,8 +561,8 @@ impl<J: From<WriteJob> + Send + 'static> WriterQueue<J> {
 /// [`StoreError::EmptyAppend`] when one of them carries no events.
 pub(crate) fn prepare_unit(
     requests: Vec<AppendRequest>,
+    recorded_at: DateTime<Utc>,
 ) -> Result<Vec<PreparedAppend>, StoreError> {
-    let recorded_at = now();
     requests
         .into_iter()
         .map(|request| PreparedAppend::new(request, recorded_at))
@@ -646,11 +659,6 @@ pub(crate) fn answer(
         // A caller that stopped waiting is fine: its events are durable regardless.
         let _ = reply.send(result);
     }
-}
-
-/// The wall clock, in one place, so tests and benchmarks see where time enters the store.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now()
 }
 
 #[cfg(test)]

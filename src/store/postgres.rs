@@ -36,8 +36,9 @@ use uuid::Uuid;
 
 use super::{
     AppendRequest, Appended, Direction, EventStore, Outcome, PreparedAppend, StoreError,
-    StreamHead, WriteJob, WriterQueue, now,
+    StreamHead, WriteJob, WriterQueue,
 };
+use crate::clock::Clock;
 use crate::config::is_identifier;
 use crate::operations::metrics;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// How often a live subscription looks for other nodes' commits.
     pub poll_interval: Duration,
+    /// What stamps `recorded_at` (the system clock unless a test injects its own).
+    pub clock: Clock,
 }
 
 impl PostgresConfig {
@@ -65,7 +68,15 @@ impl PostgresConfig {
             max_batch: 2048,
             pool_size: 8,
             poll_interval: Duration::from_millis(50),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same configuration with `clock` stamping `recorded_at`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -179,7 +190,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             pg_config,
-            queue: WriterQueue::new("postgres", Some(tx)),
+            queue: WriterQueue::new("postgres", Some(tx), config.clock),
             writer: Mutex::new(Some(handle)),
             head: head_rx,
             head_tx,
@@ -198,7 +209,7 @@ impl PostgresStore {
     #[doc(hidden)]
     pub async fn hold_append(&self, request: AppendRequest) -> Result<HeldAppend, StoreError> {
         let client = connect(&self.pg_config).await?;
-        let prepared = PreparedAppend::new(request, now())?;
+        let prepared = PreparedAppend::new(request, self.queue.clock().now())?;
         let statements = Statements::prepare(&client).await?;
         client.batch_execute("BEGIN").await.map_err(pg_error)?;
         let jobs = [&prepared];
@@ -421,7 +432,7 @@ impl PostgresStore {
     /// every other append on every node, exactly as a group commit is serialised.
     async fn append_unit(&self, requests: Vec<AppendRequest>) -> Result<Vec<Appended>, StoreError> {
         let started = std::time::Instant::now();
-        let prepared = super::prepare_unit(requests)?;
+        let prepared = super::prepare_unit(requests, self.queue.clock().now())?;
         if prepared.is_empty() {
             return Ok(Vec::new());
         }

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use careflow_aggregates::StreamId;
-use chrono::Utc;
 use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
 
@@ -80,16 +80,21 @@ pub trait SnapshotStore: Send + Sync + 'static {
     async fn delete(&self, stream: &StreamId) -> Result<(), SnapshotError>;
 }
 
-/// Opens the snapshot store that matches the configured event store.
+/// Opens the snapshot store that matches the configured event store; `clock` stamps
+/// `taken_at`.
 ///
 /// # Errors
 /// [`SnapshotError::Unavailable`] when the database cannot be opened.
-pub async fn open(config: &Config) -> Result<Arc<dyn SnapshotStore>, SnapshotError> {
+pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<dyn SnapshotStore>, SnapshotError> {
     match SideStore::of(config, FILE).map_err(not_opened)? {
-        SideStore::Postgres { url, schema } => {
-            Ok(Arc::new(PostgresSnapshots::open(&url, &schema).await?))
-        }
-        SideStore::Sqlite(path) => Ok(Arc::new(SqliteSnapshots::open(path)?)),
+        SideStore::Postgres { url, schema } => Ok(Arc::new(
+            PostgresSnapshots::open(&url, &schema)
+                .await?
+                .with_clock(clock.clone()),
+        )),
+        SideStore::Sqlite(path) => Ok(Arc::new(
+            SqliteSnapshots::open(path)?.with_clock(clock.clone()),
+        )),
     }
 }
 
@@ -97,6 +102,7 @@ pub async fn open(config: &Config) -> Result<Arc<dyn SnapshotStore>, SnapshotErr
 pub struct SqliteSnapshots {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    clock: Clock,
 }
 
 impl SqliteSnapshots {
@@ -122,7 +128,15 @@ impl SqliteSnapshots {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same store with `taken_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -182,6 +196,7 @@ impl SnapshotStore for SqliteSnapshots {
     }
 
     async fn save(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        let taken_at = self.clock.now().to_rfc3339();
         self.with_conn(move |conn| {
             let state = snapshot.state;
             conn.prepare_cached(
@@ -204,7 +219,7 @@ impl SnapshotStore for SqliteSnapshots {
                 i64::try_from(snapshot.version).map_err(unavailable)?,
                 i64::from(snapshot.snapshot_version),
                 state,
-                Utc::now().to_rfc3339(),
+                taken_at,
                 i64::try_from(snapshot.position).map_err(unavailable)?,
                 snapshot.head_hash,
             ])
@@ -231,6 +246,7 @@ impl SnapshotStore for SqliteSnapshots {
 pub struct PostgresSnapshots {
     pool: Pool,
     table: String,
+    clock: Clock,
 }
 
 impl PostgresSnapshots {
@@ -259,7 +275,15 @@ impl PostgresSnapshots {
         Ok(Self {
             pool,
             table: format!("{schema}.snapshots"),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same store with `taken_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -304,15 +328,16 @@ impl SnapshotStore for PostgresSnapshots {
             .execute(
                 &format!(
                     "INSERT INTO {t}
-                         (stream_id, version, snapshot_version, state, position, head_hash)
-                     VALUES ($1, $2, $3, $4, $5, $6)
+                         (stream_id, version, snapshot_version, state, position, head_hash,
+                          taken_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (stream_id) DO UPDATE SET
                          version = EXCLUDED.version,
                          position = EXCLUDED.position,
                          head_hash = EXCLUDED.head_hash,
                          snapshot_version = EXCLUDED.snapshot_version,
                          state = EXCLUDED.state,
-                         taken_at = now()
+                         taken_at = EXCLUDED.taken_at
                      WHERE EXCLUDED.version > {t}.version
                         OR EXCLUDED.snapshot_version <> {t}.snapshot_version",
                     t = self.table
@@ -324,6 +349,7 @@ impl SnapshotStore for PostgresSnapshots {
                     &state,
                     &position,
                     &snapshot.head_hash,
+                    &self.clock.now(),
                 ],
             )
             .await

@@ -39,6 +39,7 @@ use super::{
     AppendRequest, Appended, AtomicJob, Direction, EventStore, ExpectedVersion, Outcome,
     PreparedAppend, StoreError, StreamHead, WriteJob, WriterQueue,
 };
+use crate::clock::Clock;
 use crate::operations::metrics;
 
 /// Tunables of the SQLite backend.
@@ -60,6 +61,8 @@ pub struct SqliteConfig {
     /// exiting, or a child forked by another thread of this one and not yet exec'd, holds the
     /// lock for a moment after its owner let go of it; a restart must not fail on that.
     pub lock_wait: Duration,
+    /// What stamps `recorded_at` (the system clock unless a test injects its own).
+    pub clock: Clock,
 }
 
 impl SqliteConfig {
@@ -71,7 +74,15 @@ impl SqliteConfig {
             flush_at: 32_768,
             idle_flush_after: Duration::from_millis(200),
             lock_wait: Duration::from_secs(2),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same configuration with `clock` stamping `recorded_at`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -197,7 +208,7 @@ impl SqliteStore {
             .map_err(StoreError::unavailable)?;
         Ok(Self {
             path: config.path,
-            queue: WriterQueue::new("sqlite", Some(tx)),
+            queue: WriterQueue::new("sqlite", Some(tx), config.clock),
             writer: Mutex::new(Some(handle)),
             readers: Arc::new(Mutex::new(Vec::new())),
             memtable: Some(memtable),
@@ -218,7 +229,7 @@ impl SqliteStore {
         let (_tx, rx) = watch::channel(head_position);
         Ok(Self {
             path,
-            queue: WriterQueue::new("sqlite", None),
+            queue: WriterQueue::new("sqlite", None, Clock::system()),
             writer: Mutex::new(None),
             readers: Arc::new(Mutex::new(vec![conn])),
             memtable: None,

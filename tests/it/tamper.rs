@@ -168,13 +168,14 @@ async fn append(store: &dyn EventStore, stream: &str, version: u64, word: &str) 
 /// Writes A1 B1 A2 B2 A3 B3, signs a checkpoint, closes the store; returns the events.
 async fn build(site: &Site) -> Vec<RecordedEvent> {
     let config = site.config();
-    let store = store::open(&config).await.unwrap();
+    let clock = careflow::clock::Clock::system();
+    let store = store::open(&config, &clock).await.unwrap();
     let mut events = Vec::new();
     for (version, word) in [(1, "alpha"), (2, "bravo"), (3, "charlie")] {
         events.push(append(store.as_ref(), A, version, word).await);
         events.push(append(store.as_ref(), B, version, word).await);
     }
-    let checkpointer = Checkpointer::open(&config, Arc::clone(&store))
+    let checkpointer = Checkpointer::open(&config, Arc::clone(&store), clock)
         .await
         .unwrap();
     let signed = checkpointer.write().await.unwrap().unwrap();

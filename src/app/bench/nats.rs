@@ -139,6 +139,7 @@ pub async fn nats(config: &Config, spec: &NatsBench) -> anyhow::Result<NatsRepor
         stop: stop_rx,
         health: crate::runtime::consumers::Health::new().register(nats::CHECKPOINT, true),
         acks: Some(recorder),
+        clock: crate::clock::Clock::system(),
     }));
     let report = measure(&store, checkpoints.as_ref(), spec, &run, &acked).await;
     let _ = stop.send(true);

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::secret_file;
 
@@ -130,23 +130,42 @@ pub enum AuthError {
     Sign(String),
 }
 
+/// Seconds a token is still accepted after its `exp` (clocks of issuer and server differ).
+const LEEWAY_SECONDS: u64 = 30;
+
 /// Signs and checks tokens with one HS256 secret.
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// What `iat` and `exp` are measured by: the runtime's clock, not the library's own
+    /// reading of the system clock, so a test's clock decides expiry too.
+    clock: Clock,
 }
 
 impl TokenKeys {
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        // `exp` is checked in `verify` against `clock`.
+        validation.validate_exp = false;
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
+            clock: Clock::system(),
         }
+    }
+
+    /// The same keys with `iat` and `exp` measured by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now_seconds(&self) -> u64 {
+        u64::try_from(self.clock.now().timestamp()).unwrap_or(0)
     }
 
     /// A token for `subject` in `role`, valid for `ttl`.
@@ -155,7 +174,7 @@ impl TokenKeys {
     /// [`AuthError::InvalidSubject`], or [`AuthError::Sign`].
     pub fn issue(&self, subject: &str, role: Role, ttl: Duration) -> Result<String, AuthError> {
         check_subject(subject)?;
-        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        let now = self.now_seconds();
         let claims = Claims {
             sub: subject.to_owned(),
             role,
@@ -185,6 +204,9 @@ impl TokenKeys {
             };
             AuthError::InvalidToken(reason.to_owned())
         })?;
+        if data.claims.exp.saturating_add(LEEWAY_SECONDS) < self.now_seconds() {
+            return Err(AuthError::InvalidToken("the token has expired".to_owned()));
+        }
         check_subject(&data.claims.sub)?;
         Ok(data.claims)
     }
@@ -290,6 +312,25 @@ mod tests {
                 .contains("expired")
         );
         assert!(keys.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn expiry_is_measured_by_the_injected_clock_with_its_leeway() {
+        use chrono::TimeZone;
+        let manual = Clock::manual(chrono::Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap());
+        let keys = TokenKeys::new(&Secret::new("s3cret")).with_clock(manual.clock());
+        let token = keys
+            .issue("ehr", Role::System, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            keys.verify(&token).unwrap().iat,
+            u64::try_from(manual.now().timestamp()).unwrap()
+        );
+        manual.advance(Duration::from_secs(60 + LEEWAY_SECONDS));
+        assert!(keys.verify(&token).is_ok(), "still within the leeway");
+        manual.advance(Duration::from_secs(1));
+        let err = keys.verify(&token).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use careflow_aggregates::StreamId;
-use chrono::Utc;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
@@ -69,7 +68,8 @@ pub async fn handle<A: Resource>(
         })?;
     let parsed = A::parse_command(value.clone()).map_err(ApiError::Rejected)?;
     let correlation_id = correlation_id(&req);
-    let idempotency = Idempotency::from_request(&req, &caller.subject, &*runtime.idempotency)?;
+    let idempotency =
+        Idempotency::from_request(&req, &caller.subject, &*runtime.idempotency, &runtime.clock)?;
     let command_id = idempotency.command_id();
     match idempotency.check(&req, &value, &REPLAY).await? {
         Check::Run => {}
@@ -81,14 +81,14 @@ pub async fn handle<A: Resource>(
         }
     }
 
-    let request_id = Uuid::new_v4();
+    let request_id = runtime.clock.new_id();
     let context = CommandContext {
         command_id,
         correlation_id,
         causation_id: request_id.to_string(),
         principal: caller.subject.clone(),
         source: "http".into(),
-        occurred_at: parsed.occurred_at.unwrap_or_else(Utc::now),
+        occurred_at: parsed.occurred_at.unwrap_or_else(|| runtime.clock.now()),
         check_duplicate: idempotency.is_keyed(),
     };
     let result = runtime

@@ -196,10 +196,19 @@ async fn record_decision(
         source: "http".to_owned(),
         correlation_id: correlation_id(req),
         causation_id: row.event_id.to_string(),
+        occurred_at: runtime.clock.now(),
     };
-    decision::record(runtime.store.as_ref(), row, decision, reason, &by)
-        .await
-        .map_err(ApiError::unavailable)
+    let command_id = runtime.clock.new_id();
+    decision::record(
+        runtime.store.as_ref(),
+        command_id,
+        row,
+        decision,
+        reason,
+        &by,
+    )
+    .await
+    .map_err(ApiError::unavailable)
 }
 
 pub fn register(cfg: &mut web::ServiceConfig) {

@@ -7,10 +7,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use careflow_aggregates::{PatientAccount, Rejection};
-use chrono::Utc;
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::auth::Right;
 use super::commands::path_stream;
@@ -65,12 +63,12 @@ pub async fn erase(
         })
     })?;
     let context = CommandContext {
-        command_id: Uuid::new_v4(),
+        command_id: runtime.clock.new_id(),
         correlation_id: correlation_id(&req),
-        causation_id: Uuid::new_v4().to_string(),
+        causation_id: runtime.clock.new_id().to_string(),
         principal: caller.subject.clone(),
         source: "http".into(),
-        occurred_at: Utc::now(),
+        occurred_at: runtime.clock.now(),
         check_duplicate: false,
     };
     let outcome = personal_data::erase(

@@ -12,10 +12,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use careflow_aggregates::{Encounter, PatientAccount, StreamId};
-use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::auth::Right;
 use super::error::{ApiError, MAX_BODY_BYTES};
@@ -363,7 +361,8 @@ async fn write_inner(
             error.column()
         ),
     })?;
-    let idempotency = Idempotency::from_request(req, &caller.subject, &*runtime.idempotency)?;
+    let idempotency =
+        Idempotency::from_request(req, &caller.subject, &*runtime.idempotency, &runtime.clock)?;
     match idempotency.check(req, &value, &REPLAY).await? {
         Check::Answered(response) => return Ok(response),
         // A success is recorded with its body; one without (it did not serialise) runs again
@@ -374,9 +373,9 @@ async fn write_inner(
         base_id: idempotency.command_id(),
         keyed: idempotency.is_keyed(),
         correlation_id: correlation_id(req),
-        causation_id: Uuid::new_v4().to_string(),
+        causation_id: runtime.clock.new_id().to_string(),
         principal: caller.subject.clone(),
-        occurred_at: Utc::now(),
+        occurred_at: runtime.clock.now(),
     };
     let result = apply(runtime, value, expected, &method, &message).await;
     idempotency
@@ -417,7 +416,7 @@ async fn apply(
     method: &Method,
     message: &Message,
 ) -> Result<(Head, Value), Failure> {
-    let now = Utc::now();
+    let now = runtime.clock.now();
     let Some(expected) = expected else {
         let transaction = Transaction::parse(value, &runtime.fhir)?;
         let entries = transaction.run(&runtime.registry, message, now).await?;
@@ -527,6 +526,7 @@ async fn read<A: careflow_aggregates::Aggregate>(
     caller
         .record_read(
             runtime.store.as_ref(),
+            &runtime.clock,
             Access::State,
             &stream,
             None,

@@ -13,6 +13,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use uuid::Uuid;
 
+use crate::clock::Clock;
+
 use super::error::ApiError;
 use crate::store::idempotency::{self, Claim, IdempotencyStore, StoredAnswer};
 
@@ -51,7 +53,7 @@ pub struct Idempotency<'a> {
 
 impl<'a> Idempotency<'a> {
     /// Reads the `Idempotency-Key` header (1-255 visible ASCII characters) of a request sent
-    /// by `principal`: a key derives the command id, no key gets a fresh one.
+    /// by `principal`: a key derives the command id, no key gets a fresh one from `clock`.
     ///
     /// # Errors
     /// [`ApiError::BadRequest`] (`invalid_idempotency_key`) for a malformed key.
@@ -59,10 +61,11 @@ impl<'a> Idempotency<'a> {
         req: &HttpRequest,
         principal: &str,
         records: &'a dyn IdempotencyStore,
+        clock: &Clock,
     ) -> Result<Self, ApiError> {
         let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else {
             return Ok(Self {
-                command_id: Uuid::new_v4(),
+                command_id: clock.new_id(),
                 records: None,
             });
         };

@@ -187,6 +187,7 @@ pub async fn billing_account(
     caller
         .record_read(
             runtime.store.as_ref(),
+            &runtime.clock,
             Access::Billing,
             &stream,
             None,
@@ -219,7 +220,9 @@ pub async fn billing_aging(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ReadBilling)?;
-    let as_of = query.as_of.unwrap_or_else(|| Utc::now().date_naive());
+    let as_of = query
+        .as_of
+        .unwrap_or_else(|| app.clock().now().date_naive());
     let (report, position): (AgingReport, u64) = read_view(
         projections(&app)?,
         "billing",
@@ -299,8 +302,9 @@ pub struct DailyQuery {
 }
 
 impl DailyQuery {
-    fn span(&self) -> Result<(NaiveDate, NaiveDate), ApiError> {
-        let to = self.to.unwrap_or_else(|| Utc::now().date_naive());
+    /// The days asked for; `today` is the default last day.
+    fn span(&self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), ApiError> {
+        let to = self.to.unwrap_or(today);
         let from = self
             .from
             .unwrap_or_else(|| to.checked_sub_days(Days::new(30)).unwrap_or(to));
@@ -364,7 +368,7 @@ pub async fn analytics_daily(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ReadAnalytics)?;
-    let (from, to) = query.span()?;
+    let (from, to) = query.span(app.clock().now().date_naive())?;
     let facility = query.facility.clone();
     let (days, position) = read_view(
         projections(&app)?,
@@ -415,7 +419,7 @@ pub async fn analytics_purchase_cycle(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ReadAnalytics)?;
-    let (from, to) = query.span()?;
+    let (from, to) = query.span(app.clock().now().date_naive())?;
     let facility = query.facility.clone();
     let wanted = facility.clone();
     let (days, position) = read_view(
@@ -605,11 +609,12 @@ pub async fn audit_access_log(
         Some(mrn) => StreamId::new("patient_account", mrn).map_err(|e| ApiError::Internal {
             cause: e.to_string(),
         })?,
-        None => access_log::todays_stream().map_err(ApiError::unavailable)?,
+        None => access_log::todays_stream(&runtime.clock).map_err(ApiError::unavailable)?,
     };
     caller
         .record_read(
             runtime.store.as_ref(),
+            &runtime.clock,
             Access::AccessLog,
             &target,
             None,
@@ -781,7 +786,7 @@ pub async fn billing_reconciliation(
         },
     )
     .await?;
-    let now = Utc::now();
+    let now = app.clock().now();
     let mut items: Vec<ReconciliationItem> = rows
         .into_iter()
         .map(|(_, row)| row)

@@ -80,6 +80,7 @@ pub async fn state<A: Resource>(
         caller
             .record_read(
                 runtime.store.as_ref(),
+                &runtime.clock,
                 Access::State,
                 &stream,
                 query.as_of,
@@ -114,6 +115,7 @@ pub async fn stream_history<A: Resource>(
         caller
             .record_read(
                 runtime.store.as_ref(),
+                &runtime.clock,
                 Access::History,
                 &stream,
                 None,

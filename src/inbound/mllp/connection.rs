@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +22,7 @@ use super::codec::{Frame, FrameError, MllpCodec};
 use super::lanes::{Job, Lanes, transient};
 use super::pending::{Pending, Waiting};
 use super::{MllpSettings, RegistrySource};
+use crate::clock::Clock;
 use crate::inbound::hl7::{self, Header};
 use crate::operations::metrics;
 
@@ -90,7 +90,8 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 let mut codes = Vec::with_capacity(ready.len());
                 let mut written = Ok(());
                 for (header, ack, _) in &ready {
-                    let text = ack.render(header.as_ref(), Utc::now(), &ack_id());
+                    let clock = &shared.settings.clock;
+                    let text = ack.render(header.as_ref(), clock.now(), &ack_id(clock));
                     codes.push(ack.code.as_str());
                     written = acks.feed(Bytes::from(text)).await;
                     if written.is_err() {
@@ -208,6 +209,7 @@ fn text_of(payload: &[u8]) -> String {
 }
 
 /// MSH-10 of an ACK: unique enough for a sender's logs, 18 characters (MSH-10 allows 20).
-fn ack_id() -> String {
-    format!("CF{:016X}", rand::random::<u64>())
+fn ack_id(clock: &Clock) -> String {
+    // The low half of a v4 id: 62 random bits.
+    format!("CF{:016X}", clock.new_id().as_u64_pair().1)
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use careflow_aggregates::patient_account;
 use careflow_aggregates::{AnyCommand, Encounter, Rejection};
-use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::RegistrySource;
@@ -72,7 +71,9 @@ async fn run_lane(mut rx: mpsc::UnboundedReceiver<Job>, registry: RegistrySource
 pub async fn apply(registry: &Registry, inbound: &Inbound) -> Ack {
     let header = &inbound.header;
     let principal = format!("mllp:{}", header.sending_facility);
-    let occurred_at = inbound.occurred_at.unwrap_or_else(Utc::now);
+    let occurred_at = inbound
+        .occurred_at
+        .unwrap_or_else(|| registry.clock().now());
     for step in &inbound.steps {
         let context = CommandContext {
             command_id: step.command.command_id(),

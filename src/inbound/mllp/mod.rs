@@ -43,6 +43,8 @@ pub struct MllpSettings {
     pub lanes: usize,
     /// Messages one connection may have unanswered before its reads pause.
     pub max_pipeline: usize,
+    /// Dates the ACKs and makes their control ids (the process's clock).
+    pub clock: crate::clock::Clock,
 }
 
 impl MllpSettings {
@@ -62,6 +64,7 @@ impl Default for MllpSettings {
             ack_delay: Duration::ZERO,
             lanes: 256,
             max_pipeline: 128,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use super::AuditError;
 use super::raw::{LogSource, open_sqlite};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::EventStore;
 
@@ -313,6 +314,8 @@ pub struct Checkpointer {
     key: SigningKey,
     /// Position and digest through it, as of the newest checkpoint or digest extension.
     through: Mutex<(u64, EventHash, EventHash)>,
+    /// What dates each checkpoint.
+    clock: Clock,
 }
 
 impl Checkpointer {
@@ -323,7 +326,11 @@ impl Checkpointer {
     ///
     /// # Errors
     /// [`AuditError`] when the key, the table or the checkpoints cannot be read.
-    pub async fn open(config: &Config, store: Arc<dyn EventStore>) -> Result<Self, AuditError> {
+    pub async fn open(
+        config: &Config,
+        store: Arc<dyn EventStore>,
+        clock: Clock,
+    ) -> Result<Self, AuditError> {
         let key = super::key::load_or_create(config)?;
         let source = LogSource::from_config(config)?;
         let sink = Sink::open(&source).await?;
@@ -337,6 +344,7 @@ impl Checkpointer {
             sink,
             key,
             through: Mutex::new(through),
+            clock,
         })
     }
 
@@ -362,7 +370,7 @@ impl Checkpointer {
         if position == start {
             return Ok(None);
         }
-        let checkpoint = Checkpoint::sign(&self.key, position, last_hash, digest, Utc::now());
+        let checkpoint = Checkpoint::sign(&self.key, position, last_hash, digest, self.clock.now());
         self.sink.insert(&checkpoint).await?;
         *through = (position, last_hash, digest);
         tracing::info!(position, "audit checkpoint signed");

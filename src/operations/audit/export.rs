@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AuditError;
+use crate::clock::Clock;
 use crate::store::{Direction, EventStore};
 
 /// The manifest's `format`.
@@ -108,12 +109,13 @@ pub fn manifest_path(file: &Path) -> PathBuf {
 }
 
 /// Writes the export of `selection` to `out` and its signed manifest beside it, then records
-/// the export in the access log.
+/// the export in the access log; `clock` dates the manifest and the record.
 ///
 /// # Errors
 /// [`AuditError`] when the store cannot be read or a file cannot be written.
 pub async fn export(
     store: &dyn EventStore,
+    clock: &Clock,
     key: &SigningKey,
     selection: &Selection,
     out: &Path,
@@ -201,7 +203,7 @@ pub async fn export(
         first_position,
         last_position,
         sha256: hex::encode(writer.hasher.finalize()),
-        exported_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        exported_at: clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
         exported_by: subject.to_owned(),
         public_key: hex::encode(key.verifying_key().to_bytes()),
     };
@@ -214,14 +216,14 @@ pub async fn export(
     let text =
         serde_json::to_string_pretty(&manifest).map_err(|e| AuditError::Format(e.to_string()))?;
     std::fs::write(&manifest_file, text + "\n").map_err(|e| AuditError::file(&manifest_file, e))?;
-    let recorded = super::access_log::record_export(
-        store,
-        subject,
-        &manifest.body.selection,
-        count,
-        &uuid::Uuid::new_v4().to_string(),
-    )
-    .await;
+    let recorded = super::access_log::AccessLog { store, clock }
+        .record_export(
+            subject,
+            &manifest.body.selection,
+            count,
+            &clock.new_id().to_string(),
+        )
+        .await;
     if let Err(error) = recorded {
         // No export leaves without its access record.
         let _ = std::fs::remove_file(out);

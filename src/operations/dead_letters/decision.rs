@@ -55,12 +55,14 @@ impl InternalEvent for Decided<'_> {
     }
 }
 
-/// Appends `decision` on `row` to `dead_letters-{source}`, by `by.principal`.
+/// Appends `decision` on `row` to `dead_letters-{source}`, by `by.principal`, under
+/// `command_id` (a fresh one: every decision is recorded).
 ///
 /// # Errors
 /// The store's; [`StoreError::Unavailable`] for a source that makes no stream id.
 pub async fn record(
     store: &dyn EventStore,
+    command_id: Uuid,
     row: &DeadLetter,
     decision: Decision,
     reason: Option<&str>,
@@ -86,7 +88,7 @@ pub async fn record(
         store,
         stream,
         ExpectedVersion::Any,
-        Uuid::new_v4(),
+        command_id,
         by,
         &[&Decided {
             decision,

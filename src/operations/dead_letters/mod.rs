@@ -28,6 +28,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::metrics;
 use crate::store::postgres::describe_pg_error;
@@ -182,6 +183,8 @@ fn item_of(payload: &serde_json::Value) -> String {
 #[derive(Clone)]
 pub struct DeadLetters {
     backend: Arc<Backend>,
+    /// What dates failures and operators' decisions.
+    clock: Clock,
 }
 
 enum Backend {
@@ -209,11 +212,12 @@ impl DeadLetters {
     ///
     /// # Errors
     /// [`DeadLetterError::Unavailable`].
-    pub async fn open(config: &Config) -> Result<Self, DeadLetterError> {
+    pub async fn open(config: &Config, clock: &Clock) -> Result<Self, DeadLetterError> {
         match SideStore::of(config, FILE).map_err(not_opened)? {
             SideStore::Postgres { url, schema } => Self::open_postgres(&url, &schema).await,
             SideStore::Sqlite(path) => Self::open_sqlite(&path),
         }
+        .map(|list| list.with_clock(clock.clone()))
         .inspect(|list| {
             let gauge = list.clone();
             tokio::spawn(async move { gauge.refresh_gauge().await });
@@ -251,7 +255,20 @@ impl DeadLetters {
         .map_err(unavailable)?;
         Ok(Self {
             backend: Arc::new(Backend::Sqlite(Arc::new(Mutex::new(conn)))),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same list dated by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the list dates by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Connects to PostgreSQL and creates the table when missing.
@@ -290,6 +307,7 @@ impl DeadLetters {
                 pool,
                 schema: schema.to_owned(),
             }),
+            clock: Clock::system(),
         })
     }
 
@@ -308,7 +326,7 @@ impl DeadLetters {
         status: DeadLetterStatus,
     ) -> Result<i64, DeadLetterError> {
         let item = item_of(&new.payload);
-        let now = Utc::now().to_rfc3339();
+        let now = self.clock.now().to_rfc3339();
         let payload = new.payload.to_string();
         let event_id = new.event_id.to_string();
         let position = i64::try_from(new.position).unwrap_or(i64::MAX);
@@ -544,7 +562,7 @@ impl DeadLetters {
                 status: current.status,
             });
         }
-        let now = Utc::now().to_rfc3339();
+        let now = self.clock.now().to_rfc3339();
         let failed = error.is_some();
         let error = error.unwrap_or(&current.error).to_owned();
         let reason = reason.map(str::to_owned);

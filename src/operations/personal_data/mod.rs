@@ -37,6 +37,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::secret_file;
 use crate::store::side::SideStore;
@@ -398,6 +399,8 @@ pub struct PersonalKeys {
     /// How long an unwrapped key is trusted without looking at the store again: unbounded
     /// where this process is the only writer (SQLite), short where another node may erase.
     ttl: Option<Duration>,
+    /// Where key ids come from (the key bytes come from the OS's random generator).
+    clock: Clock,
 }
 
 impl PersonalKeys {
@@ -417,6 +420,7 @@ impl PersonalKeys {
             cache: Mutex::new(Cache::default()),
             ready: tokio::sync::Mutex::new(Vec::new()),
             ttl,
+            clock: Clock::system(),
         })
     }
 
@@ -429,7 +433,7 @@ impl PersonalKeys {
     ///
     /// # Errors
     /// As [`PersonalKeys::new`], [`load_or_create_master_key`] and the store.
-    pub async fn open(config: &Config) -> Result<Arc<Self>, PersonalDataError> {
+    pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<Self>, PersonalDataError> {
         let master = load_or_create_master_key(config)?;
         let (store, ttl): (Box<dyn KeyStore>, _) =
             match SideStore::of(config, keys::FILE).map_err(keys::not_opened)? {
@@ -439,7 +443,18 @@ impl PersonalKeys {
                 ),
                 SideStore::Sqlite(path) => (Box::new(keys::SqliteKeys::open(path)?), None),
             };
-        Ok(Arc::new(Self::new(master, store, ttl).await?))
+        Ok(Arc::new(
+            Self::new(master, store, ttl)
+                .await?
+                .with_clock(clock.clone()),
+        ))
+    }
+
+    /// The same keys with their ids from `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> Option<T> {
@@ -491,7 +506,7 @@ impl PersonalKeys {
         for _ in 0..KEY_BATCH {
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
-            let kid = uuid::Uuid::new_v4().simple().to_string();
+            let kid = self.clock.new_id().simple().to_string();
             wrapped.push(WrappedKey {
                 kid: kid.clone(),
                 wrapped: self.master.wrap(&kid, &bytes)?,

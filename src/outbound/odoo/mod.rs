@@ -31,10 +31,11 @@ use std::time::Duration;
 use careflow_projections::odoo::OdooIntent;
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::Clock;
 use crate::operations::dead_letters::DeadLetters;
 use crate::runtime::actors::Registry;
 use crate::runtime::consumers::checkpoint::CheckpointStore;
-use crate::runtime::consumers::{ConsumerHealth, Health};
+use crate::runtime::consumers::{ConsumerHealth, Consumers};
 use crate::store::{EventStore, LogFeed};
 
 pub use client::{ErrorClass, OdooClient, OdooError, OdooSettings};
@@ -93,6 +94,8 @@ pub(crate) struct Deps {
     pub config: ExecutorConfig,
     pub health: ConsumerHealth,
     pub stop: watch::Receiver<bool>,
+    /// Dates the acknowledgements and the commands the executor sends.
+    pub clock: Clock,
 }
 
 /// Where the executor stands, for logs, tests and the bench.
@@ -119,14 +122,18 @@ impl OdooExecutor {
     /// Starts the executor on an actix arbiter thread of its own (commands to the purchase
     /// aggregate are actor messages). Must be called inside an actix system.
     pub fn start(
-        feed: Arc<LogFeed>,
+        consumers: &Consumers,
         registry: Arc<Registry>,
-        checkpoints: Arc<dyn CheckpointStore>,
-        dead_letters: DeadLetters,
         client: OdooClient,
         config: ExecutorConfig,
-        health: &Arc<Health>,
     ) -> Arc<Self> {
+        let Consumers {
+            feed,
+            checkpoints,
+            health,
+            dead_letters,
+            clock,
+        } = consumers.clone();
         let (stop, stop_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(ExecutorStatus {
             status: "starting",
@@ -142,6 +149,7 @@ impl OdooExecutor {
             config,
             health: health.register(CHECKPOINT, true),
             stop: stop_rx,
+            clock,
         });
         let arbiter = actix_rt::Arbiter::new();
         let (tx, done) = oneshot::channel();

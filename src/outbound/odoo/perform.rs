@@ -28,11 +28,11 @@ use careflow_projections::odoo::{
     Action, Call, MissingRef, OdooIntent, OdooRecordAcknowledged, complete_xmlid, xmlid_create,
     xmlid_lookup,
 };
-use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::client::{ErrorClass, OdooClient, OdooError};
+use crate::clock::Clock;
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 use crate::store::internal::{self, Recorder};
 use crate::store::{EventStore, ExpectedVersion};
@@ -81,6 +81,8 @@ pub struct Session {
     client: OdooClient,
     store: Arc<dyn EventStore>,
     registry: Arc<Registry>,
+    /// Dates acknowledgements and `RecordPurchaseOrder`.
+    clock: Clock,
     /// Complete external id → Odoo id. External ids careflow writes are never moved
     /// (`noupdate`), and Odoo's standard data does not move either, so they are cached for
     /// the life of the session.
@@ -88,11 +90,17 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client: OdooClient, store: Arc<dyn EventStore>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        client: OdooClient,
+        store: Arc<dyn EventStore>,
+        registry: Arc<Registry>,
+        clock: Clock,
+    ) -> Self {
         Self {
             client,
             store,
             registry,
+            clock,
             ids: Mutex::new(HashMap::new()),
         }
     }
@@ -360,6 +368,7 @@ async fn acknowledge(
         source: "odoo".to_owned(),
         correlation_id: intent.event_id.to_string(),
         causation_id: intent.event_id.to_string(),
+        occurred_at: session.clock.now(),
     };
     internal::record(
         session.store.as_ref(),
@@ -501,7 +510,7 @@ async fn record_purchase_order(
         causation_id: intent.event_id.to_string(),
         principal: PRINCIPAL.to_owned(),
         source: "odoo".to_owned(),
-        occurred_at: Utc::now(),
+        occurred_at: session.clock.now(),
         check_duplicate: true,
     };
     let command = PurchaseCommand::RecordPurchaseOrder(RecordPurchaseOrder { odoo_order_ref });

@@ -140,6 +140,7 @@ async fn own(
         deps.client.clone(),
         Arc::clone(&deps.store),
         Arc::clone(&deps.registry),
+        deps.clock.clone(),
     ));
     let mut stop = deps.stop.clone();
     let mut head = deps.feed.head_watch();

@@ -32,6 +32,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use careflow_aggregates::policies::{EligibilityAnswer, EligibilityCheck};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::metrics;
 use crate::outbound::breaker::{BreakerSettings, CircuitBreaker, CircuitOpen};
@@ -212,6 +213,8 @@ pub struct PayerClient {
     endpoint: reqwest::Url,
     settings: PayerSettings,
     breaker: Arc<CircuitBreaker>,
+    /// Dates each request (`created`).
+    clock: Clock,
 }
 
 impl PayerClient {
@@ -254,7 +257,15 @@ impl PayerClient {
             endpoint,
             settings,
             breaker,
+            clock: Clock::system(),
         })
+    }
+
+    /// The same client dating its requests by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn breaker(&self) -> &Arc<CircuitBreaker> {
@@ -310,7 +321,7 @@ impl PayerClient {
     }
 
     async fn send(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
-        let body = fhir::eligibility_request(check, chrono::Utc::now()).to_string();
+        let body = fhir::eligibility_request(check, self.clock.now()).to_string();
         let transport = |error: reqwest::Error| {
             if error.is_timeout() {
                 PayerError::Timeout(self.settings.timeout)

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use actix::{Actor, ActorFutureExt, AtomicResponse, Context, Handler, WrapFuture};
 use careflow_aggregates::{Aggregate, Ctx, StreamId};
-use chrono::Utc;
 use tracing::Instrument;
 
 use super::Services;
@@ -171,8 +170,12 @@ pub(crate) async fn run_command<A: Aggregate>(
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let ctx = Ctx::new(Utc::now(), context.command_id, context.principal.clone())
-            .occurred_at(context.occurred_at);
+        let ctx = Ctx::new(
+            services.config.clock.now(),
+            context.command_id,
+            context.principal.clone(),
+        )
+        .occurred_at(context.occurred_at);
         let events = match A::decide(&loaded.state, &message.command, &ctx) {
             Ok(events) => events,
             Err(rejection) => return (Some(loaded), Err(CommandError::Rejected(rejection))),

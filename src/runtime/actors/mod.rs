@@ -29,6 +29,7 @@ pub use replay::{history, state_as_of};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::store::EventStore;
 use crate::store::snapshot::SnapshotStore;
 
@@ -45,6 +46,9 @@ pub struct ActorConfig {
     pub max_conflict_retries: u32,
     /// Arbiters (threads) actors are spread over.
     pub arbiters: usize,
+    /// Where a decision's `Ctx::now` comes from (the runtime's clock; the system's by
+    /// default).
+    pub clock: Clock,
 }
 
 impl Default for ActorConfig {
@@ -55,6 +59,7 @@ impl Default for ActorConfig {
             snapshot_every: 100,
             max_conflict_retries: 3,
             arbiters: std::thread::available_parallelism().map_or(1, usize::from),
+            clock: Clock::system(),
         }
     }
 }

@@ -108,6 +108,12 @@ impl Registry {
         &self.services.store
     }
 
+    /// The clock the actors decide by (`ActorConfig::clock`), for adapters that date what
+    /// they send through the registry.
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.services.config.clock
+    }
+
     pub fn config(&self) -> &ActorConfig {
         &self.services.config
     }

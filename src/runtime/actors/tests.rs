@@ -44,6 +44,7 @@ fn config() -> ActorConfig {
         snapshot_every: 100,
         max_conflict_retries: 3,
         arbiters: 2,
+        clock: crate::clock::Clock::system(),
     }
 }
 

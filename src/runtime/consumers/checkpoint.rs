@@ -23,6 +23,7 @@ use deadpool_postgres::Pool;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio_postgres::Client;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::postgres::describe_pg_error;
 use crate::store::side::{self, SideStore, SideStoreError, Synchronous};
@@ -72,16 +73,24 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn acquire(&self, name: &str) -> Result<Option<Box<dyn Lease>>, CheckpointError>;
 }
 
-/// Opens the checkpoints that belong with the configured event store.
+/// Opens the checkpoints that belong with the configured event store; `clock` stamps their
+/// `updated_at`.
 ///
 /// # Errors
 /// [`CheckpointError::Unavailable`].
-pub async fn open(config: &Config) -> Result<Arc<dyn CheckpointStore>, CheckpointError> {
+pub async fn open(
+    config: &Config,
+    clock: &Clock,
+) -> Result<Arc<dyn CheckpointStore>, CheckpointError> {
     match SideStore::of(config, FILE).map_err(not_opened)? {
-        SideStore::Postgres { url, schema } => {
-            Ok(Arc::new(PostgresCheckpoints::open(&url, &schema).await?))
-        }
-        SideStore::Sqlite(path) => Ok(Arc::new(SqliteCheckpoints::open(path)?)),
+        SideStore::Postgres { url, schema } => Ok(Arc::new(
+            PostgresCheckpoints::open(&url, &schema)
+                .await?
+                .with_clock(clock.clone()),
+        )),
+        SideStore::Sqlite(path) => Ok(Arc::new(
+            SqliteCheckpoints::open(path)?.with_clock(clock.clone()),
+        )),
     }
 }
 
@@ -89,6 +98,7 @@ pub async fn open(config: &Config) -> Result<Arc<dyn CheckpointStore>, Checkpoin
 pub struct SqliteCheckpoints {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    clock: Clock,
 }
 
 impl SqliteCheckpoints {
@@ -111,7 +121,15 @@ impl SqliteCheckpoints {
         Ok(Self {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same checkpoints with `updated_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -167,6 +185,7 @@ impl CheckpointStore for SqliteCheckpoints {
         let name = name.to_owned();
         let position = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
         let state = checkpoint.state.clone();
+        let updated_at = self.clock.now().to_rfc3339();
         self.with_conn(move |conn| {
             conn.execute(
                 "INSERT INTO process_manager_checkpoints (name, position, state, updated_at)
@@ -174,7 +193,7 @@ impl CheckpointStore for SqliteCheckpoints {
                  ON CONFLICT (name) DO UPDATE
                  SET position = excluded.position, state = excluded.state,
                      updated_at = excluded.updated_at",
-                params![name, position, state, chrono::Utc::now().to_rfc3339()],
+                params![name, position, state, updated_at],
             )
             .map(|_| ())
         })
@@ -191,6 +210,7 @@ pub struct PostgresCheckpoints {
     pool: Pool,
     url: String,
     schema: String,
+    clock: Clock,
 }
 
 fn pg(error: tokio_postgres::Error) -> CheckpointError {
@@ -221,7 +241,15 @@ impl PostgresCheckpoints {
             pool,
             url: url.to_owned(),
             schema: schema.to_owned(),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same checkpoints with `updated_at` stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -263,13 +291,13 @@ impl CheckpointStore for PostgresCheckpoints {
             .execute(
                 &format!(
                     "INSERT INTO {}.process_manager_checkpoints (name, position, state, updated_at)
-                     VALUES ($1, $2, $3, now())
+                     VALUES ($1, $2, $3, $4)
                      ON CONFLICT (name) DO UPDATE
                      SET position = excluded.position, state = excluded.state,
                          updated_at = excluded.updated_at",
                     self.schema
                 ),
-                &[&name, &position, &checkpoint.state],
+                &[&name, &position, &checkpoint.state, &self.clock.now()],
             )
             .await
             .map_err(pg)?;

@@ -29,6 +29,7 @@ mod supervisor;
 use std::sync::Arc;
 
 use self::checkpoint::CheckpointStore;
+use crate::clock::Clock;
 use crate::operations::dead_letters::DeadLetters;
 use crate::store::LogFeed;
 
@@ -44,4 +45,6 @@ pub struct Consumers {
     pub health: Arc<Health>,
     /// What a consumer could not do, for operators to retry or discard.
     pub dead_letters: DeadLetters,
+    /// The runtime's one clock and id source (`crate::clock`).
+    pub clock: Clock,
 }

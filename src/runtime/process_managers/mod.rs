@@ -168,6 +168,7 @@ impl ProcessManagers {
             checkpoints,
             health,
             dead_letters,
+            clock,
         } = consumers.clone();
         let store: Arc<dyn EventStore> = personal.clone();
         let (stop, stop_rx) = watch::channel(false);
@@ -193,6 +194,7 @@ impl ProcessManagers {
                 config: config.clone(),
                 dead_letters,
                 stop: stop_rx,
+                clock,
             });
             tasks.push(RunnerThread::start(Eligibility::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[0]));

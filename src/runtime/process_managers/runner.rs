@@ -37,13 +37,13 @@ use careflow_aggregates::policies::{
     TriggerEvent, eligibility,
 };
 use careflow_aggregates::{AddressedCommand, PatientAccount, RecordedEvent, StreamId};
-use chrono::Utc;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::{RunnerHandle, RunnerStatus};
+use crate::clock::Clock;
 use crate::operations::dead_letters::{DeadLetterStatus, DeadLetters, NewDeadLetter};
 use crate::operations::metrics;
 use crate::operations::personal_data::EncryptingStore;
@@ -70,6 +70,9 @@ pub(crate) struct Deps {
     /// Poison events, and the operators' retries of them.
     pub dead_letters: DeadLetters,
     pub stop: watch::Receiver<bool>,
+    /// What decides when a timer is due and a payer check is given up, and stamps what the
+    /// runner records and sends.
+    pub clock: Clock,
 }
 
 /// Runs process manager `P` until shutdown, under the consumer runtime's supervisor.
@@ -204,7 +207,7 @@ async fn own<P: ProcessManager>(
         // the store's group commit then makes one write of many firings. Their order does not
         // matter; each one's command id is derived from its timer, so a firing repeated after
         // a crash appends nothing.
-        let now = Utc::now();
+        let now = deps.clock.now();
         let fired: Vec<TimerEvent> = timers
             .due(now)
             .take(FIRE_BATCH)
@@ -350,15 +353,20 @@ async fn own<P: ProcessManager>(
             continue;
         }
 
-        // Caught up: wait for new events, the next timer, a finished check or shutdown.
-        let mut sleep_for = deps.config.idle_check;
-        if let Some(next) = timers.next_due_at() {
-            let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            sleep_for = sleep_for.min(until);
-        }
-        if sleep_for.is_zero() {
+        // Caught up: wait for new events, the next timer (by the injected clock, so a test
+        // that moves its clock past a due time wakes the loop at once), a finished check or
+        // shutdown; at most `idle_check` of real time.
+        let next_timer = timers.next_due_at();
+        if next_timer.is_some_and(|next| deps.clock.until(next).is_zero()) {
             continue;
         }
+        let sleep_for = deps.config.idle_check;
+        let timer_due = async {
+            match next_timer {
+                Some(next) => deps.clock.sleep_until(next).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = head.changed() => {
                 if changed.is_err() {
@@ -366,6 +374,7 @@ async fn own<P: ProcessManager>(
                 }
             }
             () = tokio::time::sleep(sleep_for) => {}
+            () = timer_due => {}
             _ = stop.changed() => {}
             Some(_) = checks.join_next(), if !checks.is_empty() => {}
         }
@@ -767,6 +776,7 @@ async fn append_timer<P: ProcessManager>(
         source: principal,
         correlation_id: origin.correlation_id.clone(),
         causation_id: origin.causation_id.clone(),
+        occurred_at: deps.clock.now(),
     };
     let mut delay = deps.config.retry_first;
     loop {
@@ -847,7 +857,7 @@ async fn send(
         causation_id: origin.causation_id.clone(),
         principal: principal.clone(),
         source: principal,
-        occurred_at: Utc::now(),
+        occurred_at: deps.clock.now(),
         // A resend after a crash must get the first answer, even where deciding again would
         // now refuse (an account already activated).
         check_duplicate: true,
@@ -997,7 +1007,7 @@ async fn run_check(
     }
     let mut delay = deps.config.retry_first;
     loop {
-        if Utc::now() >= check.give_up_at {
+        if deps.clock.now() >= check.give_up_at {
             tracing::info!(
                 process_manager = name,
                 account_id,
@@ -1036,9 +1046,7 @@ async fn run_check(
                 this
             }
         };
-        let until_deadline = (check.give_up_at - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO);
+        let until_deadline = deps.clock.until(check.give_up_at);
         let mut stop = deps.stop.clone();
         if wait(&mut stop, wait_for.min(until_deadline)).await {
             return;

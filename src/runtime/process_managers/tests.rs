@@ -168,6 +168,7 @@ async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_on
         },
         dead_letters: dead_letters.clone(),
         stop: stop_rx,
+        clock: crate::clock::Clock::system(),
     });
     let health = Health::new();
     let handle = Arc::new(RunnerHandle {
@@ -239,6 +240,7 @@ async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_on
         payer: None,
         config: deps.config.clone(),
         dead_letters: dead_letters.clone(),
+        clock: deps.clock.clone(),
     });
     let handle = Arc::new(RunnerHandle {
         name: Copier::NAME,

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use careflow_projections::{ProjectionError, ViewStore};
 use chrono::{DateTime, Utc};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::store::side::{SideStore, SideStoreError};
 
@@ -248,18 +249,21 @@ pub trait ViewWriter: Send {
     fn set_error(&mut self, generation: u32, error: Option<&str>) -> Result<(), ViewError>;
 }
 
-/// Opens the views that belong with the configured event store.
+/// Opens the views that belong with the configured event store; `clock` stamps their catalog.
 ///
 /// # Errors
 /// [`ViewError::Unavailable`].
-pub async fn open(config: &Config) -> Result<Arc<dyn ViewBackend>, ViewError> {
+pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<dyn ViewBackend>, ViewError> {
     match SideStore::of(config, FILE).map_err(not_opened)? {
         SideStore::Postgres { url, schema } => Ok(Arc::new(
-            postgres::PostgresViews::open(&url, &schema).await?,
+            postgres::PostgresViews::open(&url, &schema)
+                .await?
+                .with_clock(clock.clone()),
         )),
         // `views.db`'s folder: a file per projection beside it (`sqlite::SqliteViewFiles`).
-        SideStore::Sqlite(path) => Ok(Arc::new(sqlite::SqliteViewFiles::open(
-            path.parent().unwrap_or(&config.data_dir),
-        ))),
+        SideStore::Sqlite(path) => Ok(Arc::new(
+            sqlite::SqliteViewFiles::open(path.parent().unwrap_or(&config.data_dir))
+                .with_clock(clock.clone()),
+        )),
     }
 }

@@ -25,6 +25,7 @@ use super::{
     Catalog, Generation, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter, Write,
     not_opened, physical, unavailable,
 };
+use crate::clock::Clock;
 use crate::store::postgres::describe_pg_error;
 use crate::store::side;
 
@@ -42,6 +43,8 @@ pub struct PostgresViews {
     url: String,
     schema: String,
     handle: Handle,
+    /// What stamps the catalog's times (not the server's `now()`: one place decides time).
+    clock: Clock,
 }
 
 impl PostgresViews {
@@ -77,7 +80,15 @@ impl PostgresViews {
             url: url.to_owned(),
             schema: schema.to_owned(),
             handle: Handle::current(),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same views with the catalog's times stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn table(&self, table: &str, generation: u32) -> String {
@@ -274,10 +285,10 @@ impl ViewBackend for PostgresViews {
                 .execute(
                     &format!(
                         "INSERT INTO {}.projection_rebuild_requests (projection, requested_at)
-                         VALUES ($1, now()) ON CONFLICT DO NOTHING",
+                         VALUES ($1, $2) ON CONFLICT DO NOTHING",
                         self.schema
                     ),
-                    &[&projection],
+                    &[&projection, &self.clock.now()],
                 )
                 .await
                 .map_err(pg)?;
@@ -298,6 +309,7 @@ impl ViewBackend for PostgresViews {
             schema: self.schema.clone(),
             handle: self.handle.clone(),
             projection,
+            clock: self.clock.clone(),
         }))
     }
 }
@@ -311,6 +323,7 @@ pub struct PostgresWriter {
     schema: String,
     handle: Handle,
     projection: &'static str,
+    clock: Clock,
 }
 
 impl PostgresWriter {
@@ -358,6 +371,7 @@ impl ViewWriter for PostgresWriter {
         let schema = &self.schema;
         let projection = self.projection;
         let generation = i32::try_from(generation).map_err(unavailable)?;
+        let now = self.clock.now();
         self.handle.block_on(async {
             self.client.batch_execute(&script).await.map_err(pg)?;
             let done = async {
@@ -366,12 +380,12 @@ impl ViewWriter for PostgresWriter {
                         &format!(
                             "INSERT INTO {schema}.projection_generations
                                  (projection, generation, status, position, updated_at, last_error)
-                             VALUES ($1, $2, $3, 0, now(), NULL)
+                             VALUES ($1, $2, $3, 0, $4, NULL)
                              ON CONFLICT (projection, generation) DO UPDATE
                                 SET status = excluded.status, position = 0,
-                                    updated_at = now(), last_error = NULL"
+                                    updated_at = excluded.updated_at, last_error = NULL"
                         ),
-                        &[&projection, &generation, &status.as_str()],
+                        &[&projection, &generation, &status.as_str(), &now],
                     )
                     .await?;
                 self.client
@@ -434,11 +448,12 @@ impl ViewWriter for PostgresWriter {
         let generation_sql = i32::try_from(generation).map_err(unavailable)?;
         let checkpoint = format!(
             "UPDATE {}.projection_generations
-                SET position = $1, updated_at = now(), last_error = NULL
+                SET position = $1, updated_at = $4, last_error = NULL
               WHERE projection = $2 AND generation = $3",
             self.schema
         );
         let projection = self.projection;
+        let now = self.clock.now();
         let handle = self.handle.clone();
         let work = handle.block_on(async {
             let mut work = Vec::new();
@@ -479,9 +494,12 @@ impl ViewWriter for PostgresWriter {
             for done in futures_util::future::join_all(runs).await {
                 done.map_err(pg)?;
             }
-            tx.execute(&checkpoint, &[&position, &projection, &generation_sql])
-                .await
-                .map_err(pg)?;
+            tx.execute(
+                &checkpoint,
+                &[&position, &projection, &generation_sql, &now],
+            )
+            .await
+            .map_err(pg)?;
             tx.commit().await.map_err(pg)
         })
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ProjectionSet, RunnerConfig, ViewBackend, ViewError, runner};
+use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{self, EventStore, FeedConfig, LogFeed, StoreError};
@@ -57,6 +58,7 @@ const STALL: Duration = Duration::from_secs(120);
 /// [`RebuildError`]: an unknown name, an unreachable store, a stalled or refused rebuild.
 pub async fn rebuild(
     config: &Config,
+    clock: &Clock,
     name: &str,
     progress: impl Fn(Progress),
 ) -> Result<Rebuilt, RebuildError> {
@@ -65,8 +67,8 @@ pub async fn rebuild(
         .find(|p| p.name() == name)
         .ok_or_else(|| ViewError::UnknownProjection(name.to_owned()))?;
     let name = projection.name();
-    let views = super::open(config).await?;
-    let (store, owned_store) = open_store(config).await?;
+    let views = super::open(config, clock).await?;
+    let (store, owned_store) = open_store(config, clock).await?;
     // Nobody else runs it when we can take its writer (PostgreSQL), or when we could take the
     // SQLite store's lock (then no server is running at all).
     let ran_here = match config.store {
@@ -96,7 +98,10 @@ pub async fn rebuild(
             feed,
             Arc::clone(&views),
             vec![Arc::clone(&projection)],
-            RunnerConfig::default(),
+            RunnerConfig {
+                clock: clock.clone(),
+                ..RunnerConfig::default()
+            },
             &crate::runtime::consumers::Health::new(),
         ))
     } else {
@@ -118,8 +123,11 @@ pub async fn rebuild(
 
 /// The event store: owned (we hold the SQLite lock, or PostgreSQL) or, when a server holds
 /// the SQLite file, a read-only handle for the head position.
-async fn open_store(config: &Config) -> Result<(Arc<dyn EventStore>, bool), RebuildError> {
-    match store::open(config).await {
+async fn open_store(
+    config: &Config,
+    clock: &Clock,
+) -> Result<(Arc<dyn EventStore>, bool), RebuildError> {
+    match store::open(config, clock).await {
         Ok(store) => Ok((store, true)),
         Err(error) if config.store != StoreKind::Postgres => {
             let path = config.sqlite_path();

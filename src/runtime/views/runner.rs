@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 
 use careflow_aggregates::RecordedEvent;
 use careflow_projections::{Analytics, Audit, Billing, Projection};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use super::overlay::{Overlay, RowCache};
 use super::{Catalog, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter};
+use crate::clock::Clock;
 use crate::operations::metrics;
 use crate::runtime::consumers::{ConsumerHealth, Health};
 use crate::store::{EventStore, LogFeed, StoreError};
@@ -61,6 +62,9 @@ pub struct RunnerConfig {
     pub control_interval: Duration,
     /// Pause after a failed batch or while another node owns the projection.
     pub retry_after: Duration,
+    /// What the lag in seconds and the events' age are measured against (the runtime's
+    /// clock; the system's by default).
+    pub clock: Clock,
 }
 
 impl Default for RunnerConfig {
@@ -71,6 +75,7 @@ impl Default for RunnerConfig {
             cache_bytes: 64 << 20,
             control_interval: Duration::from_millis(250),
             retry_after: Duration::from_secs(2),
+            clock: Clock::system(),
         }
     }
 }
@@ -102,6 +107,7 @@ pub struct ProjectionSet {
     projections: Vec<SharedProjection>,
     stop: Arc<Stop>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    clock: Clock,
 }
 
 /// The shutdown signal shared with the runner threads.
@@ -126,7 +132,8 @@ impl ProjectionSet {
         config: RunnerConfig,
         health: &Arc<Health>,
     ) -> Arc<Self> {
-        let set = Self::idle(Arc::clone(feed.store()), backend, projections);
+        let mut set = Self::idle(Arc::clone(feed.store()), backend, projections);
+        set.clock = config.clock.clone();
         let handle = Handle::current();
         let mut threads = Vec::new();
         for projection in &set.projections {
@@ -169,6 +176,7 @@ impl ProjectionSet {
             projections,
             stop: Arc::default(),
             threads: Mutex::new(Vec::new()),
+            clock: Clock::system(),
         }
     }
 
@@ -240,10 +248,11 @@ impl ProjectionSet {
             .map_err(|e| ViewError::Unavailable(e.to_string()))?;
         let backend = Arc::clone(&self.backend);
         let names = self.names();
+        let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
             names
                 .into_iter()
-                .map(|name| Ok(status_of(name, &backend.catalog(name)?, head)))
+                .map(|name| Ok(status_of(name, &backend.catalog(name)?, head, now)))
                 .collect()
         })
         .await
@@ -263,11 +272,16 @@ impl ProjectionSet {
     }
 }
 
-fn status_of(name: &'static str, catalog: &Catalog, head: u64) -> ProjectionStatus {
+fn status_of(
+    name: &'static str,
+    catalog: &Catalog,
+    head: u64,
+    now: DateTime<Utc>,
+) -> ProjectionStatus {
     let position = catalog.live.as_ref().map_or(0, |g| g.position);
     let lag = head.saturating_sub(position);
     let lag_seconds = match &catalog.live {
-        Some(live) if lag > 0 => (Utc::now() - live.updated_at)
+        Some(live) if lag > 0 => (now - live.updated_at)
             .to_std()
             .map_or(0.0, |d| d.as_secs_f64()),
         _ => 0.0,
@@ -583,7 +597,7 @@ impl Runner {
     }
 
     fn report_live(&self, position: u64, events: &[RecordedEvent]) {
-        let now = Utc::now();
+        let now = self.config.clock.now();
         let head = self.feed.head();
 
         let age = |event: &RecordedEvent| (now - event.metadata.recorded_at).to_std().ok();

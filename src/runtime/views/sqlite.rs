@@ -21,6 +21,7 @@ use super::{
     Catalog, Generation, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWriter, Write,
     not_opened, physical, unavailable,
 };
+use crate::clock::Clock;
 use crate::store::side::{self, Synchronous};
 
 const SCHEMA: &str = "
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS projection_rebuild_requests (
 pub struct SqliteViews {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    /// What stamps the catalog's times.
+    clock: Clock,
 }
 
 /// A connection (the writer's, or one more reader's): the side store's settings plus the
@@ -76,7 +79,15 @@ impl SqliteViews {
         Ok(Self {
             path,
             readers: Mutex::new(vec![conn]),
+            clock: Clock::system(),
         })
+    }
+
+    /// The same views with the catalog's times stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -275,7 +286,7 @@ impl ViewBackend for SqliteViews {
             conn.execute(
                 "INSERT OR IGNORE INTO projection_rebuild_requests (projection, requested_at)
                  VALUES (?1, ?2)",
-                params![projection, Utc::now().to_rfc3339()],
+                params![projection, self.clock.now().to_rfc3339()],
             )
             .map_err(sql)?;
             Ok(true)
@@ -287,6 +298,7 @@ impl ViewBackend for SqliteViews {
         Ok(Box::new(SqliteWriter {
             conn: connect(&self.path)?,
             projection,
+            clock: self.clock.clone(),
         }))
     }
 }
@@ -295,6 +307,7 @@ impl ViewBackend for SqliteViews {
 pub struct SqliteWriter {
     conn: Connection,
     projection: &'static str,
+    clock: Clock,
 }
 
 impl SqliteWriter {
@@ -326,6 +339,7 @@ impl ViewWriter for SqliteWriter {
         status: GenerationStatus,
     ) -> Result<(), ViewError> {
         let projection = self.projection;
+        let now = self.clock.now().to_rfc3339();
         self.in_transaction(|tx| {
             for table in tables {
                 let name = physical(table, generation);
@@ -338,12 +352,7 @@ impl ViewWriter for SqliteWriter {
                 "INSERT OR REPLACE INTO projection_generations
                      (projection, generation, status, position, updated_at, last_error)
                  VALUES (?1, ?2, ?3, 0, ?4, NULL)",
-                params![
-                    projection,
-                    generation,
-                    status.as_str(),
-                    Utc::now().to_rfc3339()
-                ],
+                params![projection, generation, status.as_str(), now],
             )?;
             tx.execute(
                 "DELETE FROM projection_rebuild_requests WHERE projection = ?1",
@@ -369,6 +378,7 @@ impl ViewWriter for SqliteWriter {
         position: u64,
     ) -> Result<(), ViewError> {
         let projection = self.projection;
+        let now = self.clock.now().to_rfc3339();
         self.in_transaction(|tx| {
             for (table, key, row) in writes {
                 let name = physical(table, generation);
@@ -393,7 +403,7 @@ impl ViewWriter for SqliteWriter {
             )?
             .execute(params![
                 i64::try_from(position).unwrap_or(i64::MAX),
-                Utc::now().to_rfc3339(),
+                now,
                 projection,
                 generation
             ])?;
@@ -460,6 +470,7 @@ impl ViewWriter for SqliteWriter {
 pub struct SqliteViewFiles {
     dir: PathBuf,
     files: Mutex<HashMap<String, Arc<SqliteViews>>>,
+    clock: Clock,
 }
 
 impl SqliteViewFiles {
@@ -467,7 +478,15 @@ impl SqliteViewFiles {
         Self {
             dir: dir.as_ref().to_path_buf(),
             files: Mutex::new(HashMap::new()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same views with the catalogs' times stamped by `clock` (the system's by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The file of `projection`, opened (and created) on first use.
@@ -486,9 +505,10 @@ impl SqliteViewFiles {
         if let Some(file) = files.get(projection) {
             return Ok(Arc::clone(file));
         }
-        let file = Arc::new(SqliteViews::open(
-            self.dir.join(format!("views-{projection}.db")),
-        )?);
+        let file = Arc::new(
+            SqliteViews::open(self.dir.join(format!("views-{projection}.db")))?
+                .with_clock(self.clock.clone()),
+        );
         files.insert(projection.to_owned(), Arc::clone(&file));
         Ok(file)
     }
