@@ -63,6 +63,16 @@ pub trait Aggregate: Sized + 'static {
     /// The command's `type` name (a bounded metric label, e.g. for `careflow_commands_total`).
     fn command_name(command: &Self::Command) -> &'static str;
 
+    /// Rules an instance id keeps beyond the id rule every stream keeps (a roster's id names
+    /// its facility, department and day). The shell refuses a path id that breaks them before
+    /// anything is read or decided; the text says which rule.
+    ///
+    /// # Errors
+    /// Why the id is refused.
+    fn check_id(_id: &str) -> Result<(), &'static str> {
+        Ok(())
+    }
+
     /// The PastTense name stored as `event_type`.
     fn event_type(event: &Self::Event) -> &'static str {
         event.event_type()

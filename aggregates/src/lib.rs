@@ -27,6 +27,7 @@ pub use stream_id::{StreamId, StreamIdError};
 
 pub mod addressed;
 pub mod aggregate;
+pub mod claim;
 pub mod codec;
 pub mod context;
 pub mod encounter;
@@ -38,11 +39,13 @@ pub mod personal;
 pub mod policies;
 pub mod purchase;
 pub mod rejection;
+pub mod roster;
 pub mod testing;
 pub mod upcast;
 
 pub use addressed::{AddressedCommand, AnyCommand};
 pub use aggregate::{Aggregate, CommandBody};
+pub use claim::Claim;
 pub use codec::{DecodeError, DomainEvent, EncodedEvent};
 pub use context::Ctx;
 pub use encounter::Encounter;
@@ -52,3 +55,4 @@ pub use patient_account::PatientAccount;
 pub use personal::Personal;
 pub use purchase::PurchaseWorkflow;
 pub use rejection::Rejection;
+pub use roster::Roster;

@@ -258,6 +258,66 @@ pub enum Rejection {
     /// HTTP 409; nothing appended.
     #[error("receipt {receipt_id} is already recorded")]
     DuplicateReceipt { receipt_id: String },
+
+    // ---- claims ----
+    /// Occurs when a payer's answer contradicts itself: a denial that pays, a payment of
+    /// nothing.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("claim response is inconsistent: {detail}")]
+    InconsistentResponse { detail: &'static str },
+    /// Occurs when `CreateClaim` is sent to a claim that exists.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("claim already exists")]
+    ClaimAlreadyCreated,
+    /// Occurs when any other command is sent to a claim that was never created (a
+    /// ClaimResponse for an unknown claim among them).
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("claim does not exist")]
+    ClaimNotCreated,
+    /// Occurs when a remittance pays and adjusts more than the claim asks for.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("paid and adjusted amounts exceed the claimed {claimed}")]
+    RemittanceExceedsClaim { claimed: Cents },
+
+    // ---- rosters ----
+    /// Occurs when a shift's `end` is not after its `start`.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("shift ends before it starts")]
+    ShiftEndsBeforeStart,
+    /// Occurs when a shift is longer than [`crate::roster::MAX_SHIFT_HOURS`].
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("shift is longer than {max_hours} hours")]
+    ShiftTooLong { max_hours: i64 },
+    /// Occurs when a shift id is assigned twice on one roster.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("shift {shift_id} is already assigned")]
+    DuplicateShift { shift_id: String },
+    /// Occurs when a shift to cancel is not on the roster (or already cancelled).
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("shift {shift_id} is not on the roster")]
+    UnknownShift { shift_id: String },
+    /// Occurs when a staff member would work two overlapping shifts on one roster.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("staff {staff_id} already works shift {shift_id} at that time")]
+    StaffDoubleBooked { staff_id: String, shift_id: String },
 }
 
 impl Rejection {
@@ -281,7 +341,10 @@ impl Rejection {
             | Rejection::AmountOutOfRange { .. }
             | Rejection::DuplicateLine { .. }
             | Rejection::EmptyUpdate
-            | Rejection::BirthDateInFuture => true,
+            | Rejection::BirthDateInFuture
+            | Rejection::InconsistentResponse { .. }
+            | Rejection::ShiftEndsBeforeStart
+            | Rejection::ShiftTooLong { .. } => true,
             Rejection::AlreadyRegistered
             | Rejection::NotRegistered
             | Rejection::AccountClosed
@@ -304,7 +367,13 @@ impl Rejection {
             | Rejection::SelfApproval
             | Rejection::ItemNotOrdered { .. }
             | Rejection::OverReceipt { .. }
-            | Rejection::DuplicateReceipt { .. } => false,
+            | Rejection::DuplicateReceipt { .. }
+            | Rejection::ClaimAlreadyCreated
+            | Rejection::ClaimNotCreated
+            | Rejection::RemittanceExceedsClaim { .. }
+            | Rejection::DuplicateShift { .. }
+            | Rejection::UnknownShift { .. }
+            | Rejection::StaffDoubleBooked { .. } => false,
         }
     }
 
@@ -348,6 +417,15 @@ impl Rejection {
             Rejection::ItemNotOrdered { .. } => "item_not_ordered",
             Rejection::OverReceipt { .. } => "over_receipt",
             Rejection::DuplicateReceipt { .. } => "duplicate_receipt",
+            Rejection::InconsistentResponse { .. } => "inconsistent_response",
+            Rejection::ClaimAlreadyCreated => "claim_exists",
+            Rejection::ClaimNotCreated => "claim_not_created",
+            Rejection::RemittanceExceedsClaim { .. } => "remittance_exceeds_claim",
+            Rejection::ShiftEndsBeforeStart => "shift_ends_before_start",
+            Rejection::ShiftTooLong { .. } => "shift_too_long",
+            Rejection::DuplicateShift { .. } => "duplicate_shift",
+            Rejection::UnknownShift { .. } => "unknown_shift",
+            Rejection::StaffDoubleBooked { .. } => "staff_double_booked",
         }
     }
 
@@ -362,6 +440,11 @@ impl Rejection {
             Rejection::NotScheduled => "send ScheduleEncounter first",
             Rejection::ItemNotDefined => "send DefineItem first",
             Rejection::NotRequested => "send RequestPurchase first",
+            Rejection::ClaimNotCreated => "send CreateClaim first",
+            Rejection::RemittanceExceedsClaim { .. } => {
+                "paid_amount plus the adjustments may be at most the claim's total"
+            }
+            Rejection::StaffDoubleBooked { .. } => "cancel the other shift first",
             Rejection::Overpayment { .. } => "record at most the outstanding balance",
             Rejection::BalanceNotZero { .. } => {
                 "settle the balance with payments or adjustments before closing"
@@ -369,7 +452,8 @@ impl Rejection {
             Rejection::DuplicateCharge { .. }
             | Rejection::DuplicatePayment { .. }
             | Rejection::DuplicateAdjustment { .. }
-            | Rejection::DuplicateReceipt { .. } => {
+            | Rejection::DuplicateReceipt { .. }
+            | Rejection::DuplicateShift { .. } => {
                 "use a new id; to retry the same request, resend it with its Idempotency-Key"
             }
             Rejection::SelfApproval => "ask another approver",

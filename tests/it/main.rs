@@ -21,6 +21,7 @@ mod payer;
 mod postgres_api;
 mod process_managers;
 mod projections;
+mod revenue;
 mod roles;
 mod serve;
 mod support;

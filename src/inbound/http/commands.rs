@@ -32,14 +32,18 @@ const REPLAY: Replay = Replay {
 /// # Errors
 /// [`ApiError::BadRequest`] (`invalid_id`) when `id` breaks the id rule.
 pub fn path_stream<A: Resource>(id: &str) -> Result<StreamId, ApiError> {
-    StreamId::new(A::KIND, id).map_err(|error| {
+    let stream = StreamId::new(A::KIND, id).map_err(|error| {
         ApiError::bad_request(
             "invalid_id",
             "id in the path is not valid",
             error.to_string(),
             "ids are 1-128 characters of A-Z, a-z, 0-9 and . _ : -",
         )
-    })
+    })?;
+    A::check_id(id).map_err(|rule| {
+        ApiError::bad_request("invalid_id", "id in the path is not valid", rule, rule)
+    })?;
+    Ok(stream)
 }
 
 /// The handler behind every `POST /v1/{kind}/{id}/commands`.

@@ -348,6 +348,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     openapi::encounters::register(cfg);
     openapi::inventory_items::register(cfg);
     openapi::purchases::register(cfg);
+    openapi::claims::register(cfg);
+    openapi::rosters::register(cfg);
     projections::register(cfg);
     process_managers::register(cfg);
     webhooks::register_routes(cfg);

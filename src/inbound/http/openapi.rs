@@ -12,9 +12,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::problem::Problem;
 use super::views::{
-    AdjustmentView, ChargeView, CommandAnswer, CoverageView, EligibilityView, EncounterView,
-    EventsPage, HistoryPage, InventoryItemView, NameView, OrderLineView, PatientAccountView,
-    PaymentView, PersonalView, ProcedureView, PurchaseView, SupplyView, VendorBillView,
+    AdjustmentView, ChargeView, ClaimLineView, CommandAnswer, CoverageView, EligibilityView,
+    EncounterView, EventsPage, HistoryPage, InsuranceClaimView, InventoryItemView, NameView,
+    OrderLineView, PatientAccountView, PaymentView, PersonalView, ProcedureView, PurchaseView,
+    RemittanceAdjustmentView, RosterView, ShiftView, SupplyView, VendorBillView,
 };
 
 /// Every route the server answers, as (method, path template).
@@ -38,6 +39,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/purchases/{id}/commands"),
     ("get", "/v1/purchases/{id}"),
     ("get", "/v1/purchases/{id}/history"),
+    ("post", "/v1/claims/{id}/commands"),
+    ("get", "/v1/claims/{id}"),
+    ("get", "/v1/claims/{id}/history"),
+    ("post", "/v1/rosters/{id}/commands"),
+    ("get", "/v1/rosters/{id}"),
+    ("get", "/v1/rosters/{id}/history"),
     ("get", "/v1/billing/accounts/{mrn}"),
     ("get", "/v1/billing/aging"),
     ("get", "/v1/billing/encounters/{visit}/claim"),
@@ -225,6 +232,26 @@ resource!(
     "/v1/purchases/{id}",
     "/v1/purchases/{id}/history"
 );
+resource!(
+    claims,
+    careflow_aggregates::Claim,
+    InsuranceClaimView,
+    "claims",
+    "The claim id ({visit}-{payer_id} when the claims process manager made it)",
+    "/v1/claims/{id}/commands",
+    "/v1/claims/{id}",
+    "/v1/claims/{id}/history"
+);
+resource!(
+    rosters,
+    careflow_aggregates::Roster,
+    RosterView,
+    "rosters",
+    "The roster id: {facility}.{department}.{date} (date YYYY-MM-DD)",
+    "/v1/rosters/{id}/commands",
+    "/v1/rosters/{id}",
+    "/v1/rosters/{id}/history"
+);
 
 /// The bearer-token security scheme every `/v1` route uses.
 struct BearerAuth;
@@ -284,6 +311,12 @@ impl Modify for BearerAuth {
         purchases::command,
         purchases::state,
         purchases::history,
+        claims::command,
+        claims::state,
+        claims::history,
+        rosters::command,
+        rosters::state,
+        rosters::history,
         crate::inbound::http::webhooks::register,
         crate::inbound::http::webhooks::list,
         crate::inbound::http::webhooks::remove,
@@ -338,6 +371,11 @@ impl Modify for BearerAuth {
         PurchaseView,
         OrderLineView,
         VendorBillView,
+        InsuranceClaimView,
+        ClaimLineView,
+        RemittanceAdjustmentView,
+        RosterView,
+        ShiftView,
         crate::inbound::http::audit::StreamVerifyView,
         crate::inbound::http::audit::BreakView,
         crate::inbound::http::erasure::EraseBody,

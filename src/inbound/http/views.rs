@@ -6,7 +6,8 @@
 //! view.
 
 use careflow_aggregates::{
-    Aggregate, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
+    Aggregate, Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
+    Roster,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -68,6 +69,8 @@ pub fn render_replayed(
         FoldedState::Encounter(s) => serde_json::to_value(Encounter::view(id, s, version)),
         FoldedState::InventoryItem(s) => serde_json::to_value(InventoryItem::view(id, s, version)),
         FoldedState::Purchase(s) => serde_json::to_value(PurchaseWorkflow::view(id, s, version)),
+        FoldedState::Claim(s) => serde_json::to_value(Claim::view(id, s, version)),
+        FoldedState::Roster(s) => serde_json::to_value(Roster::view(id, s, version)),
     };
     // The views are plain structs of strings and numbers: they always serialise.
     rendered.unwrap_or(serde_json::Value::Null)
@@ -441,6 +444,167 @@ impl Resource for PurchaseWorkflow {
                 })
                 .collect(),
             cancel_reason: state.cancel_reason.clone(),
+            version,
+        }
+    }
+}
+
+/// `GET /v1/claims/{claim_id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InsuranceClaimView {
+    pub claim_id: String,
+    /// draft | submitted | paid | partially_paid | denied | void
+    pub status: String,
+    pub account_id: String,
+    pub encounter_id: String,
+    pub payer_id: String,
+    pub currency: String,
+    pub lines: Vec<ClaimLineView>,
+    pub total: String,
+    pub submissions: u32,
+    pub paid: String,
+    pub adjusted: String,
+    pub patient_balance: String,
+    pub adjustments: Vec<RemittanceAdjustmentView>,
+    pub denial_reason: Option<String>,
+    pub reference: Option<String>,
+    pub note: Option<String>,
+    pub void_reason: Option<String>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClaimLineView {
+    pub charge_id: String,
+    pub code: String,
+    pub quantity: u32,
+    pub unit_price: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RemittanceAdjustmentView {
+    pub reason_code: String,
+    pub amount: String,
+}
+
+impl Resource for Claim {
+    const PATH: &'static str = "claims";
+    const NOUN: &'static str = "claim";
+    const PERSONAL: bool = false;
+    type View = InsuranceClaimView;
+
+    fn view(id: &str, state: &Self::State, version: u64) -> InsuranceClaimView {
+        InsuranceClaimView {
+            claim_id: id.to_owned(),
+            status: state.status.map(|s| s.as_str()).unwrap_or("").to_owned(),
+            account_id: state.account_id.clone(),
+            encounter_id: state.encounter_id.clone(),
+            payer_id: state.payer_id.clone(),
+            currency: state.currency.to_string(),
+            lines: state
+                .lines
+                .iter()
+                .map(|l| ClaimLineView {
+                    charge_id: l.charge_id.clone(),
+                    code: l.code.clone(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price.to_string(),
+                })
+                .collect(),
+            total: state.total.to_string(),
+            submissions: state.submissions,
+            paid: state.paid.to_string(),
+            adjusted: state.adjusted.to_string(),
+            patient_balance: state.patient_balance.to_string(),
+            adjustments: state
+                .adjustments
+                .iter()
+                .map(|a| RemittanceAdjustmentView {
+                    reason_code: a.reason_code.clone(),
+                    amount: a.amount.to_string(),
+                })
+                .collect(),
+            denial_reason: state.denial_reason.clone(),
+            reference: state.reference.clone(),
+            note: state.note.clone(),
+            void_reason: state.void_reason.clone(),
+            version,
+        }
+    }
+}
+
+/// `GET /v1/rosters/{facility}.{department}.{date}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RosterView {
+    pub roster_id: String,
+    pub facility: String,
+    pub department: String,
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// The shifts that will be worked, by start.
+    pub shifts: Vec<ShiftView>,
+    pub cancelled: Vec<String>,
+    /// Sum of the shifts' hours.
+    pub rostered_hours: f64,
+    /// Sum of hours × hourly cost, rounded to the cent.
+    pub labor_cost: String,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShiftView {
+    pub shift_id: String,
+    pub staff_id: String,
+    /// nurse | physician | technician
+    pub role: String,
+    pub start: String,
+    pub end: String,
+    pub hourly_cost: String,
+}
+
+impl Resource for Roster {
+    const PATH: &'static str = "rosters";
+    const NOUN: &'static str = "roster";
+    const PERSONAL: bool = false;
+    type View = RosterView;
+
+    fn view(id: &str, state: &Self::State, version: u64) -> RosterView {
+        let parsed = careflow_aggregates::roster::RosterId::parse(id).ok();
+        let mut shifts: Vec<_> = state.shifts.values().collect();
+        shifts.sort_by_key(|s| (s.start, s.shift_id.clone()));
+        let minutes: i64 = shifts.iter().map(|s| (s.end - s.start).num_minutes()).sum();
+        // cents × minutes / 60, rounded half up: exact in i128 for any shift careflow takes.
+        let cost_cents: i128 = shifts
+            .iter()
+            .map(|s| i128::from(s.hourly_cost.0) * i128::from((s.end - s.start).num_minutes()))
+            .sum::<i128>();
+        let cost =
+            careflow_aggregates::Cents(i64::try_from((cost_cents + 30) / 60).unwrap_or(i64::MAX));
+        RosterView {
+            roster_id: id.to_owned(),
+            facility: parsed
+                .as_ref()
+                .map(|p| p.facility.clone())
+                .unwrap_or_default(),
+            department: parsed
+                .as_ref()
+                .map(|p| p.department.clone())
+                .unwrap_or_default(),
+            date: parsed.map(|p| p.date.to_string()).unwrap_or_default(),
+            shifts: shifts
+                .iter()
+                .map(|s| ShiftView {
+                    shift_id: s.shift_id.clone(),
+                    staff_id: s.staff_id.clone(),
+                    role: s.role.as_str().to_owned(),
+                    start: s.start.to_rfc3339(),
+                    end: s.end.to_rfc3339(),
+                    hourly_cost: s.hourly_cost.to_string(),
+                })
+                .collect(),
+            cancelled: state.cancelled.iter().cloned().collect(),
+            rostered_hours: minutes as f64 / 60.0,
+            labor_cost: cost.to_string(),
             version,
         }
     }

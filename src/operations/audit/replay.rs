@@ -9,7 +9,8 @@
 //! stopped one's data dir.
 
 use careflow_aggregates::{
-    Aggregate, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent, StreamId,
+    Aggregate, Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
+    Roster, StreamId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,6 +47,8 @@ pub enum FoldedState {
     Encounter(<Encounter as Aggregate>::State),
     InventoryItem(<InventoryItem as Aggregate>::State),
     Purchase(<PurchaseWorkflow as Aggregate>::State),
+    Claim(<Claim as Aggregate>::State),
+    Roster(<Roster as Aggregate>::State),
 }
 
 /// A replayed state.
@@ -96,6 +99,14 @@ pub async fn replay(
         PurchaseWorkflow::KIND => {
             let (state, events) = fold::<PurchaseWorkflow>(store, stream, as_of).await?;
             (FoldedState::Purchase(state), events)
+        }
+        Claim::KIND => {
+            let (state, events) = fold::<Claim>(store, stream, as_of).await?;
+            (FoldedState::Claim(state), events)
+        }
+        Roster::KIND => {
+            let (state, events) = fold::<Roster>(store, stream, as_of).await?;
+            (FoldedState::Roster(state), events)
         }
         other => return Err(ReplayError::NotAnAggregate(other.to_owned())),
     };
