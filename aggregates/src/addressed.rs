@@ -14,16 +14,18 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::stream_id::{StreamId, StreamIdError};
-use crate::{Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
-use crate::{encounter, inventory_item, patient_account, purchase};
+use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, Roster};
+use crate::{claim, encounter, inventory_item, patient_account, purchase, roster};
 
-/// A command for any of the four aggregates.
+/// A command for any of the aggregates.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyCommand {
     PatientAccount(patient_account::Command),
     Encounter(encounter::Command),
     InventoryItem(inventory_item::Command),
     Purchase(purchase::Command),
+    Claim(claim::Command),
+    Roster(roster::Command),
 }
 
 impl AnyCommand {
@@ -34,6 +36,8 @@ impl AnyCommand {
             AnyCommand::Encounter(command) => command.name(),
             AnyCommand::InventoryItem(command) => command.name(),
             AnyCommand::Purchase(command) => command.name(),
+            AnyCommand::Claim(command) => command.name(),
+            AnyCommand::Roster(command) => command.name(),
         }
     }
 
@@ -44,6 +48,8 @@ impl AnyCommand {
             AnyCommand::Encounter(_) => Encounter::KIND,
             AnyCommand::InventoryItem(_) => InventoryItem::KIND,
             AnyCommand::Purchase(_) => PurchaseWorkflow::KIND,
+            AnyCommand::Claim(_) => Claim::KIND,
+            AnyCommand::Roster(_) => Roster::KIND,
         }
     }
 }

@@ -199,7 +199,8 @@ async fn registrations_end_active_when_eligible_and_self_pay_when_denied_or_unco
             "charges",
             "replenishment",
             "purchase_approval",
-            "purchase_stock"
+            "purchase_stock",
+            "claims"
         ]
     );
     let forbidden = api.get("/v1/process-managers", Some(&t.ehr)).await;
@@ -621,6 +622,7 @@ async fn two_nodes_on_one_postgres_act_once_for_each_flow() {
         "replenishment",
         "purchase_approval",
         "purchase_stock",
+        "claims",
     ] {
         eventually(WITHIN, "one owner per manager", || async {
             let on_a = manager(&api_a, &t.admin, name).await;
@@ -731,6 +733,90 @@ async fn without_a_payer_url_a_covered_registration_is_flagged_self_pay_at_its_d
     assert_eq!(count(&events, "timers-eligibility", "TimerFired"), 1);
     assert_eq!(
         count(&events, "patient_account-MRN-N1", "AccountFlaggedSelfPay"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_completed_visit_of_an_eligible_account_is_claimed_and_the_remittance_lands_on_the_account()
+ {
+    let payer = FakePayer::start();
+    let dir = TempDir::new();
+    let env = [("CAREFLOW_PAYER_URL", payer.url.as_str())];
+    let t = tokens(&dir.path(), &env);
+    let server = start(&dir.path(), &env);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+
+    api.ok(
+        &t.ehr,
+        "patient-accounts",
+        "MRN-CL1",
+        register_body(Some("eligible-1")),
+    )
+    .await;
+    api.ok(&t.ehr, "patient-accounts", "MRN-CL2", register_body(None))
+        .await;
+    wait_account_status(&api, &t.ehr, "MRN-CL1", "active").await;
+    wait_account_status(&api, &t.ehr, "MRN-CL2", "self_pay").await;
+    for (visit, mrn) in [("V-CL1", "MRN-CL1"), ("V-CL2", "MRN-CL2")] {
+        encounter_with_procedures(&api, &t.ehr, visit, mrn, 2).await;
+        api.ok(
+            &t.ehr,
+            "encounters",
+            visit,
+            json!({"type": "CompleteEncounter"}),
+        )
+        .await;
+    }
+
+    let claim = eventually(WITHIN, "the claim submitted", || async {
+        let reply = api.get("/v1/claims/V-CL1-ACME", Some(&t.ehr)).await;
+        (reply.body["status"] == "submitted").then_some(reply.body)
+    })
+    .await;
+    assert_eq!(claim["account_id"], "MRN-CL1");
+    assert_eq!(claim["total"], "20.00", "{claim}");
+    assert_eq!(claim["lines"].as_array().unwrap().len(), 2);
+
+    // The payer's answer: 15.00 paid, 3.00 contractual; 2.00 is left for the patient.
+    api.ok(
+        &t.ehr,
+        "claims",
+        "V-CL1-ACME",
+        json!({
+            "type": "RecordClaimResponse", "outcome": "partially_paid", "paid_amount": "15.00",
+            "adjustments": [{"reason_code": "CO-45", "amount": "3.00"}], "reference": "CR-1"
+        }),
+    )
+    .await;
+    let account = eventually(WITHIN, "the remittance on the account", || async {
+        let reply = api.get("/v1/patient-accounts/MRN-CL1", Some(&t.ehr)).await;
+        (reply.body["balance"] == "2.00").then_some(reply.body)
+    })
+    .await;
+    assert_eq!(
+        account["payments"].as_array().unwrap().len(),
+        1,
+        "{account}"
+    );
+    assert_eq!(
+        account["adjustments"].as_array().unwrap().len(),
+        1,
+        "{account}"
+    );
+
+    // The self-pay visit got no claim; its charges are all posted by now.
+    eventually(WITHIN, "the self-pay charges", || async {
+        let reply = api.get("/v1/patient-accounts/MRN-CL2", Some(&t.ehr)).await;
+        (reply.body["charges"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+    let events = api.all_events(&t.auditor).await;
+    assert_eq!(count(&events, "claim-V-CL2-ACME", "ClaimCreated"), 0);
+    assert_eq!(count(&events, "claim-V-CL1-ACME", "ClaimCreated"), 1);
+    assert_eq!(
+        count(&events, "patient_account-MRN-CL1", "PaymentRecorded"),
         1
     );
 }

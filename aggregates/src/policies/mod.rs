@@ -13,7 +13,7 @@
 //! - stateful policies ([`replenishment`], [`purchase_stock`]) fold their own small state with
 //!   an `evolve` that ignores what it has already seen, so replaying the log into them is safe.
 //!
-//! The five process managers, each with its own runner and checkpoint:
+//! The six process managers, each with its own runner and checkpoint:
 //!
 //! | module | reacts to | emits |
 //! |---|---|---|
@@ -22,12 +22,14 @@
 //! | [`replenishment`] | `ReorderPointReached`, the purchase's end, `ReplenishmentClosed` | `RequestPurchase`, `CloseReplenishment` |
 //! | [`approval_deadline`] | `PurchaseRequested`, the decision, its timer | timers, `EscalateApproval` |
 //! | [`purchase_stock`] | `GoodsReceived`, `PurchaseCancelled` | `ReceiveStock`, compensating `ConsumeStock` |
+//! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, then `RecordPayment` and `ApplyAdjustment` on the account |
 //!
 //! Timers are events of an internal stream; [`timer`] holds their types and the fold that says
 //! which are due. docs/process-managers.md draws every flow.
 
 pub mod approval_deadline;
 pub mod charges;
+pub mod claims;
 pub mod eligibility;
 pub mod purchase_stock;
 pub mod replenishment;
@@ -50,8 +52,8 @@ use crate::aggregate::Aggregate;
 use crate::codec::DecodeError;
 use crate::envelope::RecordedEvent;
 use crate::stream_id::{StreamId, StreamIdError};
-use crate::{Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
-use crate::{encounter, inventory_item, patient_account, purchase};
+use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
+use crate::{claim, encounter, inventory_item, patient_account, purchase};
 
 pub use eligibility::{EligibilityAnswer, EligibilityCheck};
 pub use timer::{TimerCancellation, TimerEvent, TimerPayload, TimerRequest, Timers};
@@ -102,6 +104,7 @@ pub enum TriggerEvent {
     Encounter(encounter::Event),
     InventoryItem(inventory_item::Event),
     Purchase(purchase::Event),
+    Claim(claim::Event),
     Timer(TimerEvent),
 }
 
@@ -129,6 +132,8 @@ impl Trigger {
             TriggerEvent::InventoryItem(InventoryItem::decode(event_type, version, data)?)
         } else if kind == PurchaseWorkflow::KIND {
             TriggerEvent::Purchase(PurchaseWorkflow::decode(event_type, version, data)?)
+        } else if kind == Claim::KIND {
+            TriggerEvent::Claim(Claim::decode(event_type, version, data)?)
         } else if kind == timer::TIMER_STREAM_KIND {
             TriggerEvent::Timer(TimerEvent::decode(event_type, version, data)?)
         } else {

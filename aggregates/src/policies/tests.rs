@@ -1090,3 +1090,176 @@ fn stored_events_decode_into_triggers_by_stream_kind() {
     let broken = recorded("purchase-R1", "GoodsReceived", json!({"receipt_id": 1}));
     assert!(Trigger::from_recorded(&broken).is_err());
 }
+
+// ---- claims ----
+
+mod claims_policy {
+    use super::*;
+    use crate::claim::{self, ClaimOutcome, ClaimResponseRecorded, RemittanceAdjustment};
+    use crate::patient_account::{AccountActivated, ChargePosted};
+    use crate::policies::claims::{Claims, claim_id_for};
+
+    fn procedure(line: u32, cents: i64) -> Procedure {
+        Procedure {
+            line,
+            code: format!("9921{line}"),
+            description: "visit".into(),
+            quantity: 1,
+            unit_price: Cents(cents),
+            amount: Cents(cents),
+        }
+    }
+
+    fn completed() -> EncounterCompleted {
+        EncounterCompleted {
+            account_id: "MRN-1".into(),
+            facility: "MAIN".into(),
+            currency: Some(Currency::USD),
+            procedures: vec![procedure(1, 15_000), procedure(2, 5_000)],
+            supplies: vec![],
+        }
+    }
+
+    fn posted(n: u128, line: u32, cents: i64) -> Trigger {
+        account(
+            n,
+            "MRN-1",
+            ChargePosted {
+                charge_id: charge_id_for("V1", line),
+                encounter_id: "V1".into(),
+                code: format!("9921{line}"),
+                description: "visit".into(),
+                quantity: 1,
+                unit_price: Cents(cents),
+                amount: Cents(cents),
+                currency: Currency::USD,
+            },
+        )
+    }
+
+    fn run(state: claims::State, triggers: &[Trigger]) -> (claims::State, Vec<Reaction>) {
+        let mut reactions = Vec::new();
+        let mut state = state;
+        for trigger in triggers {
+            reactions.push(Claims::react(&state, trigger, &()).unwrap());
+            state = Claims::evolve(state, trigger);
+        }
+        (state, reactions)
+    }
+
+    fn active_account() -> Vec<Trigger> {
+        vec![
+            account(1, "MRN-1", registered(true)),
+            account(2, "MRN-1", AccountActivated {}),
+            visit(3, "V1", completed()),
+        ]
+    }
+
+    #[test]
+    fn the_last_charge_of_a_completed_visit_creates_and_submits_the_claim() {
+        let mut triggers = active_account();
+        triggers.push(posted(4, 1, 15_000));
+        triggers.push(posted(5, 2, 5_000));
+        let (state, reactions) = run(claims::State::default(), &triggers);
+        assert!(reactions[3].is_empty(), "one charge of two: no claim yet");
+        let commands = &reactions[4].commands;
+        assert_eq!(commands.len(), 2);
+        assert_eq!(
+            commands[0].target().to_string(),
+            format!("claim-{}", claim_id_for("V1", "ACME"))
+        );
+        let AnyCommand::Claim(claim::Command::CreateClaim(create)) = commands[0].command() else {
+            panic!("{commands:?}");
+        };
+        assert_eq!(create.lines.len(), 2);
+        assert_eq!(create.payer_id, "ACME");
+        // The aggregate takes what the policy sends.
+        let created = Claim::decide(
+            &Claim::initial_state(),
+            &claim::Command::CreateClaim(create.clone()),
+            &fixed_ctx(),
+        )
+        .unwrap();
+        let claim_state = created.iter().fold(Claim::initial_state(), Claim::evolve);
+        assert_eq!(claim_state.total, Cents(20_000));
+        assert_eq!(commands[1].command().name(), "SubmitClaim");
+        assert!(state.visits.is_empty(), "a claimed visit is forgotten");
+        // Redelivered: the same command ids.
+        let (_, again) = run(claims::State::default(), &triggers);
+        assert_eq!(again[4].commands[0].command_id(), commands[0].command_id());
+    }
+
+    #[test]
+    fn a_self_pay_account_gets_no_claim() {
+        let triggers = vec![
+            account(1, "MRN-1", registered(true)),
+            visit(3, "V1", completed()),
+            posted(4, 1, 15_000),
+            posted(5, 2, 5_000),
+        ];
+        let (state, reactions) = run(claims::State::default(), &triggers);
+        assert!(reactions.iter().all(Reaction::is_empty));
+        assert!(state.visits.is_empty());
+    }
+
+    #[test]
+    fn a_remittance_posts_the_payment_and_writes_off_the_adjustments() {
+        let claim_stream = format!("claim-{}", claim_id_for("V1", "ACME"));
+        let created = trigger(
+            10,
+            &claim_stream,
+            TriggerEvent::Claim(
+                claim::ClaimCreated {
+                    account_id: "MRN-1".into(),
+                    encounter_id: "V1".into(),
+                    payer_id: "ACME".into(),
+                    lines: vec![],
+                    currency: Currency::USD,
+                    total: Cents(20_000),
+                }
+                .into(),
+            ),
+        );
+        let answered = trigger(
+            11,
+            &claim_stream,
+            TriggerEvent::Claim(
+                ClaimResponseRecorded {
+                    outcome: ClaimOutcome::PartiallyPaid,
+                    paid_amount: Cents(15_000),
+                    adjustments: vec![RemittanceAdjustment {
+                        reason_code: "CO-45".into(),
+                        amount: Cents(3_000),
+                    }],
+                    adjusted: Cents(3_000),
+                    patient_balance: Cents(2_000),
+                    denial_reason: None,
+                    reference: "CR-1".into(),
+                }
+                .into(),
+            ),
+        );
+        let (state, reactions) = run(claims::State::default(), &[created, answered]);
+        let commands = &reactions[1].commands;
+        assert_eq!(commands.len(), 2);
+        assert!(
+            commands
+                .iter()
+                .all(|c| c.target().to_string() == "patient_account-MRN-1")
+        );
+        let AnyCommand::PatientAccount(patient_account::Command::RecordPayment(payment)) =
+            commands[0].command()
+        else {
+            panic!("{commands:?}");
+        };
+        assert_eq!(payment.amount, Cents(15_000));
+        assert_eq!(payment.payer.as_deref(), Some("ACME"));
+        let AnyCommand::PatientAccount(patient_account::Command::ApplyAdjustment(adjustment)) =
+            commands[1].command()
+        else {
+            panic!("{commands:?}");
+        };
+        assert_eq!(adjustment.amount, Cents(-3_000));
+        assert!(state.claims.is_empty(), "a paid claim is forgotten");
+    }
+}

@@ -22,8 +22,8 @@
 use std::collections::HashMap;
 
 use careflow_aggregates::{
-    AddressedCommand, Aggregate, AnyCommand, Ctx, Encounter, InventoryItem, PatientAccount,
-    PurchaseWorkflow, StreamId,
+    AddressedCommand, Aggregate, AnyCommand, Claim, Ctx, Encounter, InventoryItem, PatientAccount,
+    PurchaseWorkflow, Roster, StreamId,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -269,6 +269,8 @@ struct Workspace {
     encounters: HashMap<StreamId, Working<Encounter>>,
     items: HashMap<StreamId, Working<InventoryItem>>,
     purchases: HashMap<StreamId, Working<PurchaseWorkflow>>,
+    claims: HashMap<StreamId, Working<Claim>>,
+    rosters: HashMap<StreamId, Working<Roster>>,
     requests: Vec<AppendRequest>,
     decided: Vec<Decided>,
     /// Commands decided per entry (for their ids).
@@ -365,6 +367,8 @@ impl Workspace {
             .chain(self.encounters.keys())
             .chain(self.items.keys())
             .chain(self.purchases.keys())
+            .chain(self.claims.keys())
+            .chain(self.rosters.keys())
     }
 
     async fn decide(
@@ -453,6 +457,14 @@ impl Workspace {
             AnyCommand::Purchase(c) => {
                 let w = working(&mut self.purchases, registry, stream).await?;
                 fold::<PurchaseWorkflow>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::Claim(c) => {
+                let w = working(&mut self.claims, registry, stream).await?;
+                fold::<Claim>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::Roster(c) => {
+                let w = working(&mut self.rosters, registry, stream).await?;
+                fold::<Roster>(w, stream, c.clone(), &ctx, message, step, entry)?
             }
         };
         self.push(decided);

@@ -194,14 +194,16 @@ enum Backend {
 
 /// The consumers that dead-letter today: their gauges read 0 rather than being absent before
 /// their first row, so an alert on them has a series to watch.
-const KNOWN_SOURCES: [&str; 7] = [
+const KNOWN_SOURCES: [&str; 9] = [
     "odoo",
+    "odoo:mapping",
     "webhook",
     "process_manager:eligibility",
     "process_manager:charges",
     "process_manager:replenishment",
     "process_manager:purchase_approval",
     "process_manager:purchase_stock",
+    "process_manager:claims",
 ];
 
 const COLUMNS: &str = "id, source, key, event_id, position, payload, error, attempts, \

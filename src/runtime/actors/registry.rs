@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Addr, MailboxError};
 use actix_rt::{Arbiter, ArbiterHandle};
 use careflow_aggregates::{
-    AddressedCommand, Aggregate, AnyCommand, Encounter, InventoryItem, PatientAccount,
-    PurchaseWorkflow, StreamId,
+    AddressedCommand, Aggregate, AnyCommand, Claim, Encounter, InventoryItem, PatientAccount,
+    PurchaseWorkflow, Roster, StreamId,
 };
 
 use super::aggregate_actor::AggregateActor;
@@ -194,6 +194,8 @@ impl Registry {
                 self.execute::<PurchaseWorkflow>(target, c.clone(), context)
                     .await
             }
+            AnyCommand::Claim(c) => self.execute::<Claim>(target, c.clone(), context).await,
+            AnyCommand::Roster(c) => self.execute::<Roster>(target, c.clone(), context).await,
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use careflow_aggregates::policies::ProcessManager;
 use careflow_aggregates::policies::approval_deadline::{ApprovalDeadline, ApprovalSettings};
 use careflow_aggregates::policies::charges::Charges;
+use careflow_aggregates::policies::claims::Claims;
 use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySettings};
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
@@ -143,12 +144,13 @@ pub struct ProcessManagers {
 }
 
 /// Every process manager this build runs, in a stable order.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     Eligibility::NAME,
     Charges::NAME,
     Replenishment::NAME,
     ApprovalDeadline::NAME,
     PurchaseStock::NAME,
+    Claims::NAME,
 ];
 
 impl ProcessManagers {
@@ -217,6 +219,10 @@ impl ProcessManagers {
             tasks.push(RunnerThread::start(PurchaseStock::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[4]));
                 move || runner::run::<PurchaseStock>(deps, handle, ())
+            }));
+            tasks.push(RunnerThread::start(Claims::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[5]));
+                move || runner::run::<Claims>(deps, handle, ())
             }));
         }
         Arc::new(Self {
