@@ -61,18 +61,31 @@ pub fn quantity(field: &'static str, value: u32) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// A price or cost: zero or more.
+/// Any amount a command carries, either sign: at most [`Cents::MAX_AMOUNT`] in size. The one
+/// check behind the contract's bound, which is what keeps every view's sums in range (see
+/// [`Cents::MAX_AMOUNT`] for the arithmetic).
 ///
 /// # Errors
-/// [`Rejection::NegativeAmount`].
-pub fn non_negative(field: &'static str, amount: Cents) -> Result<(), Rejection> {
-    if amount.is_negative() {
-        return Err(Rejection::NegativeAmount { field });
+/// [`Rejection::AmountOutOfRange`].
+pub fn amount(field: &'static str, amount: Cents) -> Result<Cents, Rejection> {
+    if amount.0.unsigned_abs() > Cents::MAX_AMOUNT.0.unsigned_abs() {
+        return Err(Rejection::AmountOutOfRange { field });
     }
-    Ok(())
+    Ok(amount)
 }
 
-/// A unit price times a quantity, refusing overflow.
+/// A price or cost: zero or more, within the contract's bound.
+///
+/// # Errors
+/// [`Rejection::NegativeAmount`] or [`Rejection::AmountOutOfRange`].
+pub fn non_negative(field: &'static str, value: Cents) -> Result<(), Rejection> {
+    if value.is_negative() {
+        return Err(Rejection::NegativeAmount { field });
+    }
+    amount(field, value).map(drop)
+}
+
+/// A unit price times a quantity: the line total is an amount too, so it is bounded like one.
 ///
 /// # Errors
 /// [`Rejection::AmountOutOfRange`].
@@ -81,9 +94,10 @@ pub fn line_total(
     unit_price: Cents,
     quantity: u32,
 ) -> Result<Cents, Rejection> {
-    unit_price
+    let total = unit_price
         .checked_mul(quantity)
-        .ok_or(Rejection::AmountOutOfRange { field })
+        .ok_or(Rejection::AmountOutOfRange { field })?;
+    amount(field, total)
 }
 
 /// Refuses a list in which one item id appears twice (lines are matched per item).
@@ -163,6 +177,16 @@ mod tests {
             Err(Rejection::AmountOutOfRange {
                 field: "unit_price"
             })
+        );
+        assert_eq!(
+            non_negative("unit_price", Cents(Cents::MAX_AMOUNT.0 + 1)),
+            Err(Rejection::AmountOutOfRange {
+                field: "unit_price"
+            })
+        );
+        assert_eq!(
+            amount("amount", Cents(-Cents::MAX_AMOUNT.0)),
+            Ok(Cents(-Cents::MAX_AMOUNT.0))
         );
         assert_eq!(distinct_items(["A", "B"]), Ok(()));
         assert_eq!(

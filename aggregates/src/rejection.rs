@@ -78,11 +78,13 @@ pub enum Rejection {
     /// HTTP 422; nothing appended.
     #[error("{field} must not be zero")]
     ZeroAmount { field: &'static str },
-    /// Occurs when a line total or a balance would overflow the money range.
+    /// Occurs when an amount or a line total is larger than the contract's bound
+    /// ([`crate::Cents::MAX_AMOUNT`], 10000000.00 either sign), or a balance would leave the
+    /// money range.
     ///
     /// ### Handling
     /// HTTP 422; nothing appended.
-    #[error("{field} is out of range")]
+    #[error("{field} is out of range (at most 10000000.00 either sign)")]
     AmountOutOfRange { field: &'static str },
     /// Occurs when one item appears on two lines of a requisition, receipt or bill.
     ///
