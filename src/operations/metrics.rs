@@ -44,6 +44,8 @@ struct InteropMetrics {
     messages: IntCounterVec,
     in_flight: IntGaugeVec,
     oldest_unacked: GaugeVec,
+    /// `cap`: `total` or `per_peer`.
+    connections_refused: IntCounterVec,
 }
 
 /// Messages received and not yet answered, per interface: id -> when it arrived.
@@ -309,6 +311,17 @@ impl Metrics {
                          nacked_{code}, MLLP AA, AE or AR",
                     ),
                     &["interface", "outcome"],
+                ),
+            ),
+            connections_refused: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_mllp_connections_refused_total",
+                        "MLLP connections closed on arrival because a cap was reached (total or \
+                         per_peer)",
+                    ),
+                    &["cap"],
                 ),
             ),
             in_flight: register(
@@ -801,6 +814,15 @@ pub fn interface_answered(interface: &'static str, outcome: &'static str) {
         .interop
         .messages
         .with_label_values(&[interface, outcome])
+        .inc();
+}
+
+/// An MLLP connection was closed on arrival: `cap` (`total` or `per_peer`) was reached.
+pub fn mllp_connection_refused(cap: &'static str) {
+    global()
+        .interop
+        .connections_refused
+        .with_label_values(&[cap])
         .inc();
 }
 

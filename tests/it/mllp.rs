@@ -594,3 +594,84 @@ async fn a_kill_9_between_durable_and_the_ack_then_the_resend_appends_once() {
     );
     assert_log_is_sound(&log);
 }
+
+/// Connects to the listener from a chosen loopback address (a second "sender").
+async fn connect_from(source: &str, addr: &str) -> Sender {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    Sender {
+        stream: socket.connect(addr.parse().unwrap()).await.unwrap(),
+        buffer: Vec::new(),
+    }
+}
+
+/// Issue #15 part 5, defect 2: idle connections without limit exhausted file descriptors and
+/// stopped HTTP too. A connection over the cap per sender or in total is closed at once, an
+/// idle one after `mllp_idle_timeout_ms`, and HTTP keeps answering through a flood.
+#[tokio::test]
+async fn connections_over_the_caps_are_closed_idle_ones_time_out_and_http_keeps_serving() {
+    let site = site(&[
+        ("CAREFLOW_MLLP_MAX_CONNECTIONS", "4"),
+        ("CAREFLOW_MLLP_MAX_CONNECTIONS_PER_PEER", "3"),
+        ("CAREFLOW_MLLP_IDLE_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    let addr = site.server.mllp.clone();
+    let message = |n: u32| {
+        fixture(
+            "adt_a04.hl7",
+            &[
+                ("PATID1234", &format!("CAP{n}")),
+                ("MSG00001", &format!("CAP-{n}")),
+            ],
+        )
+    };
+
+    // Three from one sender are served; its fourth is over the per-sender cap.
+    let mut first = Vec::new();
+    for n in 0..3 {
+        let mut sender = connect_from("127.0.0.1", &addr).await;
+        assert_eq!(sender.exchange(&message(n)).await.code(), "AA");
+        first.push(sender);
+    }
+    let mut over_peer = connect_from("127.0.0.1", &addr).await;
+    over_peer.send(&message(10)).await;
+    assert!(over_peer.ack().await.is_none(), "closed, not served");
+
+    // Another sender gets the last slot of the total, and no more.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    assert_eq!(other.exchange(&message(20)).await.code(), "AA");
+    let mut over_total = connect_from("127.0.0.2", &addr).await;
+    over_total.send(&message(21)).await;
+    assert!(over_total.ack().await.is_none(), "closed, not served");
+
+    // A flood of connections over the caps: HTTP still answers.
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(&addr).await {
+            flood.push(stream);
+        }
+    }
+    let health = reqwest::get(format!("{}/healthz", site.server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    drop(flood);
+
+    // Idle connections are closed by the server, which frees their slots.
+    for mut sender in first.into_iter().chain([other]) {
+        assert!(sender.ack().await.is_none(), "an idle connection is closed");
+    }
+    let mut again = eventually(Duration::from_secs(30), "a freed slot", || {
+        let addr = addr.clone();
+        async move {
+            let mut sender = connect_from("127.0.0.1", &addr).await;
+            sender.send(&message(30)).await;
+            let ack = sender.ack().await?;
+            Some((sender, ack))
+        }
+    })
+    .await;
+    assert_eq!(again.1.code(), "AA");
+    again.0.stream.shutdown().await.unwrap();
+}
