@@ -675,3 +675,22 @@ async fn connections_over_the_caps_are_closed_idle_ones_time_out_and_http_keeps_
     assert_eq!(again.1.code(), "AA");
     again.0.stream.shutdown().await.unwrap();
 }
+
+/// Issue #15 part 5, defect 3: a 1 MB message of empty fields cost ~0.7 GB and 2 s before its
+/// AR. Its structure is now counted in one pass and refused at the first bound passed.
+#[tokio::test]
+async fn a_message_of_half_a_million_empty_fields_is_refused_ar_with_bounded_memory() {
+    let site = site(&[]).await;
+    let before = site.server.peak_memory_kib();
+    let mut ehr = Sender::connect(&site.server.mllp).await;
+    let message = format!(
+        "MSH|^~\\&|ADT1|MCM|LABADT|MCM|198808181126||ADT^A04|FIELDS1|P|2.4\rZZZ{}",
+        "|".repeat(500_000)
+    );
+    let ack = ehr.exchange(&message).await;
+    assert_eq!((ack.code(), ack.control_id()), ("AR", "FIELDS1"), "{ack:?}");
+    assert!(ack.err().unwrap()[5].starts_with("too_complex"), "{ack:?}");
+    let grown = site.server.peak_memory_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "peak memory grew by {grown} KiB");
+    assert_eq!(site.log_len().await, 0);
+}

@@ -262,10 +262,7 @@ fn too_large(shared: &Shared, max: usize, head: &[u8]) -> Answer {
     let waiting = shared.pending.enter();
     let text = text_of(head);
     // The head holds MSH: answer against its control id when it reads.
-    let header = text
-        .split(['\r', '\n'])
-        .next()
-        .and_then(|msh| hl7::Hl7::parse(msh).ok()?.header().ok());
+    let header = hl7::msh_header(&text);
     let ack = Ack {
         code: AckCode::Reject,
         error: Some(AckError {
