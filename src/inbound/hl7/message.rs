@@ -85,11 +85,13 @@ pub struct Hl7<'m> {
 
 impl<'m> Hl7<'m> {
     /// Parses `text` (segments separated by `\r`; `\n` and `\r\n` are accepted too, as many
-    /// senders write files that way).
+    /// senders write files that way; a leading byte order mark is skipped).
     ///
     /// # Errors
     /// [`Malformed::Unparsable`] when the text is not an HL7 v2 message starting with `MSH`.
     pub fn parse(text: &'m str) -> Result<Self, Malformed> {
+        // A UTF-8 byte order mark (Windows tools write one) is not part of the message.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let text = text.trim_end_matches(['\r', '\n']);
         if !text.starts_with("MSH") {
             return Err(Malformed::Unparsable(
@@ -297,6 +299,19 @@ PID|1||X-9^^^GH^PI~CF-1001^^^GH^MR||Tre\\T\\Gauss^Ann^Marie~Alias^Ann||19800131|
         assert_eq!(
             check(format!("ZZZ{}", "|".repeat(500_000))),
             refused("fields in a segment", MAX_FIELDS)
+        );
+    }
+
+    /// Issue #15 part 5, defect 5: a message starting with a UTF-8 byte order mark (as
+    /// Windows tools write files) was answered AR with an empty MSA-2.
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_message() {
+        let text = format!("\u{feff}{A04}");
+        let hl7 = Hl7::parse(&text).unwrap();
+        assert_eq!(hl7.header().unwrap().control_id, "MSG00001");
+        assert_eq!(
+            super::super::msh_header(&text).map(|h| h.control_id),
+            Some("MSG00001".to_owned())
         );
     }
 
