@@ -355,14 +355,15 @@ async fn business_rejections_are_ae_and_malformed_messages_ar_and_neither_append
     assert_eq!(ack.code(), "AE", "{ack:?}");
     assert!(ack.err().unwrap()[5].starts_with("visit_of_another_patient"));
 
-    // AR: no MRN (ERR-2 names PID-3), an unsupported trigger, text that is not HL7.
+    // AE: no MRN (ERR-2 names PID-3), a content error. AR: an unsupported trigger, text that
+    // is not HL7 (issue #15 part 5, defect 6).
     let ack = ehr
         .exchange(&fixture(
             "adt_a08.hl7",
             &[("10006579^^^1^MRN^1", ""), ("599103", "599121")],
         ))
         .await;
-    assert_eq!((ack.code(), ack.control_id()), ("AR", "599121"), "{ack:?}");
+    assert_eq!((ack.code(), ack.control_id()), ("AE", "599121"), "{ack:?}");
     let err = ack.err().unwrap();
     assert_eq!(err[2], "PID^1^3");
     assert!(err[3].starts_with("101^Required field missing"), "{ack:?}");
@@ -391,7 +392,7 @@ async fn business_rejections_are_ae_and_malformed_messages_ar_and_neither_append
     assert_eq!(new, vec!["PatientRegistered", "DemographicsUpdated"]);
 
     let metrics = site.api.get("/metrics", None).await.text;
-    for (outcome, count) in [("received", 7), ("AA", 2), ("AE", 2), ("AR", 3)] {
+    for (outcome, count) in [("received", 7), ("AA", 2), ("AE", 3), ("AR", 2)] {
         let line = format!(
             "careflow_interface_messages_total{{interface=\"mllp\",outcome=\"{outcome}\"}} {count}"
         );

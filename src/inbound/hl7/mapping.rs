@@ -76,31 +76,68 @@ pub enum Tolerate {
     AlreadyCompleted,
 }
 
+/// The message types careflow takes (docs/interop.md has the table).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    AdtA01,
+    AdtA04,
+    AdtA08,
+    AdtA03,
+    AdtA11,
+    DftP03,
+    SiuS12,
+}
+
+impl Kind {
+    /// MSH-9's type and trigger.
+    ///
+    /// # Errors
+    /// [`Malformed::Unsupported`] for any other.
+    fn of(header: &Header) -> Result<Self, Malformed> {
+        Ok(
+            match (header.message_type.as_str(), header.trigger.as_str()) {
+                ("ADT", "A01") => Kind::AdtA01,
+                ("ADT", "A04") => Kind::AdtA04,
+                ("ADT", "A08") => Kind::AdtA08,
+                ("ADT", "A03") => Kind::AdtA03,
+                ("ADT", "A11") => Kind::AdtA11,
+                ("DFT", "P03") => Kind::DftP03,
+                ("SIU", "S12") => Kind::SiuS12,
+                (kind, trigger) => {
+                    return Err(Malformed::Unsupported(format!("{kind}^{trigger}")));
+                }
+            },
+        )
+    }
+}
+
 /// Maps a parsed message.
 ///
 /// # Errors
 /// [`Malformed`] for a message type careflow does not take or a field it cannot read.
 pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
+    // The type first: a message careflow does not take is "unsupported", whatever it lacks.
+    let kind = Kind::of(header)?;
     let reader = Reader { hl7, header };
     let mrn = reader.mrn()?;
     let mut plan = Plan::new(header, &mrn);
-    match (header.message_type.as_str(), header.trigger.as_str()) {
-        ("ADT", "A01") => {
+    match kind {
+        Kind::AdtA01 => {
             plan.register(reader.registration(&mrn)?)?;
             let visit = reader.visit()?;
             plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Inpatient)?)?;
         }
-        ("ADT", "A04") => {
+        Kind::AdtA04 => {
             plan.register(reader.registration(&mrn)?)?;
             if let Some(visit) = reader.optional_visit()? {
                 plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Outpatient)?)?;
             }
         }
-        ("ADT", "A08") => {
+        Kind::AdtA08 => {
             let update = reader.demographics()?;
             plan.account(update.into(), Tolerate::Nothing)?;
         }
-        ("ADT", "A03") => {
+        Kind::AdtA03 => {
             let visit = reader.visit()?;
             let disposition = reader
                 .hl7
@@ -113,7 +150,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             )?;
             plan.encounter(&visit, Discharge { disposition }.into(), Tolerate::Nothing)?;
         }
-        ("ADT", "A11") => {
+        Kind::AdtA11 => {
             let visit = reader.visit()?;
             let reason = reader
                 .hl7
@@ -122,7 +159,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
                 .unwrap_or_else(|| "admit cancelled (ADT^A11)".to_owned());
             plan.encounter(&visit, CancelEncounter { reason }.into(), Tolerate::Nothing)?;
         }
-        ("DFT", "P03") => {
+        Kind::DftP03 => {
             let visit = reader.visit()?;
             let mut any = false;
             for ft1 in hl7.segments("FT1") {
@@ -134,7 +171,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
                 return Err(Malformed::Missing { field: "FT1" });
             }
         }
-        ("SIU", "S12") => {
+        Kind::SiuS12 => {
             let visit = reader
                 .optional_visit()?
                 .or_else(|| hl7.value("SCH", 1, 1))
@@ -144,7 +181,6 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             let schedule = reader.appointment(&mrn)?;
             plan.encounter(&visit, schedule.into(), Tolerate::Nothing)?;
         }
-        (kind, trigger) => return Err(Malformed::Unsupported(format!("{kind}^{trigger}"))),
     }
     let steps = plan.steps;
     Ok(Inbound {

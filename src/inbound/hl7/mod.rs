@@ -38,7 +38,8 @@ pub struct Header {
     pub version: String,
 }
 
-/// Why a message cannot become commands. The ACK is `AR`; nothing is appended.
+/// Why a message cannot become commands. The ACK is `AE` for a content error
+/// ([`Malformed::is_content_error`]), else `AR`; nothing is appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
     /// Occurs when the text is not HL7 v2 (no MSH, broken structure, not text).
@@ -79,6 +80,19 @@ impl Malformed {
         match self {
             Malformed::Missing { field } | Malformed::Invalid { field, .. } => Some(field),
             _ => None,
+        }
+    }
+
+    /// Whether the message was read and only its content is in error (a field missing or
+    /// unreadable): HL7's original mode answers that `AE`, with the ERR segment naming the
+    /// field, and keeps `AR` for a message that cannot be processed at all (not HL7, too
+    /// complex, a type careflow does not take). Resending either unchanged does not help.
+    pub fn is_content_error(&self) -> bool {
+        match self {
+            Malformed::Missing { .. } | Malformed::Invalid { .. } => true,
+            Malformed::Unparsable(_) | Malformed::TooComplex { .. } | Malformed::Unsupported(_) => {
+                false
+            }
         }
     }
 

@@ -226,10 +226,14 @@ fn receive(shared: &Shared, frame: Frame) -> Answer {
             tracing::info!(
                 code = malformed.code(),
                 control_id = header.as_ref().map(|h| h.control_id.as_str()),
-                "hl7 message refused (AR)"
+                "hl7 message refused (AE or AR)"
             );
             let ack = Ack {
-                code: AckCode::Reject,
+                code: if malformed.is_content_error() {
+                    AckCode::Error
+                } else {
+                    AckCode::Reject
+                },
                 error: Some(AckError {
                     location: malformed.location().map(str::to_owned),
                     condition: malformed.hl7_error(),

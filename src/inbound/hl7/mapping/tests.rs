@@ -249,3 +249,23 @@ fn amounts_and_quantities_as_hl7_senders_write_them() {
     assert_eq!(whole_quantity("0"), None);
     assert_eq!(whole_quantity("1.5"), None);
 }
+
+/// Issue #15 part 5, defect 6: an ORU (a type careflow does not take) was answered "PID-3 is
+/// required"; and a missing or unreadable field, which HL7's original mode answers AE (the
+/// message was read; its content is in error), was answered AR.
+#[test]
+fn an_unsupported_type_is_named_before_any_field_and_field_errors_are_content_errors() {
+    let oru = "MSH|^~\\&|LAB|GH|CAREFLOW|CF|20240105083000||ORU^R01|LAB1|P|2.5\rOBX|1|TX|||text\r";
+    let (header, error) = read(oru).unwrap_err();
+    assert_eq!(header.unwrap().control_id, "LAB1");
+    assert_eq!(error, Malformed::Unsupported("ORU^R01".into()));
+    assert!(!error.is_content_error());
+
+    let base = fixture("adt_a01.hl7");
+    let (_, missing) = read(&base.replace("40007716^^^AccMgr^VN", "")).unwrap_err();
+    assert!(missing.is_content_error(), "{missing:?}");
+    let (_, invalid) = read(&base.replace("19241010", "1924-10-10")).unwrap_err();
+    assert!(invalid.is_content_error(), "{invalid:?}");
+    let (_, unparsable) = read("not hl7 at all").unwrap_err();
+    assert!(!unparsable.is_content_error());
+}
