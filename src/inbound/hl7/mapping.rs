@@ -526,8 +526,8 @@ impl Reader<'_, '_> {
         })
     }
 
-    /// A `CP`/`MO` amount: component 1, subcomponent 1 the quantity, subcomponent 2 the
-    /// currency (default USD).
+    /// A `CP`/`MO` amount: component 1, subcomponent 1 the quantity (by `Cents::parse`, as
+    /// over HTTP), subcomponent 2 the currency (default USD).
     fn money(
         &self,
         segment: &Segment<'_>,
@@ -537,12 +537,14 @@ impl Reader<'_, '_> {
         let Some(repeat) = self.hl7.repeats(segment, field).next() else {
             return Ok(None);
         };
-        let Some(amount) = self.hl7.repeat_value(repeat, 1, 1) else {
+        // Untrimmed: an amount reads by the contract's one rule, the HTTP API's, in which a
+        // space, a `+` or a third fraction digit is not an amount.
+        let Some(amount) = self.hl7.exact_value(repeat, 1, 1) else {
             return Ok(None);
         };
-        let cents = parse_amount(&amount).ok_or_else(|| Malformed::Invalid {
+        let cents = Cents::parse(&amount).map_err(|error| Malformed::Invalid {
             field: name,
-            reason: "not an amount with at most 2 fraction digits".into(),
+            reason: error.to_string(),
         })?;
         let currency = match self.hl7.repeat_value(repeat, 1, 2) {
             None => Currency::USD,
@@ -603,23 +605,6 @@ fn whole_quantity(text: &str) -> Option<u32> {
         None => text,
     };
     whole.parse::<u32>().ok().filter(|q| *q >= 1)
-}
-
-/// An amount in the contract's decimal form; extra zero fraction digits (`12.500`) and a
-/// leading `+` are accepted, as HL7 senders write them.
-fn parse_amount(text: &str) -> Option<Cents> {
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let trimmed = match text.split_once('.') {
-        Some((whole, fraction)) if fraction.len() > 2 => {
-            let (kept, rest) = fraction.split_at(2);
-            if !rest.bytes().all(|b| b == b'0') {
-                return None;
-            }
-            format!("{whole}.{kept}")
-        }
-        _ => text.to_owned(),
-    };
-    Cents::parse(&trimmed).ok()
 }
 
 #[cfg(test)]

@@ -152,6 +152,17 @@ impl<'m> Hl7<'m> {
         component: usize,
         subcomponent: usize,
     ) -> Option<String> {
+        non_empty(self.exact_value(repeat, component, subcomponent)?)
+    }
+
+    /// Component and subcomponent of one repetition, decoded but not trimmed (for values
+    /// whose rule is exact, such as amounts); `None` when empty.
+    pub fn exact_value(
+        &self,
+        repeat: &Repeat<'m>,
+        component: usize,
+        subcomponent: usize,
+    ) -> Option<String> {
         if component == 0 || subcomponent == 0 {
             return None;
         }
@@ -159,7 +170,7 @@ impl<'m> Hl7<'m> {
             .component(component)?
             .subcomponent(subcomponent)?
             .raw_value();
-        non_empty(decode(raw, self.separators()))
+        Some(decode(raw, self.separators())).filter(|text| !text.is_empty())
     }
 
     /// The whole field as sent (first repetition, every component), decoded.
