@@ -141,7 +141,10 @@ impl TokenKeys {
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        // No leeway: careflow issues its tokens itself, so issuer and checker share a clock
+        // (several nodes: keep them on NTP). A 30 s leeway let a token live 30 s past `exp`.
+        validation.leeway = 0;
+        validation.validate_nbf = true;
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -175,6 +178,7 @@ impl TokenKeys {
             use jsonwebtoken::errors::ErrorKind;
             let reason = match error.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                 ErrorKind::InvalidSignature => "the signature does not match this server's secret",
                 ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
                 ErrorKind::MissingRequiredClaim(_) => {
@@ -185,6 +189,14 @@ impl TokenKeys {
             };
             AuthError::InvalidToken(reason.to_owned())
         })?;
+        // jsonwebtoken does not look at `iat`; one in the future is a token from a clock
+        // that is wrong, or one made to outlive its `exp` check elsewhere.
+        let now = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
+        if data.claims.iat > now {
+            return Err(AuthError::InvalidToken(
+                "the token was issued in the future (iat)".to_owned(),
+            ));
+        }
         check_subject(&data.claims.sub)?;
         Ok(data.claims)
     }
@@ -290,6 +302,33 @@ mod tests {
                 .contains("expired")
         );
         assert!(keys.verify("not.a.token").is_err());
+    }
+
+    /// Issue #15 part 5, defect 9: tokens were accepted ~30 s past `exp`, and `nbf` or `iat`
+    /// in the future were ignored.
+    #[test]
+    fn no_leeway_past_exp_and_nbf_or_iat_in_the_future_are_refused() {
+        let keys = TokenKeys::new(&Secret::new("s3cret"));
+        let now = Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"s3cret"),
+            )
+            .unwrap()
+        };
+        let refusal =
+            |claims: serde_json::Value| keys.verify(&sign(claims)).unwrap_err().to_string();
+        let claims = |exp: i64, iat: i64| serde_json::json!({"sub": "ehr", "role": "system", "exp": exp, "iat": iat});
+        assert!(refusal(claims(now - 5, now - 60)).contains("expired"));
+        let mut not_yet = claims(now + 600, now);
+        not_yet["nbf"] = serde_json::json!(now + 300);
+        assert!(refusal(not_yet).contains("not valid yet"));
+        assert!(refusal(claims(now + 600, now + 300)).contains("issued in the future"));
+        let mut fine = claims(now + 600, now - 1);
+        fine["nbf"] = serde_json::json!(now - 1);
+        assert!(keys.verify(&sign(fine)).is_ok());
     }
 
     #[test]
