@@ -21,16 +21,19 @@ pub fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
     validate_id(value).map_err(|reason| Rejection::InvalidId { field, reason })
 }
 
-/// A required text: not blank, at most `max` characters.
+/// A required text: not blank, at most `max` characters, no control characters.
 ///
 /// # Errors
-/// [`Rejection::EmptyField`] or [`Rejection::TooLong`].
+/// [`Rejection::EmptyField`], [`Rejection::TooLong`] or [`Rejection::ControlCharacter`].
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.trim().is_empty() {
         return Err(Rejection::EmptyField { field });
     }
     if value.chars().count() > max {
         return Err(Rejection::TooLong { field, max });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::ControlCharacter { field });
     }
     Ok(())
 }
@@ -138,6 +141,38 @@ mod tests {
                 reason: StreamIdError::IdLength(0)
             })
         );
+    }
+
+    /// Issue #15 part 5, defect 10: `.` and `..` were valid ids (a URL-normalising client
+    /// cannot reach `/v1/patient-accounts/../commands`), and control characters (NUL, ESC,
+    /// CR/LF) were stored as-is in free texts.
+    #[test]
+    fn dot_segment_ids_and_control_characters_are_refused() {
+        for dots in [".", ".."] {
+            assert_eq!(
+                id("charge_id", dots),
+                Err(Rejection::InvalidId {
+                    field: "charge_id",
+                    reason: StreamIdError::DotSegment
+                })
+            );
+        }
+        assert_eq!(id("charge_id", "..."), Ok(()));
+        assert_eq!(id("charge_id", ".a"), Ok(()));
+        for text_with in [
+            "a\0b",
+            "a\u{1b}[31m",
+            "line\r\nbreak",
+            "tab\there",
+            "del\u{7f}",
+        ] {
+            assert_eq!(
+                text("reason", text_with, 100),
+                Err(Rejection::ControlCharacter { field: "reason" }),
+                "{text_with:?}"
+            );
+        }
+        assert_eq!(text("reason", "Zoë's reason – ok", 100), Ok(()));
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub enum Rejection {
     /// HTTP 422; nothing appended.
     #[error("{field} must not be empty")]
     EmptyField { field: &'static str },
+    /// Occurs when a text holds a control character (NUL, ESC, CR, LF, tab, DEL...): free
+    /// texts travel into views, logs, HL7 ACKs and Odoo, where such bytes break lines, frames
+    /// or terminals.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("{field} must not hold control characters")]
+    ControlCharacter { field: &'static str },
     /// Occurs when a text is longer than its limit.
     ///
     /// ### Handling
@@ -274,6 +282,7 @@ impl Rejection {
             Rejection::InvalidCommand { .. }
             | Rejection::InvalidId { .. }
             | Rejection::EmptyField { .. }
+            | Rejection::ControlCharacter { .. }
             | Rejection::TooLong { .. }
             | Rejection::InvalidQuantity { .. }
             | Rejection::QuantityOutOfRange { .. }
@@ -317,6 +326,7 @@ impl Rejection {
             Rejection::InvalidCommand { .. } => "invalid_command",
             Rejection::InvalidId { .. } => "invalid_id",
             Rejection::EmptyField { .. } => "empty_field",
+            Rejection::ControlCharacter { .. } => "control_character",
             Rejection::TooLong { .. } => "too_long",
             Rejection::InvalidQuantity { .. } => "invalid_quantity",
             Rejection::QuantityOutOfRange { .. } => "quantity_out_of_range",
