@@ -1061,4 +1061,41 @@ mod tests {
         );
         assert!(text.contains("careflow_event_store_commits_total{backend=\"sqlite\"}"));
     }
+
+    /// Issue #15 part 5, defect 12: a Grafana panel queried `careflow_odoo_requests_total`,
+    /// which careflow never exported, and panel texts said metrics were "not exported yet".
+    /// Every metric the dashboard queries is one this catalogue registers.
+    #[test]
+    fn the_dashboard_queries_only_metrics_careflow_exports() {
+        let dashboard = include_str!("../../docker/grafana/dashboards/careflow.json");
+        let catalogue = include_str!("metrics.rs");
+        assert!(
+            !dashboard.contains("not export"),
+            "a panel says a metric is missing"
+        );
+        let mut queried = Vec::new();
+        for expr in dashboard.split("\"expr\": \"").skip(1) {
+            let expr = expr.split('"').next().unwrap_or_default();
+            let mut rest = expr;
+            while let Some(at) = rest.find("careflow_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.push(name);
+            }
+        }
+        assert!(!queried.is_empty());
+        for name in queried {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                catalogue.contains(&format!("\"{base}\"")),
+                "the dashboard queries {name}, which careflow does not export"
+            );
+        }
+    }
 }
