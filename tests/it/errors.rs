@@ -386,3 +386,33 @@ async fn content_type_duplicate_keys_and_body_size_are_refused_on_every_json_rou
         "only the JSON command appended"
     );
 }
+
+/// Issue #15 part 5, defect 13 (in part): `limit=0` on the global log was clamped to 1 instead
+/// of refused, and `GET /v1/audit/verify` without `stream` answered 400 before checking the
+/// role (so a caller without the right learned how to call it).
+#[tokio::test]
+async fn a_zero_limit_is_refused_and_the_role_is_checked_before_the_query() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    let reply = api.get("/v1/events?limit=0", Some(&auditor)).await;
+    assert_eq!(reply.assert_problem(400), "invalid_query");
+    let reply = api.get("/v1/events?limit=1", Some(&auditor)).await;
+    assert_eq!(reply.status, 200);
+    let reply = api.get("/v1/audit/verify", Some(&ehr)).await;
+    assert_eq!(reply.assert_problem(403), "forbidden");
+    let reply = api.get("/v1/audit/verify", Some(&auditor)).await;
+    assert_eq!(reply.assert_problem(400), "invalid_stream");
+    let openapi = api.get("/openapi.json", None).await.body;
+    let params = &openapi["paths"]["/v1/audit/verify"]["get"]["parameters"];
+    let stream = params
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "stream")
+        .unwrap();
+    assert_eq!(stream["required"], true, "{stream}");
+}
