@@ -138,6 +138,14 @@ pub struct Config {
     /// Test hook: a pause between a message's events being durable and its ACK being written,
     /// in milliseconds (default 0). Lets a test kill the server inside that window.
     pub mllp_ack_delay_ms: u64,
+    /// An MLLP connection with nothing unanswered and no complete frame for this long is
+    /// closed, in milliseconds (default 600,000: ten minutes).
+    pub mllp_idle_timeout_ms: u64,
+    /// MLLP connections open at once, all senders together (default 256). Bounds the file
+    /// descriptors MLLP can hold, so a flood of connections cannot starve HTTP.
+    pub mllp_max_connections: usize,
+    /// MLLP connections open at once from one peer IP address (default 16).
+    pub mllp_max_connections_per_peer: usize,
 }
 
 /// Why configuration was refused.
@@ -207,6 +215,9 @@ const KEYS: &[&str] = &[
     "mrn_system",
     "mllp_max_frame_bytes",
     "mllp_ack_delay_ms",
+    "mllp_idle_timeout_ms",
+    "mllp_max_connections",
+    "mllp_max_connections_per_peer",
 ];
 
 impl Config {
@@ -352,6 +363,14 @@ impl Config {
             mllp_max_frame_bytes: usize::try_from(number("mllp_max_frame_bytes", 1 << 20)?)
                 .unwrap_or(usize::MAX),
             mllp_ack_delay_ms: number("mllp_ack_delay_ms", 0)?,
+            mllp_idle_timeout_ms: number("mllp_idle_timeout_ms", 600_000)?,
+            mllp_max_connections: usize::try_from(number("mllp_max_connections", 256)?)
+                .unwrap_or(usize::MAX),
+            mllp_max_connections_per_peer: usize::try_from(number(
+                "mllp_max_connections_per_peer",
+                16,
+            )?)
+            .unwrap_or(usize::MAX),
         };
         config.validate()?;
         Ok(config)

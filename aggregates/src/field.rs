@@ -21,16 +21,19 @@ pub fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
     validate_id(value).map_err(|reason| Rejection::InvalidId { field, reason })
 }
 
-/// A required text: not blank, at most `max` characters.
+/// A required text: not blank, at most `max` characters, no control characters.
 ///
 /// # Errors
-/// [`Rejection::EmptyField`] or [`Rejection::TooLong`].
+/// [`Rejection::EmptyField`], [`Rejection::TooLong`] or [`Rejection::ControlCharacter`].
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
     if value.trim().is_empty() {
         return Err(Rejection::EmptyField { field });
     }
     if value.chars().count() > max {
         return Err(Rejection::TooLong { field, max });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::ControlCharacter { field });
     }
     Ok(())
 }
@@ -61,18 +64,31 @@ pub fn quantity(field: &'static str, value: u32) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// A price or cost: zero or more.
+/// Any amount a command carries, either sign: at most [`Cents::MAX_AMOUNT`] in size. The one
+/// check behind the contract's bound, which is what keeps every view's sums in range (see
+/// [`Cents::MAX_AMOUNT`] for the arithmetic).
 ///
 /// # Errors
-/// [`Rejection::NegativeAmount`].
-pub fn non_negative(field: &'static str, amount: Cents) -> Result<(), Rejection> {
-    if amount.is_negative() {
-        return Err(Rejection::NegativeAmount { field });
+/// [`Rejection::AmountOutOfRange`].
+pub fn amount(field: &'static str, amount: Cents) -> Result<Cents, Rejection> {
+    if amount.0.unsigned_abs() > Cents::MAX_AMOUNT.0.unsigned_abs() {
+        return Err(Rejection::AmountOutOfRange { field });
     }
-    Ok(())
+    Ok(amount)
 }
 
-/// A unit price times a quantity, refusing overflow.
+/// A price or cost: zero or more, within the contract's bound.
+///
+/// # Errors
+/// [`Rejection::NegativeAmount`] or [`Rejection::AmountOutOfRange`].
+pub fn non_negative(field: &'static str, value: Cents) -> Result<(), Rejection> {
+    if value.is_negative() {
+        return Err(Rejection::NegativeAmount { field });
+    }
+    amount(field, value).map(drop)
+}
+
+/// A unit price times a quantity: the line total is an amount too, so it is bounded like one.
 ///
 /// # Errors
 /// [`Rejection::AmountOutOfRange`].
@@ -81,9 +97,10 @@ pub fn line_total(
     unit_price: Cents,
     quantity: u32,
 ) -> Result<Cents, Rejection> {
-    unit_price
+    let total = unit_price
         .checked_mul(quantity)
-        .ok_or(Rejection::AmountOutOfRange { field })
+        .ok_or(Rejection::AmountOutOfRange { field })?;
+    amount(field, total)
 }
 
 /// Refuses a list in which one item id appears twice (lines are matched per item).
@@ -126,6 +143,38 @@ mod tests {
         );
     }
 
+    /// Issue #15 part 5, defect 10: `.` and `..` were valid ids (a URL-normalising client
+    /// cannot reach `/v1/patient-accounts/../commands`), and control characters (NUL, ESC,
+    /// CR/LF) were stored as-is in free texts.
+    #[test]
+    fn dot_segment_ids_and_control_characters_are_refused() {
+        for dots in [".", ".."] {
+            assert_eq!(
+                id("charge_id", dots),
+                Err(Rejection::InvalidId {
+                    field: "charge_id",
+                    reason: StreamIdError::DotSegment
+                })
+            );
+        }
+        assert_eq!(id("charge_id", "..."), Ok(()));
+        assert_eq!(id("charge_id", ".a"), Ok(()));
+        for text_with in [
+            "a\0b",
+            "a\u{1b}[31m",
+            "line\r\nbreak",
+            "tab\there",
+            "del\u{7f}",
+        ] {
+            assert_eq!(
+                text("reason", text_with, 100),
+                Err(Rejection::ControlCharacter { field: "reason" }),
+                "{text_with:?}"
+            );
+        }
+        assert_eq!(text("reason", "Zoë's reason – ok", 100), Ok(()));
+    }
+
     #[test]
     fn texts_are_not_blank_and_bounded() {
         assert_eq!(text("reason", "ok", 2), Ok(()));
@@ -163,6 +212,16 @@ mod tests {
             Err(Rejection::AmountOutOfRange {
                 field: "unit_price"
             })
+        );
+        assert_eq!(
+            non_negative("unit_price", Cents(Cents::MAX_AMOUNT.0 + 1)),
+            Err(Rejection::AmountOutOfRange {
+                field: "unit_price"
+            })
+        );
+        assert_eq!(
+            amount("amount", Cents(-Cents::MAX_AMOUNT.0)),
+            Ok(Cents(-Cents::MAX_AMOUNT.0))
         );
         assert_eq!(distinct_items(["A", "B"]), Ok(()));
         assert_eq!(

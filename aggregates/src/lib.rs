@@ -50,7 +50,7 @@ pub use codec::{DecodeError, DomainEvent, EncodedEvent};
 pub use context::Ctx;
 pub use encounter::Encounter;
 pub use inventory_item::InventoryItem;
-pub use money::{Cents, Currency, MoneyError};
+pub use money::{Cents, Currency, MoneyError, Total};
 pub use patient_account::PatientAccount;
 pub use personal::Personal;
 pub use purchase::PurchaseWorkflow;

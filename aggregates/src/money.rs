@@ -14,6 +14,9 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An amount in minor units (cents). Serialised as a string with exactly two fraction digits.
+///
+/// Every amount a command carries (a price, a line total, a payment, an adjustment either way)
+/// lies within [`Cents::MAX_AMOUNT`]; [`Total`] is what the views add them up in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Cents(pub i64);
 
@@ -40,6 +43,18 @@ pub enum MoneyError {
 impl Cents {
     pub const ZERO: Cents = Cents(0);
 
+    /// The largest amount one command may carry, either sign: 10^9 minor units
+    /// (`"10000000.00"`), far above any single hospital charge or payment.
+    ///
+    /// Why this bound: a view adds amounts of many events into one sum (a facility's day, a
+    /// visit's invoice, A/R totals), in a [`Total`] (`i128`). A log holds fewer than 2^64
+    /// events (positions are `u64`) and each event adds at most one amount of at most
+    /// 10^9 < 2^30 to a given sum, so no sum exceeds 2^94, far inside `i128` (2^127): no
+    /// accepted history can make a view stop on overflow. Inside one aggregate the `i64`
+    /// balance still moves by at most 10^9 per event, and a step past `i64` is refused
+    /// (`AmountOutOfRange`) rather than stored. docs/domain.md, "Money".
+    pub const MAX_AMOUNT: Cents = Cents(1_000_000_000);
+
     /// Parses `"125.50"`, `"3"`, `"-4.1"`: an optional minus, at least one integer digit, and
     /// optionally a point followed by one or two digits. No `+`, no exponent, no whitespace, no
     /// thousands separators: the contract is narrow so two systems never disagree on a value.
@@ -47,36 +62,10 @@ impl Cents {
     /// # Errors
     /// A [`MoneyError`] naming the first rule broken.
     pub fn parse(text: &str) -> Result<Self, MoneyError> {
-        if text.is_empty() {
-            return Err(MoneyError::Empty);
-        }
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (whole, fraction) = match digits.split_once('.') {
-            Some((whole, fraction)) => (whole, Some(fraction)),
-            None => (digits, None),
-        };
-        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(MoneyError::Malformed);
-        }
-        let fraction_cents = match fraction {
-            None => 0,
-            Some(f) if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err(MoneyError::Malformed);
-            }
-            Some(f) if f.len() > 2 => return Err(MoneyError::TooManyFractionDigits),
-            Some(f) => {
-                let value = digits_value(f)?;
-                if f.len() == 1 { value * 10 } else { value }
-            }
-        };
-        let cents = digits_value(whole)?
-            .checked_mul(100)
-            .and_then(|c| c.checked_add(fraction_cents))
-            .ok_or(MoneyError::OutOfRange)?;
-        Ok(Cents(if negative { -cents } else { cents }))
+        let cents = parse_minor_units(text)?;
+        i64::try_from(cents)
+            .map(Cents)
+            .map_err(|_| MoneyError::OutOfRange)
     }
 
     /// `self + other`, or `None` on overflow.
@@ -118,11 +107,54 @@ impl Cents {
     }
 }
 
+/// The money text rule, once for [`Cents`] and [`Total`] (and every adapter: HTTP, FHIR and
+/// HL7 all read amounts through `Cents::parse`): an optional minus, at least one integer
+/// digit, and optionally a point followed by one or two digits, in minor units.
+fn parse_minor_units(text: &str) -> Result<i128, MoneyError> {
+    if text.is_empty() {
+        return Err(MoneyError::Empty);
+    }
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(MoneyError::Malformed);
+    }
+    let fraction_cents = match fraction {
+        None => 0,
+        Some(f) if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(MoneyError::Malformed);
+        }
+        Some(f) if f.len() > 2 => return Err(MoneyError::TooManyFractionDigits),
+        Some(f) => {
+            let value = digits_value(f)?;
+            if f.len() == 1 { value * 10 } else { value }
+        }
+    };
+    let cents = digits_value(whole)?
+        .checked_mul(100)
+        .and_then(|c| c.checked_add(fraction_cents))
+        .ok_or(MoneyError::OutOfRange)?;
+    Ok(if negative { -cents } else { cents })
+}
+
+/// Minor units as the wire writes them: always two fraction digits (`125.50`, `-0.05`).
+fn write_minor_units(f: &mut fmt::Formatter<'_>, minor_units: i128) -> fmt::Result {
+    let sign = if minor_units < 0 { "-" } else { "" };
+    let abs = minor_units.unsigned_abs();
+    write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
 /// The value of a run of ASCII digits (already checked), refusing overflow.
-fn digits_value(digits: &str) -> Result<i64, MoneyError> {
-    digits.bytes().try_fold(0i64, |acc, b| {
+fn digits_value(digits: &str) -> Result<i128, MoneyError> {
+    digits.bytes().try_fold(0i128, |acc, b| {
         acc.checked_mul(10)
-            .and_then(|v| v.checked_add(i64::from(b - b'0')))
+            .and_then(|v| v.checked_add(i128::from(b - b'0')))
             .ok_or(MoneyError::OutOfRange)
     })
 }
@@ -130,9 +162,7 @@ fn digits_value(digits: &str) -> Result<i64, MoneyError> {
 impl fmt::Display for Cents {
     /// Always two fraction digits: `125.50`, `-0.05`, `0.00`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+        write_minor_units(f, i128::from(self.0))
     }
 }
 
@@ -163,6 +193,67 @@ impl<'de> Deserialize<'de> for Cents {
         }
         // deserialize_str, not deserialize_any: a JSON number is refused with "invalid type".
         d.deserialize_str(CentsVisitor)
+    }
+}
+
+/// A sum of many amounts, in minor units, as the views keep running totals (balances, a day's
+/// charges, an invoice, A/R buckets). Same wire form as [`Cents`] (`"125.50"`), so a view row
+/// written with `Cents` sums reads back unchanged.
+///
+/// `i128` rather than `i64`: see [`Cents::MAX_AMOUNT`] for why no accepted history can make it
+/// overflow, while an `i64` sum over a facility's day can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Total(pub i128);
+
+impl Total {
+    pub const ZERO: Total = Total(0);
+
+    /// `self + amount`, or `None` past `i128` (which the contract's bound rules out).
+    pub fn checked_add(self, amount: impl Into<Total>) -> Option<Total> {
+        self.0.checked_add(amount.into().0).map(Total)
+    }
+
+    /// `self - amount`, or `None` past `i128` (which the contract's bound rules out).
+    pub fn checked_sub(self, amount: impl Into<Total>) -> Option<Total> {
+        self.0.checked_sub(amount.into().0).map(Total)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl From<Cents> for Total {
+    fn from(amount: Cents) -> Self {
+        Total(i128::from(amount.0))
+    }
+}
+
+impl fmt::Display for Total {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_minor_units(f, self.0)
+    }
+}
+
+impl Serialize for Total {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Total {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TotalVisitor;
+        impl Visitor<'_> for TotalVisitor {
+            type Value = Total;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal string with at most 2 fraction digits, such as \"125.50\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Total, E> {
+                parse_minor_units(v).map(Total).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(TotalVisitor)
     }
 }
 

@@ -41,6 +41,14 @@ pub enum Rejection {
     /// HTTP 422; nothing appended.
     #[error("{field} must not be empty")]
     EmptyField { field: &'static str },
+    /// Occurs when a text holds a control character (NUL, ESC, CR, LF, tab, DEL...): free
+    /// texts travel into views, logs, HL7 ACKs and Odoo, where such bytes break lines, frames
+    /// or terminals.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("{field} must not hold control characters")]
+    ControlCharacter { field: &'static str },
     /// Occurs when a text is longer than its limit.
     ///
     /// ### Handling
@@ -78,11 +86,13 @@ pub enum Rejection {
     /// HTTP 422; nothing appended.
     #[error("{field} must not be zero")]
     ZeroAmount { field: &'static str },
-    /// Occurs when a line total or a balance would overflow the money range.
+    /// Occurs when an amount or a line total is larger than the contract's bound
+    /// ([`crate::Cents::MAX_AMOUNT`], 10000000.00 either sign), or a balance would leave the
+    /// money range.
     ///
     /// ### Handling
     /// HTTP 422; nothing appended.
-    #[error("{field} is out of range")]
+    #[error("{field} is out of range (at most 10000000.00 either sign)")]
     AmountOutOfRange { field: &'static str },
     /// Occurs when one item appears on two lines of a requisition, receipt or bill.
     ///
@@ -332,6 +342,7 @@ impl Rejection {
             Rejection::InvalidCommand { .. }
             | Rejection::InvalidId { .. }
             | Rejection::EmptyField { .. }
+            | Rejection::ControlCharacter { .. }
             | Rejection::TooLong { .. }
             | Rejection::InvalidQuantity { .. }
             | Rejection::QuantityOutOfRange { .. }
@@ -384,6 +395,7 @@ impl Rejection {
             Rejection::InvalidCommand { .. } => "invalid_command",
             Rejection::InvalidId { .. } => "invalid_id",
             Rejection::EmptyField { .. } => "empty_field",
+            Rejection::ControlCharacter { .. } => "control_character",
             Rejection::TooLong { .. } => "too_long",
             Rejection::InvalidQuantity { .. } => "invalid_quantity",
             Rejection::QuantityOutOfRange { .. } => "quantity_out_of_range",

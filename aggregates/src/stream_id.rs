@@ -36,6 +36,10 @@ pub enum StreamIdError {
     /// Occurs when the id part holds a character outside `[A-Za-z0-9._:-]`.
     #[error("id may hold only A-Z, a-z, 0-9 and . _ : - (found {0:?})")]
     IdCharacter(char),
+    /// Occurs when a new id is `.` or `..`: URL path segments that clients and proxies
+    /// normalise away, so `/v1/patient-accounts/../commands` could never be reached.
+    #[error("id must not be . or ..")]
+    DotSegment,
     /// Occurs when the kind is empty, too long, or not lower-case `[a-z_]`.
     #[error("stream kind must be 1 to {MAX_KIND_LEN} characters of a-z and _")]
     Kind,
@@ -62,9 +66,18 @@ impl StreamId {
     ///
     /// # Errors
     /// [`StreamIdError::Shape`] without a `-`, otherwise as [`StreamId::new`].
+    ///
+    /// Streams already stored are read with the id rule as it stood when they were written:
+    /// a `.` or `..` id (refused for new ids since issue #15 part 5) still parses, so such a
+    /// history stays readable and verifiable.
     pub fn parse(value: &str) -> Result<Self, StreamIdError> {
         let (kind, id) = value.split_once('-').ok_or(StreamIdError::Shape)?;
-        Self::new(kind, id)
+        validate_kind(kind)?;
+        validate_id_characters(id)?;
+        Ok(Self {
+            value: value.to_owned(),
+            kind_len: kind.len(),
+        })
     }
 
     /// The kind half (`patient_account`).
@@ -87,8 +100,18 @@ impl StreamId {
 /// `item_id`) rather than as streams.
 ///
 /// # Errors
-/// [`StreamIdError::IdLength`] or [`StreamIdError::IdCharacter`].
+/// [`StreamIdError::IdLength`], [`StreamIdError::IdCharacter`] or
+/// [`StreamIdError::DotSegment`].
 pub fn validate_id(id: &str) -> Result<(), StreamIdError> {
+    validate_id_characters(id)?;
+    if id == "." || id == ".." {
+        return Err(StreamIdError::DotSegment);
+    }
+    Ok(())
+}
+
+/// Length and characters: the part of the id rule that every stored id has always met.
+fn validate_id_characters(id: &str) -> Result<(), StreamIdError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(StreamIdError::IdLength(id.chars().count()));
     }

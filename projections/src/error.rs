@@ -42,8 +42,9 @@ pub enum ProjectionError {
         key: String,
         detail: String,
     },
-    /// Occurs when a running sum leaves the range of `i64` cents or counts. The aggregates
-    /// refuse amounts that could do this, so it means the log is not what they wrote.
+    /// Occurs when a running sum leaves its range (`i128` for money, see
+    /// `careflow_aggregates::Cents::MAX_AMOUNT`; `u64` for counts). The aggregates refuse
+    /// amounts that could do this, so it means the log is not what they wrote.
     ///
     /// ### Handling
     /// The runner stops at `position`; investigate the log.

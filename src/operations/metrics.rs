@@ -44,6 +44,8 @@ struct InteropMetrics {
     messages: IntCounterVec,
     in_flight: IntGaugeVec,
     oldest_unacked: GaugeVec,
+    /// `cap`: `total` or `per_peer`.
+    connections_refused: IntCounterVec,
 }
 
 /// Messages received and not yet answered, per interface: id -> when it arrived.
@@ -309,6 +311,17 @@ impl Metrics {
                          nacked_{code}, MLLP AA, AE or AR",
                     ),
                     &["interface", "outcome"],
+                ),
+            ),
+            connections_refused: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "careflow_mllp_connections_refused_total",
+                        "MLLP connections closed on arrival because a cap was reached (total or \
+                         per_peer)",
+                    ),
+                    &["cap"],
                 ),
             ),
             in_flight: register(
@@ -804,6 +817,15 @@ pub fn interface_answered(interface: &'static str, outcome: &'static str) {
         .inc();
 }
 
+/// An MLLP connection was closed on arrival: `cap` (`total` or `per_peer`) was reached.
+pub fn mllp_connection_refused(cap: &'static str) {
+    global()
+        .interop
+        .connections_refused
+        .with_label_values(&[cap])
+        .inc();
+}
+
 /// Messages on `interface` waiting for their answer, and the age of the oldest.
 pub fn interface_pending(interface: &'static str, in_flight: usize, oldest: Duration) {
     let metrics = &global().interop;
@@ -1038,5 +1060,42 @@ mod tests {
             text.contains("careflow_event_store_commit_batch_commands_bucket{backend=\"sqlite\"")
         );
         assert!(text.contains("careflow_event_store_commits_total{backend=\"sqlite\"}"));
+    }
+
+    /// Issue #15 part 5, defect 12: a Grafana panel queried `careflow_odoo_requests_total`,
+    /// which careflow never exported, and panel texts said metrics were "not exported yet".
+    /// Every metric the dashboard queries is one this catalogue registers.
+    #[test]
+    fn the_dashboard_queries_only_metrics_careflow_exports() {
+        let dashboard = include_str!("../../docker/grafana/dashboards/careflow.json");
+        let catalogue = include_str!("metrics.rs");
+        assert!(
+            !dashboard.contains("not export"),
+            "a panel says a metric is missing"
+        );
+        let mut queried = Vec::new();
+        for expr in dashboard.split("\"expr\": \"").skip(1) {
+            let expr = expr.split('"').next().unwrap_or_default();
+            let mut rest = expr;
+            while let Some(at) = rest.find("careflow_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                queried.push(name);
+            }
+        }
+        assert!(!queried.is_empty());
+        for name in queried {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                catalogue.contains(&format!("\"{base}\"")),
+                "the dashboard queries {name}, which careflow does not export"
+            );
+        }
     }
 }

@@ -286,3 +286,133 @@ async fn an_unreachable_store_is_503_with_retry_after() {
     ready.assert_problem(503);
     assert!(server.terminate().await.success());
 }
+
+/// Issue #15 part 5, defect 7: bodies that are not JSON by their Content-Type were executed,
+/// duplicate keys were taken (the last won), and an oversized body on the webhook and erase
+/// routes was a 400 `malformed_json`. Each is now its own problem+json, and appends nothing.
+#[tokio::test]
+async fn content_type_duplicate_keys_and_body_size_are_refused_on_every_json_route() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let admin = token(&dir.path(), "admin", "ops");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    api.ok(&ehr, "patient-accounts", "MRN-CT", register_body("Doe"))
+        .await;
+    let before = api.all_events(&auditor).await.len();
+    let client = reqwest::Client::new();
+    let post = |path: &str, token: &str, content_type: Option<&str>, body: String| {
+        let mut request = client
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(token)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (
+                status,
+                content_type,
+                body["code"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let commands = "/v1/patient-accounts/MRN-CT/commands";
+    let close = json!({"type": "CloseAccount"}).to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/xml"),
+        None,
+    ] {
+        let (status, media, code) = post(commands, &ehr, content_type, close.clone()).await;
+        assert_eq!(
+            (status, media.as_str(), code.as_str()),
+            (415, "application/problem+json", "unsupported_media_type"),
+            "{content_type:?}"
+        );
+    }
+    let (status, _, _) = post(
+        commands,
+        &ehr,
+        Some("application/json; charset=utf-8"),
+        json!({"type": "ActivateAccount"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "JSON with a charset is JSON");
+
+    let duplicate = r#"{"type": "FlagSelfPay", "reason": "a", "reason": "b"}"#.to_owned();
+    let (status, _, code) = post(commands, &ehr, Some("application/json"), duplicate).await;
+    assert_eq!((status, code.as_str()), (400, "duplicate_key"));
+    let nested =
+        r#"{"type": "UpdateDemographics", "name": {"family": "A", "family": "B", "given": []}}"#;
+    let (status, _, code) = post(commands, &ehr, Some("application/json"), nested.into()).await;
+    assert_eq!((status, code.as_str()), (400, "duplicate_key"));
+
+    let large = format!(r#"{{"reason": "{}"}}"#, "x".repeat(300 * 1024));
+    for path in ["/v1/webhooks", "/v1/patient-accounts/MRN-CT/erase"] {
+        let (status, media, code) =
+            post(path, &admin, Some("application/json"), large.clone()).await;
+        assert_eq!(
+            (status, media.as_str(), code.as_str()),
+            (413, "application/problem+json", "payload_too_large"),
+            "{path}"
+        );
+        let (status, _, code) = post(path, &admin, Some("text/plain"), "{}".into()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (415, "unsupported_media_type"),
+            "{path}"
+        );
+    }
+    let all = api.all_events(&auditor).await;
+    let appended: Vec<&str> = all[before..]
+        .iter()
+        .filter(|e| !e.stream_id.as_str().starts_with("access_log"))
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        appended,
+        vec!["AccountActivated"],
+        "only the JSON command appended"
+    );
+}
+
+/// Issue #15 part 5, defect 13 (in part): `limit=0` on the global log was clamped to 1 instead
+/// of refused, and `GET /v1/audit/verify` without `stream` answered 400 before checking the
+/// role (so a caller without the right learned how to call it).
+#[tokio::test]
+async fn a_zero_limit_is_refused_and_the_role_is_checked_before_the_query() {
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    let reply = api.get("/v1/events?limit=0", Some(&auditor)).await;
+    assert_eq!(reply.assert_problem(400), "invalid_query");
+    let reply = api.get("/v1/events?limit=1", Some(&auditor)).await;
+    assert_eq!(reply.status, 200);
+    let reply = api.get("/v1/audit/verify", Some(&ehr)).await;
+    assert_eq!(reply.assert_problem(403), "forbidden");
+    let reply = api.get("/v1/audit/verify", Some(&auditor)).await;
+    assert_eq!(reply.assert_problem(400), "invalid_stream");
+    let openapi = api.get("/openapi.json", None).await.body;
+    let params = &openapi["paths"]["/v1/audit/verify"]["get"]["parameters"];
+    let stream = params
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "stream")
+        .unwrap();
+    assert_eq!(stream["required"], true, "{stream}");
+}

@@ -355,14 +355,15 @@ async fn business_rejections_are_ae_and_malformed_messages_ar_and_neither_append
     assert_eq!(ack.code(), "AE", "{ack:?}");
     assert!(ack.err().unwrap()[5].starts_with("visit_of_another_patient"));
 
-    // AR: no MRN (ERR-2 names PID-3), an unsupported trigger, text that is not HL7.
+    // AE: no MRN (ERR-2 names PID-3), a content error. AR: an unsupported trigger, text that
+    // is not HL7 (issue #15 part 5, defect 6).
     let ack = ehr
         .exchange(&fixture(
             "adt_a08.hl7",
             &[("10006579^^^1^MRN^1", ""), ("599103", "599121")],
         ))
         .await;
-    assert_eq!((ack.code(), ack.control_id()), ("AR", "599121"), "{ack:?}");
+    assert_eq!((ack.code(), ack.control_id()), ("AE", "599121"), "{ack:?}");
     let err = ack.err().unwrap();
     assert_eq!(err[2], "PID^1^3");
     assert!(err[3].starts_with("101^Required field missing"), "{ack:?}");
@@ -391,7 +392,7 @@ async fn business_rejections_are_ae_and_malformed_messages_ar_and_neither_append
     assert_eq!(new, vec!["PatientRegistered", "DemographicsUpdated"]);
 
     let metrics = site.api.get("/metrics", None).await.text;
-    for (outcome, count) in [("received", 7), ("AA", 2), ("AE", 2), ("AR", 3)] {
+    for (outcome, count) in [("received", 7), ("AA", 2), ("AE", 3), ("AR", 2)] {
         let line = format!(
             "careflow_interface_messages_total{{interface=\"mllp\",outcome=\"{outcome}\"}} {count}"
         );
@@ -593,4 +594,104 @@ async fn a_kill_9_between_durable_and_the_ack_then_the_resend_appends_once() {
         "exactly one copy"
     );
     assert_log_is_sound(&log);
+}
+
+/// Connects to the listener from a chosen loopback address (a second "sender").
+async fn connect_from(source: &str, addr: &str) -> Sender {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    Sender {
+        stream: socket.connect(addr.parse().unwrap()).await.unwrap(),
+        buffer: Vec::new(),
+    }
+}
+
+/// Issue #15 part 5, defect 2: idle connections without limit exhausted file descriptors and
+/// stopped HTTP too. A connection over the cap per sender or in total is closed at once, an
+/// idle one after `mllp_idle_timeout_ms`, and HTTP keeps answering through a flood.
+#[tokio::test]
+async fn connections_over_the_caps_are_closed_idle_ones_time_out_and_http_keeps_serving() {
+    let site = site(&[
+        ("CAREFLOW_MLLP_MAX_CONNECTIONS", "4"),
+        ("CAREFLOW_MLLP_MAX_CONNECTIONS_PER_PEER", "3"),
+        ("CAREFLOW_MLLP_IDLE_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    let addr = site.server.mllp.clone();
+    let message = |n: u32| {
+        fixture(
+            "adt_a04.hl7",
+            &[
+                ("PATID1234", &format!("CAP{n}")),
+                ("MSG00001", &format!("CAP-{n}")),
+            ],
+        )
+    };
+
+    // Three from one sender are served; its fourth is over the per-sender cap.
+    let mut first = Vec::new();
+    for n in 0..3 {
+        let mut sender = connect_from("127.0.0.1", &addr).await;
+        assert_eq!(sender.exchange(&message(n)).await.code(), "AA");
+        first.push(sender);
+    }
+    let mut over_peer = connect_from("127.0.0.1", &addr).await;
+    over_peer.send(&message(10)).await;
+    assert!(over_peer.ack().await.is_none(), "closed, not served");
+
+    // Another sender gets the last slot of the total, and no more.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    assert_eq!(other.exchange(&message(20)).await.code(), "AA");
+    let mut over_total = connect_from("127.0.0.2", &addr).await;
+    over_total.send(&message(21)).await;
+    assert!(over_total.ack().await.is_none(), "closed, not served");
+
+    // A flood of connections over the caps: HTTP still answers.
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(&addr).await {
+            flood.push(stream);
+        }
+    }
+    let health = reqwest::get(format!("{}/healthz", site.server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    drop(flood);
+
+    // Idle connections are closed by the server, which frees their slots.
+    for mut sender in first.into_iter().chain([other]) {
+        assert!(sender.ack().await.is_none(), "an idle connection is closed");
+    }
+    let mut again = eventually(Duration::from_secs(30), "a freed slot", || {
+        let addr = addr.clone();
+        async move {
+            let mut sender = connect_from("127.0.0.1", &addr).await;
+            sender.send(&message(30)).await;
+            let ack = sender.ack().await?;
+            Some((sender, ack))
+        }
+    })
+    .await;
+    assert_eq!(again.1.code(), "AA");
+    again.0.stream.shutdown().await.unwrap();
+}
+
+/// Issue #15 part 5, defect 3: a 1 MB message of empty fields cost ~0.7 GB and 2 s before its
+/// AR. Its structure is now counted in one pass and refused at the first bound passed.
+#[tokio::test]
+async fn a_message_of_half_a_million_empty_fields_is_refused_ar_with_bounded_memory() {
+    let site = site(&[]).await;
+    let before = site.server.peak_memory_kib();
+    let mut ehr = Sender::connect(&site.server.mllp).await;
+    let message = format!(
+        "MSH|^~\\&|ADT1|MCM|LABADT|MCM|198808181126||ADT^A04|FIELDS1|P|2.4\rZZZ{}",
+        "|".repeat(500_000)
+    );
+    let ack = ehr.exchange(&message).await;
+    assert_eq!((ack.code(), ack.control_id()), ("AR", "FIELDS1"), "{ack:?}");
+    assert!(ack.err().unwrap()[5].starts_with("too_complex"), "{ack:?}");
+    let grown = site.server.peak_memory_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "peak memory grew by {grown} KiB");
+    assert_eq!(site.log_len().await, 0);
 }

@@ -75,6 +75,17 @@ impl Server {
         Self { child, base, mllp }
     }
 
+    /// The server's peak resident memory so far (`VmHWM`), in KiB: a counted bound on what
+    /// an input cost, read from Linux's /proc.
+    pub fn peak_memory_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     pub async fn wait_ready(&self) {
         let url = format!("{}/readyz", self.base);
         eventually(Duration::from_secs(30), "readyz", || async {

@@ -75,7 +75,8 @@ fn priced(lines: &[ClaimLine]) -> Result<Cents, Rejection> {
             .ok_or(Rejection::AmountOutOfRange { field: "lines" })?;
     }
     field::distinct_items(lines.iter().map(|l| l.charge_id.as_str()))?;
-    Ok(total)
+    // The total becomes the payment and adjustments posted to the account: an amount too.
+    field::amount("lines", total)
 }
 
 fn create(state: &State, c: &CreateClaim) -> Result<Vec<Event>, Rejection> {
@@ -119,6 +120,7 @@ fn respond(
                 field: "adjustments.amount",
             });
         }
+        field::amount("adjustments.amount", adjustment.amount)?;
         adjusted = adjusted
             .checked_add(adjustment.amount)
             .ok_or(Rejection::AmountOutOfRange {

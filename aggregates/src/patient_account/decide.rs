@@ -261,6 +261,7 @@ fn record_payment(state: &State, c: &RecordPayment) -> Result<Vec<Event>, Reject
     if !c.amount.is_positive() {
         return Err(Rejection::NonPositiveAmount { field: "amount" });
     }
+    field::amount("amount", c.amount)?;
     field::optional_text("payer", c.payer.as_deref(), SHORT_TEXT)?;
     open_status(state)?;
     same_currency(state, c.currency)?;
@@ -293,6 +294,7 @@ fn apply_adjustment(state: &State, c: &ApplyAdjustment) -> Result<Vec<Event>, Re
     if c.amount.is_zero() {
         return Err(Rejection::ZeroAmount { field: "amount" });
     }
+    field::amount("amount", c.amount)?;
     field::text("reason", &c.reason, LONG_TEXT)?;
     open_status(state)?;
     same_currency(state, c.currency)?;

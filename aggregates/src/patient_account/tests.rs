@@ -1052,3 +1052,36 @@ fn state_renders_status_and_money_as_the_contract_says() {
     assert_eq!(PatientAccount::SNAPSHOT_VERSION, 1);
     assert_eq!(PatientAccount::KIND, "patient_account");
 }
+
+/// Issue #15 part 5, defect 1: every amount a command carries is bounded by
+/// [`Cents::MAX_AMOUNT`] (a line total too), so no history the contract accepts can make a
+/// view's sum leave its range (docs/domain.md, "Money").
+#[test]
+fn amounts_above_the_contract_bound_are_refused() {
+    let max = Cents::MAX_AMOUNT.0;
+    let out_of_range = |field| Rejection::AmountOutOfRange { field };
+    given([registered()])
+        .when(charge("C1", max))
+        .then_state_matches(|s| assert_eq!(s.balance, Cents::MAX_AMOUNT));
+    given([registered()])
+        .when(charge("C1", max + 1))
+        .then_rejects(out_of_range("unit_price"));
+    given([registered()])
+        .when(PostCharge {
+            quantity: 2,
+            ..charge("C1", max / 2 + 1)
+        })
+        .then_rejects(out_of_range("unit_price"));
+    given([registered(), charged("C1", max), charged("C2", max)])
+        .when(payment("P1", max + 1))
+        .then_rejects(out_of_range("amount"));
+    given([registered()])
+        .when(adjustment("A1", max + 1))
+        .then_rejects(out_of_range("amount"));
+    given([registered(), charged("C1", max), charged("C2", max)])
+        .when(adjustment("A1", -max - 1))
+        .then_rejects(out_of_range("amount"));
+    given([registered(), charged("C1", max)])
+        .when(adjustment("A1", -max))
+        .then_state_matches(|s| assert_eq!(s.balance, Cents::ZERO));
+}

@@ -13,7 +13,7 @@ use careflow_aggregates::encounter::{EncounterClass, Event as EncounterEvent};
 use careflow_aggregates::inventory_item::Event as InventoryEvent;
 use careflow_aggregates::patient_account::Event as AccountEvent;
 use careflow_aggregates::purchase::Event as PurchaseEvent;
-use careflow_aggregates::{Cents, Currency, RecordedEvent};
+use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -99,11 +99,12 @@ impl DailyCounters {
     }
 }
 
-/// How many, and how much per currency (amounts in different currencies never add).
+/// How many, and how much per currency (amounts in different currencies never add). A day's
+/// sum over every account of a facility is a [`Total`]: an `i64` one overflowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoneyCounter {
     pub count: u64,
-    pub amounts: BTreeMap<Currency, Cents>,
+    pub amounts: BTreeMap<Currency, Total>,
 }
 
 /// Every duration of one stage on one day, in seconds and sorted, with its exact percentiles.
@@ -209,7 +210,7 @@ fn remember(
 
 fn count_money(counter: &mut MoneyCounter, currency: Currency, amount: Cents) -> Option<()> {
     counter.count = counter.count.checked_add(1)?;
-    let sum = counter.amounts.entry(currency).or_insert(Cents::ZERO);
+    let sum = counter.amounts.entry(currency).or_insert(Total::ZERO);
     *sum = sum.checked_add(amount)?;
     Some(())
 }

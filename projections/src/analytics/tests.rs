@@ -1,4 +1,3 @@
-use careflow_aggregates::Personal;
 use careflow_aggregates::encounter::{
     EncounterCancelled, EncounterClass, Event as EncounterEvent, PatientArrived, PatientDischarged,
     SuppliesConsumed,
@@ -8,6 +7,7 @@ use careflow_aggregates::purchase::{
     Event as PurchaseEvent, PurchaseApproved, PurchaseCancelled, PurchaseClosed,
     PurchaseOrderPlaced,
 };
+use careflow_aggregates::{Personal, Total};
 use serde_json::{Value, json};
 
 use super::*;
@@ -294,4 +294,25 @@ fn internal_streams_are_not_activity() {
         "auditor",
     );
     assert_eq!(replay(&Analytics, log.events()), MemoryViewStore::new());
+}
+
+/// Issue #15 part 5, defect 1: the facility's daily charge sum over many accounts left `i64`
+/// and stopped the view; a day's sum is kept wide enough for any history.
+#[test]
+fn large_amounts_on_several_accounts_of_one_facility_day_never_stop_the_view() {
+    let big = i64::MAX / 2;
+    let mut log = EventLog::new();
+    for mrn in ["MRN1", "MRN2", "MRN3"] {
+        log = log
+            .push(mrn, "2025-03-01T09:00:00Z", registered("MAIN"))
+            .push(mrn, "2025-03-01T10:00:00Z", charge("C1", "V1", 1, big))
+            .push(mrn, "2025-03-01T11:00:00Z", payment("P1", big));
+    }
+    check(
+        log,
+        json!({"analytics_daily": {"2025-03-01 MAIN": {
+            "charges": {"count": 3, "amounts": {"USD": Total(i128::from(big) * 3).to_string()}},
+            "payments": {"count": 3, "amounts": {"USD": Total(i128::from(big) * 3).to_string()}},
+        }}}),
+    );
 }

@@ -17,7 +17,7 @@ use careflow_aggregates::encounter::Event as EncounterEvent;
 use careflow_aggregates::patient_account::{
     AdjustmentApplied, ChargePosted, Event as AccountEvent, PaymentMethod, PaymentRecorded,
 };
-use careflow_aggregates::{Cents, Currency, RecordedEvent};
+use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +83,7 @@ impl Projection for Billing {
 }
 
 /// An account's money at a glance. `balance = charged - paid + adjusted`, as the aggregate
-/// computes it.
+/// computes it. Sums are [`Total`]s: `charged` and `paid` only grow, whatever the balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     pub account_id: String,
@@ -92,11 +92,11 @@ pub struct AccountRow {
     pub facility: String,
     /// Fixed by the first amount, as in the aggregate; `None` until then.
     pub currency: Option<Currency>,
-    pub balance: Cents,
-    pub charged: Cents,
-    pub paid: Cents,
+    pub balance: Total,
+    pub charged: Total,
+    pub paid: Total,
     /// Signed sum of adjustments.
-    pub adjusted: Cents,
+    pub adjusted: Total,
     pub charge_count: u64,
     pub payment_count: u64,
     pub adjustment_count: u64,
@@ -113,10 +113,10 @@ impl AccountRow {
             status: "registered".to_owned(),
             facility: String::new(),
             currency: None,
-            balance: Cents::ZERO,
-            charged: Cents::ZERO,
-            paid: Cents::ZERO,
-            adjusted: Cents::ZERO,
+            balance: Total::ZERO,
+            charged: Total::ZERO,
+            paid: Total::ZERO,
+            adjusted: Total::ZERO,
             charge_count: 0,
             payment_count: 0,
             adjustment_count: 0,
@@ -204,10 +204,10 @@ pub struct InvoiceReconciliation {
     pub completed_at: Option<DateTime<Utc>>,
     /// Sum of the procedures the encounter recorded, in its currency (what charges are
     /// expected to add up to once the process manager has posted them).
-    pub procedures_total: Option<Cents>,
+    pub procedures_total: Option<Total>,
     /// Sum of the charges naming this encounter, per currency (an account has one currency,
     /// but two accounts could name the same visit, and amounts in two currencies never add).
-    pub billed: BTreeMap<Currency, Cents>,
+    pub billed: BTreeMap<Currency, Total>,
     pub billed_lines: u64,
     /// `open` (not completed, nothing acknowledged), `awaiting_odoo` (completed, nothing
     /// acknowledged), `acknowledged` (Odoo's `amount_total` equals what careflow billed) or
@@ -253,7 +253,7 @@ impl InvoiceReconciliation {
             (Some(amount_total), _) => {
                 let mut billed = self.billed.values();
                 let amounts_agree = match (billed.next(), billed.next()) {
-                    (Some(only), None) => *only == amount_total,
+                    (Some(only), None) => *only == Total::from(amount_total),
                     (None, _) => amount_total.is_zero(),
                     // Odoo's one total cannot equal amounts in two currencies.
                     (Some(_), Some(_)) => false,
@@ -390,7 +390,7 @@ fn record_charge(
     if invoice.account_id.is_none() {
         invoice.account_id = Some(mrn.to_owned());
     }
-    let billed = invoice.billed.entry(charge.currency).or_insert(Cents::ZERO);
+    let billed = invoice.billed.entry(charge.currency).or_insert(Total::ZERO);
     *billed = billed
         .checked_add(charge.amount)
         .ok_or(ProjectionError::Overflow {
@@ -494,7 +494,7 @@ fn apply_encounter(
             let procedures_total = completed
                 .procedures
                 .iter()
-                .try_fold(Cents::ZERO, |sum, procedure| {
+                .try_fold(Total::ZERO, |sum, procedure| {
                     sum.checked_add(procedure.amount)
                 })
                 .ok_or(ProjectionError::Overflow {

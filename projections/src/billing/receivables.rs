@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use careflow_aggregates::{Cents, Currency, RecordedEvent};
+use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -138,15 +138,16 @@ fn overflow(event: &RecordedEvent) -> ProjectionError {
     }
 }
 
-/// Open amounts by age: 0–30, 31–60, 61–90, 91–120 and more than 120 days.
+/// Open amounts by age: 0–30, 31–60, 61–90, 91–120 and more than 120 days. [`Total`]s, as
+/// the report adds every account's items together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgingBuckets {
-    pub days_0_30: Cents,
-    pub days_31_60: Cents,
-    pub days_61_90: Cents,
-    pub days_91_120: Cents,
-    pub days_over_120: Cents,
-    pub total: Cents,
+    pub days_0_30: Total,
+    pub days_31_60: Total,
+    pub days_61_90: Total,
+    pub days_91_120: Total,
+    pub days_over_120: Total,
+    pub total: Total,
 }
 
 impl AgingBuckets {
@@ -204,7 +205,7 @@ pub struct AgingReport {
 ///
 /// # Errors
 /// [`ProjectionError::Row`] on a malformed row, [`ProjectionError::Overflow`] if a total leaves
-/// the range of `i64` cents, or the store's errors.
+/// `i128` (which the contract's amount bound rules out), or the store's errors.
 pub fn aging(store: &dyn ViewStore, as_of: NaiveDate) -> Result<AgingReport, ProjectionError> {
     let overflow = || ProjectionError::Overflow {
         table: RECEIVABLES,

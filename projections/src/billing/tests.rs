@@ -1,5 +1,5 @@
 use careflow_aggregates::encounter::EncounterClass;
-use careflow_aggregates::{Cents, Currency};
+use careflow_aggregates::{Cents, Currency, Total};
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -338,7 +338,7 @@ fn billing_keeps_odoo_fields_it_did_not_write() {
     Billing.apply(&mut store, &later.events()[2]).unwrap();
     let row: InvoiceReconciliation = load(&store, RECONCILIATION, "V1").unwrap().unwrap();
     assert_eq!(row.odoo.id, Some(42));
-    assert_eq!(row.billed.get(&Currency::USD), Some(&Cents(5_000)));
+    assert_eq!(row.billed.get(&Currency::USD), Some(&Total(5_000)));
 }
 
 #[test]
@@ -543,3 +543,42 @@ fn an_undecodable_event_stops_billing_at_its_position() {
 }
 
 mod proptests;
+
+/// Issue #15 part 5, defect 1: amounts the old contract accepted (each far inside `i64`) on
+/// several accounts of one facility and one visit made the account, invoice and aging sums
+/// leave `i64`, and the view stopped for good. History already stored keeps such amounts, so
+/// the view must sum them.
+#[test]
+fn large_amounts_on_several_accounts_of_one_visit_never_stop_the_view() {
+    let big = i64::MAX / 2;
+    let mut log = EventLog::new();
+    for mrn in ["MRN1", "MRN2", "MRN3"] {
+        log = log
+            .push(mrn, "2025-03-01T09:00:00Z", registered("MAIN"))
+            .push(mrn, "2025-03-01T10:00:00Z", charge("C1", "V1", 1, big))
+            .push(mrn, "2025-03-01T10:05:00Z", payment("P1", big))
+            .push(mrn, "2025-03-01T10:06:00Z", charge("C2", "V1", 1, big));
+    }
+    let store = replay(&Billing, log.events());
+    let billed = i128::from(big) * 6;
+    let account = json!({
+        "charged": Total(i128::from(big) * 2).to_string(),
+        "balance": Cents(big).to_string(),
+        "charge_count": 2,
+    });
+    assert_tables(
+        &store,
+        &json!({
+            "billing_accounts": {"MRN1": account, "MRN2": account, "MRN3": account},
+            "billing_reconciliation": {"V1": {
+                "billed": {"USD": Total(billed).to_string()},
+                "billed_lines": 6,
+            }},
+        }),
+    );
+    let report = aging(&store, "2025-03-02".parse().unwrap()).unwrap();
+    assert_eq!(
+        report.totals[&Currency::USD].total.to_string(),
+        Total(i128::from(big) * 3).to_string()
+    );
+}

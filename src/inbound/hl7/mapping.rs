@@ -76,31 +76,68 @@ pub enum Tolerate {
     AlreadyCompleted,
 }
 
+/// The message types careflow takes (docs/interop.md has the table).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    AdtA01,
+    AdtA04,
+    AdtA08,
+    AdtA03,
+    AdtA11,
+    DftP03,
+    SiuS12,
+}
+
+impl Kind {
+    /// MSH-9's type and trigger.
+    ///
+    /// # Errors
+    /// [`Malformed::Unsupported`] for any other.
+    fn of(header: &Header) -> Result<Self, Malformed> {
+        Ok(
+            match (header.message_type.as_str(), header.trigger.as_str()) {
+                ("ADT", "A01") => Kind::AdtA01,
+                ("ADT", "A04") => Kind::AdtA04,
+                ("ADT", "A08") => Kind::AdtA08,
+                ("ADT", "A03") => Kind::AdtA03,
+                ("ADT", "A11") => Kind::AdtA11,
+                ("DFT", "P03") => Kind::DftP03,
+                ("SIU", "S12") => Kind::SiuS12,
+                (kind, trigger) => {
+                    return Err(Malformed::Unsupported(format!("{kind}^{trigger}")));
+                }
+            },
+        )
+    }
+}
+
 /// Maps a parsed message.
 ///
 /// # Errors
 /// [`Malformed`] for a message type careflow does not take or a field it cannot read.
 pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
+    // The type first: a message careflow does not take is "unsupported", whatever it lacks.
+    let kind = Kind::of(header)?;
     let reader = Reader { hl7, header };
     let mrn = reader.mrn()?;
     let mut plan = Plan::new(header, &mrn);
-    match (header.message_type.as_str(), header.trigger.as_str()) {
-        ("ADT", "A01") => {
+    match kind {
+        Kind::AdtA01 => {
             plan.register(reader.registration(&mrn)?)?;
             let visit = reader.visit()?;
             plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Inpatient)?)?;
         }
-        ("ADT", "A04") => {
+        Kind::AdtA04 => {
             plan.register(reader.registration(&mrn)?)?;
             if let Some(visit) = reader.optional_visit()? {
                 plan.admit(&visit, reader.schedule(&mrn, EncounterClass::Outpatient)?)?;
             }
         }
-        ("ADT", "A08") => {
+        Kind::AdtA08 => {
             let update = reader.demographics()?;
             plan.account(update.into(), Tolerate::Nothing)?;
         }
-        ("ADT", "A03") => {
+        Kind::AdtA03 => {
             let visit = reader.visit()?;
             let disposition = reader
                 .hl7
@@ -113,7 +150,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             )?;
             plan.encounter(&visit, Discharge { disposition }.into(), Tolerate::Nothing)?;
         }
-        ("ADT", "A11") => {
+        Kind::AdtA11 => {
             let visit = reader.visit()?;
             let reason = reader
                 .hl7
@@ -122,7 +159,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
                 .unwrap_or_else(|| "admit cancelled (ADT^A11)".to_owned());
             plan.encounter(&visit, CancelEncounter { reason }.into(), Tolerate::Nothing)?;
         }
-        ("DFT", "P03") => {
+        Kind::DftP03 => {
             let visit = reader.visit()?;
             let mut any = false;
             for ft1 in hl7.segments("FT1") {
@@ -134,7 +171,7 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
                 return Err(Malformed::Missing { field: "FT1" });
             }
         }
-        ("SIU", "S12") => {
+        Kind::SiuS12 => {
             let visit = reader
                 .optional_visit()?
                 .or_else(|| hl7.value("SCH", 1, 1))
@@ -144,7 +181,6 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             let schedule = reader.appointment(&mrn)?;
             plan.encounter(&visit, schedule.into(), Tolerate::Nothing)?;
         }
-        (kind, trigger) => return Err(Malformed::Unsupported(format!("{kind}^{trigger}"))),
     }
     let steps = plan.steps;
     Ok(Inbound {
@@ -490,8 +526,8 @@ impl Reader<'_, '_> {
         })
     }
 
-    /// A `CP`/`MO` amount: component 1, subcomponent 1 the quantity, subcomponent 2 the
-    /// currency (default USD).
+    /// A `CP`/`MO` amount: component 1, subcomponent 1 the quantity (by `Cents::parse`, as
+    /// over HTTP), subcomponent 2 the currency (default USD).
     fn money(
         &self,
         segment: &Segment<'_>,
@@ -501,12 +537,14 @@ impl Reader<'_, '_> {
         let Some(repeat) = self.hl7.repeats(segment, field).next() else {
             return Ok(None);
         };
-        let Some(amount) = self.hl7.repeat_value(repeat, 1, 1) else {
+        // Untrimmed: an amount reads by the contract's one rule, the HTTP API's, in which a
+        // space, a `+` or a third fraction digit is not an amount.
+        let Some(amount) = self.hl7.exact_value(repeat, 1, 1) else {
             return Ok(None);
         };
-        let cents = parse_amount(&amount).ok_or_else(|| Malformed::Invalid {
+        let cents = Cents::parse(&amount).map_err(|error| Malformed::Invalid {
             field: name,
-            reason: "not an amount with at most 2 fraction digits".into(),
+            reason: error.to_string(),
         })?;
         let currency = match self.hl7.repeat_value(repeat, 1, 2) {
             None => Currency::USD,
@@ -567,23 +605,6 @@ fn whole_quantity(text: &str) -> Option<u32> {
         None => text,
     };
     whole.parse::<u32>().ok().filter(|q| *q >= 1)
-}
-
-/// An amount in the contract's decimal form; extra zero fraction digits (`12.500`) and a
-/// leading `+` are accepted, as HL7 senders write them.
-fn parse_amount(text: &str) -> Option<Cents> {
-    let text = text.strip_prefix('+').unwrap_or(text);
-    let trimmed = match text.split_once('.') {
-        Some((whole, fraction)) if fraction.len() > 2 => {
-            let (kept, rest) = fraction.split_at(2);
-            if !rest.bytes().all(|b| b == b'0') {
-                return None;
-            }
-            format!("{whole}.{kept}")
-        }
-        _ => text.to_owned(),
-    };
-    Cents::parse(&trimmed).ok()
 }
 
 #[cfg(test)]

@@ -11,6 +11,73 @@ use hl7_parser::message::{Field, Repeat, Segment, Separators};
 use super::escape::decode;
 use super::{Header, Malformed};
 
+/// Most segments a message may have. careflow's messages have a handful (a DFT one FT1 per
+/// charge); a thousand leaves room for long DFTs and Z-segments.
+pub const MAX_SEGMENTS: usize = 1_000;
+/// Most fields one segment may have (HL7 defines at most about 50 for any segment).
+pub const MAX_FIELDS: usize = 256;
+/// Most repetitions (`~`) one field may have.
+pub const MAX_REPETITIONS: usize = 100;
+/// Most delimiters (field, component, repetition and subcomponent separators) in a message.
+///
+/// Why: the parser builds a node per field, repetition, component and subcomponent, about a
+/// kilobyte per delimiter for empty fields, so a 1 MB message of `|` cost ~0.7 GB and 2 s.
+/// 20,000 delimiters is a DFT of a few hundred charges and bounds a parse to tens of MB.
+pub const MAX_DELIMITERS: usize = 20_000;
+
+/// Counts the structure of `text` in one pass over its bytes, before anything is allocated
+/// for it, and refuses it at the first bound passed: what a parse costs is then bounded by
+/// the bounds, not by the input.
+///
+/// # Errors
+/// [`Malformed::TooComplex`] naming the bound.
+fn check_structure(text: &str) -> Result<(), Malformed> {
+    let bytes = text.as_bytes();
+    // MSH-1 is the field separator, MSH-2 the other separators (checked by the caller's MSH).
+    let Some(&field) = bytes.get(3) else {
+        return Ok(());
+    };
+    let encoding: Vec<u8> = bytes
+        .iter()
+        .skip(4)
+        .take_while(|&&b| b != field && b != b'\r' && b != b'\n')
+        .copied()
+        .collect();
+    let repetition = encoding.get(1).copied();
+    let too_complex = |what, max| Err(Malformed::TooComplex { what, max });
+    let (mut segments, mut fields, mut repetitions, mut delimiters) = (1, 0, 0, 0);
+    for &byte in bytes {
+        if byte == b'\r' || byte == b'\n' {
+            segments += 1;
+            fields = 0;
+            repetitions = 0;
+            if segments > MAX_SEGMENTS {
+                return too_complex("segments", MAX_SEGMENTS);
+            }
+            continue;
+        }
+        if byte == field {
+            fields += 1;
+            repetitions = 0;
+            if fields > MAX_FIELDS {
+                return too_complex("fields in a segment", MAX_FIELDS);
+            }
+        } else if Some(byte) == repetition {
+            repetitions += 1;
+            if repetitions > MAX_REPETITIONS {
+                return too_complex("repetitions of a field", MAX_REPETITIONS);
+            }
+        } else if !encoding.contains(&byte) {
+            continue;
+        }
+        delimiters += 1;
+        if delimiters > MAX_DELIMITERS {
+            return too_complex("delimiters", MAX_DELIMITERS);
+        }
+    }
+    Ok(())
+}
+
 /// A parsed message and its separators.
 pub struct Hl7<'m> {
     message: Message<'m>,
@@ -18,17 +85,20 @@ pub struct Hl7<'m> {
 
 impl<'m> Hl7<'m> {
     /// Parses `text` (segments separated by `\r`; `\n` and `\r\n` are accepted too, as many
-    /// senders write files that way).
+    /// senders write files that way; a leading byte order mark is skipped).
     ///
     /// # Errors
     /// [`Malformed::Unparsable`] when the text is not an HL7 v2 message starting with `MSH`.
     pub fn parse(text: &'m str) -> Result<Self, Malformed> {
+        // A UTF-8 byte order mark (Windows tools write one) is not part of the message.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let text = text.trim_end_matches(['\r', '\n']);
         if !text.starts_with("MSH") {
             return Err(Malformed::Unparsable(
                 "the message does not start with MSH".into(),
             ));
         }
+        check_structure(text)?;
         let message = Message::parse_with_lenient_newlines(text, true).map_err(|error| {
             // The parser's error quotes the input; only the position leaves this module.
             let detail = match error {
@@ -82,6 +152,17 @@ impl<'m> Hl7<'m> {
         component: usize,
         subcomponent: usize,
     ) -> Option<String> {
+        non_empty(self.exact_value(repeat, component, subcomponent)?)
+    }
+
+    /// Component and subcomponent of one repetition, decoded but not trimmed (for values
+    /// whose rule is exact, such as amounts); `None` when empty.
+    pub fn exact_value(
+        &self,
+        repeat: &Repeat<'m>,
+        component: usize,
+        subcomponent: usize,
+    ) -> Option<String> {
         if component == 0 || subcomponent == 0 {
             return None;
         }
@@ -89,7 +170,7 @@ impl<'m> Hl7<'m> {
             .component(component)?
             .subcomponent(subcomponent)?
             .raw_value();
-        non_empty(decode(raw, self.separators()))
+        Some(decode(raw, self.separators())).filter(|text| !text.is_empty())
     }
 
     /// The whole field as sent (first repetition, every component), decoded.
@@ -199,6 +280,50 @@ PID|1||X-9^^^GH^PI~CF-1001^^^GH^MR||Tre\\T\\Gauss^Ann^Marie~Alias^Ann||19800131|
         assert_eq!(hl7.value("PID", 7, 1).as_deref(), Some("19800131"));
         assert_eq!(hl7.value("PID", 9, 1), None, "past the last field");
         assert_eq!(hl7.value("PV1", 19, 1), None, "no such segment");
+    }
+
+    /// Issue #15 part 5, defect 3: the structure is bounded before the parser allocates.
+    #[test]
+    fn structure_is_bounded_before_parsing() {
+        let msh = "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|1|P|2.5\r";
+        let check = |body: String| Hl7::parse(&format!("{msh}{body}")).err();
+        let refused = |what, max| Some(Malformed::TooComplex { what, max });
+        // The MSH line above has 11 field separators; ZZZ's make up the rest.
+        assert_eq!(check(format!("ZZZ{}", "|".repeat(MAX_FIELDS))), None);
+        assert_eq!(
+            check(format!("ZZZ{}", "|".repeat(MAX_FIELDS + 1))),
+            refused("fields in a segment", MAX_FIELDS)
+        );
+        assert_eq!(
+            check(format!("ZZZ|{}", "~".repeat(MAX_REPETITIONS + 1))),
+            refused("repetitions of a field", MAX_REPETITIONS)
+        );
+        assert_eq!(
+            check("ZZZ|a\r".repeat(MAX_SEGMENTS)),
+            refused("segments", MAX_SEGMENTS)
+        );
+        assert_eq!(
+            check(format!("ZZZ|{}", "^".repeat(MAX_DELIMITERS))),
+            refused("delimiters", MAX_DELIMITERS)
+        );
+        // Half a million empty fields stop at the first bound, whatever follows.
+        assert_eq!(
+            check(format!("ZZZ{}", "|".repeat(500_000))),
+            refused("fields in a segment", MAX_FIELDS)
+        );
+    }
+
+    /// Issue #15 part 5, defect 5: a message starting with a UTF-8 byte order mark (as
+    /// Windows tools write files) was answered AR with an empty MSA-2.
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_message() {
+        let text = format!("\u{feff}{A04}");
+        let hl7 = Hl7::parse(&text).unwrap();
+        assert_eq!(hl7.header().unwrap().control_id, "MSG00001");
+        assert_eq!(
+            super::super::msh_header(&text).map(|h| h.control_id),
+            Some("MSG00001".to_owned())
+        );
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct Header {
     pub version: String,
 }
 
-/// Why a message cannot become commands. The ACK is `AR`; nothing is appended.
+/// Why a message cannot become commands. The ACK is `AE` for a content error
+/// ([`Malformed::is_content_error`]), else `AR`; nothing is appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
     /// Occurs when the text is not HL7 v2 (no MSH, broken structure, not text).
@@ -51,6 +52,11 @@ pub enum Malformed {
     /// outside the id rule).
     #[error("{field} is not valid: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// Occurs when the message's structure passes a bound (segments, fields in a segment,
+    /// repetitions of a field, delimiters): refused before it is parsed, so its cost is
+    /// bounded whatever its shape (`message::MAX_*`).
+    #[error("the message has more {what} than {max}")]
+    TooComplex { what: &'static str, max: usize },
     /// Occurs for a message type or trigger careflow does not take.
     #[error("message type {0} is not supported")]
     Unsupported(String),
@@ -60,7 +66,9 @@ impl Malformed {
     /// HL7 table 0357 (message error condition codes): code and text for ERR-3.
     pub fn hl7_error(&self) -> (&'static str, &'static str) {
         match self {
-            Malformed::Unparsable(_) => ("100", "Segment sequence error"),
+            Malformed::Unparsable(_) | Malformed::TooComplex { .. } => {
+                ("100", "Segment sequence error")
+            }
             Malformed::Missing { .. } => ("101", "Required field missing"),
             Malformed::Invalid { .. } => ("102", "Data type error"),
             Malformed::Unsupported(_) => ("200", "Unsupported message type"),
@@ -75,15 +83,36 @@ impl Malformed {
         }
     }
 
+    /// Whether the message was read and only its content is in error (a field missing or
+    /// unreadable): HL7's original mode answers that `AE`, with the ERR segment naming the
+    /// field, and keeps `AR` for a message that cannot be processed at all (not HL7, too
+    /// complex, a type careflow does not take). Resending either unchanged does not help.
+    pub fn is_content_error(&self) -> bool {
+        match self {
+            Malformed::Missing { .. } | Malformed::Invalid { .. } => true,
+            Malformed::Unparsable(_) | Malformed::TooComplex { .. } | Malformed::Unsupported(_) => {
+                false
+            }
+        }
+    }
+
     /// A stable code for logs and ERR-5.
     pub fn code(&self) -> &'static str {
         match self {
             Malformed::Unparsable(_) => "unparsable",
+            Malformed::TooComplex { .. } => "too_complex",
             Malformed::Missing { .. } => "missing_field",
             Malformed::Invalid { .. } => "invalid_field",
             Malformed::Unsupported(_) => "unsupported_message",
         }
     }
+}
+
+/// The header of a message whose whole could not be read (too large, too complex, broken
+/// after MSH), from its first segment alone, so its refusal still answers its MSH-10.
+pub fn msh_header(text: &str) -> Option<Header> {
+    let msh = text.split(['\r', '\n']).next()?;
+    Hl7::parse(msh).ok()?.header().ok()
 }
 
 /// Parses `text` and maps it. The header comes back whenever MSH could be read, so even a
@@ -95,16 +124,19 @@ pub fn read(text: &str) -> Result<Inbound, (Option<Box<Header>>, Malformed)> {
     // A parser is a large surface over untrusted input: a panic in it must cost one message
     // (an AR), not the connection's task.
     let parsed = std::panic::catch_unwind(|| {
-        let hl7 = Hl7::parse(text)?;
+        let hl7 = match Hl7::parse(text) {
+            Ok(hl7) => hl7,
+            Err(error) => return Ok(Err((msh_header(text), error))),
+        };
         let header = hl7.header()?;
         match map(&hl7, &header) {
             Ok(inbound) => Ok(Ok(inbound)),
-            Err(error) => Ok(Err((header, error))),
+            Err(error) => Ok(Err((Some(header), error))),
         }
     });
     match parsed {
         Ok(Ok(Ok(inbound))) => Ok(inbound),
-        Ok(Ok(Err((header, error)))) => Err((Some(Box::new(header)), error)),
+        Ok(Ok(Err((header, error)))) => Err((header.map(Box::new), error)),
         Ok(Err(error)) => Err((None, error)),
         Err(_) => Err((
             None,

@@ -17,8 +17,10 @@ use crate::operations::audit::verify::verify_stream;
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
-    /// The stream to check, e.g. `patient_account-CF-1001`.
-    pub stream: String,
+    /// The stream to check, e.g. `patient_account-CF-1001`. Required; an `Option` only so
+    /// that a missing one is answered after the role check (403 before 400).
+    #[param(required = true)]
+    pub stream: Option<String>,
 }
 
 /// One broken link of the stream.
@@ -63,7 +65,7 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ReadAudit)?;
     let runtime = app.ready()?;
-    let stream = StreamId::parse(&query.stream).map_err(|error| {
+    let stream = StreamId::parse(query.stream.as_deref().unwrap_or_default()).map_err(|error| {
         ApiError::bad_request(
             "invalid_stream",
             "stream is not valid",

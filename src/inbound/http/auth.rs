@@ -130,9 +130,6 @@ pub enum AuthError {
     Sign(String),
 }
 
-/// Seconds a token is still accepted after its `exp` (clocks of issuer and server differ).
-const LEEWAY_SECONDS: u64 = 30;
-
 /// Signs and checks tokens with one HS256 secret.
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -147,8 +144,12 @@ impl TokenKeys {
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        // `exp` is checked in `verify` against `clock`.
+        // `exp` is checked in `verify` against `clock`, with no leeway: careflow issues its
+        // tokens itself, so issuer and checker share a clock (several nodes: keep them on
+        // NTP). A 30 s leeway let a token live 30 s past `exp`.
         validation.validate_exp = false;
+        validation.leeway = 0;
+        validation.validate_nbf = true;
         Self {
             encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -194,6 +195,7 @@ impl TokenKeys {
             use jsonwebtoken::errors::ErrorKind;
             let reason = match error.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                 ErrorKind::InvalidSignature => "the signature does not match this server's secret",
                 ErrorKind::InvalidAlgorithm => "only HS256 tokens are accepted",
                 ErrorKind::MissingRequiredClaim(_) => {
@@ -204,8 +206,16 @@ impl TokenKeys {
             };
             AuthError::InvalidToken(reason.to_owned())
         })?;
-        if data.claims.exp.saturating_add(LEEWAY_SECONDS) < self.now_seconds() {
+        let now = self.now_seconds();
+        if data.claims.exp < now {
             return Err(AuthError::InvalidToken("the token has expired".to_owned()));
+        }
+        // jsonwebtoken does not look at `iat`; one in the future is a token from a clock
+        // that is wrong, or one made to outlive its `exp` check elsewhere.
+        if data.claims.iat > now {
+            return Err(AuthError::InvalidToken(
+                "the token was issued in the future (iat)".to_owned(),
+            ));
         }
         check_subject(&data.claims.sub)?;
         Ok(data.claims)
@@ -314,8 +324,35 @@ mod tests {
         assert!(keys.verify("not.a.token").is_err());
     }
 
+    /// Issue #15 part 5, defect 9: tokens were accepted ~30 s past `exp`, and `nbf` or `iat`
+    /// in the future were ignored.
     #[test]
-    fn expiry_is_measured_by_the_injected_clock_with_its_leeway() {
+    fn no_leeway_past_exp_and_nbf_or_iat_in_the_future_are_refused() {
+        let keys = TokenKeys::new(&Secret::new("s3cret"));
+        let now = chrono::Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"s3cret"),
+            )
+            .unwrap()
+        };
+        let refusal =
+            |claims: serde_json::Value| keys.verify(&sign(claims)).unwrap_err().to_string();
+        let claims = |exp: i64, iat: i64| serde_json::json!({"sub": "ehr", "role": "system", "exp": exp, "iat": iat});
+        assert!(refusal(claims(now - 5, now - 60)).contains("expired"));
+        let mut not_yet = claims(now + 600, now);
+        not_yet["nbf"] = serde_json::json!(now + 300);
+        assert!(refusal(not_yet).contains("not valid yet"));
+        assert!(refusal(claims(now + 600, now + 300)).contains("issued in the future"));
+        let mut fine = claims(now + 600, now - 1);
+        fine["nbf"] = serde_json::json!(now - 1);
+        assert!(keys.verify(&sign(fine)).is_ok());
+    }
+
+    #[test]
+    fn expiry_is_measured_by_the_injected_clock() {
         use chrono::TimeZone;
         let manual = Clock::manual(chrono::Utc.with_ymd_and_hms(2100, 1, 1, 0, 0, 0).unwrap());
         let keys = TokenKeys::new(&Secret::new("s3cret")).with_clock(manual.clock());
@@ -326,8 +363,11 @@ mod tests {
             keys.verify(&token).unwrap().iat,
             u64::try_from(manual.now().timestamp()).unwrap()
         );
-        manual.advance(Duration::from_secs(60 + LEEWAY_SECONDS));
-        assert!(keys.verify(&token).is_ok(), "still within the leeway");
+        manual.advance(Duration::from_secs(60));
+        assert!(
+            keys.verify(&token).is_ok(),
+            "valid through the second of its exp"
+        );
         manual.advance(Duration::from_secs(1));
         let err = keys.verify(&token).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");

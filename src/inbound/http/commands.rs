@@ -8,12 +8,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use careflow_aggregates::StreamId;
-use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::auth::Right;
 use super::error::{ApiError, MAX_BODY_BYTES};
 use super::idempotency::{Check, Idempotency, Replay};
+use super::json;
 use super::problem::PROBLEM_JSON;
 use super::views::{CommandAnswer, Resource};
 use super::{AppState, Caller, Runtime, correlation_id};
@@ -60,16 +60,7 @@ pub async fn handle<A: Resource>(
     caller.require(Right::SendCommands)?;
     let runtime = state.ready()?;
     let stream = path_stream::<A>(&id)?;
-    let body = read_body(&req, payload).await?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|error| ApiError::MalformedJson {
-            detail: format!(
-                "{} at line {} column {}",
-                classify(&error),
-                error.line(),
-                error.column()
-            ),
-        })?;
+    let value = json::read(&req, payload, MAX_BODY_BYTES).await?;
     let parsed = A::parse_command(value.clone()).map_err(ApiError::Rejected)?;
     let correlation_id = correlation_id(&req);
     let idempotency =
@@ -159,44 +150,4 @@ async fn rebuild_answer(
         events: appended.events,
         duplicate: true,
     }))))
-}
-
-/// The body, refused beyond [`MAX_BODY_BYTES`] (by its declared length when there is one,
-/// else while reading).
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(MAX_BODY_BYTES));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            ApiError::bad_request(
-                "unreadable_body",
-                "request body could not be read",
-                error.to_string(),
-                "send the body again",
-            )
-        })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// serde_json's syntax error category, without echoing input.
-fn classify(error: &serde_json::Error) -> &'static str {
-    use serde_json::error::Category;
-    match error.classify() {
-        Category::Eof => "the body ends too early",
-        Category::Syntax => "syntax error",
-        Category::Io => "the body could not be read",
-        Category::Data => "unexpected JSON data",
-    }
 }

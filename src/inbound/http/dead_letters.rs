@@ -138,12 +138,13 @@ pub async fn discard(
     req: HttpRequest,
     caller: Caller,
     id: web::Path<i64>,
-    body: web::Json<serde_json::Value>,
+    payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::DeadLetters)?;
+    let body = super::json::read(&req, payload, super::error::MAX_BODY_BYTES).await?;
     let runtime = app.ready()?;
-    let body: DiscardBody = serde_json::from_value(body.into_inner()).map_err(|error| {
+    let body: DiscardBody = serde_json::from_value(body).map_err(|error| {
         ApiError::Rejected(Rejection::InvalidCommand {
             detail: error.to_string(),
         })

@@ -51,13 +51,14 @@ pub async fn erase(
     req: HttpRequest,
     caller: Caller,
     id: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ErasePersonalData)?;
+    let body = super::json::read(&req, payload, super::error::MAX_BODY_BYTES).await?;
     let runtime = app.ready()?;
     let stream = path_stream::<PatientAccount>(&id)?;
-    let body: EraseBody = serde_json::from_value(body.into_inner()).map_err(|error| {
+    let body: EraseBody = serde_json::from_value(body).map_err(|error| {
         ApiError::Rejected(Rejection::InvalidCommand {
             detail: error.to_string(),
         })

@@ -52,9 +52,13 @@ pub enum ApiError {
     /// Occurs when a dead letter is already resolved or discarded. HTTP 409.
     #[error("the dead letter is closed")]
     Closed { detail: String },
-    /// Occurs when the body exceeds [`MAX_BODY_BYTES`]. HTTP 413.
+    /// Occurs when the body exceeds its route's limit ([`MAX_BODY_BYTES`], FHIR four times
+    /// that). HTTP 413.
     #[error("request body is too large")]
-    PayloadTooLarge,
+    PayloadTooLarge { max: usize },
+    /// Occurs when a body is not declared as JSON (Content-Type). HTTP 415.
+    #[error("request body must be JSON")]
+    UnsupportedMediaType { accepted: &'static str },
     /// Occurs when an Idempotency-Key is reused with another request. HTTP 422.
     #[error("idempotency key was already used for a different request")]
     IdempotencyKeyReused,
@@ -149,11 +153,18 @@ impl ApiError {
                     .detail(detail.clone())
                     .hint("GET /v1/dead-letters?all=true shows every row with its status")
             }
-            ApiError::PayloadTooLarge => {
+            ApiError::PayloadTooLarge { max } => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", title)
-                    .detail(format!("the limit is {MAX_BODY_BYTES} bytes"))
+                    .detail(format!("the limit is {max} bytes"))
                     .hint("split the work into several commands")
             }
+            ApiError::UnsupportedMediaType { accepted } => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                title,
+            )
+            .detail(format!("the Content-Type must be {accepted}"))
+            .hint("send Content-Type: application/json with a JSON body"),
             ApiError::IdempotencyKeyReused => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

@@ -12,12 +12,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use careflow_aggregates::{Encounter, PatientAccount, StreamId};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::auth::Right;
 use super::error::{ApiError, MAX_BODY_BYTES};
 use super::idempotency::{Check, Idempotency, Replay};
+use super::json;
 use super::problem::Problem;
 use super::{AppState, Caller, Runtime, correlation_id};
 use crate::inbound::fhir::FhirError;
@@ -353,14 +353,14 @@ async fn write_inner(
     let caller = caller?;
     caller.require(Right::SendCommands)?;
     let runtime = app.ready()?;
-    let body = read_body(req, payload).await?;
-    let value: Value = serde_json::from_slice(&body).map_err(|error| FhirError::Structure {
-        detail: format!(
-            "the body is not JSON (line {} column {})",
-            error.line(),
-            error.column()
-        ),
-    })?;
+    let value = json::read(req, payload, MAX_FHIR_BODY_BYTES)
+        .await
+        .map_err(|error| match error {
+            ApiError::MalformedJson { detail } => Failure::Fhir(FhirError::Structure {
+                detail: format!("the body is not JSON ({detail})"),
+            }),
+            other => Failure::Api(other),
+        })?;
     let idempotency =
         Idempotency::from_request(req, &caller.subject, &*runtime.idempotency, &runtime.clock)?;
     match idempotency.check(req, &value, &REPLAY).await? {
@@ -538,26 +538,4 @@ async fn read<A: careflow_aggregates::Aggregate>(
     response.content_type(FHIR_JSON);
     response.insert_header((header::ETAG, format!("W/\"{}\"", observed.version)));
     Ok(response.json(body))
-}
-
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, Failure> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_FHIR_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge.into());
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(4096).min(MAX_FHIR_BODY_BYTES));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| FhirError::Structure {
-            detail: format!("the body could not be read: {error}"),
-        })?;
-        if body.len() + chunk.len() > MAX_FHIR_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge.into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

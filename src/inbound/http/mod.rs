@@ -39,6 +39,7 @@ pub mod erasure;
 pub mod error;
 pub mod fhir;
 pub mod idempotency;
+pub mod json;
 pub mod openapi;
 pub mod problem;
 pub mod process_managers;
@@ -262,14 +263,6 @@ pub fn bind(
                 )
                 .into()
             }))
-            .app_data(web::JsonConfig::default().limit(error::MAX_BODY_BYTES).error_handler(
-                |error, _req| {
-                    ApiError::MalformedJson {
-                        detail: error.to_string(),
-                    }
-                    .into()
-                },
-            ))
             .wrap(
                 ErrorHandlers::new()
                     .default_handler(as_problem)

@@ -40,8 +40,18 @@ impl RateLimiter {
         if self.per_second == 0 {
             return Ok(());
         }
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Ok(());
+        let mut buckets = match self.buckets.lock() {
+            Ok(buckets) => buckets,
+            Err(poisoned) => {
+                // A panic while the map was held. Fail closed: this request is refused (it
+                // used to pass, and so did every later one). The counters inside are plain
+                // numbers, still usable, so the poison is cleared and later requests are
+                // limited by them rather than all refused.
+                drop(poisoned);
+                self.buckets.clear_poison();
+                tracing::error!("rate limiter state was poisoned by a panic; request refused");
+                return Err(1);
+            }
         };
         let rate = f64::from(self.per_second);
         let capacity = f64::from(self.burst);
@@ -93,6 +103,23 @@ mod tests {
                 .check("ehr", t0 + Duration::from_millis(500))
                 .is_err()
         );
+    }
+
+    /// Issue #15 part 5, defect 11: a poisoned lock let every request through.
+    #[test]
+    fn a_poisoned_lock_fails_closed_then_limits_again() {
+        let limiter = std::sync::Arc::new(RateLimiter::new(2, 1));
+        let t0 = Instant::now();
+        let poisoner = std::sync::Arc::clone(&limiter);
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.buckets.lock().unwrap();
+            panic!("poison the rate limiter's lock");
+        })
+        .join();
+        assert!(limiter.buckets.is_poisoned());
+        assert_eq!(limiter.check("ehr", t0), Err(1), "refused, not let through");
+        assert_eq!(limiter.check("ehr", t0), Ok(()), "limiting again");
+        assert_eq!(limiter.check("ehr", t0), Err(1), "the burst of 1 is spent");
     }
 
     #[test]

@@ -42,6 +42,21 @@ pub struct EventsQuery {
     pub limit: Option<usize>,
 }
 
+/// A page size: `default` when absent, at most [`MAX_PAGE`]; 0 is refused rather than
+/// silently read as 1 (a client asking for nothing has a bug worth hearing about).
+fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_query",
+            "query string is not valid",
+            "limit must be at least 1",
+            "limit is a whole number from 1 to 1000",
+        )),
+        Some(limit) => Ok(limit.min(MAX_PAGE)),
+        None => Ok(default),
+    }
+}
+
 fn not_found<A: Resource>(id: &str) -> ApiError {
     ApiError::NotFound {
         title: format!("no such {}", A::NOUN),
@@ -106,7 +121,7 @@ pub async fn stream_history<A: Resource>(
     let runtime = app.ready()?;
     let stream = path_stream::<A>(&id)?;
     let from = query.from.unwrap_or(1).max(1);
-    let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, MAX_PAGE)?;
     let events = history(runtime.store.as_ref(), &stream, from, limit).await?;
     if events.is_empty() && from == 1 {
         return Err(not_found::<A>(&id));
@@ -153,7 +168,7 @@ pub async fn events(
     caller.require(Right::ReadEvents)?;
     let runtime = app.ready()?;
     let from = query.from.unwrap_or(1).max(1);
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = page_limit(query.limit, 100)?;
     let events = runtime.store.read_all(from, limit).await?;
     let next = events.last().map_or(from, |e| e.position + 1);
     Ok(HttpResponse::Ok().json(EventsPage { events, next }))

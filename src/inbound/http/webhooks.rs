@@ -110,11 +110,12 @@ fn unprocessable(code: &str, title: String, hint: &str) -> HttpResponse {
 pub async fn register(
     req: HttpRequest,
     caller: Caller,
-    body: web::Json<serde_json::Value>,
+    payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Right::ManageWebhooks)?;
-    let body: RegisterWebhookBody = match serde_json::from_value(body.into_inner()) {
+    let body = super::json::read(&req, payload, super::error::MAX_BODY_BYTES).await?;
+    let body: RegisterWebhookBody = match serde_json::from_value(body) {
         Ok(body) => body,
         Err(error) => {
             return Ok(unprocessable(

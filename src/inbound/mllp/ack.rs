@@ -133,11 +133,24 @@ fn text(value: &str) -> String {
             '&' => out.push_str("\\T\\"),
             '~' => out.push_str("\\R\\"),
             '\\' => out.push_str("\\E\\"),
-            '\r' | '\n' => out.push_str("\\.br\\"),
-            c => out.push(c),
+            c => push_plain(&mut out, c),
         }
     }
     out
+}
+
+/// What both echo rules share: a line break as `\.br\`, any other control character as an
+/// HL7 hex escape (`\X1C\`). A raw 0x0B or 0x1C from the message would end or restart the
+/// ACK's MLLP frame, and a raw `\r` would start a segment.
+fn push_plain(out: &mut String, c: char) {
+    match c {
+        '\r' | '\n' => out.push_str("\\.br\\"),
+        c if c.is_control() => {
+            use std::fmt::Write;
+            let _ = write!(out, "\\X{:02X}\\", u32::from(c));
+        }
+        c => out.push(c),
+    }
 }
 
 /// A whole field echoed from the message (MSH-3..6): its components stay components, only
@@ -148,8 +161,7 @@ fn field(value: &str) -> String {
         match c {
             '|' => out.push_str("\\F\\"),
             '\\' => out.push_str("\\E\\"),
-            '\r' | '\n' => out.push_str("\\.br\\"),
-            c => out.push(c),
+            c => push_plain(&mut out, c),
         }
     }
     out
@@ -175,6 +187,31 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2024-01-05T08:30:00Z".parse().unwrap()
+    }
+
+    /// Issue #15 part 5, defect 4: a raw 0x1C (MLLP's end block) or any other control byte
+    /// in an echoed MSH field broke the ACK's frame. Control characters go out as HL7 hex
+    /// escapes (`\X1C\`), so the only one left in an ACK is the segment separator.
+    #[test]
+    fn control_characters_from_the_message_never_reach_the_ack_raw() {
+        let header = Header {
+            sending_application: "REG\u{1c}\r".into(),
+            sending_facility: "GOOD\u{0b}HEALTH".into(),
+            control_id: "MSG\u{1c}1".into(),
+            trigger: "A01\u{0}".into(),
+            ..header()
+        };
+        let text = Ack::accept().render(Some(&header), now(), "CF1");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\r'),
+            "{text:?}"
+        );
+        assert_eq!(text.matches('\r').count(), 2, "{text:?}");
+        assert!(
+            text.contains("|REG\\X1C\\\\.br\\|GOOD\\X0B\\HEALTH|"),
+            "{text:?}"
+        );
+        assert!(text.ends_with("MSA|AA|MSG\\X1C\\1\r"), "{text:?}");
     }
 
     #[test]

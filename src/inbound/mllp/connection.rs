@@ -1,13 +1,21 @@
-//! One MLLP connection: frames in, ACKs out in the same order.
+//! One MLLP connection: frames in, ACKs out in the same order; and how many may be open.
+//!
+//! Connections are capped in total and per sender (peer IP), and one with nothing unanswered
+//! that brings no complete frame within `idle_timeout` is closed: each open connection holds a
+//! file descriptor, and a flood of idle ones used to exhaust them and stop HTTP too. A
+//! connection over a cap is accepted and closed at once (MLLP has no way to say why; the
+//! sender sees the close and retries later).
 //!
 //! Reading and answering overlap: a sender may pipeline messages, each goes to its lane as
 //! soon as it is read, and the answers are written in the order the messages came, each as
 //! soon as it and every one before it is done. At most `max_pipeline` messages wait
 //! unanswered; then reading pauses (TCP back-pressure reaches the sender).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +41,56 @@ struct Shared {
     settings: MllpSettings,
     lanes: Arc<Lanes>,
     pending: Arc<Pending>,
+    open: Mutex<OpenConnections>,
+}
+
+/// The connections open now, in total and per peer: what the caps count.
+#[derive(Default)]
+struct OpenConnections {
+    total: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place under the caps, given back when it is dropped.
+struct Admitted {
+    shared: Arc<Shared>,
+    peer: IpAddr,
+}
+
+impl Shared {
+    /// Takes a place for a connection from `peer`, or names the cap reached (`total` or
+    /// `per_peer`). A poisoned count refuses (fail closed): a cap that cannot be counted is
+    /// not a cap.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, &'static str> {
+        let mut open = self.open.lock().map_err(|_| "total")?;
+        let from_peer = open.per_peer.get(&peer).copied().unwrap_or(0);
+        if open.total >= self.settings.max_connections {
+            return Err("total");
+        }
+        if from_peer >= self.settings.max_connections_per_peer {
+            return Err("per_peer");
+        }
+        open.total += 1;
+        open.per_peer.insert(peer, from_peer + 1);
+        Ok(Admitted {
+            shared: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.shared.open.lock() {
+            open.total = open.total.saturating_sub(1);
+            if let Some(count) = open.per_peer.get_mut(&self.peer) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    open.per_peer.remove(&self.peer);
+                }
+            }
+        }
+    }
 }
 
 /// An ACK on its way: the answer, and what it answers.
@@ -43,6 +101,7 @@ pub async fn accept_loop(listener: TcpListener, settings: MllpSettings, registry
         lanes: Lanes::start(settings.lanes, registry),
         pending: Arc::new(Pending::default()),
         settings,
+        open: Mutex::new(OpenConnections::default()),
     });
     {
         // The oldest unanswered age grows by itself: publish it every second.
@@ -58,9 +117,18 @@ pub async fn accept_loop(listener: TcpListener, settings: MllpSettings, registry
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let admitted = match shared.admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(cap) => {
+                        tracing::debug!(%peer, cap, "mllp connection over a cap closed");
+                        metrics::mllp_connection_refused(cap);
+                        drop(stream);
+                        continue;
+                    }
+                };
                 tracing::debug!(%peer, "mllp connection");
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(stream, Arc::clone(&shared)));
+                tokio::spawn(serve(stream, admitted));
             }
             Err(error) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
@@ -71,7 +139,11 @@ pub async fn accept_loop(listener: TcpListener, settings: MllpSettings, registry
     }
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve(stream: TcpStream, admitted: Admitted) {
+    let shared = Arc::clone(&admitted.shared);
+    let idle_timeout = shared.settings.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     let (read, write) = stream.into_split();
     let max = shared.settings.max_frame_bytes;
     let mut frames = FramedRead::new(read, MllpCodec::new(max));
@@ -110,10 +182,14 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 for code in codes {
                     metrics::interface_answered(INTERFACE, code);
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
             }
             frame = frames.next(), if reading && answers.len() < shared.settings.max_pipeline => {
                 match frame {
-                    Some(Ok(frame)) => answers.push_back(receive(&shared, frame)),
+                    Some(Ok(frame)) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                        answers.push_back(receive(&shared, frame));
+                    }
                     Some(Err(FrameError::TooLarge { max, head })) => {
                         tracing::warn!(max, "mllp frame over the size cap; closing after the AR");
                         answers.push_back(too_large(&shared, max, &head));
@@ -125,6 +201,10 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                     }
                     None => reading = false,
                 }
+            }
+            () = &mut idle, if answers.is_empty() => {
+                tracing::debug!("mllp connection idle; closed");
+                return;
             }
             else => return,
         }
@@ -147,10 +227,14 @@ fn receive(shared: &Shared, frame: Frame) -> Answer {
             tracing::info!(
                 code = malformed.code(),
                 control_id = header.as_ref().map(|h| h.control_id.as_str()),
-                "hl7 message refused (AR)"
+                "hl7 message refused (AE or AR)"
             );
             let ack = Ack {
-                code: AckCode::Reject,
+                code: if malformed.is_content_error() {
+                    AckCode::Error
+                } else {
+                    AckCode::Reject
+                },
                 error: Some(AckError {
                     location: malformed.location().map(str::to_owned),
                     condition: malformed.hl7_error(),
@@ -183,10 +267,7 @@ fn too_large(shared: &Shared, max: usize, head: &[u8]) -> Answer {
     let waiting = shared.pending.enter();
     let text = text_of(head);
     // The head holds MSH: answer against its control id when it reads.
-    let header = text
-        .split(['\r', '\n'])
-        .next()
-        .and_then(|msh| hl7::Hl7::parse(msh).ok()?.header().ok());
+    let header = hl7::msh_header(&text);
     let ack = Ack {
         code: AckCode::Reject,
         error: Some(AckError {

@@ -45,6 +45,13 @@ pub struct MllpSettings {
     pub max_pipeline: usize,
     /// Dates the ACKs and makes their control ids (the process's clock).
     pub clock: crate::clock::Clock,
+    /// A connection with nothing unanswered that brings no complete frame for this long is
+    /// closed (a drip of bytes that never completes a frame counts as idle too).
+    pub idle_timeout: Duration,
+    /// Connections open at once, all senders together; one more is closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one sender (peer IP address).
+    pub max_connections_per_peer: usize,
 }
 
 impl MllpSettings {
@@ -52,6 +59,9 @@ impl MllpSettings {
         Self {
             max_frame_bytes: config.mllp_max_frame_bytes.max(16),
             ack_delay: Duration::from_millis(config.mllp_ack_delay_ms),
+            idle_timeout: Duration::from_millis(config.mllp_idle_timeout_ms.max(1)),
+            max_connections: config.mllp_max_connections.max(1),
+            max_connections_per_peer: config.mllp_max_connections_per_peer.max(1),
             ..Self::default()
         }
     }
@@ -65,6 +75,9 @@ impl Default for MllpSettings {
             lanes: 256,
             max_pipeline: 128,
             clock: crate::clock::Clock::system(),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 256,
+            max_connections_per_peer: 16,
         }
     }
 }

@@ -82,14 +82,14 @@ proptest! {
         match account {
             None => prop_assert!(log.events().is_empty()),
             Some(account) => {
-                prop_assert_eq!(account.balance, state.balance);
+                prop_assert_eq!(account.balance, state.balance.into());
                 prop_assert_eq!(account.charge_count, state.charges.len() as u64);
                 prop_assert_eq!(account.payment_count, state.payments.len() as u64);
                 prop_assert_eq!(account.adjustment_count, state.adjustments.len() as u64);
                 prop_assert_eq!(account.version, log.events().len() as u64);
                 prop_assert_eq!(account.currency, state.currency);
                 let charged: i64 = state.charges.iter().map(|c| c.amount.0).sum();
-                prop_assert_eq!(account.charged, Cents(charged));
+                prop_assert_eq!(account.charged, Cents(charged).into());
             }
         }
 
@@ -126,9 +126,9 @@ proptest! {
             &analytics, crate::analytics::DAILY, "",
         ).unwrap() {
             charges.0 += day.charges.count;
-            charges.1 += day.charges.amounts.values().map(|c| c.0).sum::<i64>();
+            charges.1 += i64::try_from(day.charges.amounts.values().map(|c| c.0).sum::<i128>()).unwrap();
             payments.0 += day.payments.count;
-            payments.1 += day.payments.amounts.values().map(|c| c.0).sum::<i64>();
+            payments.1 += i64::try_from(day.payments.amounts.values().map(|c| c.0).sum::<i128>()).unwrap();
         }
         let paid: i64 = state.payments.iter().map(|p| p.amount.0).sum();
         prop_assert_eq!(charges, (state.charges.len() as u64, charged_total(&state)));

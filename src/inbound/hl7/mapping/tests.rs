@@ -240,12 +240,49 @@ fn malformed_messages_name_the_field_at_fault() {
 }
 
 #[test]
-fn amounts_and_quantities_as_hl7_senders_write_them() {
-    assert_eq!(parse_amount("125.50"), Some(Cents(12_550)));
-    assert_eq!(parse_amount("+12.500"), Some(Cents(1_250)));
-    assert_eq!(parse_amount("12.505"), None);
-    assert_eq!(parse_amount("1,000"), None);
+fn quantities_as_hl7_senders_write_them() {
     assert_eq!(whole_quantity("2.00"), Some(2));
     assert_eq!(whole_quantity("0"), None);
     assert_eq!(whole_quantity("1.5"), None);
+}
+
+/// Issue #15 part 5, defect 6: an ORU (a type careflow does not take) was answered "PID-3 is
+/// required"; and a missing or unreadable field, which HL7's original mode answers AE (the
+/// message was read; its content is in error), was answered AR.
+#[test]
+fn an_unsupported_type_is_named_before_any_field_and_field_errors_are_content_errors() {
+    let oru = "MSH|^~\\&|LAB|GH|CAREFLOW|CF|20240105083000||ORU^R01|LAB1|P|2.5\rOBX|1|TX|||text\r";
+    let (header, error) = read(oru).unwrap_err();
+    assert_eq!(header.unwrap().control_id, "LAB1");
+    assert_eq!(error, Malformed::Unsupported("ORU^R01".into()));
+    assert!(!error.is_content_error());
+
+    let base = fixture("adt_a01.hl7");
+    let (_, missing) = read(&base.replace("40007716^^^AccMgr^VN", "")).unwrap_err();
+    assert!(missing.is_content_error(), "{missing:?}");
+    let (_, invalid) = read(&base.replace("19241010", "1924-10-10")).unwrap_err();
+    assert!(invalid.is_content_error(), "{invalid:?}");
+    let (_, unparsable) = read("not hl7 at all").unwrap_err();
+    assert!(!unparsable.is_content_error());
+}
+
+/// Issue #15 part 5, defect 8: MLLP took `+1.00`, ` 1.00` and `12.500`, which HTTP refuses.
+/// An amount in HL7 now reads by the contract's one rule (`Cents::parse`), spaces included.
+#[test]
+fn amounts_follow_the_one_money_rule_of_the_contract() {
+    let dft = fixture("dft_p03.hl7");
+    let with = |amount: &str| {
+        dft.replace(
+            "1|125.50&USD|125.50&USD",
+            &format!("1|{amount}&USD|{amount}&USD"),
+        )
+    };
+    for bad in ["+125.50", " 125.50", "125.50 ", "125.500", "1,000", "1e2"] {
+        let (_, error) = read(&with(bad)).unwrap_err();
+        assert_eq!(error.code(), "invalid_field", "{bad:?}");
+        assert!(error.location().unwrap().starts_with("FT1-1"), "{bad:?}");
+    }
+    for good in ["125.5", "125", "0.05"] {
+        assert!(read(&with(good)).is_ok(), "{good:?}");
+    }
 }
