@@ -407,34 +407,11 @@ impl EventStore for KurrentStore {
     }
 
     async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(limit.min(4_096));
-        let mut cursor = self.start_of(from).await?;
-        // Positions below `floor` were asked for by nobody or handled already: a page starts
-        // at the last event of the one before (a position KurrentDB can read from).
-        let mut floor = from;
-        loop {
-            let want = (limit - out.len()).min(READ_PAGE) + 1;
-            let page = self.read_all_raw(cursor, want).await.map_err(unavailable)?;
-            for raw in &page {
-                let position = raw.position.commit;
-                cursor = Some(position);
-                // The server's own events ($-typed, $-streams) are not careflow's log.
-                if position < floor || stored::is_system(raw) {
-                    continue;
-                }
-                out.push(stored::decode(raw)?);
-                if out.len() == limit {
-                    return Ok(out);
-                }
-            }
-            if page.len() < want {
-                return Ok(out);
-            }
-            floor = cursor.map_or(floor, |c| c + 1).max(floor);
-        }
+        self.read_all_stored(from, limit)
+            .await?
+            .iter()
+            .map(stored::decode)
+            .collect()
     }
 
     async fn find_command(
@@ -471,6 +448,49 @@ impl EventStore for KurrentStore {
 }
 
 impl KurrentStore {
+    /// Up to `limit` of careflow's events with position `>= from`, as KurrentDB returned them
+    /// (the server's own events left out): what `read_all` decodes, and what `audit verify`
+    /// hashes from the stored bytes.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidPosition`] for a `from` KurrentDB cannot start at, otherwise
+    /// [`StoreError::Unavailable`].
+    pub async fn read_all_stored(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<kurrentdb::RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(limit.min(4_096));
+        let mut cursor = self.start_of(from).await?;
+        // Positions below `floor` were asked for by nobody or handled already: a page starts
+        // at the last event of the one before (a position KurrentDB can read from).
+        let mut floor = from;
+        loop {
+            let want = (limit - out.len()).min(READ_PAGE) + 1;
+            let page = self.read_all_raw(cursor, want).await.map_err(unavailable)?;
+            let got = page.len();
+            for raw in page {
+                let position = raw.position.commit;
+                cursor = Some(position);
+                // The server's own events ($-typed, $-streams) are not careflow's log.
+                if position < floor || stored::is_system(&raw) {
+                    continue;
+                }
+                out.push(raw);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+            if got < want {
+                return Ok(out);
+            }
+            floor = cursor.map_or(floor, |c| c + 1).max(floor);
+        }
+    }
+
     /// `append_all` on KurrentDB: one append when every request targets one stream (each
     /// part's expectation checked against the parts before it), a refusal otherwise.
     async fn append_unit(
