@@ -1124,3 +1124,40 @@ async fn sqlite_finds_events_the_index_never_saw() {
     assert_eq!(next.events[0].prev_hash, written[11].hash);
     store.close().await;
 }
+
+/// KurrentDB positions are commit positions: reading the log works from an event's position
+/// and from the one after it (what every cursor asks for), and any other position is refused
+/// with a clear error rather than a server failure. The server's own events never appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrentdb_reads_from_an_event_or_the_one_after_and_refuses_other_positions() {
+    let h = Harness::kurrentdb().await;
+    let s = stream("P1");
+    h.store
+        .append(request(&s, ExpectedVersion::NoStream, 3))
+        .await
+        .unwrap();
+    // An `Any` append leaves its marker stream on the server, outside careflow's log.
+    h.store
+        .append(request(&s, ExpectedVersion::Any, 1))
+        .await
+        .unwrap();
+    let all = read_everything(&h.store).await;
+    assert_eq!(all.len(), 4);
+    let second = all[1].position;
+    assert!(all[2].position > second + 1, "positions are byte offsets");
+    let from_event = h.store.read_all(second, 10).await.unwrap();
+    assert_eq!(from_event[0].position, second);
+    let after_event = h.store.read_all(second + 1, 10).await.unwrap();
+    assert_eq!(after_event[0].position, all[2].position);
+    assert_eq!(after_event.len(), 2);
+    match h.store.read_all(second + 2, 10).await {
+        Err(StoreError::InvalidPosition { position }) => assert_eq!(position, second + 2),
+        other => panic!("expected InvalidPosition, got {other:?}"),
+    }
+    assert_eq!(
+        h.store.head_position().await.unwrap(),
+        all[3].position,
+        "the head skips the server's own (and the markers') events"
+    );
+    h.finish().await;
+}

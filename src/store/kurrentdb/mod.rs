@@ -464,13 +464,13 @@ impl KurrentStore {
             return Ok(Vec::new());
         }
         let mut out = Vec::with_capacity(limit.min(4_096));
-        let mut cursor = self.start_of(from).await?;
-        // Positions below `floor` were asked for by nobody or handled already: a page starts
-        // at the last event of the one before (a position KurrentDB can read from).
+        // Positions below `floor` were asked for by nobody or handled already: a page after
+        // the first starts at the last event of the one before (a position KurrentDB can
+        // read from), which is read again and skipped.
         let mut floor = from;
+        let mut want = limit.min(READ_PAGE) + 1;
+        let (mut cursor, mut page) = self.first_page(from, want).await?;
         loop {
-            let want = (limit - out.len()).min(READ_PAGE) + 1;
-            let page = self.read_all_raw(cursor, want).await.map_err(unavailable)?;
             let got = page.len();
             for raw in page {
                 let position = raw.position.commit;
@@ -488,6 +488,8 @@ impl KurrentStore {
                 return Ok(out);
             }
             floor = cursor.map_or(floor, |c| c + 1).max(floor);
+            want = (limit - out.len()).min(READ_PAGE) + 1;
+            page = self.read_all_raw(cursor, want).await.map_err(unavailable)?;
         }
     }
 
@@ -600,19 +602,25 @@ impl KurrentStore {
         })
     }
 
-    /// Where a read of careflow positions `>= from` starts in KurrentDB.
+    /// The first page of a read of careflow positions `>= from`, and where it started.
     ///
     /// KurrentDB can only read `$all` from a position where a record starts. Every reader of
     /// the log asks for the position after the last one it handled (`last + 1`), so
-    /// `from - 1` is an event's own position; a caller that passes an event's position
-    /// itself is served too. Anything else is refused with a clear error.
-    async fn start_of(&self, from: u64) -> Result<Option<u64>, StoreError> {
+    /// `from - 1` is an event's own position and is tried first; a caller that passes an
+    /// event's position itself is served by the second try. Anything else is refused with a
+    /// clear error.
+    async fn first_page(
+        &self,
+        from: u64,
+        want: usize,
+    ) -> Result<(Option<u64>, Vec<kurrentdb::RecordedEvent>), StoreError> {
         if from <= 1 {
-            return Ok(None);
+            let page = self.read_all_raw(None, want).await.map_err(unavailable)?;
+            return Ok((None, page));
         }
         for candidate in [from - 1, from] {
-            match self.read_all_raw(Some(candidate), 1).await {
-                Ok(_) => return Ok(Some(candidate)),
+            match self.read_all_raw(Some(candidate), want).await {
+                Ok(page) => return Ok((Some(candidate), page)),
                 Err(kurrentdb::Error::Grpc {
                     code: tonic::Code::InvalidArgument,
                     ..
