@@ -59,7 +59,16 @@ impl FakeKurrentDb {
         let log = Arc::new(Mutex::new(Log::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = service::router(Arc::clone(&log));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Kestrel (the real server's HTTP stack) turns Nagle's algorithm off; without that,
+        // small HTTP/2 frames wait for delayed ACKs and every call costs ~40 ms.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |accepted| {
+                accepted.inspect(|stream| {
+                    let _ = stream.set_nodelay(true);
+                })
+            },
+        );
         let task = tokio::spawn(async move {
             let _ = router
                 .serve_with_incoming_shutdown(incoming, async {
