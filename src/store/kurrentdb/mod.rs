@@ -53,7 +53,8 @@ pub enum OpenError {
     /// Occurs when `kurrentdb_url` is not a connection string the client accepts.
     #[error("kurrentdb_url is not a KurrentDB connection string (kurrentdb://host:port?tls=false)")]
     Url(#[source] kurrentdb::ClientSettingsParseError),
-    /// Occurs when the client cannot be built (it needs a tokio runtime).
+    /// Occurs when the client cannot be built (it needs a tokio runtime). The client reports
+    /// an `eyre::Report`, which is not a `std::error::Error`, so its text is kept.
     #[error("the KurrentDB client cannot start: {0}")]
     Client(String),
     /// Occurs when the server does not answer the first read.
