@@ -73,6 +73,9 @@ struct Head {
 #[derive(Debug)]
 pub struct LogVerifier {
     next_position: u64,
+    /// Whether positions must run on without a gap (SQLite, PostgreSQL) or only increase
+    /// (KurrentDB's commit positions).
+    dense: bool,
     /// Whether the walk began at position 1: only then is every stream's first event
     /// expected to be version 1, and only then is the digest the log's digest.
     from_start: bool,
@@ -94,6 +97,7 @@ impl LogVerifier {
         let position = position.max(1);
         Self {
             next_position: position,
+            dense: true,
             from_start: position == 1,
             heads: HashMap::new(),
             digest: EventHash::ZERO,
@@ -101,10 +105,23 @@ impl LogVerifier {
         }
     }
 
+    /// For a log whose positions only increase (KurrentDB): a position lower than expected
+    /// is still a break, a higher one is not. Deleted events then show in their stream's
+    /// chain and in the signed checkpoints' digest, not as a position gap.
+    pub fn with_sparse_positions(mut self) -> Self {
+        self.dense = false;
+        self
+    }
+
     /// Checks the next event of the log and returns what is wrong at it (usually nothing).
     pub fn check(&mut self, link: Link<'_>, content: Content) -> Vec<LogBreak> {
         let mut breaks = Vec::new();
-        if link.position != self.next_position {
+        let out_of_place = if self.dense {
+            link.position != self.next_position
+        } else {
+            link.position < self.next_position
+        };
+        if out_of_place {
             breaks.push(LogBreak::PositionGap {
                 expected: self.next_position,
                 found: link.position,

@@ -29,6 +29,7 @@ use crate::config::{Config, StoreKind};
 pub mod feed;
 pub mod idempotency;
 pub mod internal;
+pub mod kurrentdb;
 pub mod postgres;
 pub mod side;
 pub mod snapshot;
@@ -146,6 +147,27 @@ pub enum StoreError {
     /// Occurs after [`EventStore::close`].
     #[error("event store is shut down")]
     Closed,
+    /// Occurs when [`EventStore::append_all`] names several streams on a backend that cannot
+    /// commit them together (KurrentDB: the client has no multi-stream transaction).
+    ///
+    /// ### Handling
+    /// Nothing is appended. A FHIR transaction Bundle gets an OperationOutcome (422) that says
+    /// so; the sender splits it or the site uses SQLite or PostgreSQL (docs/event-store.md).
+    #[error(
+        "{backend} cannot append to {streams} streams atomically; only to one stream at a time"
+    )]
+    AtomicAcrossStreams {
+        backend: &'static str,
+        streams: usize,
+    },
+    /// Occurs when `read_all` is asked to start at a position that is neither an event's
+    /// position nor the one after it, on a backend whose positions are not dense (KurrentDB
+    /// can read its log only from where a record starts).
+    ///
+    /// ### Handling
+    /// HTTP 400 on `GET /v1/events`; careflow's own readers always pass `last + 1`.
+    #[error("position {position} is not the position of an event, nor the one after it")]
+    InvalidPosition { position: u64 },
 }
 
 impl StoreError {
@@ -223,8 +245,7 @@ pub trait EventStore: Send + Sync + 'static {
 /// Opens the backend the configuration names, stamping `recorded_at` from `clock`.
 ///
 /// # Errors
-/// [`StoreError::Unavailable`] when the backend cannot be opened, including `kurrentdb`,
-/// which this build does not carry yet (docs/event-store.md).
+/// [`StoreError::Unavailable`] when the backend cannot be opened (unreachable, a bad URL).
 pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<dyn EventStore>, StoreError> {
     match config.store {
         StoreKind::Sqlite => Ok(Arc::new(sqlite::SqliteStore::open(
@@ -243,9 +264,17 @@ pub async fn open(config: &Config, clock: &Clock) -> Result<Arc<dyn EventStore>,
                 .await?,
             ))
         }
-        StoreKind::Kurrentdb => Err(StoreError::Unavailable(
-            "the kurrentdb backend is not part of this build yet; use sqlite or postgres".into(),
-        )),
+        StoreKind::Kurrentdb => {
+            let url = config
+                .kurrentdb_url
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("kurrentdb_url is not set".into()))?;
+            Ok(Arc::new(
+                kurrentdb::KurrentStore::open(url.expose())
+                    .await?
+                    .with_clock(clock.clone()),
+            ))
+        }
     }
 }
 
@@ -433,7 +462,7 @@ impl PreparedAppend {
 
 impl Appended {
     /// The answer for a command whose events were just written or found again.
-    fn from_events(events: Vec<RecordedEvent>, duplicate: bool) -> Option<Self> {
+    pub(crate) fn from_events(events: Vec<RecordedEvent>, duplicate: bool) -> Option<Self> {
         let last = events.last()?;
         Some(Self {
             stream_id: last.stream_id.clone(),

@@ -1,13 +1,15 @@
 //! The event store conformance suite: every case runs against every backend.
 //!
-//! Each case gets a fresh store (a temp SQLite file, or its own PostgreSQL schema) and, when it
-//! ends, the whole log is checked: positions run 1..=head without a gap and every stream's hash
-//! chain verifies.
+//! Each case gets a fresh store (a temp SQLite file, its own PostgreSQL schema, or a fresh fake
+//! KurrentDB server) and, when it ends, the whole log is checked: positions run 1..=head without
+//! a gap (on KurrentDB, whose positions are commit positions: strictly increasing) and every
+//! stream's hash chain verifies.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use careflow::store::kurrentdb::KurrentStore;
 use careflow::store::postgres::{PostgresConfig, PostgresStore};
 use careflow::store::sqlite::{SqliteConfig, SqliteStore};
 use careflow::store::{
@@ -16,6 +18,7 @@ use careflow::store::{
 };
 use careflow_aggregates::{ChainVerifier, RecordedEvent, StreamId};
 use chrono::{TimeZone, Utc};
+use fake_kurrentdb::FakeKurrentDb;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -25,6 +28,7 @@ use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_sche
 enum Backend {
     Sqlite { _dir: TempDir },
     Postgres { url: String, schema: String },
+    Kurrent { server: FakeKurrentDb },
 }
 
 struct Harness {
@@ -69,10 +73,49 @@ impl Harness {
         })
     }
 
+    /// A fresh fake KurrentDB server and the backend connected to it.
+    async fn kurrentdb() -> Self {
+        let server = FakeKurrentDb::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let store = KurrentStore::open(&server.connection_string())
+            .await
+            .unwrap();
+        Self {
+            store: Arc::new(store),
+            backend: Backend::Kurrent { server },
+        }
+    }
+
+    /// Whether positions are dense (1, 2, 3, ...): SQLite and PostgreSQL; KurrentDB's commit
+    /// positions are only increasing.
+    fn dense(&self) -> bool {
+        !matches!(self.backend, Backend::Kurrent { .. })
+    }
+
+    /// Whether `append_all` commits a unit across several streams (not on KurrentDB).
+    fn atomic_across_streams(&self) -> bool {
+        !matches!(self.backend, Backend::Kurrent { .. })
+    }
+
+    /// How many events the log holds after position `head`.
+    async fn appended_since(&self, head: u64) -> usize {
+        read_everything(&self.store)
+            .await
+            .iter()
+            .filter(|e| e.position > head)
+            .count()
+    }
+
     /// Another handle on the same database, as a second careflow node would open it.
     async fn second_node(&self) -> Option<Arc<dyn EventStore>> {
         match &self.backend {
             Backend::Sqlite { .. } => None,
+            Backend::Kurrent { server } => Some(Arc::new(
+                KurrentStore::open(&server.connection_string())
+                    .await
+                    .unwrap(),
+            )),
             Backend::Postgres { url, schema } => Some(Arc::new(
                 PostgresStore::open(PostgresConfig::new(url, schema))
                     .await
@@ -84,18 +127,26 @@ impl Harness {
     /// The end-of-case check, then cleanup.
     async fn finish(self) {
         let all = read_everything(&self.store).await;
-        assert_log_is_sound(&all);
+        assert_log_is_sound(&all, self.dense());
         self.store.close().await;
-        if let Backend::Postgres { url, schema } = &self.backend {
-            drop_schema(url, schema).await;
+        match self.backend {
+            Backend::Postgres { url, schema } => drop_schema(&url, &schema).await,
+            Backend::Kurrent { server } => {
+                // Every careflow event the server holds is in the log careflow read.
+                let user_events = server.log().lock().unwrap().user_events();
+                assert_eq!(user_events, all.len(), "read_all missed events");
+                server.stop().await;
+            }
+            Backend::Sqlite { .. } => {}
         }
     }
 }
 
 async fn read_everything(store: &Arc<dyn EventStore>) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
+    let mut out: Vec<RecordedEvent> = Vec::new();
     loop {
-        let page = store.read_all(out.len() as u64 + 1, 1000).await.unwrap();
+        let from = out.last().map_or(1, |e| e.position + 1);
+        let page = store.read_all(from, 1000).await.unwrap();
         if page.is_empty() {
             return out;
         }
@@ -103,14 +154,22 @@ async fn read_everything(store: &Arc<dyn EventStore>) -> Vec<RecordedEvent> {
     }
 }
 
-/// Positions are 1..=n without a gap and every stream's chain verifies.
-fn assert_log_is_sound(all: &[RecordedEvent]) {
+/// Positions are 1..=n without a gap (`dense`) or strictly increasing, and every stream's
+/// chain verifies.
+fn assert_log_is_sound(all: &[RecordedEvent], dense: bool) {
     for (i, e) in all.iter().enumerate() {
-        assert_eq!(
-            e.position,
-            i as u64 + 1,
-            "gap or disorder in the global log"
-        );
+        if dense {
+            assert_eq!(
+                e.position,
+                i as u64 + 1,
+                "gap or disorder in the global log"
+            );
+        } else if i > 0 {
+            assert!(
+                e.position > all[i - 1].position,
+                "disorder in the global log"
+            );
+        }
     }
     let mut chains: BTreeMap<StreamId, ChainVerifier> = BTreeMap::new();
     for e in all {
@@ -176,7 +235,12 @@ async fn append_then_read_forward_backward_and_from_a_version(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(second.version, 5);
-    assert_eq!(second.position, first.position + 2);
+    if h.dense() {
+        assert_eq!(second.position, first.position + 2);
+    } else {
+        assert!(second.events[0].position > first.position);
+        assert!(second.position > second.events[0].position);
+    }
 
     let forward = h
         .store
@@ -334,8 +398,7 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
             .await
             .unwrap();
     }
-    let head = head + 2;
-    assert_eq!(h.store.head_position().await.unwrap(), head);
+    assert_eq!(h.appended_since(head).await, 2);
 
     // An `Any` append retried as it was sent.
     let any_command = Uuid::new_v4();
@@ -351,7 +414,7 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
         .unwrap();
     assert!(any_again.duplicate);
     assert_eq!(any_again.events, any_first.events);
-    assert_eq!(h.store.head_position().await.unwrap(), head + 1);
+    assert_eq!(h.appended_since(head).await, 3);
 
     let found: Appended = h.store.find_command(&s, command).await.unwrap().unwrap();
     assert_eq!(found.events, first.events);
@@ -390,6 +453,7 @@ async fn a_retried_command_appends_nothing_and_returns_the_first_result(h: &Harn
 
 async fn the_global_log_is_in_commit_order_and_pages(h: &Harness) {
     let streams: Vec<_> = (0..5).map(|i| stream(&format!("G{i}"))).collect();
+    let base = h.store.head_position().await.unwrap();
     let mut expected = Vec::new();
     for round in 0..4u64 {
         for s in &streams {
@@ -402,7 +466,6 @@ async fn the_global_log_is_in_commit_order_and_pages(h: &Harness) {
             expected.push(a.events[0].event_id);
         }
     }
-    let base = h.store.head_position().await.unwrap() - expected.len() as u64;
     let mut got = Vec::new();
     let mut from = base + 1;
     loop {
@@ -461,7 +524,19 @@ async fn a_subscriber_starting_mid_way_sees_every_event_once_in_order(h: &Harnes
         w.await.unwrap();
     }
     let positions: Vec<u64> = seen.iter().map(|e| e.position).collect();
-    let expected: Vec<u64> = (base + 1..=base + total as u64).collect();
+    let expected: Vec<u64> = read_everything(&h.store)
+        .await
+        .iter()
+        .map(|e| e.position)
+        .filter(|&p| p > base)
+        .collect();
+    assert_eq!(expected.len(), total);
+    if h.dense() {
+        assert_eq!(
+            expected,
+            (base + 1..=base + total as u64).collect::<Vec<_>>()
+        );
+    }
     assert_eq!(
         positions, expected,
         "subscription skipped, repeated or reordered"
@@ -506,6 +581,9 @@ async fn stream_ids_that_break_the_rule_never_reach_the_store(_h: &Harness) {
 /// expectation fails; a retried unit answers its first result; appends queued around a unit
 /// are unaffected.
 async fn an_atomic_append_commits_every_stream_or_none(h: &Harness) {
+    if !h.atomic_across_streams() {
+        return an_atomic_append_is_refused_across_streams_and_whole_on_one(h).await;
+    }
     let (a, b, c) = (stream("U1"), stream("U2"), stream("U3"));
     h.store
         .append(request(&b, ExpectedVersion::NoStream, 1))
@@ -625,6 +703,85 @@ async fn an_atomic_append_commits_every_stream_or_none(h: &Harness) {
     }
 }
 
+/// `append_all` where the backend commits only one stream at a time (KurrentDB): a unit across
+/// streams is refused with a clear error and appends nothing; a unit on one stream is one
+/// atomic append whose parts chain, conflicts as a whole, and answers a retry with its first
+/// results.
+async fn an_atomic_append_is_refused_across_streams_and_whole_on_one(h: &Harness) {
+    let (a, b) = (stream("U1"), stream("U2"));
+    h.store
+        .append(request(&b, ExpectedVersion::NoStream, 1))
+        .await
+        .unwrap();
+    let head = h.store.head_position().await.unwrap();
+    match h
+        .store
+        .append_all(vec![
+            request(&a, ExpectedVersion::NoStream, 2),
+            request(&b, ExpectedVersion::Exact(1), 1),
+        ])
+        .await
+    {
+        Err(StoreError::AtomicAcrossStreams { streams: 2, .. }) => {}
+        other => panic!("expected a refusal across streams, got {other:?}"),
+    }
+    assert_eq!(h.store.head_position().await.unwrap(), head);
+    assert!(
+        h.store
+            .read_stream(&a, 1, Direction::Forward, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        h.store
+            .append_all(vec![
+                request(&a, ExpectedVersion::NoStream, 1),
+                request(&a, ExpectedVersion::Exact(1), 0),
+            ])
+            .await,
+        Err(StoreError::EmptyAppend)
+    ));
+
+    // One stream, two commands: the second's expectation is checked against the first's end.
+    let ids = [Uuid::new_v4(), Uuid::new_v4()];
+    let unit = || {
+        vec![
+            request_with(&a, ExpectedVersion::NoStream, 2, ids[0]),
+            request_with(&a, ExpectedVersion::Exact(2), 1, ids[1]),
+        ]
+    };
+    let done = h.store.append_all(unit()).await.unwrap();
+    assert_eq!(
+        done.iter()
+            .map(|d| (d.version, d.duplicate))
+            .collect::<Vec<_>>(),
+        [(2, false), (3, false)]
+    );
+    assert!(done[1].position > done[0].position && done[0].position > head);
+    let again = h.store.append_all(unit()).await.unwrap();
+    assert!(again.iter().all(|d| d.duplicate));
+    assert_eq!(
+        again.iter().map(|d| &d.events).collect::<Vec<_>>(),
+        done.iter().map(|d| &d.events).collect::<Vec<_>>()
+    );
+    assert_eq!(h.appended_since(head).await, 3);
+
+    // A part whose expectation fails sinks the unit.
+    match h
+        .store
+        .append_all(vec![
+            request(&a, ExpectedVersion::Exact(3), 1),
+            request(&a, ExpectedVersion::Exact(9), 1),
+        ])
+        .await
+    {
+        Err(StoreError::WrongExpectedVersion { actual: 4, .. }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(h.appended_since(head).await, 3);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -652,6 +809,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(h) = super::Harness::postgres().await else { return };
+                    super::$case(&h).await;
+                    h.finish().await;
+                }
+            )*
+        }
+        mod kurrentdb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let h = super::Harness::kurrentdb().await;
                     super::$case(&h).await;
                     h.finish().await;
                 }
@@ -956,4 +1123,41 @@ async fn sqlite_finds_events_the_index_never_saw() {
         .unwrap();
     assert_eq!(next.events[0].prev_hash, written[11].hash);
     store.close().await;
+}
+
+/// KurrentDB positions are commit positions: reading the log works from an event's position
+/// and from the one after it (what every cursor asks for), and any other position is refused
+/// with a clear error rather than a server failure. The server's own events never appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kurrentdb_reads_from_an_event_or_the_one_after_and_refuses_other_positions() {
+    let h = Harness::kurrentdb().await;
+    let s = stream("P1");
+    h.store
+        .append(request(&s, ExpectedVersion::NoStream, 3))
+        .await
+        .unwrap();
+    // An `Any` append leaves its marker stream on the server, outside careflow's log.
+    h.store
+        .append(request(&s, ExpectedVersion::Any, 1))
+        .await
+        .unwrap();
+    let all = read_everything(&h.store).await;
+    assert_eq!(all.len(), 4);
+    let second = all[1].position;
+    assert!(all[2].position > second + 1, "positions are byte offsets");
+    let from_event = h.store.read_all(second, 10).await.unwrap();
+    assert_eq!(from_event[0].position, second);
+    let after_event = h.store.read_all(second + 1, 10).await.unwrap();
+    assert_eq!(after_event[0].position, all[2].position);
+    assert_eq!(after_event.len(), 2);
+    match h.store.read_all(second + 2, 10).await {
+        Err(StoreError::InvalidPosition { position }) => assert_eq!(position, second + 2),
+        other => panic!("expected InvalidPosition, got {other:?}"),
+    }
+    assert_eq!(
+        h.store.head_position().await.unwrap(),
+        all[3].position,
+        "the head skips the server's own (and the markers') events"
+    );
+    h.finish().await;
 }

@@ -30,8 +30,29 @@ struct Sent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_acknowledged_before_a_kill_9_are_stored_exactly_once() {
+    kill_9_under_load(&[]).await;
+}
+
+/// The same on KurrentDB (the fake server, which lives in this process and so outlives the
+/// killed careflow): what was acknowledged is there once, and retries append nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_acknowledged_before_a_kill_9_are_stored_exactly_once_on_kurrentdb() {
+    let kurrent = fake_kurrentdb::FakeKurrentDb::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = kurrent.connection_string();
+    kill_9_under_load(&[
+        ("CAREFLOW_STORE", "kurrentdb"),
+        ("CAREFLOW_KURRENTDB_URL", url.as_str()),
+    ])
+    .await;
+    kurrent.stop().await;
+}
+
+async fn kill_9_under_load(store_env: &[(&str, &str)]) {
     let dir = TempDir::new();
-    let env = [("CAREFLOW_RATE_LIMIT_PER_SECOND", "0")];
+    let mut env = vec![("CAREFLOW_RATE_LIMIT_PER_SECOND", "0")];
+    env.extend_from_slice(store_env);
     let server = Server::start_with_env(&dir.path(), &env);
     server.wait_ready().await;
     let api = Api::new(&server.base);

@@ -383,11 +383,11 @@ async fn official_r4_examples_become_commands_and_render_back() {
     assert_log_is_sound(&api.all_events(&auditor).await);
 }
 
-fn bundle_entries(entries: Vec<Value>) -> Value {
+pub fn bundle_entries(entries: Vec<Value>) -> Value {
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
 
-fn patient_entry(mrn: &str) -> Value {
+pub fn patient_entry(mrn: &str) -> Value {
     json!({
         "fullUrl": format!("urn:uuid:patient-{mrn}"),
         "resource": {

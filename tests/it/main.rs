@@ -13,6 +13,7 @@ mod fake_odoo;
 mod fake_payer;
 mod fhir;
 mod journey;
+mod kurrentdb;
 mod mllp;
 mod odoo;
 mod outbound;

@@ -6,7 +6,8 @@
 //! `--streams per-command` every append opens a fresh stream (`NoStream`, the shape of a
 //! burst of RegisterPatient), so every append misses the head cache. Every append is awaited
 //! until durable, so the figures are durable appends/s. It writes into a throw-away database
-//! (a new file beside the data dir's, or a new PostgreSQL schema) and removes it afterwards.
+//! (a new file beside the data dir's, or a new PostgreSQL schema) and removes it afterwards;
+//! on KurrentDB it writes streams named after the run, which stay on the server.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use super::{latency_histogram, ms, quantile, remove_sqlite_files};
 use crate::config::{Config, StoreKind};
 use crate::operations::metrics;
+use crate::store::kurrentdb::KurrentStore;
 use crate::store::postgres::{PostgresConfig, PostgresStore};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
@@ -132,7 +134,19 @@ pub async fn append(config: &Config, spec: &AppendBench) -> anyhow::Result<Appen
             report
         }
         StoreKind::Kurrentdb => {
-            anyhow::bail!("the kurrentdb backend is not part of this build yet")
+            // KurrentDB cannot drop what the run wrote: its streams (named after the run) stay
+            // on the server, so point the bench at a scratch server.
+            let url = config.kurrentdb_url.as_ref().context(
+                "bench append --store kurrentdb needs kurrentdb_url (CAREFLOW_KURRENTDB_URL)",
+            )?;
+            let store: Arc<dyn EventStore> = Arc::new(
+                KurrentStore::open(url.expose())
+                    .await
+                    .context("connecting to KurrentDB")?,
+            );
+            let report = drive(Arc::clone(&store), spec, &run).await;
+            store.close().await;
+            report
         }
     }
 }

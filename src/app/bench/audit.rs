@@ -111,7 +111,9 @@ pub async fn verify(config: &Config, spec: &VerifyBench) -> anyhow::Result<Verif
             result
         }
         StoreKind::Kurrentdb => {
-            anyhow::bail!("the kurrentdb backend is not part of this build yet")
+            anyhow::bail!(
+                "this bench seeds a throw-away log; it has no kurrentdb mode (a KurrentDB log cannot be thrown away): run careflow audit verify against your server instead"
+            )
         }
     }
 }

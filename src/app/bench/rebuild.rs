@@ -131,7 +131,9 @@ pub async fn rebuild(config: &Config, spec: &RebuildBench) -> anyhow::Result<Reb
             report
         }
         StoreKind::Kurrentdb => {
-            anyhow::bail!("the kurrentdb backend is not part of this build yet")
+            anyhow::bail!(
+                "bench rebuild measures SQLite and PostgreSQL views over a throw-away log; it has no kurrentdb mode (a KurrentDB log cannot be thrown away): use bench append --store kurrentdb"
+            )
         }
     }
 }

@@ -167,6 +167,14 @@ pub enum FhirError {
     /// The entry's own status and issue code, its expression prefixed `Bundle.entry[i]`.
     #[error("Bundle.entry[{index}]: {error}")]
     Entry { index: usize, error: Box<FhirError> },
+    /// Occurs when the event store cannot do what the message needs: a transaction Bundle
+    /// whose entries change several streams, on KurrentDB (no multi-stream transaction).
+    ///
+    /// ### Handling
+    /// HTTP 422, issue code `not-supported`; nothing appended. Send the entries as separate
+    /// messages, or run careflow on SQLite or PostgreSQL.
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl FhirError {
@@ -197,6 +205,7 @@ impl FhirError {
             FhirError::Unavailable(_) => 503,
             FhirError::Corrupt(_) => 500,
             FhirError::Entry { error, .. } => error.status(),
+            FhirError::NotSupported(_) => 422,
         }
     }
 
@@ -215,6 +224,7 @@ impl FhirError {
             FhirError::Unavailable(_) => "transient",
             FhirError::Corrupt(_) => "exception",
             FhirError::Entry { error, .. } => error.issue_code(),
+            FhirError::NotSupported(_) => "not-supported",
         }
     }
 
@@ -259,6 +269,7 @@ impl From<CommandError> for FhirError {
             CommandError::Conflict { attempts } => FhirError::Conflict { attempts },
             CommandError::Unavailable(cause) => FhirError::Unavailable(cause),
             CommandError::Corrupt(cause) => FhirError::Corrupt(cause),
+            CommandError::NotSupported(detail) => FhirError::NotSupported(detail),
         }
     }
 }

@@ -225,6 +225,12 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict { attempts } => ApiError::Conflict { attempts },
             CommandError::Unavailable(cause) => ApiError::Unavailable { cause },
             CommandError::Corrupt(cause) => ApiError::Internal { cause },
+            CommandError::NotSupported(detail) => ApiError::BadRequest {
+                code: "not_supported",
+                title: "not supported by this event store".into(),
+                detail,
+                hint: "see docs/event-store.md, choosing a backend",
+            },
         }
     }
 }

@@ -145,7 +145,11 @@ const SELECT: &str = "SELECT position, last_hash, log_digest, created_at, public
 pub async fn load_all(source: &LogSource) -> Result<Vec<Checkpoint>, AuditError> {
     type Row = (i64, Vec<u8>, Vec<u8>, String, Vec<u8>, Vec<u8>);
     let rows: Vec<Row> = match source {
-        LogSource::Sqlite(path) => {
+        LogSource::Kurrent { checkpoints, .. } if !checkpoints.exists() => Vec::new(),
+        LogSource::Sqlite(path)
+        | LogSource::Kurrent {
+            checkpoints: path, ..
+        } => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
                 let conn = open_sqlite(&path)?;
@@ -233,7 +237,10 @@ enum Sink {
 impl Sink {
     async fn open(source: &LogSource) -> Result<Self, AuditError> {
         match source {
-            LogSource::Sqlite(path) => {
+            LogSource::Sqlite(path)
+            | LogSource::Kurrent {
+                checkpoints: path, ..
+            } => {
                 let conn =
                     rusqlite::Connection::open(path).map_err(|e| AuditError::file(path, e))?;
                 conn.busy_timeout(Duration::from_secs(5))

@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 use super::AuditError;
 use crate::config::{Config, StoreKind};
+use crate::store::EventStore;
+use crate::store::kurrentdb::KurrentStore;
 
 /// One stored row of `events`, undecoded.
 #[derive(Debug, Clone)]
@@ -72,7 +74,17 @@ impl RawEvent {
 #[derive(Debug, Clone)]
 pub enum LogSource {
     Sqlite(PathBuf),
-    Postgres { url: String, schema: String },
+    Postgres {
+        url: String,
+        schema: String,
+    },
+    /// The log on a KurrentDB server; the signed checkpoints, which KurrentDB has no
+    /// append-only table for, in a SQLite file of their own in the data dir
+    /// (`audit_checkpoints.db`, append-only by trigger like the other backends' table).
+    Kurrent {
+        url: String,
+        checkpoints: PathBuf,
+    },
 }
 
 const SELECT: &str = "SELECT position, stream_id, version, event_id, event_type, schema_version, \
@@ -82,8 +94,7 @@ impl LogSource {
     /// The configured backend's log.
     ///
     /// # Errors
-    /// [`AuditError::Format`] for a backend without raw reads (kurrentdb) or PostgreSQL
-    /// without a URL.
+    /// [`AuditError::Format`] for PostgreSQL or KurrentDB without a URL.
     pub fn from_config(config: &Config) -> Result<Self, AuditError> {
         match config.store {
             StoreKind::Sqlite => Ok(LogSource::Sqlite(config.sqlite_path())),
@@ -97,9 +108,16 @@ impl LogSource {
                     schema: config.database_schema.clone(),
                 })
             }
-            StoreKind::Kurrentdb => Err(AuditError::Format(
-                "the kurrentdb backend is not part of this build yet".into(),
-            )),
+            StoreKind::Kurrentdb => {
+                let url = config
+                    .kurrentdb_url
+                    .as_ref()
+                    .ok_or_else(|| AuditError::Format("kurrentdb_url is not set".into()))?;
+                Ok(LogSource::Kurrent {
+                    url: url.expose().to_owned(),
+                    checkpoints: config.data_dir.join("audit_checkpoints.db"),
+                })
+            }
         }
     }
 
@@ -130,8 +148,79 @@ impl LogSource {
                     .map_err(AuditError::database)?;
                 Ok(row.get::<_, i64>(0).max(0) as u64)
             }
+            LogSource::Kurrent { url, .. } => {
+                let store = KurrentStore::open(url)
+                    .await
+                    .map_err(crate::store::StoreError::from)?;
+                Ok(store.head_position().await?)
+            }
         }
     }
+}
+
+/// Up to `limit` stored events of a KurrentDB log with position `>= from`, undecoded: the
+/// body and careflow's metadata as the text that was hashed.
+///
+/// # Errors
+/// [`AuditError`] when the server cannot be read; an event whose careflow envelope does not
+/// read is returned with `problem` set (a finding, not an error).
+pub async fn read_kurrent(
+    store: &KurrentStore,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<RawEvent>, AuditError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        schema_version: u32,
+        prev_hash: String,
+        hash: String,
+        #[serde(borrow)]
+        metadata: &'a serde_json::value::RawValue,
+    }
+    let events = store.read_all_stored(from, limit).await?;
+    Ok(events
+        .iter()
+        .map(|e| {
+            let mut raw = RawEvent {
+                position: e.position.commit,
+                stream_id: e.stream_id().to_owned(),
+                version: e.revision + 1,
+                event_id: e.id,
+                event_type: e.event_type.clone(),
+                schema_version: 0,
+                data: String::from_utf8_lossy(&e.data).into_owned(),
+                metadata: String::new(),
+                prev_hash: Vec::new(),
+                hash: Vec::new(),
+                problem: None,
+            };
+            let envelope = serde_json::from_slice::<Envelope<'_>>(&e.custom_metadata)
+                .map_err(|err| err.to_string())
+                .and_then(|env| {
+                    let prev = hex::decode(&env.prev_hash).map_err(|err| err.to_string())?;
+                    let hash = hex::decode(&env.hash).map_err(|err| err.to_string())?;
+                    Ok((
+                        env.schema_version,
+                        env.metadata.get().to_owned(),
+                        prev,
+                        hash,
+                    ))
+                });
+            match envelope {
+                Ok((schema_version, metadata, prev_hash, hash)) => {
+                    raw.schema_version = schema_version;
+                    raw.metadata = metadata;
+                    raw.prev_hash = prev_hash;
+                    raw.hash = hash;
+                }
+                Err(reason) => raw.problem = Some(format!("careflow metadata: {reason}")),
+            }
+            if std::str::from_utf8(&e.data).is_err() {
+                raw.problem = Some("data is not UTF-8".into());
+            }
+            raw
+        })
+        .collect())
 }
 
 /// A read-only connection (`query_only`), usable while a server writes the same file.

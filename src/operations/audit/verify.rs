@@ -105,7 +105,8 @@ pub async fn verify_log(
     let rx = start_reading(source, options, head);
     let options_owned = options.clone();
     let cps = checkpoints.clone();
-    let walk = tokio::task::spawn_blocking(move || walk(rx, &options_owned, head, &cps))
+    let dense = !matches!(source, LogSource::Kurrent { .. });
+    let walk = tokio::task::spawn_blocking(move || walk(rx, &options_owned, head, &cps, dense))
         .await
         .map_err(AuditError::database)??;
     let mut report = judge_checkpoints(walk, &checkpoints, options);
@@ -232,6 +233,45 @@ fn start_reading(
                 });
             }
         }
+        LogSource::Kurrent { url, .. } => {
+            // One reader: KurrentDB positions are not dense, so the log cannot be cut into
+            // windows of positions in advance. Hashing still runs beside the reading.
+            let url = url.clone();
+            tokio::spawn(async move {
+                let store = match crate::store::kurrentdb::KurrentStore::open(&url).await {
+                    Ok(store) => store,
+                    Err(error) => {
+                        let _ = tx.send(Err(StoreError::from(error).into())).await;
+                        return;
+                    }
+                };
+                let mut next = from;
+                let mut index = 0;
+                loop {
+                    let rows = match super::raw::read_kurrent(&store, next, batch as usize).await {
+                        Ok(rows) => rows,
+                        Err(error) => {
+                            let _ = tx.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    let Some(last) = rows.last() else { return };
+                    next = last.position + 1;
+                    let full = rows.len() == batch as usize;
+                    let window = tokio::task::spawn_blocking(move || Window {
+                        index,
+                        rows: rows.iter().map(|r| check_content(&r.view())).collect(),
+                    })
+                    .await
+                    .map_err(AuditError::database);
+                    let failed = window.is_err();
+                    if tx.send(window).await.is_err() || failed || !full {
+                        return;
+                    }
+                    index += 1;
+                }
+            });
+        }
     }
     rx
 }
@@ -241,9 +281,13 @@ fn walk(
     options: &VerifyOptions,
     head: u64,
     checkpoints: &[Checkpoint],
+    dense: bool,
 ) -> Result<Walk, AuditError> {
     let bar = progress_bar(options, head.saturating_sub(options.from_position) + 1);
     let mut verifier = LogVerifier::starting_at(options.from_position);
+    if !dense {
+        verifier = verifier.with_sparse_positions();
+    }
     let mut findings = Vec::new();
     let mut dropped = 0u64;
     let mut first_position = 0;

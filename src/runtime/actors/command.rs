@@ -142,6 +142,15 @@ pub enum CommandError {
     /// HTTP 500, logged at ERROR.
     #[error("stored events cannot be read: {0}")]
     Corrupt(String),
+    /// Occurs when the request asks the store for something this backend cannot do: an
+    /// atomic append across streams on KurrentDB, a log read from a position that is not an
+    /// event's.
+    ///
+    /// ### Handling
+    /// HTTP 400 `not_supported` (a FHIR Bundle: 422, OperationOutcome `not-supported`);
+    /// retrying cannot help.
+    #[error("{0}")]
+    NotSupported(String),
 }
 
 impl From<StoreError> for CommandError {
@@ -151,6 +160,9 @@ impl From<StoreError> for CommandError {
             StoreError::WrongExpectedVersion { .. } => CommandError::Conflict { attempts: 1 },
             StoreError::Unavailable(_) | StoreError::Closed | StoreError::EmptyAppend => {
                 CommandError::Unavailable(error.to_string())
+            }
+            StoreError::AtomicAcrossStreams { .. } | StoreError::InvalidPosition { .. } => {
+                CommandError::NotSupported(error.to_string())
             }
         }
     }
@@ -164,6 +176,7 @@ impl CommandError {
             CommandError::Conflict { .. } => "conflict",
             CommandError::Unavailable(_) => "unavailable",
             CommandError::Corrupt(_) => "error",
+            CommandError::NotSupported(_) => "not_supported",
         }
     }
 }
