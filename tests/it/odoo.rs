@@ -110,6 +110,19 @@ async fn metric(api: &Api, prefix: &str) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
+/// The open dead letters of one source, as the admin route lists them (`None` when the
+/// answer is not a list).
+async fn dead_letters(api: &Api, admin: &str, source: &str) -> Option<Vec<Value>> {
+    let reply = api
+        .get(&format!("/v1/dead-letters?source={source}"), Some(admin))
+        .await;
+    reply
+        .body
+        .as_array()
+        .or_else(|| reply.body["dead_letters"].as_array())
+        .cloned()
+}
+
 /// Waits until the executor has checkpointed everything in the log.
 async fn caught_up(api: &Api, auditor: &str) {
     let head = api
@@ -583,14 +596,7 @@ async fn a_rejected_record_is_dead_lettered_others_flow_and_it_lands_once_after_
     landed(&fake, "partner_MRN-OK").await;
     // Registered without coverage: flagged self-pay, a second intent of the same key, parked.
     let letters = eventually(WITHIN, "dead letters listed", || async {
-        let reply = api
-            .get("/v1/dead-letters?source=odoo", Some(&t.admin))
-            .await;
-        let letters = reply
-            .body
-            .as_array()
-            .or_else(|| reply.body["dead_letters"].as_array())?
-            .clone();
+        let letters = dead_letters(&api, &t.admin, "odoo").await?;
         // MRN-DROP's refusal too: Odoo accepts everything for a moment below, and a
         // registration still in flight then would land instead of being discarded.
         let drop_dead = letters
@@ -645,28 +651,13 @@ async fn a_rejected_record_is_dead_lettered_others_flow_and_it_lands_once_after_
         1
     );
     eventually(WITHIN, "MRN-BAD letters closed", || async {
-        let reply = api
-            .get("/v1/dead-letters?source=odoo", Some(&t.admin))
-            .await;
-        let letters = reply
-            .body
-            .as_array()
-            .or_else(|| reply.body["dead_letters"].as_array())?
-            .clone();
+        let letters = dead_letters(&api, &t.admin, "odoo").await?;
         (!letters.iter().any(|l| l["key"] == "partner_MRN-BAD")).then_some(())
     })
     .await;
 
     // Discarding the other one (it stays out of Odoo) records the reason as an event.
-    let reply = api
-        .get("/v1/dead-letters?source=odoo", Some(&t.admin))
-        .await;
-    let letters = reply
-        .body
-        .as_array()
-        .or_else(|| reply.body["dead_letters"].as_array())
-        .unwrap()
-        .clone();
+    let letters = dead_letters(&api, &t.admin, "odoo").await.unwrap();
     let drop_head = letters
         .iter()
         .find(|l| l["key"] == "partner_MRN-DROP" && l["status"] == "dead")
@@ -689,14 +680,7 @@ async fn a_rejected_record_is_dead_lettered_others_flow_and_it_lands_once_after_
         WITHIN,
         "the parked MRN-DROP intent run and dead",
         || async {
-            let reply = api
-                .get("/v1/dead-letters?source=odoo", Some(&t.admin))
-                .await;
-            let letters = reply
-                .body
-                .as_array()
-                .or_else(|| reply.body["dead_letters"].as_array())?
-                .clone();
+            let letters = dead_letters(&api, &t.admin, "odoo").await?;
             letters
                 .iter()
                 .any(|l| {
@@ -771,19 +755,6 @@ async fn two_nodes_on_one_postgres_execute_each_intent_once() {
     drop_schema(&url, &schema).await;
 }
 
-/// The dead letters of one source, as the admin route lists them.
-async fn dead_letters(api: &Api, admin: &str, source: &str) -> Vec<Value> {
-    let reply = api
-        .get(&format!("/v1/dead-letters?source={source}"), Some(admin))
-        .await;
-    reply
-        .body
-        .as_array()
-        .or_else(|| reply.body["dead_letters"].as_array())
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes_on() {
     let fake = FakeOdoo::start(API_KEY);
@@ -831,7 +802,7 @@ async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes
     // The approval is listed; the registration after it reached Odoo all the same.
     let letter = eventually(WITHIN, "the approval dead-lettered", || async {
         dead_letters(&api, &t.admin, "odoo:mapping")
-            .await
+            .await?
             .into_iter()
             .next()
     })
@@ -863,7 +834,7 @@ async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes
     assert!(reply.status < 300, "{}", reply.text);
     eventually(WITHIN, "the retry tried and failed again", || async {
         dead_letters(&api, &t.admin, "odoo:mapping")
-            .await
+            .await?
             .into_iter()
             .find(|l| l["id"] == id && l["status"] == "dead" && l["attempts"] == 2)
     })
@@ -880,6 +851,7 @@ async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes
     assert!(
         dead_letters(&api, &t.admin, "odoo:mapping")
             .await
+            .unwrap()
             .is_empty()
     );
 }

@@ -210,10 +210,10 @@ fn claim_when_complete(
     let Some(visit) = state.visits.get(&charge.encounter_id) else {
         return Ok(Vec::new());
     };
-    let mut lines = visit.posted.clone();
     if !visit.expected.contains(&charge.charge_id) {
         return Ok(Vec::new());
     }
+    let mut lines = visit.posted.clone();
     lines.insert(charge.charge_id.clone(), line_of(charge));
     if lines.len() < visit.expected.len() {
         return Ok(Vec::new());
