@@ -79,6 +79,41 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// Move the event store to another backend.
+    Store {
+        #[command(subcommand)]
+        what: StoreCommand,
+    },
+}
+
+/// Backends `store copy` can write to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CopyTarget {
+    Kurrentdb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the configured store's log (SQLite or PostgreSQL), with ids, hashes and order,
+    /// into an empty KurrentDB database, check the copy event by event, and write a data dir
+    /// for the KurrentDB node (keys, dead letters, snapshots, idempotency records, consumer
+    /// checkpoints translated to the new positions). Stop the server first. Run again to
+    /// resume an interrupted copy.
+    Copy {
+        /// The backend to copy to.
+        #[arg(long, value_enum)]
+        to: CopyTarget,
+        /// The target's connection string (default: the configured kurrentdb_url).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The KurrentDB node's new data dir (must not be the source's).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// From PostgreSQL: copy the log, the secret files and the checkpoints, and leave the
+        /// side tables (patient keys, dead letters, snapshots, idempotency records) behind.
+        #[arg(long)]
+        leave_side_tables: bool,
+    },
 }
 
 /// Output format of the audit commands.
@@ -525,6 +560,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             actix_web::rt::System::new().block_on(commands::erase(&config, &mrn, &reason, subject))
         }
+        Command::Store {
+            what:
+                StoreCommand::Copy {
+                    to: CopyTarget::Kurrentdb,
+                    url,
+                    data_dir,
+                    leave_side_tables,
+                },
+        } => commands::audit_runtime()?.block_on(commands::store_copy(
+            &config,
+            url,
+            &data_dir,
+            leave_side_tables,
+        )),
     }
 }
 

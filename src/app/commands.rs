@@ -1,5 +1,5 @@
 //! The runners of the CLI's commands other than `serve`: replay, audit, projection rebuilds,
-//! erasure. `cli` parses and calls these; they open what they need and report.
+//! erasure, store copy. `cli` parses and calls these; they open what they need and report.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use crate::operations::audit::export::Selection;
 use crate::operations::audit::raw::LogSource;
 use crate::operations::audit::verify::VerifyOptions;
 use crate::operations::personal_data::{EncryptingSnapshots, EncryptingStore, PersonalKeys};
+use crate::operations::store_copy;
 use crate::runtime::actors::{ActorConfig, Registry};
 use crate::runtime::views::{self};
 use crate::store::snapshot;
@@ -364,6 +365,113 @@ pub(crate) async fn erase(
             "patient {mrn} was already erased (version {}); data key destroyed",
             outcome.version
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `careflow store copy --to kurrentdb`: the log, checked, into KurrentDB; then the KurrentDB
+/// node's data dir (docs/event-store.md, "Moving a log").
+pub(crate) async fn store_copy(
+    config: &Config,
+    url: Option<String>,
+    target_dir: &std::path::Path,
+    leave_side_tables: bool,
+) -> anyhow::Result<ExitCode> {
+    match config.store {
+        StoreKind::Kurrentdb => anyhow::bail!(
+            "the configured store is already KurrentDB: configure the source (store = \"sqlite\" or \"postgres\") and name the target with --url"
+        ),
+        StoreKind::Postgres if !leave_side_tables => anyhow::bail!(
+            "a KurrentDB node keeps its side stores in SQLite files, and moving PostgreSQL's side tables (patient keys, dead letters, snapshots, idempotency records) there is not supported; pass --leave-side-tables to copy the log, the secret files and the consumers' checkpoints only (docs/event-store.md, \"Moving a log\")"
+        ),
+        StoreKind::Sqlite => anyhow::ensure!(
+            config.sqlite_path().exists(),
+            "no event store at {} (check data_dir)",
+            config.sqlite_path().display()
+        ),
+        StoreKind::Postgres => {}
+    }
+    let url = url
+        .or_else(|| config.kurrentdb_url.as_ref().map(|u| u.expose().to_owned()))
+        .context("no target: pass --url or configure kurrentdb_url")?;
+    let clock = Clock::system();
+    // The writer's handle: on SQLite it takes the store's lock, so a running server (which
+    // would go on appending past what is copied) stops the copy here.
+    let source = store::open(config, &clock).await.map_err(|e| {
+        anyhow::Error::new(e).context("opening the source store (on SQLite, stop the server first)")
+    })?;
+    let target = Arc::new(
+        crate::store::kurrentdb::KurrentStore::open(&url)
+            .await
+            .context("connecting to the target KurrentDB")?
+            .with_clock(clock.clone()),
+    );
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] position {pos}/{len} ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("copying");
+    let copied = store_copy::copy_log(source.as_ref(), &target, &bar).await;
+    let copied = match copied {
+        Ok(copied) => copied,
+        Err(e) => {
+            bar.finish_and_clear();
+            source.close().await;
+            return Err(anyhow::Error::new(e).context("copying the log"));
+        }
+    };
+    bar.set_message("comparing");
+    let map = store_copy::compare_logs(source.as_ref(), &target, copied.source_head, &bar).await;
+    bar.finish_and_clear();
+    source.close().await;
+    let map = map.context("comparing the copy with the source")?;
+    let side = store_copy::side_data::move_side_data(config, target_dir, &map, &clock)
+        .await
+        .context("writing the KurrentDB node's data dir")?;
+    let mut node = config.clone();
+    node.store = StoreKind::Kurrentdb;
+    node.kurrentdb_url = Some(crate::config::Secret::new(url));
+    node.data_dir = target_dir.to_owned();
+    let signed = audit::checkpoint::Checkpointer::open(
+        &node,
+        Arc::clone(&target) as Arc<dyn EventStore>,
+        clock,
+    )
+    .await
+    .context("opening the new node's audit checkpoints")?
+    .write()
+    .await
+    .context("signing the first audit checkpoint of the copy")?;
+    println!(
+        "copied {} events ({} commands written, {} already there) through source position {} in {:.1} s",
+        copied.events,
+        copied.written,
+        copied.already_there,
+        copied.source_head,
+        copied.elapsed.as_secs_f64()
+    );
+    println!(
+        "compared {} events: the copy holds the source's events, in order, every hash verified",
+        map.len()
+    );
+    println!(
+        "data dir {}: {} ({} consumer checkpoints and {} dead letters moved to the new positions); views are rebuilt at first start",
+        target_dir.display(),
+        side.files.join(", "),
+        side.checkpoints,
+        side.dead_letters
+    );
+    if let Some(checkpoint) = signed {
+        println!(
+            "signed audit checkpoint at position {} (log digest {})",
+            checkpoint.position, checkpoint.log_digest
+        );
+    }
+    if config.store == StoreKind::Postgres {
+        println!(
+            "left in PostgreSQL: patient keys, dead letters, snapshots, idempotency records (--leave-side-tables)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

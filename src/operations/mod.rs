@@ -3,9 +3,11 @@
 //! - [`audit`]: replay, `audit verify` with signed checkpoints, signed exports;
 //! - [`dead_letters`]: what a consumer could not do, for operators to retry or discard;
 //! - [`personal_data`]: per-patient encryption of personal data and erasure;
-//! - [`metrics`]: the one Prometheus catalogue.
+//! - [`metrics`]: the one Prometheus catalogue;
+//! - [`store_copy`]: moving a node's log and data to KurrentDB (`careflow store copy`).
 
 pub mod audit;
 pub mod dead_letters;
 pub mod metrics;
 pub mod personal_data;
+pub mod store_copy;

@@ -133,7 +133,7 @@ fn not_opened(error: SideStoreError) -> IdempotencyError {
 }
 
 /// The SQLite file beside `careflow.db`.
-const FILE: &str = "idempotency.db";
+pub(crate) const FILE: &str = "idempotency.db";
 
 /// Where idempotency records are kept.
 #[async_trait]

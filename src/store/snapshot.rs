@@ -67,7 +67,7 @@ fn not_opened(error: SideStoreError) -> SnapshotError {
 }
 
 /// The SQLite file beside `careflow.db`.
-const FILE: &str = "snapshots.db";
+pub(crate) const FILE: &str = "snapshots.db";
 
 /// Where snapshots are kept.
 #[async_trait]

@@ -456,3 +456,103 @@ async fn serve_signs_a_checkpoint_at_shutdown_on_postgres() {
     };
     check_shutdown_checkpoint(site).await;
 }
+
+/// `store copy` checks the source as it reads: a log edited at position 3 is copied up to the
+/// event before it and no further, and the copy says where and why it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_refuses_a_tampered_log_at_the_first_break() {
+    let kurrent = fake_kurrentdb::FakeKurrentDb::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = kurrent.connection_string();
+    let site = Site::sqlite();
+    let events = build(&site).await;
+    tamper_sqlite(&site.config().sqlite_path(), Tamper::ChangeByte, &events);
+    let target = TempDir::new();
+    let target_dir = data_dir(&target);
+    let (code, output) = site.run(&[
+        "store",
+        "copy",
+        "--to",
+        "kurrentdb",
+        "--url",
+        &url,
+        "--data-dir",
+        &target_dir,
+    ]);
+    assert_eq!(code, 2, "{output}");
+    assert!(
+        output.contains("the source log does not verify at position 3: stored hash does not match"),
+        "{output}"
+    );
+    let copied = careflow::store::kurrentdb::KurrentStore::open(&url)
+        .await
+        .unwrap()
+        .read_all(1, 100)
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = copied.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, vec![events[0].event_id, events[1].event_id]);
+    kurrent.stop().await;
+}
+
+/// From PostgreSQL the copy refuses to leave the side tables behind unless told to; told, it
+/// copies the log, and `audit verify` passes on the copy (with the checkpoint the copy signs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_a_postgres_log_when_told_to_leave_the_side_tables() {
+    let Some(site) = Site::postgres().await else {
+        return;
+    };
+    let kurrent = fake_kurrentdb::FakeKurrentDb::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = kurrent.connection_string();
+    let events = build(&site).await;
+    let target = TempDir::new();
+    let target_dir = data_dir(&target);
+    let copy = [
+        "store",
+        "copy",
+        "--to",
+        "kurrentdb",
+        "--url",
+        &url,
+        "--data-dir",
+        &target_dir,
+    ];
+    let (code, output) = site.run(&copy);
+    assert_eq!(code, 2, "{output}");
+    assert!(output.contains("--leave-side-tables"), "{output}");
+    let mut told = copy.to_vec();
+    told.push("--leave-side-tables");
+    let (code, output) = site.run(&told);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("copied 6 events (6 commands written"),
+        "{output}"
+    );
+    assert!(output.contains("left in PostgreSQL"), "{output}");
+
+    let mut verify = careflow(&target.path());
+    verify
+        .env("CAREFLOW_DATA_DIR", &target_dir)
+        .env("CAREFLOW_STORE", "kurrentdb")
+        .env("CAREFLOW_KURRENTDB_URL", &url)
+        .args(["audit", "verify"]);
+    let verified = verify.output().unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(0), "{text}");
+    assert!(text.contains("checked 6 events"), "{text}");
+    assert!(text.contains("checkpoint"), "{text}");
+    let copied = careflow::store::kurrentdb::KurrentStore::open(&url)
+        .await
+        .unwrap()
+        .read_all(1, 100)
+        .await
+        .unwrap();
+    let hashes: Vec<_> = copied.iter().map(|e| (e.event_id, e.hash)).collect();
+    let source: Vec<_> = events.iter().map(|e| (e.event_id, e.hash)).collect();
+    assert_eq!(hashes, source);
+    kurrent.stop().await;
+    site.cleanup().await;
+}

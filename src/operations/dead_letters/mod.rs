@@ -78,7 +78,7 @@ fn not_opened(error: SideStoreError) -> DeadLetterError {
 }
 
 /// The SQLite file beside `careflow.db`.
-const FILE: &str = "dead_letters.db";
+pub(crate) const FILE: &str = "dead_letters.db";
 
 /// Where a row stands.
 #[derive(

@@ -56,7 +56,7 @@ pub(super) fn not_opened(error: SideStoreError) -> PersonalDataError {
 }
 
 /// The SQLite file beside `careflow.db`.
-pub(super) const FILE: &str = "keys.db";
+pub(crate) const FILE: &str = "keys.db";
 
 const SQLITE_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS patient_keys (

@@ -48,7 +48,7 @@ fn not_opened(error: SideStoreError) -> CheckpointError {
 }
 
 /// The SQLite file beside `careflow.db` (named before the checkpoints served every consumer).
-const FILE: &str = "process_managers.db";
+pub(crate) const FILE: &str = "process_managers.db";
 
 /// A process manager's progress: everything before and at `position` has been acted on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,8 @@ pub trait Lease: Send + Sync {
 pub trait CheckpointStore: Send + Sync + 'static {
     async fn load(&self, name: &str) -> Result<Option<Checkpoint>, CheckpointError>;
     async fn save(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError>;
+    /// Every consumer's checkpoint, by name (what `store copy` carries over).
+    async fn all(&self) -> Result<Vec<(String, Checkpoint)>, CheckpointError>;
     /// The lease of `name`, or `None` while another node holds it.
     async fn acquire(&self, name: &str) -> Result<Option<Box<dyn Lease>>, CheckpointError>;
 }
@@ -181,6 +183,25 @@ impl CheckpointStore for SqliteCheckpoints {
         .await
     }
 
+    async fn all(&self) -> Result<Vec<(String, Checkpoint)>, CheckpointError> {
+        self.with_conn(|conn| {
+            let mut select = conn.prepare(
+                "SELECT name, position, state FROM process_manager_checkpoints ORDER BY name",
+            )?;
+            let rows = select.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Checkpoint {
+                        position: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                        state: row.get(2)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn save(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         let name = name.to_owned();
         let position = i64::try_from(checkpoint.position).unwrap_or(i64::MAX);
@@ -282,6 +303,32 @@ impl CheckpointStore for PostgresCheckpoints {
             position: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
             state: row.get(1),
         }))
+    }
+
+    async fn all(&self) -> Result<Vec<(String, Checkpoint)>, CheckpointError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT name, position, state FROM {}.process_manager_checkpoints ORDER BY name",
+                    self.schema
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    Checkpoint {
+                        position: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                        state: row.get(2),
+                    },
+                )
+            })
+            .collect())
     }
 
     async fn save(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {

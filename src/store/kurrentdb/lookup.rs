@@ -148,6 +148,18 @@ pub(super) async fn marked_command(
         // Marked but not appended: the earlier attempt stopped in between.
         return Ok(None);
     }
+    write_marker(store, stream, command_id).await?;
+    Ok(None)
+}
+
+/// Writes the command's marker (idempotently): from now on, a repeat of the command is looked
+/// for in `stream`.
+pub(super) async fn write_marker(
+    store: &KurrentStore,
+    stream: &StreamId,
+    command_id: Uuid,
+) -> Result<(), StoreError> {
+    let marker = marker_stream(command_id);
     let body = serde_json::json!({ "stream": stream.as_str() });
     let event = kurrentdb::EventData::json(MARKER_TYPE, &body)
         .map_err(StoreError::unavailable)?
@@ -163,5 +175,5 @@ pub(super) async fn marked_command(
         )
         .await
         .map_err(unavailable)?;
-    Ok(None)
+    Ok(())
 }

@@ -34,8 +34,11 @@ use super::{
 use crate::clock::Clock;
 use crate::operations::metrics;
 
+mod import;
 mod lookup;
 mod stored;
+
+pub use import::{ImportError, Imported};
 
 const BACKEND: &str = "kurrentdb";
 

@@ -52,21 +52,53 @@ pub(crate) fn to_event_data(
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            let body = serde_json::value::RawValue::from_string(prepared.stored_data(i).to_owned())
-                .map_err(StoreError::unavailable)?;
-            let custom = format!(
-                r#"{{"careflow":{LAYOUT},"schema_version":{},"prev_hash":"{}","hash":"{}","metadata":{}}}"#,
-                event.schema_version,
-                event.prev_hash.to_hex(),
-                event.hash.to_hex(),
+            event_data(
+                event,
+                prepared.stored_data(i).to_owned(),
                 prepared.stored_metadata(),
-            );
-            Ok(kurrentdb::EventData::json(&event.event_type, &body)
-                .map_err(StoreError::unavailable)?
-                .id(event.event_id)
-                .metadata(Bytes::from(custom)))
+            )
         })
         .collect()
+}
+
+/// The KurrentDB events of events recorded elsewhere (`store copy`): the same layout, the
+/// data and metadata serialised as every backend stores them, so the hashes still hold.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] if the data or metadata cannot be serialised (never, for a
+/// `serde_json::Value`).
+pub(crate) fn recorded_to_event_data(
+    events: &[RecordedEvent],
+) -> Result<Vec<kurrentdb::EventData>, StoreError> {
+    events
+        .iter()
+        .map(|event| {
+            let data = serde_json::to_string(&event.data).map_err(StoreError::unavailable)?;
+            let metadata =
+                serde_json::to_string(&event.metadata).map_err(StoreError::unavailable)?;
+            event_data(event, data, &metadata)
+        })
+        .collect()
+}
+
+/// One KurrentDB event: `data_text` as the body, the envelope as custom metadata.
+fn event_data(
+    event: &RecordedEvent,
+    data_text: String,
+    metadata_text: &str,
+) -> Result<kurrentdb::EventData, StoreError> {
+    let body =
+        serde_json::value::RawValue::from_string(data_text).map_err(StoreError::unavailable)?;
+    let custom = format!(
+        r#"{{"careflow":{LAYOUT},"schema_version":{},"prev_hash":"{}","hash":"{}","metadata":{metadata_text}}}"#,
+        event.schema_version,
+        event.prev_hash.to_hex(),
+        event.hash.to_hex(),
+    );
+    Ok(kurrentdb::EventData::json(&event.event_type, &body)
+        .map_err(StoreError::unavailable)?
+        .id(event.event_id)
+        .metadata(Bytes::from(custom)))
 }
 
 /// A careflow event read back from KurrentDB.
