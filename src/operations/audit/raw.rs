@@ -87,6 +87,9 @@ pub enum LogSource {
     },
 }
 
+/// The file of the signed checkpoints on KurrentDB (see [`LogSource::Kurrent`]).
+pub(crate) const KURRENT_CHECKPOINTS_FILE: &str = "audit_checkpoints.db";
+
 const SELECT: &str = "SELECT position, stream_id, version, event_id, event_type, schema_version, \
      data, metadata, prev_hash, hash FROM events";
 
@@ -115,7 +118,7 @@ impl LogSource {
                     .ok_or_else(|| AuditError::Format("kurrentdb_url is not set".into()))?;
                 Ok(LogSource::Kurrent {
                     url: url.expose().to_owned(),
-                    checkpoints: config.data_dir.join("audit_checkpoints.db"),
+                    checkpoints: config.data_dir.join(KURRENT_CHECKPOINTS_FILE),
                 })
             }
         }

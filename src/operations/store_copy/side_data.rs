@@ -19,17 +19,16 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 
 use super::PositionMap;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
-use crate::operations::audit;
+use crate::operations::node_files::{self, NodeFileError, file_error, file_name, sqlite_error};
 use crate::operations::personal_data;
 use crate::runtime::consumers::checkpoint::{
     self, CheckpointError, CheckpointStore, SqliteCheckpoints,
 };
-use crate::secret_file;
 use crate::store::{idempotency, snapshot};
 
 /// Side stores copied file by file from a SQLite source.
@@ -46,24 +45,10 @@ pub enum SideDataError {
     /// Occurs when the target data dir is the source's: the move writes a new one.
     #[error("the target data dir must not be the source's ({})", .0.display())]
     SameDataDir(PathBuf),
-    /// Occurs when the target data dir already holds a different secret of the same name:
-    /// another node's key, which the copy will not overwrite.
-    #[error("{} already exists with other contents; copy into a new data dir", .0.display())]
-    OtherSecret(PathBuf),
-    /// Occurs when a file cannot be read or written.
-    #[error("{}", path.display())]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Occurs when a side store file cannot be copied or updated.
-    #[error("{}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// Occurs when a file cannot be copied (an existing, different secret included: another
+    /// node's key is never overwritten; copy into a new data dir).
+    #[error(transparent)]
+    File(#[from] NodeFileError),
     /// Occurs when the checkpoints cannot be read or written.
     #[error(transparent)]
     Checkpoints(#[from] CheckpointError),
@@ -94,14 +79,10 @@ pub async fn move_side_data(
     if same_dir(&source.data_dir, target_dir) {
         return Err(SideDataError::SameDataDir(target_dir.to_owned()));
     }
-    std::fs::create_dir_all(target_dir).map_err(|e| file(target_dir, e))?;
+    std::fs::create_dir_all(target_dir).map_err(|e| file_error(target_dir, e))?;
     let mut report = SideReport::default();
-    for secret in [
-        personal_data::master_key_path(source),
-        audit::key::key_path(source),
-        source.jwt_secret_path(),
-    ] {
-        if copy_secret(&secret, target_dir)? {
+    for secret in node_files::secrets(source) {
+        if node_files::copy_secret(&secret, target_dir)? {
             report.files.push(file_name(&secret));
         }
     }
@@ -109,7 +90,7 @@ pub async fn move_side_data(
         for name in SQLITE_FILES {
             let from = source.data_dir.join(name);
             if from.exists() {
-                vacuum_into(&from, &target_dir.join(name))?;
+                node_files::vacuum_into(&from, &target_dir.join(name))?;
                 report.files.push(name.to_owned());
             }
         }
@@ -135,69 +116,21 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
-fn file(path: &Path, source: std::io::Error) -> SideDataError {
-    SideDataError::File {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-fn sqlite(path: &Path, source: rusqlite::Error) -> SideDataError {
-    SideDataError::Sqlite {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Copies a secret file (owner-only, as `secret_file` writes them) unless it is absent; true
-/// when the target has it.
-fn copy_secret(from: &Path, target_dir: &Path) -> Result<bool, SideDataError> {
-    let Some(secret) = secret_file::read(from).map_err(|e| file(from, e))? else {
-        return Ok(false);
-    };
-    let to = target_dir.join(from.file_name().unwrap_or_default());
-    let there = secret_file::load_or_create(&to, || secret.clone()).map_err(|e| file(&to, e))?;
-    if there == secret {
-        Ok(true)
-    } else {
-        Err(SideDataError::OtherSecret(to))
-    }
-}
-
-/// A consistent copy of a SQLite file (replacing what an earlier, interrupted run wrote).
-fn vacuum_into(from: &Path, to: &Path) -> Result<(), SideDataError> {
-    match std::fs::remove_file(to) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(file(to, e)),
-    }
-    let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| sqlite(from, e))?;
-    conn.execute("VACUUM INTO ?1", params![to.to_string_lossy()])
-        .map_err(|e| sqlite(from, e))?;
-    Ok(())
-}
-
 /// Translates the positions of the dead letters in the copied file; how many there were.
 fn translate_dead_letters(path: &Path, map: &PositionMap) -> Result<usize, SideDataError> {
     if !path.exists() {
         return Ok(0);
     }
-    let mut conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
-    let tx = conn.transaction().map_err(|e| sqlite(path, e))?;
+    let mut conn = Connection::open(path).map_err(|e| sqlite_error(path, e))?;
+    let tx = conn.transaction().map_err(|e| sqlite_error(path, e))?;
     let rows: Vec<(i64, i64)> = {
         let mut select = tx
             .prepare("SELECT id, position FROM dead_letters")
-            .map_err(|e| sqlite(path, e))?;
+            .map_err(|e| sqlite_error(path, e))?;
         select
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .and_then(Iterator::collect)
-            .map_err(|e| sqlite(path, e))?
+            .map_err(|e| sqlite_error(path, e))?
     };
     for (id, position) in &rows {
         let moved = map.translate(u64::try_from(*position).unwrap_or(0));
@@ -205,8 +138,8 @@ fn translate_dead_letters(path: &Path, map: &PositionMap) -> Result<usize, SideD
             "UPDATE dead_letters SET position = ?1 WHERE id = ?2",
             params![i64::try_from(moved).unwrap_or(i64::MAX), id],
         )
-        .map_err(|e| sqlite(path, e))?;
+        .map_err(|e| sqlite_error(path, e))?;
     }
-    tx.commit().map_err(|e| sqlite(path, e))?;
+    tx.commit().map_err(|e| sqlite_error(path, e))?;
     Ok(rows.len())
 }
