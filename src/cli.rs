@@ -203,7 +203,7 @@ pub enum ProjectionsCommand {
     /// (readers keep the old view until then). A running server does the work; with none
     /// running, this command does it.
     Rebuild {
-        /// billing, analytics or audit.
+        /// billing, analytics, audit or claims.
         name: String,
     },
 }

@@ -1,6 +1,6 @@
 //! careflow-projections: pure read models over the event log.
 //!
-//! Billing, analytics and audit views and the Odoo mapping ([`odoo`]: event -> intents and the
+//! Billing, claims, analytics and audit views and the Odoo mapping ([`odoo`]: event -> intents and the
 //! exact `execute_kw` calls) live here as plain functions over `RecordedEvent`s, the views
 //! writing through a small [`ViewStore`] trait.
 //! This crate never performs I/O and has no clock: the runners in the `careflow` binary own
@@ -20,6 +20,7 @@ pub use careflow_aggregates as aggregates;
 pub mod analytics;
 pub mod audit;
 pub mod billing;
+pub mod claims;
 pub mod error;
 pub mod odoo;
 pub mod projection;

@@ -11,8 +11,8 @@
 //! new aggregate or a new event type fails to compile until every view decides what it means.
 
 use careflow_aggregates::{
-    Aggregate, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
-    encounter, inventory_item, patient_account, personal::PERSONAL_FIELD, purchase,
+    Aggregate, Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
+    claim, encounter, inventory_item, patient_account, personal::PERSONAL_FIELD, purchase,
 };
 use serde_json::Value;
 
@@ -46,6 +46,7 @@ pub enum Decoded {
     Encounter(encounter::Event),
     InventoryItem(inventory_item::Event),
     Purchase(purchase::Event),
+    Claim(claim::Event),
     /// A stream of another kind: process managers, timers, the access log, or a kind added
     /// after this build. Its data is not decoded here.
     Internal,
@@ -70,6 +71,8 @@ pub fn decode(event: &RecordedEvent) -> Result<Decoded, ProjectionError> {
         Decoded::InventoryItem(decode_as::<InventoryItem>(event)?)
     } else if kind == PurchaseWorkflow::KIND {
         Decoded::Purchase(decode_as::<PurchaseWorkflow>(event)?)
+    } else if kind == Claim::KIND {
+        Decoded::Claim(decode_as::<Claim>(event)?)
     } else {
         Decoded::Internal
     })

@@ -14,6 +14,13 @@
 //! [`FakePayer::set_down`] makes every request a 503 until switched back up. Every request is
 //! counted (per member too) and the last body kept, so tests can assert what reached the payer
 //! and that an open breaker sent nothing.
+//!
+//! Claims (`POST /Claim/$submit`) are adjudicated the way a FHIR payer answers: a
+//! ClaimResponse with `outcome`, `request.identifier`, per-item `adjudication[]` (categories
+//! `submitted`, `eligible`, `benefit`) and `payment.amount`, or `error[]` for a denial. What
+//! each claim gets is set per claim id with [`FakePayer::adjudicate`] (one [`Adjudication`]
+//! per submission, the last repeating); a claim nobody configured is `queued`. Each Claim
+//! received is kept ([`FakePayer::claims`]).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -25,9 +32,31 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
+/// How the fake payer adjudicates one submission of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adjudication {
+    /// Every item allowed and paid at its net.
+    PaidInFull,
+    /// Each item allowed at `allowed_percent` of its net (the rest contractual) and
+    /// `pays_percent` of what is allowed paid (the rest is the patient's).
+    Partial {
+        allowed_percent: i64,
+        pays_percent: i64,
+    },
+    /// `error[]` with this code, nothing paid.
+    Denied {
+        code: &'static str,
+        display: &'static str,
+    },
+    /// `outcome: queued`: the payer will post its ClaimResponse later.
+    Queued,
+}
+
 #[derive(Default)]
 struct Shared {
     down: AtomicBool,
+    adjudications: Mutex<HashMap<String, Vec<Adjudication>>>,
+    claims: Mutex<Vec<Value>>,
     requests: AtomicU32,
     per_member: Mutex<HashMap<String, u32>>,
     last: Mutex<Option<(Option<String>, Value)>>,
@@ -59,6 +88,7 @@ impl FakePayer {
                     App::new()
                         .app_data(state.clone())
                         .route("/CoverageEligibilityRequest", web::post().to(answer))
+                        .route("/Claim/$submit", web::post().to(adjudicate))
                 })
                 .workers(1)
                 .disable_signals()
@@ -80,6 +110,20 @@ impl FakePayer {
     /// Down: every request is answered 503 (the payer is having an outage). Up: normal.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// How the submissions of `claim_id` are answered, in order (the last one repeats).
+    pub fn adjudicate(&self, claim_id: &str, answers: Vec<Adjudication>) {
+        self.shared
+            .adjudications
+            .lock()
+            .unwrap()
+            .insert(claim_id.to_owned(), answers);
+    }
+
+    /// Every Claim received, in order.
+    pub fn claims(&self) -> Vec<Value> {
+        self.shared.claims.lock().unwrap().clone()
     }
 
     /// Requests received so far.
@@ -185,4 +229,102 @@ fn outcome(status: u16, code: &str, diagnostics: &str) -> HttpResponse {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
         }))
+}
+
+/// Cents of a FHIR decimal (the Claim's `net.value`).
+fn cents_of(value: &Value) -> i64 {
+    (value.as_f64().unwrap() * 100.0).round() as i64
+}
+
+fn amount(cents: i64) -> Value {
+    json!({"value": cents as f64 / 100.0, "currency": "USD"})
+}
+
+async fn adjudicate(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let claim: Value = match serde_json::from_slice(&body) {
+        Ok(claim) => claim,
+        Err(_) => return outcome(400, "structure", "the body is not JSON"),
+    };
+    if shared.down.load(Ordering::SeqCst) {
+        return outcome(503, "transient", "the payer is down for maintenance");
+    }
+    if claim["resourceType"] != "Claim" {
+        return outcome(400, "invalid", "a Claim is expected");
+    }
+    let Some(claim_id) = claim
+        .pointer("/identifier/0/value")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return outcome(400, "required", "Claim.identifier is required");
+    };
+    let submission = {
+        let mut claims = shared.claims.lock().unwrap();
+        claims.push(claim.clone());
+        claims
+            .iter()
+            .filter(|c| {
+                c.pointer("/identifier/0/value").and_then(Value::as_str) == Some(claim_id.as_str())
+            })
+            .count()
+    };
+    let adjudication = shared
+        .adjudications
+        .lock()
+        .unwrap()
+        .get(&claim_id)
+        .and_then(|answers| answers.get(submission - 1).or(answers.last()).cloned())
+        .unwrap_or(Adjudication::Queued);
+    let mut response = json!({
+        "resourceType": "ClaimResponse",
+        "id": format!("{claim_id}-r{submission}"),
+        "status": "active",
+        "use": "claim",
+        "request": {"identifier": {"value": claim_id}},
+    });
+    let items = claim["item"].as_array().cloned().unwrap_or_default();
+    let category = |code: &str, cents: i64| json!({"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": code}]}, "amount": amount(cents)});
+    let (allowed_percent, pays_percent) = match adjudication {
+        Adjudication::Queued => {
+            response["outcome"] = json!("queued");
+            return fhir_ok(response);
+        }
+        Adjudication::Denied { code, display } => {
+            response["outcome"] = json!("error");
+            response["disposition"] = json!("claim denied");
+            response["error"] = json!([{"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication-error", "code": code, "display": display}]}}]);
+            return fhir_ok(response);
+        }
+        Adjudication::PaidInFull => (100, 100),
+        Adjudication::Partial {
+            allowed_percent,
+            pays_percent,
+        } => (allowed_percent, pays_percent),
+    };
+    let mut paid = 0;
+    let adjudicated: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let net = cents_of(&item["net"]["value"]);
+            let eligible = net * allowed_percent / 100;
+            let benefit = eligible * pays_percent / 100;
+            paid += benefit;
+            json!({
+                "itemSequence": item["sequence"],
+                "adjudication": [category("submitted", net), category("eligible", eligible), category("benefit", benefit)],
+            })
+        })
+        .collect();
+    response["outcome"] = json!("complete");
+    response["disposition"] = json!("claim settled");
+    response["item"] = json!(adjudicated);
+    response["payment"] = json!({"amount": amount(paid)});
+    fhir_ok(response)
+}
+
+fn fhir_ok(body: Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(body)
 }

@@ -115,7 +115,9 @@ async fn official_r4_examples_become_commands_and_render_back() {
             "Coverage",
             "ChargeItem",
             "SupplyDelivery",
-            "CoverageEligibilityResponse"
+            "CoverageEligibilityResponse",
+            "Claim",
+            "ClaimResponse"
         ]
     );
     assert_eq!(rest["interaction"][0]["code"], "transaction");

@@ -14,19 +14,29 @@
 //! redelivery posts nothing twice even under another command id. The state is bounded: a
 //! visit is forgotten once claimed (or found self-pay), a claim once paid or voided.
 //!
-//! Sending the claim to the payer (`POST {payer_url}/Claim/$submit`) is not built yet: the
-//! claim waits `submitted` until the answer is recorded (`RecordClaimResponse` over HTTP).
+//! When a claim is submitted (`ClaimSubmitted`, or `ClaimResubmitted` after a denial), the
+//! policy asks the runner to send it to the payer ([`ClaimSubmission`]): the payer call is
+//! I/O, so it is data here, like the eligibility check. The runner turns an adjudicated
+//! answer into `RecordClaimResponse` under [`ClaimSubmission::record_command_id`], derived
+//! from the submission event, so a submission redelivered after a crash records its answer
+//! once. A `queued` answer records nothing: the payer posts its ClaimResponse later
+//! (`POST /fhir/r4/ClaimResponse`). The member id is personal data and is not kept here: the
+//! runner reads it from the account when it sends.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::charges::charge_id_for;
 use super::{
     AddressedCommand, PolicyError, ProcessManager, Reaction, Trigger, TriggerEvent, address, clip,
     command_id_for,
 };
-use crate::claim::{self, ClaimLine, ClaimResponseRecorded, CreateClaim, SubmitClaim};
+use crate::claim::{
+    self, ClaimLine, ClaimResponseRecorded, CreateClaim, RecordClaimResponse, SubmitClaim,
+};
 use crate::field::SHORT_TEXT;
 use crate::money::{Cents, Currency};
 use crate::patient_account::{self, ApplyAdjustment, ChargePosted, PaymentMethod, RecordPayment};
@@ -62,7 +72,57 @@ pub struct OpenClaim {
     pub account_id: String,
     pub payer_id: String,
     pub currency: Currency,
+    /// The encounter, the lines and their total as last sent (what a submission carries).
+    #[serde(default)]
+    pub encounter_id: String,
+    #[serde(default)]
+    pub lines: Vec<ClaimLine>,
+    #[serde(default)]
+    pub total: Cents,
+    /// Submissions so far (the first and each resubmission).
+    #[serde(default)]
+    pub submissions: u32,
 }
+
+/// Knobs of the claims flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimsSettings {
+    /// How long the runner keeps trying to reach the payer with one submission, counted from
+    /// when the submission was recorded. After it the claim stays `submitted`.
+    pub submit_deadline: TimeDelta,
+}
+
+impl Default for ClaimsSettings {
+    fn default() -> Self {
+        Self {
+            submit_deadline: TimeDelta::hours(1),
+        }
+    }
+}
+
+/// A claim the runner must send to the payer (`POST {payer_url}/Claim/$submit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSubmission {
+    /// `identifier[0].value` of the FHIR Claim.
+    pub claim_id: String,
+    /// The MRN (`patient.identifier.value`); the runner reads the member id from it.
+    pub account_id: String,
+    pub encounter_id: String,
+    /// `insurer.identifier.value`.
+    pub payer_id: String,
+    pub lines: Vec<ClaimLine>,
+    pub currency: Currency,
+    pub total: Cents,
+    /// Which submission this is (1 for the first): an answer for an older one is not sent.
+    pub submission: u32,
+    /// The command id of the `RecordClaimResponse` carrying an adjudicated answer.
+    pub record_command_id: Uuid,
+    /// When the runner stops retrying an unreachable payer.
+    pub give_up_at: DateTime<Utc>,
+}
+
+/// Step labels (part of derived command ids: never rename one).
+const STEP_RECORD_RESPONSE: &str = "record-claim-response";
 
 /// The policy's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,9 +146,22 @@ impl ProcessManager for Claims {
     /// personal (payer id and activation only; the payer id sits outside the block).
     const READS_PERSONAL: bool = true;
     type State = State;
-    type Settings = ();
+    type Settings = ClaimsSettings;
 
-    fn react(state: &State, trigger: &Trigger, _settings: &()) -> Result<Reaction, PolicyError> {
+    fn react(
+        state: &State,
+        trigger: &Trigger,
+        settings: &ClaimsSettings,
+    ) -> Result<Reaction, PolicyError> {
+        if let TriggerEvent::Claim(
+            claim::Event::ClaimSubmitted(_) | claim::Event::ClaimResubmitted(_),
+        ) = &trigger.event
+        {
+            return Ok(Reaction {
+                claim_submissions: submission(state, trigger, settings).into_iter().collect(),
+                ..Reaction::default()
+            });
+        }
         let commands = match &trigger.event {
             TriggerEvent::PatientAccount(patient_account::Event::ChargePosted(charge)) => {
                 claim_when_complete(state, trigger, charge)?
@@ -173,8 +246,24 @@ impl ProcessManager for Claims {
                             account_id: e.account_id.clone(),
                             payer_id: e.payer_id.clone(),
                             currency: e.currency,
+                            encounter_id: e.encounter_id.clone(),
+                            lines: e.lines.clone(),
+                            total: e.total,
+                            submissions: 0,
                         },
                     );
+                }
+                claim::Event::ClaimSubmitted(_) => {
+                    if let Some(open) = state.claims.get_mut(id) {
+                        open.submissions += 1;
+                    }
+                }
+                claim::Event::ClaimResubmitted(e) => {
+                    if let Some(open) = state.claims.get_mut(id) {
+                        open.submissions += 1;
+                        open.lines.clone_from(&e.lines);
+                        open.total = e.total;
+                    }
                 }
                 claim::Event::ClaimResponseRecorded(e) if e.paid_amount.is_positive() => {
                     // Paid or partially paid: final for this claim.
@@ -189,6 +278,48 @@ impl ProcessManager for Claims {
         }
         state
     }
+}
+
+/// The payer call a submission event asks for, when the claim is known (created after this
+/// policy started following the log).
+fn submission(
+    state: &State,
+    trigger: &Trigger,
+    settings: &ClaimsSettings,
+) -> Option<ClaimSubmission> {
+    let claim_id = trigger.stream_id.id();
+    let open = state.claims.get(claim_id)?;
+    let (lines, total) = match &trigger.event {
+        TriggerEvent::Claim(claim::Event::ClaimResubmitted(e)) => (e.lines.clone(), e.total),
+        _ => (open.lines.clone(), open.total),
+    };
+    Some(ClaimSubmission {
+        claim_id: claim_id.to_owned(),
+        account_id: open.account_id.clone(),
+        encounter_id: open.encounter_id.clone(),
+        payer_id: open.payer_id.clone(),
+        lines,
+        currency: open.currency,
+        total,
+        submission: open.submissions + 1,
+        record_command_id: command_id_for(trigger.event_id, STEP_RECORD_RESPONSE),
+        give_up_at: trigger.recorded_at + settings.submit_deadline,
+    })
+}
+
+/// The `RecordClaimResponse` that carries the payer's adjudication of `submission`.
+///
+/// # Errors
+/// [`PolicyError::InvalidTarget`] if the claim id cannot address a stream.
+pub fn record_response(
+    submission: &ClaimSubmission,
+    response: RecordClaimResponse,
+) -> Result<AddressedCommand, PolicyError> {
+    address(
+        &submission.claim_id,
+        submission.record_command_id,
+        AnyCommand::Claim(response.into()),
+    )
 }
 
 fn line_of(charge: &ChargePosted) -> ClaimLine {

@@ -22,7 +22,7 @@
 //! | [`replenishment`] | `ReorderPointReached`, the purchase's end, `ReplenishmentClosed` | `RequestPurchase`, `CloseReplenishment` |
 //! | [`approval_deadline`] | `PurchaseRequested`, the decision, its timer | timers, `EscalateApproval` |
 //! | [`purchase_stock`] | `GoodsReceived`, `PurchaseCancelled` | `ReceiveStock`, compensating `ConsumeStock` |
-//! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, then `RecordPayment` and `ApplyAdjustment` on the account |
+//! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimSubmitted`/`ClaimResubmitted`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, a claim submission to the payer, then `RecordPayment` and `ApplyAdjustment` on the account |
 //!
 //! Timers are events of an internal stream; [`timer`] holds their types and the fold that says
 //! which are due. docs/process-managers.md draws every flow.
@@ -55,6 +55,7 @@ use crate::stream_id::{StreamId, StreamIdError};
 use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
 use crate::{claim, encounter, inventory_item, patient_account, purchase};
 
+pub use claims::ClaimSubmission;
 pub use eligibility::{EligibilityAnswer, EligibilityCheck};
 pub use timer::{TimerCancellation, TimerEvent, TimerPayload, TimerRequest, Timers};
 
@@ -161,6 +162,8 @@ pub struct Reaction {
     pub cancelled_timers: Vec<TimerCancellation>,
     /// Payer calls the eligibility runner makes (I/O, so not a command).
     pub eligibility_checks: Vec<EligibilityCheck>,
+    /// Claims the claims runner sends to the payer (`POST {payer_url}/Claim/$submit`).
+    pub claim_submissions: Vec<ClaimSubmission>,
 }
 
 impl Reaction {
@@ -169,6 +172,7 @@ impl Reaction {
             && self.timers.is_empty()
             && self.cancelled_timers.is_empty()
             && self.eligibility_checks.is_empty()
+            && self.claim_submissions.is_empty()
     }
 }
 

@@ -1097,7 +1097,7 @@ mod claims_policy {
     use super::*;
     use crate::claim::{self, ClaimOutcome, ClaimResponseRecorded, RemittanceAdjustment};
     use crate::patient_account::{AccountActivated, ChargePosted};
-    use crate::policies::claims::{Claims, claim_id_for};
+    use crate::policies::claims::{Claims, ClaimsSettings, claim_id_for, record_response};
 
     fn procedure(line: u32, cents: i64) -> Procedure {
         Procedure {
@@ -1141,7 +1141,7 @@ mod claims_policy {
         let mut reactions = Vec::new();
         let mut state = state;
         for trigger in triggers {
-            reactions.push(Claims::react(&state, trigger, &()).unwrap());
+            reactions.push(Claims::react(&state, trigger, &ClaimsSettings::default()).unwrap());
             state = Claims::evolve(state, trigger);
         }
         (state, reactions)
@@ -1261,5 +1261,108 @@ mod claims_policy {
         };
         assert_eq!(adjustment.amount, Cents(-3_000));
         assert!(state.claims.is_empty(), "a paid claim is forgotten");
+    }
+
+    fn claim_event(n: u128, event: impl Into<claim::Event>) -> Trigger {
+        trigger(
+            n,
+            &format!("claim-{}", claim_id_for("V1", "ACME")),
+            TriggerEvent::Claim(event.into()),
+        )
+    }
+
+    fn line(charge_id: &str, cents: i64) -> claim::ClaimLine {
+        claim::ClaimLine {
+            charge_id: charge_id.into(),
+            code: "99213".into(),
+            quantity: 1,
+            unit_price: Cents(cents),
+        }
+    }
+
+    #[test]
+    fn each_submission_asks_the_runner_to_send_the_claim_as_it_stands_then() {
+        let created = claim_event(
+            20,
+            claim::ClaimCreated {
+                account_id: "MRN-1".into(),
+                encounter_id: "V1".into(),
+                payer_id: "ACME".into(),
+                lines: vec![line("C1", 15_000), line("C2", 5_000)],
+                currency: Currency::USD,
+                total: Cents(20_000),
+            },
+        );
+        let submitted = claim_event(21, claim::ClaimSubmitted {});
+        let denied = claim_event(
+            22,
+            ClaimResponseRecorded {
+                outcome: ClaimOutcome::Denied,
+                paid_amount: Cents::ZERO,
+                adjustments: vec![],
+                adjusted: Cents::ZERO,
+                patient_balance: Cents(20_000),
+                denial_reason: Some("no authorisation".into()),
+                reference: "CR-1".into(),
+            },
+        );
+        let resubmitted = claim_event(
+            23,
+            claim::ClaimResubmitted {
+                lines: vec![line("C1", 15_000)],
+                total: Cents(15_000),
+                note: "C2 withdrawn".into(),
+            },
+        );
+        let triggers = [created, submitted.clone(), denied, resubmitted];
+        let (state, reactions) = run(claims::State::default(), &triggers);
+        assert!(reactions[0].claim_submissions.is_empty());
+        let first = &reactions[1].claim_submissions;
+        assert_eq!(first.len(), 1);
+        let first = &first[0];
+        assert_eq!(
+            (
+                first.claim_id.as_str(),
+                first.account_id.as_str(),
+                first.payer_id.as_str()
+            ),
+            ("V1-ACME", "MRN-1", "ACME")
+        );
+        assert_eq!(
+            (first.submission, first.total, first.lines.len()),
+            (1, Cents(20_000), 2)
+        );
+        assert_eq!(
+            first.record_command_id,
+            command_id_for(submitted.event_id, "record-claim-response")
+        );
+        assert_eq!(
+            first.give_up_at,
+            submitted.recorded_at + ClaimsSettings::default().submit_deadline
+        );
+        assert!(reactions[2].commands.is_empty(), "a denial moves no money");
+        let second = &reactions[3].claim_submissions[0];
+        assert_eq!(
+            (second.submission, second.total, second.lines.len()),
+            (2, Cents(15_000), 1)
+        );
+        assert_ne!(second.record_command_id, first.record_command_id);
+        assert_eq!(state.claims["V1-ACME"].submissions, 2);
+
+        // The payer's answer is recorded on the claim under the submission's command id.
+        let recorded = record_response(
+            second,
+            claim::RecordClaimResponse {
+                outcome: ClaimOutcome::Paid,
+                paid_amount: Cents(15_000),
+                adjustments: vec![],
+                denial_reason: None,
+                reference: "CR-2".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(recorded.target().to_string(), "claim-V1-ACME");
+        assert_eq!(recorded.command_id(), second.record_command_id);
+        assert_eq!(recorded.command().name(), "RecordClaimResponse");
     }
 }

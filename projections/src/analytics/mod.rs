@@ -62,7 +62,8 @@ impl Projection for Analytics {
             Decoded::InventoryItem(e) => apply_inventory(store, event, &e),
             Decoded::Purchase(e) => apply_purchase(store, event, &e),
             // Process managers, timers and the access log are not operational activity.
-            Decoded::Internal => Ok(()),
+            // Claims are finance's, in the claims view.
+            Decoded::Claim(_) | Decoded::Internal => Ok(()),
         }
     }
 }

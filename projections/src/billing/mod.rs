@@ -76,8 +76,10 @@ impl Projection for Billing {
                 Some(ack) => apply_acknowledgement(store, &ack),
                 None => Ok(()),
             },
-            // Stock and purchasing are payables and inventory, not what patients owe.
-            Decoded::InventoryItem(_) | Decoded::Purchase(_) => Ok(()),
+            // Stock and purchasing are payables and inventory, not what patients owe; claims
+            // have their own view (`claims`), and their money reaches the account as payments
+            // and adjustments.
+            Decoded::InventoryItem(_) | Decoded::Purchase(_) | Decoded::Claim(_) => Ok(()),
         }
     }
 }

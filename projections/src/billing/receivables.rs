@@ -153,7 +153,7 @@ pub struct AgingBuckets {
 impl AgingBuckets {
     /// Adds `amount` to the bucket of an item `days` old (negative ages, items dated after the
     /// report date, count as current: 0–30).
-    fn add(&mut self, days: i64, amount: Cents) -> Option<()> {
+    pub(crate) fn add(&mut self, days: i64, amount: Cents) -> Option<()> {
         let bucket = match days {
             ..=30 => &mut self.days_0_30,
             31..=60 => &mut self.days_31_60,
@@ -166,7 +166,7 @@ impl AgingBuckets {
         Some(())
     }
 
-    fn merge(&mut self, other: &AgingBuckets) -> Option<()> {
+    pub(crate) fn merge(&mut self, other: &AgingBuckets) -> Option<()> {
         self.days_0_30 = self.days_0_30.checked_add(other.days_0_30)?;
         self.days_31_60 = self.days_31_60.checked_add(other.days_31_60)?;
         self.days_61_90 = self.days_61_90.checked_add(other.days_61_90)?;

@@ -108,7 +108,9 @@ pub fn map_event(
         Decoded::Encounter(encounter_event) => map_encounter(state, event, encounter_event),
         Decoded::InventoryItem(item_event) => map_item(state, event, item_event),
         Decoded::Purchase(purchase_event) => map_purchase(state, event, purchase_event)?,
-        Decoded::Internal => Vec::new(),
+        // What Odoo sees of remittances is the account's payment and adjustment; the claim
+        // itself maps to nothing (issue 16's Odoo part is not built).
+        Decoded::Claim(_) | Decoded::Internal => Vec::new(),
     };
     Ok(actions
         .into_iter()

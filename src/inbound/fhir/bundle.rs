@@ -29,7 +29,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::execute::{Applied, Message, address, location, stream};
-use super::inbound::{self, Method, References, encounter_commands, resolve_patient};
+use super::inbound::{
+    self, Method, References, claim_response_command, encounter_commands, resolve_patient,
+};
 use super::model;
 use super::{FhirError, FhirSettings, Step};
 use crate::runtime::actors::{CommandOutcome, Registry};
@@ -343,6 +345,12 @@ impl Workspace {
                     add(Encounter::KIND, visit);
                     add(PatientAccount::KIND, &change.account_id);
                 }
+                Step::Commands { id, commands } => {
+                    if let Some(command) = commands.first() {
+                        add(command.kind(), id);
+                    }
+                }
+                Step::ClaimResponse { claim_id, .. } => add(Claim::KIND, claim_id),
             }
         }
         let of = |kind: &str| -> Vec<StreamId> {
@@ -420,6 +428,27 @@ impl Workspace {
                         .await?;
                 }
                 Ok(())
+            }
+            Step::Commands { id, commands } => {
+                for command in commands {
+                    self.command(registry, entry, id, command.clone(), message, now)
+                        .await?;
+                }
+                Ok(())
+            }
+            Step::ClaimResponse { claim_id, response } => {
+                let stream = stream(Claim::KIND, claim_id)?;
+                let state = &working(&mut self.claims, registry, &stream).await?.state;
+                let command = claim_response_command(claim_id, state, response)?;
+                self.command(
+                    registry,
+                    entry,
+                    claim_id,
+                    AnyCommand::Claim(command),
+                    message,
+                    now,
+                )
+                .await
             }
         }
     }

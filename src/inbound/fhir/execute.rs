@@ -9,13 +9,13 @@
 //! several commands all or nothing ([`super::bundle`]).
 
 use careflow_aggregates::{
-    AddressedCommand, Aggregate, AnyCommand, Encounter, PatientAccount, StreamId, StreamIdError,
-    patient_account,
+    AddressedCommand, Aggregate, AnyCommand, Claim, Encounter, PatientAccount, StreamId,
+    StreamIdError, patient_account,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::inbound::{encounter_commands, resolve_patient};
+use super::inbound::{claim_response_command, encounter_commands, resolve_patient};
 use super::{FhirError, SOURCE, Step};
 use crate::runtime::actors::{CommandContext, CommandOutcome, Registry};
 
@@ -148,6 +148,21 @@ pub async fn single(
                 applied.push(run(registry, visit, command, message, i).await?);
             }
             Ok(applied)
+        }
+        Step::Commands { id, commands } => {
+            let mut applied = Vec::with_capacity(commands.len());
+            for (i, command) in commands.iter().enumerate() {
+                applied.push(run(registry, id, command.clone(), message, i).await?);
+            }
+            Ok(applied)
+        }
+        Step::ClaimResponse { claim_id, response } => {
+            let stream = stream(Claim::KIND, claim_id)?;
+            let observed = registry.observe::<Claim>(&stream).await?;
+            let command = claim_response_command(claim_id, &observed.state, response)?;
+            Ok(vec![
+                run(registry, claim_id, AnyCommand::Claim(command), message, 0).await?,
+            ])
         }
     }
 }

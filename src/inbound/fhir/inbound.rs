@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use careflow_aggregates::{
-    AnyCommand, Cents, Currency, StreamId, encounter, patient_account, purchase,
+    AnyCommand, Cents, Currency, StreamId, claim, encounter, patient_account, purchase,
 };
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
@@ -24,6 +24,9 @@ pub const VISIT_TYPE: &str = "VN";
 /// senders that state it rather than let careflow infer it (docs/interop.md).
 pub const SUPPLY_KIND_SYSTEM: &str =
     "https://careflow.example/fhir/CodeSystem/supply-delivery-kind";
+/// careflow's extension on a Claim item naming the account's charge it bills.
+pub const CLAIM_CHARGE_EXTENSION: &str =
+    "https://careflow.example/fhir/StructureDefinition/claim-item-charge";
 /// careflow's extension on a SupplyDelivery naming the Encounter a usage belongs to.
 pub const ENCOUNTER_EXTENSION: &str =
     "https://careflow.example/fhir/StructureDefinition/supply-delivery-encounter";
@@ -36,6 +39,8 @@ pub const INBOUND_TYPES: &[&str] = &[
     "ChargeItem",
     "SupplyDelivery",
     "CoverageEligibilityResponse",
+    "Claim",
+    "ClaimResponse",
 ];
 
 /// A parsed inbound resource.
@@ -47,6 +52,9 @@ pub enum Resource {
     ChargeItem(model::ChargeItem),
     SupplyDelivery(model::SupplyDelivery),
     CoverageEligibilityResponse(model::CoverageEligibilityResponse),
+    Claim(model::Claim),
+    /// Kept as JSON: read by the payer contract's reading (`outbound::payer::claim`).
+    ClaimResponse(Value),
 }
 
 impl Resource {
@@ -58,6 +66,8 @@ impl Resource {
             Resource::ChargeItem(_) => "ChargeItem",
             Resource::SupplyDelivery(_) => "SupplyDelivery",
             Resource::CoverageEligibilityResponse(_) => "CoverageEligibilityResponse",
+            Resource::Claim(_) => "Claim",
+            Resource::ClaimResponse(_) => "ClaimResponse",
         }
     }
 }
@@ -117,6 +127,8 @@ pub fn parse(value: Value, expected: Option<&str>) -> Result<Resource, FhirError
         "ChargeItem" => Resource::ChargeItem(typed(value)?),
         "SupplyDelivery" => Resource::SupplyDelivery(typed(value)?),
         "CoverageEligibilityResponse" => Resource::CoverageEligibilityResponse(typed(value)?),
+        "Claim" => Resource::Claim(typed(value)?),
+        "ClaimResponse" => Resource::ClaimResponse(value),
         _ => {
             return Err(FhirError::WrongResourceType {
                 expected: INBOUND_TYPES.join(", "),
@@ -154,6 +166,62 @@ pub fn plan(
         Resource::ChargeItem(c) => ctx.charge_item(c),
         Resource::SupplyDelivery(s) => ctx.supply_delivery(s),
         Resource::CoverageEligibilityResponse(r) => ctx.eligibility(r),
+        Resource::Claim(c) => ctx.claim(c),
+        Resource::ClaimResponse(r) => claim_response(r),
+    }
+}
+
+/// A ClaimResponse: the claim it answers (`request`); the response is read against the
+/// claim's lines when it runs ([`claim_response_command`]).
+fn claim_response(response: &Value) -> Result<Step, FhirError> {
+    let claim_id = crate::outbound::payer::claim::claim_id_of(response).ok_or_else(|| {
+        FhirError::missing(
+            "ClaimResponse.request",
+            "the claim answered (request.identifier.value, or a Claim/<id> reference) is required",
+        )
+    })?;
+    let claim_id = checked_id("ClaimResponse.request", "claim", claim_id)?;
+    Ok(Step::ClaimResponse {
+        claim_id,
+        response: response.clone(),
+    })
+}
+
+/// The `RecordClaimResponse` a ClaimResponse makes of the claim `state`.
+///
+/// # Errors
+/// [`FhirError::NotFound`] when the claim was never created; [`FhirError::Invalid`] naming
+/// the element that cannot be read, or `ClaimResponse.outcome` for a `queued` notice (nothing
+/// to record).
+pub fn claim_response_command(
+    claim_id: &str,
+    state: &claim::State,
+    response: &Value,
+) -> Result<claim::Command, FhirError> {
+    use crate::outbound::payer::claim::{ClaimAnswer, ClaimResponseError, read_claim_response};
+    if state.status.is_none() {
+        return Err(FhirError::NotFound {
+            detail: format!(
+                "there is no claim {claim_id}: a ClaimResponse answers a claim careflow holds"
+            ),
+        });
+    }
+    match read_claim_response(response, &state.lines, None) {
+        Ok(ClaimAnswer::Adjudicated(record)) => Ok(claim::Command::RecordClaimResponse(record)),
+        Ok(ClaimAnswer::Queued { .. }) => Err(FhirError::value(
+            "ClaimResponse.outcome",
+            "a queued ClaimResponse records nothing: post it once it is complete",
+        )),
+        Err(ClaimResponseError::NotClaimResponse) => Err(FhirError::WrongResourceType {
+            expected: "ClaimResponse".into(),
+            found: "another resource".into(),
+        }),
+        Err(ClaimResponseError::Missing { element, detail }) => {
+            Err(FhirError::missing(element, detail))
+        }
+        Err(ClaimResponseError::Invalid { element, detail }) => {
+            Err(FhirError::value(element, detail))
+        }
     }
 }
 
@@ -780,6 +848,131 @@ impl Mapping<'_> {
                 )),
             })
         }
+    }
+
+    fn claim(&self, c: &model::Claim) -> Result<Step, FhirError> {
+        let submit = match c.status.as_deref() {
+            Some("active") => true,
+            Some("draft") => false,
+            Some(_) => {
+                return Err(FhirError::value(
+                    "Claim.status",
+                    "careflow takes active (create and submit) or draft (create) claims",
+                ));
+            }
+            None => return Err(FhirError::missing("Claim.status", "a status is required")),
+        };
+        let claim_id = c
+            .identifier
+            .first()
+            .and_then(|i| i.value.clone())
+            .or_else(|| c.id.clone())
+            .ok_or_else(|| {
+                FhirError::missing(
+                    "Claim.identifier",
+                    "a claim id (identifier or id) is required",
+                )
+            })?;
+        let claim_id = checked_id("Claim.identifier", "claim", claim_id)?;
+        let account_id = self.patient_mrn("Claim.patient", c.patient.as_ref())?;
+        let payer_id = self.organisation(c.insurer.as_ref()).ok_or_else(|| {
+            FhirError::missing("Claim.insurer", "the payer (an Organization) is required")
+        })?;
+        let payer_id = checked_id("Claim.insurer", "payer", payer_id)?;
+        if c.item.is_empty() {
+            return Err(FhirError::missing(
+                "Claim.item",
+                "a claim bills at least one item",
+            ));
+        }
+        let mut encounter_id = None;
+        let mut currency = None;
+        let mut lines = Vec::with_capacity(c.item.len());
+        for (i, item) in c.item.iter().enumerate() {
+            let sequence = item
+                .sequence
+                .unwrap_or(u32::try_from(i + 1).unwrap_or(u32::MAX));
+            if encounter_id.is_none() && !item.encounter.is_empty() {
+                encounter_id = Some(self.reference_id(
+                    "Claim.item.encounter",
+                    "Encounter",
+                    "encounter",
+                    item.encounter.first(),
+                )?);
+            }
+            let code = item
+                .product_or_service
+                .as_ref()
+                .and_then(CodeableConcept::first_code)
+                .ok_or_else(|| {
+                    FhirError::missing(
+                        "Claim.item.productOrService.coding.code",
+                        "each item needs a code",
+                    )
+                })?
+                .to_owned();
+            let quantity = match &item.quantity {
+                Some(q) => whole_quantity("Claim.item.quantity.value", q)?,
+                None => 1,
+            };
+            let price = item.unit_price.as_ref().ok_or_else(|| {
+                FhirError::missing("Claim.item.unitPrice", "each item needs its unit price")
+            })?;
+            let (unit_price, line_currency) = money("Claim.item.unitPrice", price)?;
+            if let Some(net) = &item.net {
+                let (net, _) = money("Claim.item.net", net)?;
+                if unit_price.checked_mul(quantity) != Some(net) {
+                    return Err(FhirError::value(
+                        "Claim.item.net",
+                        "net is not quantity times unitPrice",
+                    ));
+                }
+            }
+            if currency.is_some_and(|c| c != line_currency) {
+                return Err(FhirError::value(
+                    "Claim.item.unitPrice.currency",
+                    "every item of a claim is in one currency",
+                ));
+            }
+            currency = Some(line_currency);
+            let charge_id = item
+                .extension
+                .iter()
+                .find(|x| x.url == CLAIM_CHARGE_EXTENSION)
+                .and_then(|x| x.value_string.clone())
+                .unwrap_or_else(|| format!("{claim_id}.{sequence}"));
+            let charge_id = checked_id("Claim.item.extension", "charge", charge_id)?;
+            lines.push(claim::ClaimLine {
+                charge_id,
+                code,
+                quantity,
+                unit_price,
+            });
+        }
+        let encounter_id = encounter_id.ok_or_else(|| {
+            FhirError::missing(
+                "Claim.item.encounter",
+                "the visit billed (an Encounter reference on an item) is required",
+            )
+        })?;
+        let mut commands = vec![AnyCommand::Claim(claim::Command::CreateClaim(
+            claim::CreateClaim {
+                account_id,
+                encounter_id,
+                payer_id,
+                lines,
+                currency: currency.unwrap_or_default(),
+            },
+        ))];
+        if submit {
+            commands.push(AnyCommand::Claim(claim::Command::SubmitClaim(
+                claim::SubmitClaim {},
+            )));
+        }
+        Ok(Step::Commands {
+            id: claim_id,
+            commands,
+        })
     }
 
     fn eligibility(&self, r: &model::CoverageEligibilityResponse) -> Result<Step, FhirError> {

@@ -11,6 +11,8 @@
 //! - [`bundle`]: a transaction Bundle as one unit: every entry decided in order against the
 //!   aggregates' current state with their pure `decide`/`evolve`, then appended with one
 //!   atomic `EventStore::append_all` (one bad entry: nothing appended);
+//! - the ClaimResponse reading is the payer contract's (`outbound::payer::claim`), shared with
+//!   the answers to `$submit`, so a remittance means the same however it arrives;
 //! - [`render`]: state out as FHIR (`Patient`, `Encounter`), the `CapabilityStatement`, and the
 //!   `OperationOutcome`s of answers.
 //!
@@ -67,6 +69,18 @@ pub enum Step {
     Encounter {
         visit: String,
         change: EncounterChange,
+    },
+    /// Several commands, in order, to the instance `id` of their aggregate (a Claim with
+    /// status `active`: `CreateClaim` then `SubmitClaim`).
+    Commands {
+        id: String,
+        commands: Vec<AnyCommand>,
+    },
+    /// A ClaimResponse: `RecordClaimResponse` on `claim-{claim_id}`, read against the claim's
+    /// lines; a claim that does not exist is a 404 and nothing is appended.
+    ClaimResponse {
+        claim_id: String,
+        response: serde_json::Value,
     },
 }
 

@@ -126,6 +126,45 @@ pub struct Extension {
     pub url: String,
     #[serde(default)]
     pub value_reference: Option<Reference>,
+    #[serde(default)]
+    pub value_string: Option<String>,
+}
+
+/// `Claim.item`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimItem {
+    #[serde(default)]
+    pub sequence: Option<u32>,
+    #[serde(default)]
+    pub product_or_service: Option<CodeableConcept>,
+    #[serde(default)]
+    pub quantity: Option<Quantity>,
+    #[serde(default)]
+    pub unit_price: Option<Money>,
+    #[serde(default)]
+    pub net: Option<Money>,
+    #[serde(default)]
+    pub encounter: Vec<Reference>,
+    #[serde(default)]
+    pub extension: Vec<Extension>,
+}
+
+/// `Claim` (from an upstream billing system).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Claim {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub identifier: Vec<Identifier>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub patient: Option<Reference>,
+    #[serde(default)]
+    pub insurer: Option<Reference>,
+    #[serde(default)]
+    pub item: Vec<ClaimItem>,
 }
 
 /// `Patient`.

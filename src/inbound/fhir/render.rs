@@ -131,6 +131,14 @@ pub fn capability_statement(software_version: &str) -> Value {
             "CoverageEligibilityResponse",
             "create: RecordEligibility (insurance[0].inforce)",
         ),
+        (
+            "Claim",
+            "create: CreateClaim, and SubmitClaim when status is active",
+        ),
+        (
+            "ClaimResponse",
+            "create: RecordClaimResponse on the claim request.identifier names (payment, adjudication, error)",
+        ),
     ] {
         resources.push(create(kind, doc));
     }

@@ -66,6 +66,8 @@ pub fn register(cfg: &mut web::ServiceConfig) {
                 only("/CoverageEligibilityResponse", "POST")
                     .route(web::post().to(create_eligibility_response)),
             )
+            .service(only("/Claim", "POST").route(web::post().to(create_claim)))
+            .service(only("/ClaimResponse", "POST").route(web::post().to(create_claim_response)))
             .default_service(web::to(unknown)),
     );
 }
@@ -271,6 +273,19 @@ create_route!(
     "/fhir/r4/CoverageEligibilityResponse",
     "CoverageEligibilityResponse",
     "A CoverageEligibilityResponse: RecordEligibility."
+);
+
+create_route!(
+    create_claim,
+    "/fhir/r4/Claim",
+    "Claim",
+    "A Claim from an upstream billing system: CreateClaim, then SubmitClaim when its status is active."
+);
+create_route!(
+    create_claim_response,
+    "/fhir/r4/ClaimResponse",
+    "ClaimResponse",
+    "A ClaimResponse (a payer's adjudication): RecordClaimResponse on the claim `request` names; 404 when careflow holds no such claim."
 );
 
 /// Updates (or creates) a Patient: UpdateDemographics, RegisterPatient when new.

@@ -73,6 +73,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/fhir/r4/SupplyDelivery"),
     ("post", "/fhir/r4/CoverageEligibilityResponse"),
     ("get", "/v1/billing/reconciliation"),
+    ("get", "/v1/billing/claims"),
+    ("get", "/v1/billing/denials"),
+    ("post", "/fhir/r4/Claim"),
+    ("post", "/fhir/r4/ClaimResponse"),
 ];
 
 macro_rules! resource {
@@ -332,6 +336,10 @@ impl Modify for BearerAuth {
         crate::inbound::http::fhir::create_supply_delivery,
         crate::inbound::http::fhir::create_eligibility_response,
         crate::inbound::http::projections::billing_reconciliation,
+        crate::inbound::http::projections::billing_claims,
+        crate::inbound::http::projections::billing_denials,
+        crate::inbound::http::fhir::create_claim,
+        crate::inbound::http::fhir::create_claim_response,
     ),
     components(schemas(
         Problem,
@@ -347,6 +355,7 @@ impl Modify for BearerAuth {
         crate::inbound::http::projections::ReconciliationView,
         crate::inbound::http::projections::ReconciliationItem,
         crate::inbound::http::projections::ProjectionView,
+        crate::inbound::http::projections::ClaimsView,
         crate::inbound::http::process_managers::ProcessManagersView,
         crate::inbound::http::process_managers::ProcessManagerView,
         crate::inbound::http::dead_letters::DeadLettersView,

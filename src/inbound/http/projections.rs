@@ -17,6 +17,7 @@ use careflow_projections::billing::{
     self, AccountRow, AdjustmentRow, AgingReport, ChargeRow, ClaimLine, InvoiceReconciliation,
     PaymentRow,
 };
+use careflow_projections::claims::{self as claim_view, ClaimAgingReport, ClaimRow};
 use careflow_projections::{ViewStore, decode_row, load, load_prefix, load_range};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -205,11 +206,23 @@ pub struct AgingQuery {
     pub min_position: Option<u64>,
 }
 
-/// Accounts receivable by age: 0–30, 31–60, 61–90, 91–120 and over 120 days.
+/// What `GET /v1/billing/aging` answers: the accounts' A/R, and the claims outstanding with
+/// each payer.
+#[derive(Debug, Serialize)]
+struct AgingView {
+    #[serde(flatten)]
+    accounts: AgingReport,
+    /// Outstanding claims (`submitted` or `denied`) per payer, aged from their first
+    /// submission (the claims view).
+    claims: ClaimAgingReport,
+}
+
+/// Accounts receivable by age: 0–30, 31–60, 61–90, 91–120 and over 120 days; and the claims
+/// outstanding with each payer by days since their first submission (`claims`).
 #[utoipa::path(get, path = "/v1/billing/aging", tag = "billing",
     params(AgingQuery),
     responses(
-        (status = 200, description = "A/R aging per account and totals per currency", body = Object),
+        (status = 200, description = "A/R aging per account and totals per currency; claims per payer under `claims`", body = Object),
         (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "View not caught up, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
     ),
@@ -223,14 +236,133 @@ pub async fn billing_aging(
     let as_of = query
         .as_of
         .unwrap_or_else(|| app.clock().now().date_naive());
-    let (report, position): (AgingReport, u64) = read_view(
+    let (accounts, position): (AgingReport, u64) = read_view(
         projections(&app)?,
         "billing",
         query.min_position,
         move |store| Ok(billing::aging(store, as_of)?),
     )
     .await?;
-    Ok(answer(&report, position))
+    let (claims, _) = read_view(
+        projections(&app)?,
+        "claims",
+        query.min_position,
+        move |store| Ok(claim_view::claim_aging(store, as_of)?),
+    )
+    .await?;
+    Ok(answer(&AgingView { accounts, claims }, position))
+}
+
+/// `?status=&payer=&min_position=` of `GET /v1/billing/claims`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsQuery {
+    /// Only claims of this status: draft, submitted, paid, partially_paid, denied or void.
+    pub status: Option<String>,
+    /// Only claims to this payer.
+    pub payer: Option<String>,
+    pub min_position: Option<u64>,
+}
+
+/// A list of claims from the claims view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimsView {
+    /// Each claim: `claim_id`, `account_id`, `encounter_id`, `payer_id`, `status`, `currency`,
+    /// `total`, `paid`, `adjusted`, `patient_balance` (string decimals), `submissions`,
+    /// `first_submitted_at`, `submitted_at`, `adjudicated_at`, `denial_reason`, `reference`,
+    /// `void_reason`.
+    #[schema(value_type = Vec<Object>)]
+    pub claims: Vec<ClaimRow>,
+    /// Whether more than [`MAX_ROWS`] matched (the first by claim id are shown).
+    pub truncated: bool,
+}
+
+impl ClaimsView {
+    fn of(mut claims: Vec<ClaimRow>) -> Self {
+        let truncated = claims.len() > MAX_ROWS;
+        claims.truncate(MAX_ROWS);
+        Self { claims, truncated }
+    }
+}
+
+const CLAIM_STATUSES: &[&str] = &[
+    "draft",
+    "submitted",
+    "paid",
+    "partially_paid",
+    "denied",
+    "void",
+];
+
+/// Claims with their status, payer and money, by claim id; `?status=` and `?payer=` filter.
+#[utoipa::path(get, path = "/v1/billing/claims", tag = "billing",
+    params(ClaimsQuery),
+    responses(
+        (status = 200, description = "Claims; header X-Careflow-Position", body = ClaimsView),
+        (status = 400, description = "A status that is not a claim status, or a payer id that breaks the id rule", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn billing_claims(
+    caller: Caller,
+    query: web::Query<ClaimsQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Right::ReadBilling)?;
+    let ClaimsQuery {
+        status,
+        payer,
+        min_position,
+    } = query.into_inner();
+    if let Some(status) = &status
+        && !CLAIM_STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "status is not a claim status",
+            format!("{status:?} is not a claim status"),
+            "use draft, submitted, paid, partially_paid, denied or void",
+        ));
+    }
+    if let Some(payer) = &payer {
+        valid_id("payer", payer)?;
+    }
+    let (rows, position) = read_view(projections(&app)?, "claims", min_position, move |store| {
+        Ok(claim_view::claims(
+            store,
+            status.as_deref(),
+            payer.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok(answer(&ClaimsView::of(rows), position))
+}
+
+/// The denial work queue: denied claims not yet resubmitted or voided, with the payer's
+/// reason, oldest denial first.
+#[utoipa::path(get, path = "/v1/billing/denials", tag = "billing",
+    params(PositionQuery),
+    responses(
+        (status = 200, description = "Open denials; header X-Careflow-Position", body = ClaimsView),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn billing_denials(
+    caller: Caller,
+    query: web::Query<PositionQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Right::ReadBilling)?;
+    let (rows, position) = read_view(
+        projections(&app)?,
+        "claims",
+        query.min_position,
+        move |store| Ok(claim_view::denials(store)?),
+    )
+    .await?;
+    Ok(answer(&ClaimsView::of(rows), position))
 }
 
 /// An encounter's claim: its lines and what Odoo acknowledged.
@@ -688,7 +820,7 @@ pub struct RebuildAccepted {
 
 /// Rebuilds a projection from position 0 into a shadow copy, then swaps it in atomically.
 #[utoipa::path(post, path = "/v1/projections/{name}/rebuild", tag = "projections",
-    params(("name" = String, Path, description = "billing, analytics or audit")),
+    params(("name" = String, Path, description = "billing, analytics, audit or claims")),
     responses(
         (status = 202, description = "Rebuild asked for; its owner starts it within a second", body = RebuildAccepted),
         (status = 403, description = "Role lacks the right (admin)", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -732,7 +864,9 @@ pub fn register(cfg: &mut web::ServiceConfig) {
         .service(post_only("/v1/projections/{name}/rebuild").route(web::post().to(rebuild)))
         .service(
             get_only("/v1/billing/reconciliation").route(web::get().to(billing_reconciliation)),
-        );
+        )
+        .service(get_only("/v1/billing/claims").route(web::get().to(billing_claims)))
+        .service(get_only("/v1/billing/denials").route(web::get().to(billing_denials)));
 }
 
 /// One invoice careflow billed that Odoo has not acknowledged as billed.

@@ -21,7 +21,14 @@
 //!
 //! This module makes calls and reports; turning the answer into `RecordEligibility`, and
 //! giving up at the deadline, belong to the eligibility policy and its runner.
+//!
+//! Claims go through the same client ([`PayerClient::submit_claim`]: one HTTP client, one
+//! breaker, the same timeout and retries) to `POST {payer_url}/Claim/$submit` ([`claim`]).
+//! A 2xx answer is a ClaimResponse ([`ClaimAnswer`]); a 4xx is the payer refusing the claim,
+//! recorded as a denial with the OperationOutcome's summary as the reason; 408, 429 and 5xx
+//! are failures to retry, as for eligibility.
 
+pub mod claim;
 pub mod fhir;
 
 use std::sync::Arc;
@@ -30,7 +37,10 @@ use std::time::Duration;
 use rand::Rng;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
-use careflow_aggregates::policies::{EligibilityAnswer, EligibilityCheck};
+use careflow_aggregates::claim::{ClaimOutcome, RecordClaimResponse};
+use careflow_aggregates::policies::{ClaimSubmission, EligibilityAnswer, EligibilityCheck};
+
+pub use claim::ClaimAnswer;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -211,6 +221,8 @@ impl PayerError {
 pub struct PayerClient {
     http: reqwest::Client,
     endpoint: reqwest::Url,
+    /// `{payer_url}/Claim/$submit`.
+    claim_endpoint: reqwest::Url,
     settings: PayerSettings,
     breaker: Arc<CircuitBreaker>,
     /// Dates each request (`created`).
@@ -247,6 +259,11 @@ impl PayerClient {
             base.as_str().trim_end_matches('/')
         ))
         .map_err(|_| PayerError::InvalidUrl)?;
+        let claim_endpoint = reqwest::Url::parse(&format!(
+            "{}/Claim/$submit",
+            base.as_str().trim_end_matches('/')
+        ))
+        .map_err(|_| PayerError::InvalidUrl)?;
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -255,6 +272,7 @@ impl PayerClient {
         Ok(Self {
             http,
             endpoint,
+            claim_endpoint,
             settings,
             breaker,
             clock: Clock::system(),
@@ -283,12 +301,36 @@ impl PayerClient {
     /// The last attempt's [`PayerError`].
     #[tracing::instrument(skip_all, fields(account_id = %check.account_id))]
     pub async fn check(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
+        self.retried(|| self.check_once(check)).await
+    }
+
+    /// Sends a claim to the payer (`POST {payer_url}/Claim/$submit`), retrying failures as
+    /// [`PayerClient::check`] does. `member_id` is read from the account by the caller.
+    ///
+    /// # Errors
+    /// The last attempt's [`PayerError`].
+    #[tracing::instrument(skip_all, fields(claim_id = %submission.claim_id))]
+    pub async fn submit_claim(
+        &self,
+        submission: &ClaimSubmission,
+        member_id: Option<&str>,
+    ) -> Result<ClaimAnswer, PayerError> {
+        self.retried(|| self.submit_claim_once(submission, member_id))
+            .await
+    }
+
+    /// Runs `once` until it succeeds, fails for good, or `attempts` are spent.
+    async fn retried<T, F, Fut>(&self, mut once: F) -> Result<T, PayerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PayerError>>,
+    {
         let mut attempt = 1;
         loop {
-            match self.check_once(check).await {
+            match once().await {
                 Err(error) if error.is_retryable() && attempt < self.settings.attempts => {
                     let wait = self.settings.backoff(attempt);
-                    tracing::debug!(%error, attempt, ?wait, "payer check failed; retrying");
+                    tracing::debug!(%error, attempt, ?wait, "payer call failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -297,15 +339,16 @@ impl PayerClient {
         }
     }
 
-    /// One attempt, through the breaker.
-    ///
-    /// # Errors
-    /// [`PayerError`]; see the module documentation for how each answer is classed.
-    pub async fn check_once(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
+    /// One call through the breaker, counted in `careflow_payer_requests_total`.
+    async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, PayerError>>,
+        outcome: impl Fn(&T) -> &'static str,
+    ) -> Result<T, PayerError> {
         let result = match self.breaker.try_acquire() {
             Err(open) => Err(PayerError::from(open)),
             Ok(permit) => {
-                let result = self.send(check).await;
+                let result = call.await;
                 match &result {
                     Ok(_) => permit.succeeded(),
                     Err(_) => permit.failed(),
@@ -314,14 +357,88 @@ impl PayerClient {
             }
         };
         metrics::payer_request(match &result {
-            Ok(answer) => answer.outcome(),
+            Ok(answer) => outcome(answer),
             Err(error) => error.outcome(),
         });
         result
     }
 
-    async fn send(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
-        let body = fhir::eligibility_request(check, self.clock.now()).to_string();
+    /// One attempt, through the breaker.
+    ///
+    /// # Errors
+    /// [`PayerError`]; see the module documentation for how each answer is classed.
+    pub async fn check_once(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
+        self.guarded(self.send(check), Eligibility::outcome).await
+    }
+
+    /// One claim submission, through the breaker.
+    ///
+    /// # Errors
+    /// [`PayerError`]: a 2xx that is not a readable ClaimResponse is
+    /// [`PayerError::MalformedAnswer`].
+    pub async fn submit_claim_once(
+        &self,
+        submission: &ClaimSubmission,
+        member_id: Option<&str>,
+    ) -> Result<ClaimAnswer, PayerError> {
+        let body = claim::claim_request(submission, member_id, self.clock.now()).to_string();
+        let call = self.send_claim(submission, body);
+        self.guarded(call, |answer| match answer {
+            ClaimAnswer::Queued { .. } => "claim_queued",
+            ClaimAnswer::Adjudicated(_) => "claim_adjudicated",
+        })
+        .await
+    }
+
+    async fn send_claim(
+        &self,
+        submission: &ClaimSubmission,
+        body: String,
+    ) -> Result<ClaimAnswer, PayerError> {
+        let (status, bytes) = self.post(&self.claim_endpoint, body).await?;
+        match status {
+            200..=299 => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|_| PayerError::MalformedAnswer {
+                        detail: "the answer is not JSON",
+                    })?;
+                let fallback = format!("urn:uuid:{}", submission.record_command_id);
+                claim::read_claim_response(&value, &submission.lines, Some(&fallback)).map_err(
+                    |error| PayerError::MalformedAnswer {
+                        detail: match error {
+                            claim::ClaimResponseError::NotClaimResponse => {
+                                "the answer is not a ClaimResponse"
+                            }
+                            claim::ClaimResponseError::Missing { detail, .. }
+                            | claim::ClaimResponseError::Invalid { detail, .. } => detail,
+                        },
+                    },
+                )
+            }
+            400..=499 => {
+                let Eligibility::Denied { summary, .. } = fhir::denial(status, &bytes) else {
+                    unreachable!("fhir::denial always answers Denied")
+                };
+                Ok(ClaimAnswer::Adjudicated(RecordClaimResponse {
+                    outcome: ClaimOutcome::Denied,
+                    paid_amount: careflow_aggregates::Cents::ZERO,
+                    adjustments: Vec::new(),
+                    denial_reason: Some(format!("the payer refused the claim: {summary}")),
+                    reference: format!("urn:uuid:{}", submission.record_command_id),
+                }))
+            }
+            _ => Err(PayerError::MalformedAnswer {
+                detail: "the answer is neither 2xx, 4xx nor 5xx",
+            }),
+        }
+    }
+
+    /// POSTs FHIR JSON to `endpoint`: the status and body of a non-retryable answer.
+    async fn post(
+        &self,
+        endpoint: &reqwest::Url,
+        body: String,
+    ) -> Result<(u16, bytes::Bytes), PayerError> {
         let transport = |error: reqwest::Error| {
             if error.is_timeout() {
                 PayerError::Timeout(self.settings.timeout)
@@ -331,7 +448,7 @@ impl PayerClient {
         };
         let response = self
             .http
-            .post(self.endpoint.clone())
+            .post(endpoint.clone())
             .header(CONTENT_TYPE, fhir::FHIR_JSON)
             .header(ACCEPT, fhir::FHIR_JSON)
             .body(body)
@@ -343,6 +460,12 @@ impl PayerClient {
             return Err(PayerError::Unavailable { status });
         }
         let bytes = response.bytes().await.map_err(transport)?;
+        Ok((status, bytes))
+    }
+
+    async fn send(&self, check: &EligibilityCheck) -> Result<Eligibility, PayerError> {
+        let body = fhir::eligibility_request(check, self.clock.now()).to_string();
+        let (status, bytes) = self.post(&self.endpoint, body).await?;
         match status {
             200..=299 => fhir::parse_response(&bytes),
             400..=499 => Ok(fhir::denial(status, &bytes)),
@@ -392,6 +515,10 @@ mod tests {
         assert_eq!(
             client.endpoint.as_str(),
             "http://payer.example/fhir/CoverageEligibilityRequest"
+        );
+        assert_eq!(
+            client.claim_endpoint.as_str(),
+            "http://payer.example/fhir/Claim/$submit"
         );
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use careflow_aggregates::policies::ProcessManager;
 use careflow_aggregates::policies::approval_deadline::{ApprovalDeadline, ApprovalSettings};
 use careflow_aggregates::policies::charges::Charges;
-use careflow_aggregates::policies::claims::Claims;
+use careflow_aggregates::policies::claims::{Claims, ClaimsSettings};
 use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySettings};
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
@@ -222,7 +222,7 @@ impl ProcessManagers {
             }));
             tasks.push(RunnerThread::start(Claims::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[5]));
-                move || runner::run::<Claims>(deps, handle, ())
+                move || runner::run::<Claims>(deps, handle, ClaimsSettings::default())
             }));
         }
         Arc::new(Self {

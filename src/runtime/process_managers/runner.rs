@@ -12,7 +12,9 @@
 //!
 //! A payer check still in flight holds the checkpoint back to just before its registration
 //! (a low-water mark): after a crash the registration is redelivered and the check asked
-//! again, unless its `RecordEligibility` is already stored.
+//! again, unless its `RecordEligibility` is already stored. A claim submission to the payer
+//! (the claims policy's [`ClaimSubmission`]) is a payer call of the same kind: held back the
+//! same way, skipped once its `RecordClaimResponse` is stored or the claim has moved on.
 //!
 //! Failures: a command the aggregate refuses (409/422) is logged with its ids, counted, and
 //! not retried (it would be refused again); a store that is unavailable, or a version
@@ -30,13 +32,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use careflow_aggregates::claim::ClaimStatus;
 use careflow_aggregates::personal::PERSONAL_FIELD;
 use careflow_aggregates::policies::timer::timer_stream;
 use careflow_aggregates::policies::{
-    EligibilityCheck, PRINCIPAL_PREFIX, ProcessManager, Reaction, TimerEvent, Timers, Trigger,
-    TriggerEvent, eligibility,
+    ClaimSubmission, EligibilityCheck, PRINCIPAL_PREFIX, ProcessManager, Reaction, TimerEvent,
+    Timers, Trigger, TriggerEvent, claims, eligibility,
 };
-use careflow_aggregates::{AddressedCommand, PatientAccount, RecordedEvent, StreamId};
+use careflow_aggregates::{AddressedCommand, Claim, PatientAccount, RecordedEvent, StreamId};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -47,7 +50,7 @@ use crate::clock::Clock;
 use crate::operations::dead_letters::{DeadLetterStatus, DeadLetters, NewDeadLetter};
 use crate::operations::metrics;
 use crate::operations::personal_data::EncryptingStore;
-use crate::outbound::payer::{PayerClient, PayerError};
+use crate::outbound::payer::{ClaimAnswer, PayerClient, PayerError};
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 use crate::runtime::consumers::checkpoint::{Checkpoint, CheckpointStore, Lease};
 use crate::runtime::consumers::{Backoff, Consumer, Exit, Resume, Supervisor, wait};
@@ -254,7 +257,7 @@ async fn own<P: ProcessManager>(
             Err(error) => return Exit::Failed(error.to_string()),
         };
         let mut outbox: Vec<(AddressedCommand, Origin)> = Vec::new();
-        let mut asked: Vec<(EligibilityCheck, Origin, u64)> = Vec::new();
+        let mut asked: Vec<(PayerCall, Origin, u64)> = Vec::new();
         for recorded in &events {
             if !P::STREAM_KINDS.contains(&recorded.stream_id.kind()) {
                 continue;
@@ -666,13 +669,20 @@ async fn open_personal<P: ProcessManager>(
     Ok(Some(opened))
 }
 
+/// A call to the payer a reaction asked for.
+#[derive(Debug, Clone)]
+enum PayerCall {
+    Eligibility(EligibilityCheck),
+    Claim(ClaimSubmission),
+}
+
 /// Where a reaction's work goes: timers are appended at once; commands and payer checks are
 /// collected for the batch.
 struct Acts<'a> {
     timers: &'a mut Timers,
     timers_stream: &'a StreamId,
     outbox: &'a mut Vec<(AddressedCommand, Origin)>,
-    asked: &'a mut Vec<(EligibilityCheck, Origin, u64)>,
+    asked: &'a mut Vec<(PayerCall, Origin, u64)>,
 }
 
 /// Carries out a policy's reaction to `recorded`: timer cancellations and schedules appended
@@ -728,7 +738,18 @@ async fn carry_out<P: ProcessManager>(
         acts.outbox.push((issued, origin.clone()));
     }
     for check in reaction.eligibility_checks {
-        acts.asked.push((check, origin.clone(), recorded.position));
+        acts.asked.push((
+            PayerCall::Eligibility(check),
+            origin.clone(),
+            recorded.position,
+        ));
+    }
+    for submission in reaction.claim_submissions {
+        acts.asked.push((
+            PayerCall::Claim(submission),
+            origin.clone(),
+            recorded.position,
+        ));
     }
     Ok(())
 }
@@ -916,7 +937,7 @@ async fn dispatch(
     handle: &Arc<RunnerHandle>,
     name: &'static str,
     outbox: Vec<(AddressedCommand, Origin)>,
-    asked: Vec<(EligibilityCheck, Origin, u64)>,
+    asked: Vec<(PayerCall, Origin, u64)>,
     checks: &mut JoinSet<()>,
     in_flight: &InFlight,
 ) -> Result<(), Stopped> {
@@ -955,15 +976,16 @@ fn start_check(
     deps: &Arc<Deps>,
     handle: &Arc<RunnerHandle>,
     name: &'static str,
-    check: EligibilityCheck,
+    call: PayerCall,
     origin: Origin,
     position: u64,
     in_flight: &InFlight,
 ) {
     let Some(payer) = deps.payer.clone() else {
         // No payer configured: the deadline timer flags the account unless an upstream
-        // system records the eligibility first (docs/process-managers.md).
-        tracing::debug!(process_manager = name, account_id = %check.account_id, "no payer configured; waiting for the deadline");
+        // system records the eligibility first; a claim waits `submitted` for a
+        // ClaimResponse posted by the payer or an upstream system (docs/process-managers.md).
+        tracing::debug!(process_manager = name, "no payer configured; nothing sent");
         return;
     };
     if let Ok(mut map) = in_flight.lock() {
@@ -977,7 +999,14 @@ fn start_check(
     let handle = Arc::clone(handle);
     checks.spawn_local(async move {
         let _guard = guard;
-        run_check(&deps, &handle, name, &payer, &check, &origin).await;
+        match &call {
+            PayerCall::Eligibility(check) => {
+                run_check(&deps, &handle, name, &payer, check, &origin).await;
+            }
+            PayerCall::Claim(submission) => {
+                run_submission(&deps, &handle, name, &payer, submission, &origin).await;
+            }
+        }
     });
 }
 
@@ -1052,6 +1081,113 @@ async fn run_check(
             return;
         }
     }
+}
+
+/// Sends a claim to the payer until it answers or the submission's deadline passes, then
+/// records an adjudicated answer on the claim. Nothing is sent when the answer is already
+/// stored (a redelivery) or the claim is no longer at this submission (answered by a posted
+/// ClaimResponse, resubmitted, voided).
+async fn run_submission(
+    deps: &Deps,
+    handle: &RunnerHandle,
+    name: &'static str,
+    payer: &PayerClient,
+    submission: &ClaimSubmission,
+    origin: &Origin,
+) {
+    let claim_id = submission.claim_id.as_str();
+    let Ok(target) = StreamId::new(<Claim as careflow_aggregates::Aggregate>::KIND, claim_id)
+    else {
+        return;
+    };
+    if let Ok(Some(_)) = deps
+        .store
+        .find_command(&target, submission.record_command_id)
+        .await
+    {
+        return;
+    }
+    let mut delay = deps.config.retry_first;
+    loop {
+        if deps.clock.now() >= submission.give_up_at {
+            tracing::warn!(
+                process_manager = name,
+                claim_id,
+                "claim submission abandoned at its deadline; the claim stays submitted"
+            );
+            return;
+        }
+        match deps.registry.observe::<Claim>(&target).await {
+            Ok(observed)
+                if observed.state.status == Some(ClaimStatus::Submitted)
+                    && observed.state.submissions == submission.submission => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(process_manager = name, claim_id, %error, "claim not readable; retrying");
+            }
+        }
+        let member_id = member_id(deps, &submission.account_id).await;
+        let wait_for = match payer.submit_claim(submission, member_id.as_deref()).await {
+            Ok(ClaimAnswer::Queued { .. }) => {
+                tracing::info!(
+                    process_manager = name,
+                    claim_id,
+                    "claim queued by the payer; its ClaimResponse will be posted"
+                );
+                return;
+            }
+            Ok(ClaimAnswer::Adjudicated(response)) => {
+                match claims::record_response(submission, response) {
+                    Ok(issued) => {
+                        let _ = send(deps, name, &issued, origin, handle).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(process_manager = name, claim_id, %error, "answer cannot be recorded");
+                    }
+                }
+                return;
+            }
+            Err(PayerError::CircuitOpen(open)) => open.retry_in.max(Duration::from_millis(50)),
+            Err(
+                error @ (PayerError::InvalidUrl
+                | PayerError::HttpsUnsupported
+                | PayerError::Client(_)),
+            ) => {
+                tracing::warn!(process_manager = name, claim_id, %error, "payer cannot be called; the claim stays submitted");
+                metrics::process_manager_failure(name, "payer");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(process_manager = name, claim_id, %error, "claim submission failed; retrying");
+                metrics::process_manager_failure(name, "payer");
+                handle.update(|s| s.failures += 1);
+                let this = delay;
+                delay = (delay * 2).min(deps.config.backoff_max);
+                this
+            }
+        };
+        let until_deadline = deps.clock.until(submission.give_up_at);
+        let mut stop = deps.stop.clone();
+        if wait(&mut stop, wait_for.min(until_deadline)).await {
+            return;
+        }
+    }
+}
+
+/// The member id of an account's coverage, read (decrypted) through the actors when a claim
+/// is sent: the policy keeps no personal data. `None` when erased or unreadable.
+async fn member_id(deps: &Deps, account_id: &str) -> Option<String> {
+    let stream = StreamId::new(
+        <PatientAccount as careflow_aggregates::Aggregate>::KIND,
+        account_id,
+    )
+    .ok()?;
+    let observed = deps
+        .registry
+        .observe::<PatientAccount>(&stream)
+        .await
+        .ok()?;
+    observed.state.identity?.member_id
 }
 
 impl RunnerHandle {

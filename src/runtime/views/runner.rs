@@ -46,7 +46,12 @@ pub type SharedProjection = Arc<dyn Projection + Send + Sync>;
 
 /// Every projection this build runs, in a stable order.
 pub fn all_projections() -> Vec<SharedProjection> {
-    vec![Arc::new(Billing), Arc::new(Analytics), Arc::new(Audit)]
+    vec![
+        Arc::new(Billing),
+        Arc::new(Analytics),
+        Arc::new(Audit),
+        Arc::new(careflow_projections::claims::Claims),
+    ]
 }
 
 /// How runners batch and wait.
