@@ -79,6 +79,23 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// A consistent copy of this node's data dir (log, keys, checkpoints, views, idempotency
+    /// records, dead letters, signing keys) taken while it serves, with a manifest of
+    /// SHA-256 sums. On PostgreSQL the database is backed up with pg_dump (docs/operations.md).
+    Backup {
+        /// A new, empty directory for the backup.
+        dir: PathBuf,
+        /// Also copy the generated `master_key` file. Leave it out for backups that leave the
+        /// machine: the master key is kept apart from the data (docs/operations.md).
+        #[arg(long)]
+        with_master_key: bool,
+    },
+    /// Bring a backup back into the configured data dir, which must not hold a node's files.
+    /// Every file is checked against the manifest before anything is written.
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+    },
     /// Move the event store to another backend.
     Store {
         #[command(subcommand)]
@@ -560,6 +577,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             actix_web::rt::System::new().block_on(commands::erase(&config, &mrn, &reason, subject))
         }
+        Command::Backup {
+            dir,
+            with_master_key,
+        } => commands::backup(&config, &dir, with_master_key),
+        Command::Restore { dir } => commands::restore(&config, &dir),
         Command::Store {
             what:
                 StoreCommand::Copy {

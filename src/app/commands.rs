@@ -475,3 +475,56 @@ pub(crate) async fn store_copy(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `careflow backup <dir>`.
+pub(crate) fn backup(
+    config: &Config,
+    dir: &std::path::Path,
+    with_master_key: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest =
+        crate::operations::backup::backup(config, dir, &Clock::system(), with_master_key)
+            .with_context(|| format!("backing up into {}", dir.display()))?;
+    print_manifest("backed up", &manifest);
+    if !with_master_key && crate::operations::personal_data::master_key_path(config).exists() {
+        println!(
+            "not backed up: master_key (keep it apart from the data; a restored node needs it: docs/operations.md)"
+        );
+    }
+    if config.store == StoreKind::Postgres {
+        println!(
+            "the log and the side stores are tables in PostgreSQL: back the database up with pg_dump or point-in-time recovery (docs/operations.md)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `careflow restore <dir>`.
+pub(crate) fn restore(config: &Config, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let manifest = crate::operations::backup::restore(config, dir).with_context(|| {
+        format!(
+            "restoring {} into {}",
+            dir.display(),
+            config.data_dir.display()
+        )
+    })?;
+    print_manifest("restored", &manifest);
+    println!("next: careflow audit verify, then careflow serve");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_manifest(done: &str, manifest: &crate::operations::backup::Manifest) {
+    for file in &manifest.files {
+        println!(
+            "{done} {} ({} bytes, sha256 {})",
+            file.name, file.bytes, file.sha256
+        );
+    }
+    match manifest.head_position {
+        Some(head) => println!(
+            "backup of {} taken {}: the log through position {head}",
+            manifest.store, manifest.created_at
+        ),
+        None => println!("backup of {} taken {}", manifest.store, manifest.created_at),
+    }
+}

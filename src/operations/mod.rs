@@ -1,5 +1,6 @@
 //! Operations: what compliance auditors and operators use.
 //!
+//! - [`backup`]: `careflow backup` and `restore`, a consistent online copy of a data dir;
 //! - [`audit`]: replay, `audit verify` with signed checkpoints, signed exports;
 //! - [`dead_letters`]: what a consumer could not do, for operators to retry or discard;
 //! - [`personal_data`]: per-patient encryption of personal data and erasure;
@@ -8,6 +9,7 @@
 //! - [`store_copy`]: moving a node's log and data to KurrentDB (`careflow store copy`).
 
 pub mod audit;
+pub mod backup;
 pub mod dead_letters;
 pub mod metrics;
 pub mod node_files;

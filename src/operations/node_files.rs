@@ -21,7 +21,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::config::{Config, StoreKind};
 use crate::operations::audit::raw::KURRENT_CHECKPOINTS_FILE;
 use crate::operations::{audit, dead_letters, personal_data};
-use crate::runtime::{consumers::checkpoint, views};
+use crate::runtime::consumers::checkpoint;
+use crate::runtime::views::sqlite::VIEW_FILE_PREFIX;
 use crate::secret_file;
 use crate::store::{idempotency, snapshot};
 
@@ -99,9 +100,9 @@ pub fn backup_order(config: &Config) -> Vec<NodeFile> {
     // On PostgreSQL the side stores and the log are tables in the database (pg_dump's
     // work); only the secrets are files.
     if config.store != StoreKind::Postgres {
+        files.extend(view_files(&config.data_dir).iter().map(|name| sqlite(name)));
         files.extend(
             [
-                views::FILE,
                 checkpoint::FILE,
                 dead_letters::FILE,
                 idempotency::FILE,
@@ -123,6 +124,19 @@ pub fn backup_order(config: &Config) -> Vec<NodeFile> {
         kind: Kind::Secret,
     }));
     files
+}
+
+/// The view files in `dir` (one per projection, `views::sqlite::view_file`), by name.
+fn view_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(VIEW_FILE_PREFIX) && name.ends_with(".db"))
+        .collect();
+    names.sort();
+    names
 }
 
 pub(crate) fn file_name(path: &Path) -> String {

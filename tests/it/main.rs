@@ -3,6 +3,7 @@
 
 mod api;
 mod audit_cli;
+mod backup;
 mod conformance;
 mod consumers;
 mod crash;

@@ -78,7 +78,7 @@ pub(crate) fn not_opened(error: SideStoreError) -> ViewError {
 }
 
 /// The SQLite file beside `careflow.db`.
-pub(crate) const FILE: &str = "views.db";
+const FILE: &str = "views.db";
 
 /// The SQL name of one view table of one generation. Table names come from the projections'
 /// `&'static str` constants (lower-case words and underscores), never from input.

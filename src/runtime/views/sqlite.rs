@@ -459,6 +459,14 @@ impl ViewWriter for SqliteWriter {
     }
 }
 
+/// The file of one projection's views in a data dir.
+pub fn view_file(projection: &str) -> String {
+    format!("{VIEW_FILE_PREFIX}{projection}.db")
+}
+
+/// What every view file's name starts with (`backup` finds them by it).
+pub const VIEW_FILE_PREFIX: &str = "views-";
+
 /// The views of a data dir: one SQLite file per projection, `views-{projection}.db`.
 ///
 /// Why not one file: SQLite empties a connection's page cache whenever another connection has
@@ -506,8 +514,7 @@ impl SqliteViewFiles {
             return Ok(Arc::clone(file));
         }
         let file = Arc::new(
-            SqliteViews::open(self.dir.join(format!("views-{projection}.db")))?
-                .with_clock(self.clock.clone()),
+            SqliteViews::open(self.dir.join(view_file(projection)))?.with_clock(self.clock.clone()),
         );
         files.insert(projection.to_owned(), Arc::clone(&file));
         Ok(file)
