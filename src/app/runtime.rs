@@ -16,6 +16,7 @@ use crate::runtime::actors::{ActorConfig, Registry};
 use crate::runtime::consumers::{Consumers, Health};
 use crate::runtime::process_managers::{ManagerConfig, ProcessManagers};
 use crate::runtime::views::{self, ProjectionSet, RunnerConfig};
+use crate::store::availability::Watched;
 use crate::store::{self, EventStore, FeedConfig, LogFeed, StoreError};
 use crate::store::{idempotency, snapshot};
 
@@ -47,6 +48,8 @@ pub struct Runtime {
     pub feed: Arc<crate::store::LogFeed>,
     /// Every consumer's state (`/readyz`).
     pub health: Arc<crate::runtime::consumers::Health>,
+    /// Whether the event store answers (`/readyz`).
+    pub store_availability: Arc<Watched>,
     /// The one clock and id source every component above was handed (`crate::clock`).
     pub clock: Clock,
 }
@@ -98,7 +101,14 @@ impl Runtime {
 }
 
 async fn open_runtime(config: &Config, clock: &Clock) -> Result<Runtime, OpenFailure> {
-    let stored = store::open(config, clock).await?;
+    // Everything below reaches the store through `Watched`, which remembers when it last
+    // failed for `/readyz`.
+    let mut watched = Watched::new(store::open(config, clock).await?);
+    if config.store != crate::config::StoreKind::Postgres {
+        watched = watched.with_data_dir(config.data_dir.clone());
+    }
+    let watched = Arc::new(watched);
+    let stored: Arc<dyn EventStore> = watched.clone();
     let opened = async {
         let personal = PersonalKeys::open(config, clock).await.map_err(|error| {
             let fatal = matches!(
@@ -234,6 +244,7 @@ async fn open_runtime(config: &Config, clock: &Clock) -> Result<Runtime, OpenFai
         odoo,
         feed,
         health,
+        store_availability: watched,
         clock: clock.clone(),
     })
 }

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 
+pub mod availability;
 pub mod feed;
 pub mod idempotency;
 pub mod internal;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::api::Api;
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::TempDir;
 use crate::tamper::{Site, data_dir};
 

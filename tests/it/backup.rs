@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::api::{Api, assert_log_is_sound};
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, careflow, token};
+use crate::server::{Server, careflow, token};
 use crate::support::{TempDir, eventually, postgres_url, unique_schema};
 
 const ACCOUNTS: usize = 3;

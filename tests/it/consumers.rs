@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::{TempDir, eventually};
 
 const WITHIN: Duration = Duration::from_secs(60);

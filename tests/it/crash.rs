@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, assert_log_is_sound};
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::{TempDir, eventually};
 
 const CLIENTS: usize = 4;

@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::api::Api;
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::{TempDir, drop_schema, postgres_url, unique_schema};
 
 fn failure(key: &str, item: &str) -> NewDeadLetter {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::serve::{Server, token_with_env};
+use crate::server::{Server, token_with_env};
 use crate::support::eventually;
 use crate::tamper::Site;
 
@@ -408,7 +408,7 @@ async fn erasure_on_postgres_leaves_no_personal_data_in_any_table() {
     );
 
     // A node with another master key would read every patient as erased: it refuses to start.
-    let mut other = crate::serve::careflow(&site.dir.path());
+    let mut other = crate::server::careflow(&site.dir.path());
     for (k, v) in &site.env {
         other.env(k, v);
     }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token, token_with_env};
+use crate::server::{Server, token, token_with_env};
 use crate::support::TempDir;
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use careflow_aggregates::RecordedEvent;
 use serde_json::{Value, json};
 
 use crate::api::{Api, Reply, assert_log_is_sound};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::TempDir;
 
 const FHIR_JSON: &str = "application/fhir+json";

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::api::{Api, assert_log_is_sound};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::TempDir;
 
 pub fn register_body(family: &str) -> Value {

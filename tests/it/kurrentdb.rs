@@ -12,7 +12,7 @@ use crate::api::{Api, assert_log_is_sound};
 use crate::fake_payer::FakePayer;
 use crate::fhir::{bundle_entries, patient_entry};
 use crate::journey::charge_body;
-use crate::serve::{Server, careflow, token_with_env};
+use crate::server::{Server, careflow, token_with_env};
 use crate::support::{TempDir, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);

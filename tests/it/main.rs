@@ -26,6 +26,7 @@ mod projections;
 mod revenue;
 mod roles;
 mod serve;
+mod server;
 mod support;
 mod tamper;
 mod views;

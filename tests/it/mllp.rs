@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::api::{Api, assert_log_is_sound};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::{TempDir, eventually};
 
 /// A sample message with its segments joined by `\r`, after text replacements.

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::api::Api;
-use crate::serve::{Server, careflow, token};
+use crate::server::{Server, careflow, token};
 use crate::support::{TempDir, eventually, nats_url};
 
 const WITHIN: Duration = Duration::from_secs(30);

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::{TempDir, eventually};
 
 fn metric(text: &str, name: &str) -> Option<f64> {

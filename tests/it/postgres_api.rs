@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, assert_log_is_sound};
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token_with_env};
+use crate::server::{Server, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
 
 #[tokio::test]

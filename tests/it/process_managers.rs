@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, assert_log_is_sound};
 use crate::fake_payer::FakePayer;
-use crate::serve::{Server, careflow, token_with_env};
+use crate::server::{Server, careflow, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
 
 const WITHIN: Duration = Duration::from_secs(30);

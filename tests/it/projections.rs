@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, Reply};
 use crate::journey::{charge_body, register_body};
-use crate::serve::{Server, token_with_env};
+use crate::server::{Server, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
 
 /// Tokens of the four roles for servers started on `dir` with `env`.
@@ -537,7 +537,7 @@ async fn views_on_postgres_are_exact_rebuild_and_are_run_once_by_two_nodes() {
 
 /// `careflow projections rebuild <name>`, run as a separate process.
 fn cli_rebuild(dir: &Path, name: &str) -> (Option<i32>, String, String) {
-    let output = crate::serve::careflow(dir)
+    let output = crate::server::careflow(dir)
         .args(["projections", "rebuild", name])
         .output()
         .unwrap();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, Reply};
 use crate::fake_payer::{Adjudication, FakePayer};
-use crate::serve::{Server, careflow, token, token_with_env};
+use crate::server::{Server, careflow, token, token_with_env};
 use crate::support::{TempDir, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::journey::register_body;
-use crate::serve::{Server, token};
+use crate::server::{Server, token};
 use crate::support::TempDir;
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::serve::{Server, careflow};
+use crate::server::{Server, careflow};
 use crate::support::{TempDir, drop_schema, postgres_url, unique_schema};
 
 const A: &str = "patient_account-TAMPER-A";
@@ -393,7 +393,7 @@ async fn check_shutdown_checkpoint(site: Site) {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let ehr = crate::serve::token_with_env(&site.dir.path(), &env, "system", "ehr");
+    let ehr = crate::server::token_with_env(&site.dir.path(), &env, "system", "ehr");
     let api = crate::api::Api::new(&server.base);
     api.ok(
         &ehr,

@@ -420,6 +420,28 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.runtime() {
         Some(runtime) => {
+            if let Some(reason) = store_unavailable(runtime).await {
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "dependency_unavailable",
+                    "the event store does not answer",
+                )
+                .detail(format!(
+                    "event_store ({}): {reason}",
+                    runtime.store.backend()
+                ))
+                .hint("commands are answered 503 meanwhile; the server reconnects by itself")
+                .extension(
+                    "dependencies",
+                    json!([{
+                        "name": "event_store",
+                        "backend": runtime.store.backend(),
+                        "error": reason,
+                    }]),
+                )
+                .retry_after(1)
+                .response();
+            }
             let failing = runtime.health.failing();
             if failing.is_empty() {
                 return HttpResponse::Ok().json(json!({
@@ -446,6 +468,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .hint("retry shortly; the server logs say which store it is waiting for")
         .retry_after(1)
         .response(),
+    }
+}
+
+/// Why the event store is not answering, if it is not: its head cannot be read now (on
+/// PostgreSQL and KurrentDB a round trip; bounded, so a hung server makes readyz slow by at
+/// most that), or an append or read failed for want of the store recently
+/// (`store::availability`).
+async fn store_unavailable(runtime: &Runtime) -> Option<String> {
+    const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(PROBE, runtime.store.head_position()).await {
+        Err(_) => Some(format!("no answer within {} s", PROBE.as_secs())),
+        Ok(Err(error)) => Some(error.to_string()),
+        Ok(Ok(_)) => runtime.store_availability.unavailable(),
     }
 }
 
