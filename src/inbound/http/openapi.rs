@@ -547,15 +547,15 @@ fn complete(doc: &mut serde_json::Value) {
                     .iter()
                     .any(|p| p["in"] == "path" || p["in"] == "query")
             });
-        if parameterised && !fhir {
-            if let Some(responses) = operation
+        if parameterised
+            && !fhir
+            && let Some(responses) = operation
                 .get_mut("responses")
                 .and_then(Value::as_object_mut)
-            {
-                responses.entry("400").or_insert_with(|| {
-                    refusal("A path or query parameter is not valid (invalid_path, invalid_query, invalid_id)".into())
-                });
-            }
+        {
+            responses.entry("400").or_insert_with(|| {
+                refusal("A path or query parameter is not valid (invalid_path, invalid_query, invalid_id)".into())
+            });
         }
         let not_an_id = NOT_IDS.contains(&route.path);
         if let Some(parameters) = operation
