@@ -68,6 +68,7 @@ trap cleanup EXIT
 
 # careflow with this run's settings only (no CAREFLOW_* from the caller's shell).
 careflow() {
+    # shellcheck disable=SC2046 # one `-u NAME` pair per variable, split on purpose
     env $(env | awk -F= '/^CAREFLOW_/ {print "-u " $1}') \
         CAREFLOW_DATA_DIR="$work/data" \
         CAREFLOW_LISTEN=127.0.0.1:0 \
