@@ -67,9 +67,11 @@ cleanup() {
 trap cleanup EXIT
 
 # careflow with this run's settings only (no CAREFLOW_* from the caller's shell).
+# `exec`: `careflow serve &` runs this in a subshell, and the pid the cleanup kills must be
+# the server's own, not a shell's that would leave the server running.
 careflow() {
     # shellcheck disable=SC2046 # one `-u NAME` pair per variable, split on purpose
-    env $(env | awk -F= '/^CAREFLOW_/ {print "-u " $1}') \
+    exec env $(env | awk -F= '/^CAREFLOW_/ {print "-u " $1}') \
         CAREFLOW_DATA_DIR="$work/data" \
         CAREFLOW_LISTEN=127.0.0.1:0 \
         CAREFLOW_MLLP_LISTEN=127.0.0.1:0 \
