@@ -15,6 +15,7 @@ mod fake_payer;
 mod fhir;
 mod journey;
 mod kurrentdb;
+mod matrix;
 mod mllp;
 mod odoo;
 mod outbound;

@@ -104,6 +104,148 @@ impl Right {
     }
 }
 
+/// Who may call a route: anyone (no token looked at), or a valid token whose role has the
+/// right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Token(Right),
+}
+
+/// One row of the route table (`openapi::ROUTES`): the guard in the [`super::Caller`]
+/// extractor, the OpenAPI document's security and 401/403 answers, the authorization matrix
+/// in docs/http-api.md and its black-box test all read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Lower case, as OpenAPI writes it.
+    pub method: &'static str,
+    /// The actix pattern, which is the OpenAPI path too.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl Route {
+    pub const fn public(method: &'static str, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Public,
+        }
+    }
+
+    pub const fn token(method: &'static str, path: &'static str, right: Right) -> Self {
+        Self {
+            method,
+            path,
+            access: Access::Token(right),
+        }
+    }
+
+    /// The route of a matched request (its method and actix match pattern).
+    pub fn find(method: &str, pattern: &str) -> Option<&'static Route> {
+        super::openapi::ROUTES
+            .iter()
+            .find(|route| route.path == pattern && route.method.eq_ignore_ascii_case(method))
+    }
+
+    /// What `who` is answered on this route, whatever else the request holds.
+    pub fn answer(&self, who: Principal) -> Answer {
+        match (self.access, who) {
+            (Access::Public, _) => Answer::Served,
+            (Access::Token(right), Principal::Role(role)) if role.allows(right) => Answer::Served,
+            (Access::Token(_), Principal::Role(_)) => Answer::Forbidden,
+            (Access::Token(_), _) => Answer::Unauthorized,
+        }
+    }
+}
+
+/// Who calls, in the authorization matrix: a valid token of each role, or one of the ways a
+/// token fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    Role(Role),
+    /// No `Authorization` header.
+    NoToken,
+    /// Signed with the server's key, `exp` in the past.
+    Expired,
+    /// HS256 with a key that is not the server's.
+    OtherKey,
+    /// `{"alg": "none"}` and no signature.
+    AlgNone,
+}
+
+impl Principal {
+    /// The matrix's columns, in order.
+    pub const ALL: [Principal; 8] = [
+        Principal::Role(Role::System),
+        Principal::Role(Role::Finance),
+        Principal::Role(Role::Auditor),
+        Principal::Role(Role::Admin),
+        Principal::NoToken,
+        Principal::Expired,
+        Principal::OtherKey,
+        Principal::AlgNone,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Principal::Role(role) => role.as_str(),
+            Principal::NoToken => "no token",
+            Principal::Expired => "expired",
+            Principal::OtherKey => "other key",
+            Principal::AlgNone => "alg none",
+        }
+    }
+}
+
+/// A cell of the authorization matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Past the guard: a 2xx, or a 4xx that is not 401/403 (the request's own fault).
+    Served,
+    /// 403 `forbidden`.
+    Forbidden,
+    /// 401 `unauthorized`.
+    Unauthorized,
+}
+
+impl Answer {
+    pub fn cell(self) -> &'static str {
+        match self {
+            Answer::Served => "ok",
+            Answer::Forbidden => "403",
+            Answer::Unauthorized => "401",
+        }
+    }
+}
+
+/// The authorization matrix as a markdown table: every route of `openapi::ROUTES` × every
+/// [`Principal`]. docs/http-api.md holds exactly this text (`tests/it/matrix.rs` compares
+/// it and walks every cell against a real server).
+pub fn authorization_matrix() -> String {
+    let mut out = String::from("| Route |");
+    for who in Principal::ALL {
+        out.push_str(&format!(" {} |", who.label()));
+    }
+    out.push_str("\n|---|");
+    for _ in Principal::ALL {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for route in super::openapi::ROUTES {
+        out.push_str(&format!(
+            "| `{} {}` |",
+            route.method.to_ascii_uppercase(),
+            route.path
+        ));
+        for who in Principal::ALL {
+            out.push_str(&format!(" {} |", route.answer(who).cell()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The claims careflow signs and checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

@@ -10,7 +10,6 @@ use careflow_aggregates::{PatientAccount, Rejection};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::auth::Right;
 use super::commands::path_stream;
 use super::error::ApiError;
 use super::problem::Problem;
@@ -54,7 +53,6 @@ pub async fn erase(
     payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(Right::ErasePersonalData)?;
     let body = super::json::read(&req, payload, super::error::MAX_BODY_BYTES).await?;
     let runtime = app.ready()?;
     let stream = path_stream::<PatientAccount>(&id)?;

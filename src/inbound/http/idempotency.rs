@@ -21,6 +21,12 @@ use crate::store::idempotency::{self, Claim, IdempotencyStore, StoredAnswer};
 /// The request header of idempotent retries.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+/// The longest `Idempotency-Key` accepted, in bytes (each one visible ASCII, `!` to `~`).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The key's rule as a JSON Schema pattern, for the OpenAPI document: visible ASCII only.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
+
 /// How an endpoint gives a recorded answer again.
 pub struct Replay {
     /// The media type of a recorded success body.
@@ -70,7 +76,10 @@ impl<'a> Idempotency<'a> {
             });
         };
         let text = value.to_str().unwrap_or_default();
-        if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        if text.is_empty()
+            || text.len() > MAX_IDEMPOTENCY_KEY_LEN
+            || !text.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(ApiError::bad_request(
                 "invalid_idempotency_key",
                 "idempotency key is not valid",

@@ -49,7 +49,7 @@ pub mod reads;
 pub mod views;
 pub mod webhooks;
 
-use auth::{Right, Role, TokenKeys};
+use auth::{Right, Role, Route, TokenKeys};
 use error::ApiError;
 use problem::{PROBLEM_JSON, Problem};
 use rate_limit::RateLimiter;
@@ -108,7 +108,10 @@ impl AppState {
     }
 }
 
-/// The authenticated caller of a request (extracting it checks the token and the rate limit).
+/// The authenticated caller of a request. Extracting it is the guard of every route that
+/// takes a token: it checks the token, the rate limit and the right the route table
+/// (`openapi::ROUTES`) asks for, so a handler that needs nothing else of the caller still
+/// takes it (as `_caller`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The token's `sub`: the events' `principal`.
@@ -202,10 +205,37 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
             retry_after,
             per_second: state.limiter.per_second(),
         })?;
-    Ok(Caller {
+    let caller = Caller {
         subject: claims.sub,
         role: claims.role,
-    })
+    };
+    // The guard of every route: the right the route table asks for, checked once here, so
+    // the table, the OpenAPI document and the authorization matrix cannot disagree with what
+    // is enforced. A route missing from the table is refused (fail closed).
+    let pattern = req.match_pattern();
+    match pattern
+        .as_deref()
+        .and_then(|pattern| Route::find(req.method().as_str(), pattern))
+    {
+        Some(Route {
+            access: auth::Access::Token(right),
+            ..
+        }) => caller.require(*right)?,
+        Some(Route {
+            access: auth::Access::Public,
+            ..
+        }) => {}
+        None => {
+            return Err(ApiError::Internal {
+                cause: format!(
+                    "{} {} is not in the route table (openapi::ROUTES)",
+                    req.method(),
+                    pattern.as_deref().unwrap_or("(unmatched)")
+                ),
+            });
+        }
+    }
+    Ok(caller)
 }
 
 /// The request's correlation id, as the correlation middleware settled it.
@@ -319,16 +349,11 @@ pub fn bind(
 /// metric label must never be a concrete path, which holds ids).
 fn route_label(method: &str, pattern: Option<&str>) -> &'static str {
     pattern
-        .and_then(|pattern| {
-            openapi::ROUTES
-                .iter()
-                .find(|(m, p)| *p == pattern && m.eq_ignore_ascii_case(method))
-                .map(|(_, p)| *p)
-        })
+        .and_then(|pattern| auth::Route::find(method, pattern).map(|route| route.path))
         .unwrap_or("unmatched")
 }
 
-/// Every route of the service; `openapi::ROUTES` lists the same set for the contract test.
+/// Every route of the service; `openapi::ROUTES` lists the same set with each one's right.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_only("/healthz").route(web::get().to(healthz)))
         .service(get_only("/readyz").route(web::get().to(readyz)))

@@ -10,73 +10,111 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::problem::Problem;
+use careflow_aggregates::stream_id::MAX_ID_LEN;
+
+use super::auth::{Access, Right, Route};
+use super::error::ApiError;
+use super::idempotency::{IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY_PATTERN, MAX_IDEMPOTENCY_KEY_LEN};
+use super::problem::{PROBLEM_JSON, Problem};
 use super::views::{
     AdjustmentView, ChargeView, ClaimLineView, CommandAnswer, CoverageView, EligibilityView,
     EncounterView, EventsPage, HistoryPage, InsuranceClaimView, InventoryItemView, NameView,
     OrderLineView, PatientAccountView, PaymentView, PersonalView, ProcedureView, PurchaseView,
     RemittanceAdjustmentView, RosterView, ShiftView, SupplyView, VendorBillView,
 };
+use crate::inbound::fhir::render::FHIR_JSON;
 
-/// Every route the server answers, as (method, path template).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/openapi.json"),
-    ("get", "/v1/events"),
-    ("get", "/v1/audit/verify"),
-    ("post", "/v1/patient-accounts/{id}/commands"),
-    ("get", "/v1/patient-accounts/{id}"),
-    ("get", "/v1/patient-accounts/{id}/history"),
-    ("post", "/v1/patient-accounts/{id}/erase"),
-    ("post", "/v1/encounters/{id}/commands"),
-    ("get", "/v1/encounters/{id}"),
-    ("get", "/v1/encounters/{id}/history"),
-    ("post", "/v1/inventory-items/{id}/commands"),
-    ("get", "/v1/inventory-items/{id}"),
-    ("get", "/v1/inventory-items/{id}/history"),
-    ("post", "/v1/purchases/{id}/commands"),
-    ("get", "/v1/purchases/{id}"),
-    ("get", "/v1/purchases/{id}/history"),
-    ("post", "/v1/claims/{id}/commands"),
-    ("get", "/v1/claims/{id}"),
-    ("get", "/v1/claims/{id}/history"),
-    ("post", "/v1/rosters/{id}/commands"),
-    ("get", "/v1/rosters/{id}"),
-    ("get", "/v1/rosters/{id}/history"),
-    ("get", "/v1/billing/accounts/{mrn}"),
-    ("get", "/v1/billing/aging"),
-    ("get", "/v1/billing/encounters/{visit}/claim"),
-    ("get", "/v1/analytics/daily"),
-    ("get", "/v1/analytics/purchase-cycle"),
-    ("get", "/v1/audit/streams"),
-    ("get", "/v1/audit/access-log"),
-    ("get", "/v1/projections"),
-    ("post", "/v1/projections/{name}/rebuild"),
-    ("get", "/v1/process-managers"),
-    ("post", "/v1/webhooks"),
-    ("get", "/v1/webhooks"),
-    ("delete", "/v1/webhooks/{id}"),
-    ("get", "/v1/dead-letters"),
-    ("post", "/v1/dead-letters/{id}/retry"),
-    ("post", "/v1/dead-letters/{id}/discard"),
-    ("get", "/fhir/r4/metadata"),
-    ("post", "/fhir/r4"),
-    ("post", "/fhir/r4/Patient"),
-    ("put", "/fhir/r4/Patient/{id}"),
-    ("get", "/fhir/r4/Patient/{id}"),
-    ("post", "/fhir/r4/Encounter"),
-    ("get", "/fhir/r4/Encounter/{id}"),
-    ("post", "/fhir/r4/Coverage"),
-    ("post", "/fhir/r4/ChargeItem"),
-    ("post", "/fhir/r4/SupplyDelivery"),
-    ("post", "/fhir/r4/CoverageEligibilityResponse"),
-    ("get", "/v1/billing/reconciliation"),
-    ("get", "/v1/billing/claims"),
-    ("get", "/v1/billing/denials"),
-    ("post", "/fhir/r4/Claim"),
-    ("post", "/fhir/r4/ClaimResponse"),
+/// Every route the server answers, with what it requires: the one route table. The
+/// [`super::Caller`] extractor enforces `access` on the matched route (a route missing here
+/// is refused with a 500), [`document`] derives each operation's security and 401/403
+/// answers from it, and docs/http-api.md's authorization matrix is printed from it
+/// ([`super::auth::authorization_matrix`]).
+pub const ROUTES: &[Route] = &[
+    Route::public("get", "/healthz"),
+    Route::public("get", "/readyz"),
+    Route::public("get", "/metrics"),
+    Route::public("get", "/openapi.json"),
+    Route::token("get", "/v1/events", Right::ReadEvents),
+    Route::token("get", "/v1/audit/verify", Right::ReadAudit),
+    Route::token(
+        "post",
+        "/v1/patient-accounts/{id}/commands",
+        Right::SendCommands,
+    ),
+    Route::token("get", "/v1/patient-accounts/{id}", Right::ReadState),
+    Route::token(
+        "get",
+        "/v1/patient-accounts/{id}/history",
+        Right::ReadHistory,
+    ),
+    Route::token(
+        "post",
+        "/v1/patient-accounts/{id}/erase",
+        Right::ErasePersonalData,
+    ),
+    Route::token("post", "/v1/encounters/{id}/commands", Right::SendCommands),
+    Route::token("get", "/v1/encounters/{id}", Right::ReadState),
+    Route::token("get", "/v1/encounters/{id}/history", Right::ReadHistory),
+    Route::token(
+        "post",
+        "/v1/inventory-items/{id}/commands",
+        Right::SendCommands,
+    ),
+    Route::token("get", "/v1/inventory-items/{id}", Right::ReadState),
+    Route::token(
+        "get",
+        "/v1/inventory-items/{id}/history",
+        Right::ReadHistory,
+    ),
+    Route::token("post", "/v1/purchases/{id}/commands", Right::SendCommands),
+    Route::token("get", "/v1/purchases/{id}", Right::ReadState),
+    Route::token("get", "/v1/purchases/{id}/history", Right::ReadHistory),
+    Route::token("post", "/v1/claims/{id}/commands", Right::SendCommands),
+    Route::token("get", "/v1/claims/{id}", Right::ReadState),
+    Route::token("get", "/v1/claims/{id}/history", Right::ReadHistory),
+    Route::token("post", "/v1/rosters/{id}/commands", Right::SendCommands),
+    Route::token("get", "/v1/rosters/{id}", Right::ReadState),
+    Route::token("get", "/v1/rosters/{id}/history", Right::ReadHistory),
+    Route::token("get", "/v1/billing/accounts/{mrn}", Right::ReadBilling),
+    Route::token("get", "/v1/billing/aging", Right::ReadBilling),
+    Route::token(
+        "get",
+        "/v1/billing/encounters/{visit}/claim",
+        Right::ReadBilling,
+    ),
+    Route::token("get", "/v1/analytics/daily", Right::ReadAnalytics),
+    Route::token("get", "/v1/analytics/purchase-cycle", Right::ReadAnalytics),
+    Route::token("get", "/v1/audit/streams", Right::ReadAudit),
+    Route::token("get", "/v1/audit/access-log", Right::ReadAudit),
+    Route::token("get", "/v1/projections", Right::Rebuild),
+    Route::token("post", "/v1/projections/{name}/rebuild", Right::Rebuild),
+    Route::token("get", "/v1/process-managers", Right::Rebuild),
+    Route::token("post", "/v1/webhooks", Right::ManageWebhooks),
+    Route::token("get", "/v1/webhooks", Right::ManageWebhooks),
+    Route::token("delete", "/v1/webhooks/{id}", Right::ManageWebhooks),
+    Route::token("get", "/v1/dead-letters", Right::DeadLetters),
+    Route::token("post", "/v1/dead-letters/{id}/retry", Right::DeadLetters),
+    Route::token("post", "/v1/dead-letters/{id}/discard", Right::DeadLetters),
+    Route::public("get", "/fhir/r4/metadata"),
+    Route::token("post", "/fhir/r4", Right::SendCommands),
+    Route::token("post", "/fhir/r4/Patient", Right::SendCommands),
+    Route::token("put", "/fhir/r4/Patient/{id}", Right::SendCommands),
+    Route::token("get", "/fhir/r4/Patient/{id}", Right::ReadState),
+    Route::token("post", "/fhir/r4/Encounter", Right::SendCommands),
+    Route::token("get", "/fhir/r4/Encounter/{id}", Right::ReadState),
+    Route::token("post", "/fhir/r4/Coverage", Right::SendCommands),
+    Route::token("post", "/fhir/r4/ChargeItem", Right::SendCommands),
+    Route::token("post", "/fhir/r4/SupplyDelivery", Right::SendCommands),
+    Route::token(
+        "post",
+        "/fhir/r4/CoverageEligibilityResponse",
+        Right::SendCommands,
+    ),
+    Route::token("get", "/v1/billing/reconciliation", Right::ReadBilling),
+    Route::token("get", "/v1/billing/claims", Right::ReadBilling),
+    Route::token("get", "/v1/billing/denials", Right::ReadBilling),
+    Route::token("post", "/fhir/r4/Claim", Right::SendCommands),
+    Route::token("post", "/fhir/r4/ClaimResponse", Right::SendCommands),
 ];
 
 macro_rules! resource {
@@ -400,8 +438,153 @@ pub struct ApiDoc;
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
-pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+pub async fn serve() -> Result<HttpResponse, ApiError> {
+    let doc = document().map_err(|error| ApiError::Internal {
+        cause: format!("the OpenAPI document does not serialise: {error}"),
+    })?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// The id rule of DESIGN.md (1 to [`MAX_ID_LEN`] characters of `[A-Za-z0-9._:-]`, but not
+/// `.` or `..`; `careflow_aggregates::stream_id::validate_id` enforces it) as a JSON Schema
+/// pattern without look-arounds: the first character is not a dot, or the second is not, or
+/// two dots are followed by at least one more character.
+pub fn id_pattern() -> String {
+    let any = "[A-Za-z0-9._:-]";
+    let not_dot = "[A-Za-z0-9_:-]";
+    format!(
+        "^(?:{not_dot}{any}{{0,{}}}|\\.{not_dot}{any}{{0,{}}}|\\.\\.{any}{{1,{}}})$",
+        MAX_ID_LEN - 1,
+        MAX_ID_LEN - 2,
+        MAX_ID_LEN - 2
+    )
+}
+
+/// Path parameters that are not ids under the id rule: a projection's name (one of a fixed
+/// set, else 404), a webhook's id (careflow's UUID, else 404), a dead letter's number.
+const NOT_IDS: &[&str] = &[
+    "/v1/projections/{name}/rebuild",
+    "/v1/webhooks/{id}",
+    "/v1/dead-letters/{id}/retry",
+    "/v1/dead-letters/{id}/discard",
+];
+
+/// The OpenAPI document as served: utoipa's, completed from the sources of truth the
+/// annotations would only repeat. For every route of [`ROUTES`] that takes a token: the
+/// bearer security, and the 401, 403 and 429 answers the guard gives (as problem+json, or as
+/// an OperationOutcome under `/fhir/r4`); for every `/v1` operation with a path or query
+/// parameter, the 400 its extractors give; for every id path parameter, the id rule as
+/// `minLength`/`maxLength`/`pattern`; for every `Idempotency-Key` header, its limits.
+///
+/// # Errors
+/// When the document does not serialise (never, with utoipa's types).
+pub fn document() -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    complete(&mut doc);
+    Ok(doc)
+}
+
+fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let id_schema = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_LEN,
+        "pattern": id_pattern(),
+    });
+    let key_schema = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY_LEN,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+    });
+    for route in ROUTES {
+        let Some(operation) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{}",
+                route.path.replace('~', "~0").replace('/', "~1"),
+                route.method
+            ))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let fhir = route.path.starts_with(super::fhir::BASE);
+        let refusal = |description: String| {
+            if fhir {
+                json!({"description": description, "content": {
+                    FHIR_JSON: {"schema": {"type": "object", "description": "An OperationOutcome"}}}})
+            } else {
+                json!({"description": description, "content": {
+                    PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+            }
+        };
+        match route.access {
+            Access::Token(right) => {
+                operation.insert("security".into(), json!([{"bearer": []}]));
+                let responses = operation
+                    .entry("responses")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut();
+                if let Some(responses) = responses {
+                    responses.entry("401").or_insert_with(|| {
+                        refusal("No bearer token, or one that is expired, not signed with this server's key, or not HS256".into())
+                    });
+                    responses.entry("403").or_insert_with(|| {
+                        refusal(format!(
+                            "The token's role may not {} (roles: {})",
+                            right.describe(),
+                            right.roles().join(", ")
+                        ))
+                    });
+                    responses
+                        .entry("429")
+                        .or_insert_with(|| refusal("Rate limited (Retry-After)".into()));
+                }
+            }
+            Access::Public => {
+                operation.remove("security");
+            }
+        }
+        // The edge's own 400s (`invalid_path`, `invalid_query`, `invalid_id`) can answer any
+        // /v1 operation that takes a path or query parameter.
+        let parameterised = operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|parameters| {
+                parameters
+                    .iter()
+                    .any(|p| p["in"] == "path" || p["in"] == "query")
+            });
+        if parameterised
+            && !fhir
+            && let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+        {
+            responses.entry("400").or_insert_with(|| {
+                refusal("A path or query parameter is not valid (invalid_path, invalid_query, invalid_id)".into())
+            });
+        }
+        let not_an_id = NOT_IDS.contains(&route.path);
+        if let Some(parameters) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        {
+            for parameter in parameters {
+                let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+                let name = parameter["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if place == "path" && !not_an_id {
+                    parameter["schema"] = id_schema.clone();
+                } else if place == "header" && name == IDEMPOTENCY_HEADER {
+                    parameter["schema"] = key_schema.clone();
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -411,7 +594,7 @@ mod tests {
     #[test]
     fn the_document_covers_every_route() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for (method, path) in ROUTES {
+        for Route { method, path, .. } in ROUTES {
             assert!(
                 doc["paths"][path][method].is_object(),
                 "{method} {path} is not documented"
