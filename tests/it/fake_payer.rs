@@ -19,8 +19,9 @@
 //! ClaimResponse with `outcome`, `request.identifier`, per-item `adjudication[]` (categories
 //! `submitted`, `eligible`, `benefit`) and `payment.amount`, or `error[]` for a denial. What
 //! each claim gets is set per claim id with [`FakePayer::adjudicate`] (one [`Adjudication`]
-//! per submission, the last repeating); a claim nobody configured is `queued`. Each Claim
-//! received is kept ([`FakePayer::claims`]).
+//! per submission, the last repeating); a claim nobody configured gets the default
+//! ([`FakePayer::adjudicate_others`]), `queued` unless set. Each Claim received is kept
+//! ([`FakePayer::claims`]).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -56,7 +57,11 @@ pub enum Adjudication {
 struct Shared {
     down: AtomicBool,
     adjudications: Mutex<HashMap<String, Vec<Adjudication>>>,
+    /// What a claim without adjudications of its own gets (`None`: queued).
+    others: Mutex<Option<Adjudication>>,
     claims: Mutex<Vec<Value>>,
+    /// Submissions so far, per claim id.
+    submissions: Mutex<HashMap<String, usize>>,
     requests: AtomicU32,
     per_member: Mutex<HashMap<String, u32>>,
     last: Mutex<Option<(Option<String>, Value)>>,
@@ -119,6 +124,13 @@ impl FakePayer {
             .lock()
             .unwrap()
             .insert(claim_id.to_owned(), answers);
+    }
+
+    /// How every claim not configured with [`FakePayer::adjudicate`] is answered (what
+    /// examples/claims_bench.rs sets; the tests configure each claim).
+    #[allow(dead_code)]
+    pub fn adjudicate_others(&self, answer: Adjudication) {
+        *self.shared.others.lock().unwrap() = Some(answer);
     }
 
     /// Every Claim received, in order.
@@ -259,15 +271,12 @@ async fn adjudicate(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse
     else {
         return outcome(400, "required", "Claim.identifier is required");
     };
+    shared.claims.lock().unwrap().push(claim.clone());
     let submission = {
-        let mut claims = shared.claims.lock().unwrap();
-        claims.push(claim.clone());
-        claims
-            .iter()
-            .filter(|c| {
-                c.pointer("/identifier/0/value").and_then(Value::as_str) == Some(claim_id.as_str())
-            })
-            .count()
+        let mut submissions = shared.submissions.lock().unwrap();
+        let count = submissions.entry(claim_id.clone()).or_insert(0);
+        *count += 1;
+        *count
     };
     let adjudication = shared
         .adjudications
@@ -275,6 +284,7 @@ async fn adjudicate(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse
         .unwrap()
         .get(&claim_id)
         .and_then(|answers| answers.get(submission - 1).or(answers.last()).cloned())
+        .or_else(|| shared.others.lock().unwrap().clone())
         .unwrap_or(Adjudication::Queued);
     let mut response = json!({
         "resourceType": "ClaimResponse",
