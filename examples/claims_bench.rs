@@ -17,9 +17,8 @@
 //! commands of this server) and the rate at which claims reach `paid` in the billing view,
 //! from the first completion sent.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,31 +30,13 @@ mod fake_payer;
 
 use fake_payer::{Adjudication, FakePayer};
 
-struct Server {
-    child: Child,
-    base: String,
-}
+#[path = "shared/careflow.rs"]
+mod shared;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn careflow_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("careflow"))
-        .expect("target dir")
-}
+use shared::careflow;
 
 fn command(dir: &Path, payer: &FakePayer) -> Command {
-    let mut cmd = Command::new(careflow_bin());
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAREFLOW_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = careflow();
     cmd.env("CAREFLOW_DATA_DIR", dir)
         .env("CAREFLOW_LISTEN", "127.0.0.1:0")
         .env("CAREFLOW_MLLP_LISTEN", "127.0.0.1:0")
@@ -73,25 +54,6 @@ fn token(dir: &Path, payer: &FakePayer, role: &str) -> String {
         .expect("careflow token issue");
     assert!(output.status.success());
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn serve(dir: &Path, payer: &FakePayer) -> Server {
-    let mut child = command(dir, payer)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("careflow serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("careflow listening on ")
-        .expect("the listening line")
-        .to_owned();
-    Server { child, base }
 }
 
 struct Client {
@@ -169,22 +131,13 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let system = token(&dir, &payer, "system");
     let finance = token(&dir, &payer, "finance");
-    let server = serve(&dir, &payer);
+    let server = shared::serve(command(&dir, &payer)).await;
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         base: server.base.clone(),
         token: system.clone(),
     });
 
-    while !client
-        .http
-        .get(format!("{}/readyz", client.base))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     eprintln!("preparing {visits} visits (registered, eligible, checked in, two procedures)");
     let prepare = Arc::clone(&client);
     each(visits, connections, move |i| {
@@ -263,9 +216,18 @@ async fn main() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|m| format!("{} lag {} in flight {}", m["name"], m["lag"], m["checks_in_flight"]))
+                .map(|m| {
+                    format!(
+                        "{} lag {} in flight {}",
+                        m["name"], m["lag"], m["checks_in_flight"]
+                    )
+                })
                 .collect();
-            eprintln!("{:.1} s: {count} paid; {}", started.elapsed().as_secs_f64(), lags.join(", "));
+            eprintln!(
+                "{:.1} s: {count} paid; {}",
+                started.elapsed().as_secs_f64(),
+                lags.join(", ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -287,6 +249,6 @@ async fn main() {
         "ratio claims/completions: {:.2}",
         commands.as_secs_f64() / paid.as_secs_f64()
     );
-    drop(server);
+    server.terminate();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,9 +18,8 @@
 //!    that every registration became exactly one partner with one external id.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,33 +32,15 @@ mod fake_odoo;
 
 use fake_odoo::{Down, FakeOdoo};
 
+#[path = "shared/careflow.rs"]
+mod shared;
+
+use shared::{Server, careflow};
+
 const API_KEY: &str = "bench-api-key";
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn careflow_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("careflow"))
-        .expect("target dir")
-}
-
 fn command(dir: &Path, odoo: Option<&FakeOdoo>) -> Command {
-    let mut cmd = Command::new(careflow_bin());
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CAREFLOW_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = careflow();
     cmd.current_dir(dir)
         .env("CAREFLOW_DATA_DIR", dir.join("data"))
         .env("CAREFLOW_LISTEN", "127.0.0.1:0")
@@ -76,37 +57,11 @@ fn command(dir: &Path, odoo: Option<&FakeOdoo>) -> Command {
 }
 
 async fn serve(dir: &Path, odoo: Option<&FakeOdoo>) -> Server {
-    let mut child = command(dir, odoo)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("careflow serve (build it with --release first)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("careflow listening on ")
-        .expect("listening line")
-        .to_owned();
-    let server = Server { child, base };
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(reply) = client.get(format!("{}/readyz", server.base)).send().await
-            && reply.status() == 200
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shared::serve(command(dir, odoo)).await
 }
 
 async fn terminate(server: Server) {
-    let pid = server.child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let mut server = server;
-    let _ = server.child.wait();
+    server.terminate();
 }
 
 fn token(dir: &Path) -> String {

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::api::Api;
-use crate::server::{Server, careflow};
+use crate::server::{Server, careflow, run_to_end};
 use crate::support::{TempDir, eventually};
 use crate::{assert_acknowledged_present_once, one_at_a_time, post_charge, register_body};
 
@@ -109,9 +109,11 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_service_resumes_when_sp
     assert_eq!(ready.status, 503, "{}", ready.text);
     assert!(ready.text.contains("event_store"), "{}", ready.text);
     // What is stored verifies, full disk or not.
-    let (code, output) = run(careflow(&home.path())
-        .env("CAREFLOW_DATA_DIR", &data)
-        .args(["audit", "verify"]));
+    let (code, output) = run_to_end(
+        careflow(&home.path())
+            .env("CAREFLOW_DATA_DIR", &data)
+            .args(["audit", "verify"]),
+    );
     assert_eq!(code, Some(0), "{output}");
 
     // Space again: the same server takes commands, without a restart.
@@ -133,9 +135,11 @@ async fn a_full_disk_answers_503_writes_nothing_half_and_service_resumes_when_sp
     crate::api::assert_log_is_sound(&log);
     assert_acknowledged_present_once(&acknowledged, &log);
     assert!(server.terminate().await.success());
-    let (code, output) = run(careflow(&home.path())
-        .env("CAREFLOW_DATA_DIR", &data)
-        .args(["audit", "verify"]));
+    let (code, output) = run_to_end(
+        careflow(&home.path())
+            .env("CAREFLOW_DATA_DIR", &data)
+            .args(["audit", "verify"]),
+    );
     assert_eq!(code, Some(0), "{output}");
 }
 
@@ -147,16 +151,4 @@ fn token_in(data: &Path, home: &Path, role: &str, subject: &str) -> String {
         .unwrap();
     assert!(output.status.success());
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
-
-fn run(cmd: &mut Command) -> (Option<i32>, String) {
-    let output = cmd.output().unwrap();
-    (
-        output.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
 }

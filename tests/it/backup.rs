@@ -13,22 +13,10 @@ use serde_json::json;
 
 use crate::api::{Api, assert_log_is_sound};
 use crate::journey::{charge_body, register_body};
-use crate::server::{Server, careflow, token};
+use crate::server::{Server, careflow, run_to_end, token};
 use crate::support::{TempDir, eventually, postgres_url, unique_schema};
 
 const ACCOUNTS: usize = 3;
-
-fn run(cmd: &mut Command) -> (Option<i32>, String) {
-    let output = cmd.output().unwrap();
-    (
-        output.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_under_load_restores_into_a_node_that_verifies_and_serves() {
@@ -80,7 +68,7 @@ async fn a_backup_taken_under_load_restores_into_a_node_that_verifies_and_serves
     // The backup, while the clients go on.
     let before_backup = acknowledged.lock().unwrap().clone();
     let backup_dir = old.path().join("backup");
-    let (code, output) = run(careflow(&old.path()).arg("backup").arg(&backup_dir));
+    let (code, output) = run_to_end(careflow(&old.path()).arg("backup").arg(&backup_dir));
     assert_eq!(code, Some(0), "{output}");
     let during = acknowledged.lock().unwrap().len();
     stop.store(true, Ordering::SeqCst);
@@ -125,7 +113,7 @@ async fn a_backup_taken_under_load_restores_into_a_node_that_verifies_and_serves
     keys[last] ^= 0x01;
     std::fs::write(damaged.join("keys.db"), keys).unwrap();
     let elsewhere = TempDir::new();
-    let (code, output) = run(careflow(&elsewhere.path()).arg("restore").arg(&damaged));
+    let (code, output) = run_to_end(careflow(&elsewhere.path()).arg("restore").arg(&damaged));
     assert_eq!(code, Some(2), "{output}");
     assert!(
         output.contains("keys.db in the backup differs from the manifest"),
@@ -135,16 +123,16 @@ async fn a_backup_taken_under_load_restores_into_a_node_that_verifies_and_serves
 
     // The restore, into a new data dir.
     let new = TempDir::new();
-    let (code, output) = run(careflow(&new.path()).arg("restore").arg(&backup_dir));
+    let (code, output) = run_to_end(careflow(&new.path()).arg("restore").arg(&backup_dir));
     assert_eq!(code, Some(0), "{output}");
     // Not over a node's files.
-    let (code, output) = run(careflow(&new.path()).arg("restore").arg(&backup_dir));
+    let (code, output) = run_to_end(careflow(&new.path()).arg("restore").arg(&backup_dir));
     assert_eq!(code, Some(2), "{output}");
     assert!(
         output.contains("restore into an empty data dir"),
         "{output}"
     );
-    let (code, output) = run(careflow(&new.path()).args(["audit", "verify"]));
+    let (code, output) = run_to_end(careflow(&new.path()).args(["audit", "verify"]));
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains("intact"), "{output}");
     // The operator brings the master key from where it is kept.
@@ -248,10 +236,12 @@ async fn a_postgres_dump_restored_into_another_database_verifies() {
     assert!(server.terminate().await.success());
 
     let dump = dir.path().join("careflow.dump");
-    let (code, output) = run(Command::new("pg_dump")
-        .args(["--format=custom", "--schema", &schema, "--file"])
-        .arg(&dump)
-        .arg(&url));
+    let (code, output) = run_to_end(
+        Command::new("pg_dump")
+            .args(["--format=custom", "--schema", &schema, "--file"])
+            .arg(&dump)
+            .arg(&url),
+    );
     assert_eq!(code, Some(0), "{output}");
     let database = format!("restore_{schema}");
     let admin = url
@@ -259,21 +249,27 @@ async fn a_postgres_dump_restored_into_another_database_verifies() {
         .map(|(base, _)| base)
         .unwrap()
         .to_owned();
-    let (code, output) = run(Command::new("psql")
-        .arg(format!("{admin}/postgres"))
-        .args(["-c", &format!("CREATE DATABASE {database}")]));
+    let (code, output) = run_to_end(
+        Command::new("psql")
+            .arg(format!("{admin}/postgres"))
+            .args(["-c", &format!("CREATE DATABASE {database}")]),
+    );
     assert_eq!(code, Some(0), "{output}");
     let restored_url = format!("{admin}/{database}");
-    let (code, output) = run(Command::new("pg_restore")
-        .args(["--dbname", &restored_url])
-        .arg(&dump));
+    let (code, output) = run_to_end(
+        Command::new("pg_restore")
+            .args(["--dbname", &restored_url])
+            .arg(&dump),
+    );
     assert_eq!(code, Some(0), "{output}");
 
-    let (code, output) = run(careflow(&dir.path())
-        .env("CAREFLOW_STORE", "postgres")
-        .env("CAREFLOW_DATABASE_URL", &restored_url)
-        .env("CAREFLOW_DATABASE_SCHEMA", &schema)
-        .args(["audit", "verify"]));
+    let (code, output) = run_to_end(
+        careflow(&dir.path())
+            .env("CAREFLOW_STORE", "postgres")
+            .env("CAREFLOW_DATABASE_URL", &restored_url)
+            .env("CAREFLOW_DATABASE_SCHEMA", &schema)
+            .args(["audit", "verify"]),
+    );
     let _ = Command::new("psql")
         .arg(format!("{admin}/postgres"))
         .args(["-c", &format!("DROP DATABASE {database}")])

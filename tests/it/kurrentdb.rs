@@ -12,7 +12,7 @@ use crate::api::{Api, assert_log_is_sound};
 use crate::fake_payer::FakePayer;
 use crate::fhir::{bundle_entries, patient_entry};
 use crate::journey::charge_body;
-use crate::server::{Server, careflow, token_with_env};
+use crate::server::{Server, careflow, run_to_end, token_with_env};
 use crate::support::{TempDir, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -25,13 +25,7 @@ fn with_env(mut cmd: Command, env: &[(&str, &str)]) -> Command {
 }
 
 fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
-    let output = with_env(careflow(dir), env).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+    run_to_end(with_env(careflow(dir), env).args(args))
 }
 
 /// A registration checked with the payer (eligibility process manager), a charge and a

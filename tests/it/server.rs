@@ -143,6 +143,19 @@ pub fn token_with_env(dir: &Path, env: &[(&str, &str)], role: &str, subject: &st
     token
 }
 
+/// Runs a CLI command to its end: its exit code and what it printed (stdout, then stderr).
+pub fn run_to_end(cmd: &mut Command) -> (Option<i32>, String) {
+    let output = cmd.output().unwrap();
+    (
+        output.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -485,12 +485,7 @@ async fn store_copy_refuses_a_tampered_log_at_the_first_break() {
         output.contains("the source log does not verify at position 3: stored hash does not match"),
         "{output}"
     );
-    let copied = careflow::store::kurrentdb::KurrentStore::open(&url)
-        .await
-        .unwrap()
-        .read_all(1, 100)
-        .await
-        .unwrap();
+    let copied = copied_to(&url).await;
     let ids: Vec<Uuid> = copied.iter().map(|e| e.event_id).collect();
     assert_eq!(ids, vec![events[0].event_id, events[1].event_id]);
     kurrent.stop().await;
@@ -544,15 +539,20 @@ async fn store_copy_moves_a_postgres_log_when_told_to_leave_the_side_tables() {
     assert_eq!(verified.status.code(), Some(0), "{text}");
     assert!(text.contains("checked 6 events"), "{text}");
     assert!(text.contains("checkpoint"), "{text}");
-    let copied = careflow::store::kurrentdb::KurrentStore::open(&url)
-        .await
-        .unwrap()
-        .read_all(1, 100)
-        .await
-        .unwrap();
+    let copied = copied_to(&url).await;
     let hashes: Vec<_> = copied.iter().map(|e| (e.event_id, e.hash)).collect();
     let source: Vec<_> = events.iter().map(|e| (e.event_id, e.hash)).collect();
     assert_eq!(hashes, source);
     kurrent.stop().await;
     site.cleanup().await;
+}
+
+/// The events on the fake KurrentDB at `url`.
+async fn copied_to(url: &str) -> Vec<RecordedEvent> {
+    careflow::store::kurrentdb::KurrentStore::open(url)
+        .await
+        .unwrap()
+        .read_all(1, 100)
+        .await
+        .unwrap()
 }
