@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::api::Api;
+use crate::api::assert_acknowledged_present_once;
 use crate::server::{Server, careflow, run_to_end};
 use crate::support::{TempDir, eventually};
-use crate::{assert_acknowledged_present_once, one_at_a_time, post_charge, register_body};
+use crate::{one_at_a_time, post_charge, register_body};
 
 /// A tmpfs of a few MiB mounted on a fresh directory, unmounted when dropped.
 struct SmallDisk {

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::api::assert_acknowledged_present_once;
 use crate::api::{Api, assert_log_is_sound};
 use crate::server::{Server, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
-use crate::{Acks, assert_acknowledged_present_once, one_at_a_time, post_charge, register_body};
+use crate::{Acks, one_at_a_time, post_charge, register_body};
 
 const CLIENTS: usize = 3;
 

@@ -204,3 +204,22 @@ pub fn assert_log_is_sound(events: &[RecordedEvent]) {
         }
     }
 }
+
+/// Every event acknowledged to the clients is in `log` exactly once, byte for byte.
+pub fn assert_acknowledged_present_once(acknowledged: &[RecordedEvent], log: &[RecordedEvent]) {
+    let mut seen = std::collections::HashMap::new();
+    for event in log {
+        *seen.entry(event.event_id).or_insert(0) += 1;
+    }
+    for event in acknowledged {
+        let stored = log
+            .iter()
+            .find(|e| e.event_id == event.event_id)
+            .unwrap_or_else(|| panic!("acknowledged event {} lost", event.event_id));
+        assert_eq!(
+            stored, event,
+            "stored event differs from its acknowledgement"
+        );
+        assert_eq!(seen[&event.event_id], 1, "{} doubled", event.event_id);
+    }
+}

@@ -209,3 +209,232 @@ async fn kill_9_under_load(store_env: &[(&str, &str)]) {
     assert_log_is_sound(&log);
     assert!(server.terminate().await.success());
 }
+
+/// What the mixed clients had acknowledged: HTTP charges' events, FHIR Bundles' patients,
+/// MLLP messages' control ids.
+#[derive(Default)]
+struct MixedAcks {
+    http: Vec<RecordedEvent>,
+    bundles: Vec<String>,
+    hl7: Vec<String>,
+}
+
+const ROUNDS: usize = 5;
+
+/// Sends one framed HL7 message and reads its ACK's MSA-1; `None` when the connection breaks
+/// (the server was killed).
+async fn exchange_hl7(stream: &mut tokio::net::TcpStream, message: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message.as_bytes());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    stream.write_all(&frame).await.ok()?;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.ends_with(&[0x1c, 0x0d]) {
+        let n = stream.read(&mut buffer).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let msa = text.split('\r').find(|s| s.starts_with("MSA|"))?.to_owned();
+    msa.split('|').nth(1).map(str::to_owned)
+}
+
+fn dft(control_id: &str, mrn: &str) -> String {
+    let pv1 = format!("PV1|1|O|CLINIC{}V-{mrn}", "|".repeat(16));
+    format!(
+        "MSH|^~\\&|LOAD|FAC|CAREFLOW|CF|20261208010000||DFT^P03|{control_id}|P|2.5\rPID|1||{mrn}^^^FAC^MR||Doe^Jane||19800131|F\r{pv1}\rFT1|1|||20261208||CG|99213^Visit|||1||1.00\r"
+    )
+}
+
+/// Issue #15 part 4: five kill -9 rounds in a row while HTTP commands, FHIR transaction
+/// Bundles and MLLP messages arrive together. After them every acknowledged command, Bundle
+/// and message is stored exactly once, every chain verifies, and each account's billing view
+/// equals its state as rebuilt from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_kill_9_rounds_under_http_fhir_and_mllp_load_lose_and_double_nothing() {
+    let dir = TempDir::new();
+    let env = [("CAREFLOW_RATE_LIMIT_PER_SECOND", "0")];
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    let finance = token(&dir.path(), "finance", "fin");
+    let acks: Arc<Mutex<MixedAcks>> = Arc::default();
+    for round in 0..ROUNDS {
+        let server = Server::start_with_env(&dir.path(), &env);
+        server.wait_ready().await;
+        let api = Api::new(&server.base);
+        let http_mrn = format!("MRN-R{round}");
+        let hl7_mrn = format!("MRN-H{round}");
+        for mrn in [&http_mrn, &hl7_mrn] {
+            api.ok(&ehr, "patient-accounts", mrn, register_body("Doe"))
+                .await;
+        }
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let http = {
+            let (api, ehr, acks, n) = (
+                api.clone(),
+                ehr.clone(),
+                Arc::clone(&acks),
+                Arc::clone(&acknowledged),
+            );
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let key = format!("K{round}-{i}");
+                    let body = charge_body(&format!("C{round}-{i}"), "1.00", 1).to_string();
+                    let path = format!("/v1/patient-accounts/{http_mrn}/commands");
+                    let headers = [("Idempotency-Key", key.as_str())];
+                    let Ok(reply) = api
+                        .send(
+                            reqwest::Method::POST,
+                            &path,
+                            Some(&ehr),
+                            &headers,
+                            Some(body),
+                        )
+                        .await
+                    else {
+                        return;
+                    };
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    let events: Vec<RecordedEvent> =
+                        serde_json::from_value(reply.body["events"].clone()).unwrap();
+                    acks.lock().unwrap().http.extend(events);
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let fhir = {
+            let (api, ehr, acks, n) = (
+                api.clone(),
+                ehr.clone(),
+                Arc::clone(&acks),
+                Arc::clone(&acknowledged),
+            );
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let mrn = format!("MRN-F{round}-{i}");
+                    let bundle =
+                        crate::fhir::bundle_entries(vec![crate::fhir::patient_entry(&mrn)]);
+                    let headers = [("content-type", "application/fhir+json")];
+                    let Ok(reply) = api
+                        .send(
+                            reqwest::Method::POST,
+                            "/fhir/r4",
+                            Some(&ehr),
+                            &headers,
+                            Some(bundle.to_string()),
+                        )
+                        .await
+                    else {
+                        return;
+                    };
+                    assert_eq!(reply.status, 200, "{}", reply.text);
+                    acks.lock().unwrap().bundles.push(mrn);
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let mllp = {
+            let (addr, acks, n) = (
+                server.mllp.clone(),
+                Arc::clone(&acks),
+                Arc::clone(&acknowledged),
+            );
+            tokio::spawn(async move {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+                    return;
+                };
+                for i in 0.. {
+                    let control = format!("M{round}-{i}");
+                    match exchange_hl7(&mut stream, &dft(&control, &hl7_mrn))
+                        .await
+                        .as_deref()
+                    {
+                        Some("AA") => {
+                            acks.lock().unwrap().hl7.push(control);
+                            n.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Some(other) => panic!("{control} answered {other}"),
+                        None => return,
+                    }
+                }
+            })
+        };
+        eventually(
+            Duration::from_secs(60),
+            "acknowledgements in this round",
+            || {
+                let n = acknowledged.load(Ordering::SeqCst);
+                async move { (n >= 30).then_some(()) }
+            },
+        )
+        .await;
+        server.kill9();
+        for client in [http, fhir, mllp] {
+            client.await.unwrap();
+        }
+    }
+
+    let server = Server::start_with_env(&dir.path(), &env);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let log = api.all_events(&auditor).await;
+    assert_log_is_sound(&log);
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    eprintln!(
+        "kill -9 rounds: {ROUNDS}; acknowledged: {} HTTP events, {} Bundles, {} HL7 messages",
+        acks.http.len(),
+        acks.bundles.len(),
+        acks.hl7.len()
+    );
+    assert!(!acks.http.is_empty() && !acks.bundles.is_empty() && !acks.hl7.is_empty());
+    crate::api::assert_acknowledged_present_once(&acks.http, &log);
+    let count = |stream: &str, event_type: &str| {
+        log.iter()
+            .filter(|e| e.stream_id.as_str() == stream && e.event_type == event_type)
+            .count()
+    };
+    for mrn in &acks.bundles {
+        assert_eq!(
+            count(&format!("patient_account-{mrn}"), "PatientRegistered"),
+            1,
+            "{mrn}"
+        );
+    }
+    for control in &acks.hl7 {
+        let charge = format!("{control}-1");
+        let stored = log
+            .iter()
+            .filter(|e| e.event_type == "ChargePosted" && e.data["charge_id"] == charge.as_str())
+            .count();
+        assert_eq!(stored, 1, "HL7 {control}");
+    }
+    // Each view equals the state rebuilt from the log, account by account.
+    let head = log.last().unwrap().position;
+    for round in 0..ROUNDS {
+        for mrn in [format!("MRN-R{round}"), format!("MRN-H{round}")] {
+            let state = api
+                .get(&format!("/v1/patient-accounts/{mrn}"), Some(&ehr))
+                .await;
+            let balance = state.body["balance"].clone();
+            let path = format!("/v1/billing/accounts/{mrn}?min_position={head}");
+            let view = eventually(
+                Duration::from_secs(30),
+                "the billing view at the head",
+                || async {
+                    let view = api.get(&path, Some(&finance)).await;
+                    (view.status == 200).then_some(view)
+                },
+            )
+            .await;
+            assert_eq!(view.body["account"]["balance"], balance, "{mrn}");
+        }
+    }
+    assert!(server.terminate().await.success());
+    let (code, output) =
+        crate::server::run_to_end(crate::server::careflow(&dir.path()).args(["audit", "verify"]));
+    assert_eq!(code, Some(0), "{output}");
+}
