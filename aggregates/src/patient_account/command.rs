@@ -23,6 +23,12 @@ command_enum! {
         RecordPayment,
         ApplyAdjustment,
         CloseAccount,
+        MergePatient,
+        /// Sent by the `merges` process manager to the surviving account when another account
+        /// was merged into it; a body can never carry it (the money it moves comes from the
+        /// merged account's `PatientMerged`, not from an upstream system).
+        #[serde(skip_deserializing)]
+        AbsorbMergedAccount,
         /// Issued by `careflow erase <mrn>` (admin) inside the shell; a body can never carry it,
         /// so no upstream system can erase a patient through the command endpoint.
         #[serde(skip_deserializing)]
@@ -171,4 +177,24 @@ pub struct ErasePersonalData {
     /// must not itself hold personal data.
     #[serde(default)]
     pub reason: String,
+}
+
+/// `MergePatient`: sent to the account that disappears (a duplicate registration). It records
+/// `PatientMerged` and becomes `merged`; the `merges` process manager then moves its money to
+/// `into`, the surviving MRN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergePatient {
+    pub into: String,
+    pub reason: String,
+}
+
+/// `AbsorbMergedAccount`: the surviving account takes over what `from` moved out
+/// (`PatientMerged.moved`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsorbMergedAccount {
+    pub from: String,
+    pub reason: String,
+    pub moved: crate::patient_account::MovedAccount,
 }
