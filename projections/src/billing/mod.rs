@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 
 use careflow_aggregates::encounter::Event as EncounterEvent;
 use careflow_aggregates::patient_account::{
-    AdjustmentApplied, ChargePosted, Event as AccountEvent, PaymentMethod, PaymentRecorded,
+    AdjustmentApplied, ChargePosted, Event as AccountEvent, PatientAccountMergedIn, PaymentMethod,
+    PaymentRecorded,
 };
 use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, Utc};
@@ -26,7 +27,7 @@ pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receiva
 use crate::error::ProjectionError;
 use crate::odoo::OdooRecordAcknowledged;
 use crate::projection::{Decoded, Projection, decode};
-use crate::store::{ViewStore, load, save, save_owned, take};
+use crate::store::{ViewStore, load, load_prefix, save, save_owned, take};
 
 /// Key: the MRN. One [`AccountRow`] per registered account.
 pub const ACCOUNTS: &str = "billing_accounts";
@@ -89,7 +90,7 @@ impl Projection for Billing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     pub account_id: String,
-    /// `registered | active | self_pay | closed`.
+    /// `registered | active | self_pay | closed | merged`.
     pub status: String,
     pub facility: String,
     /// Fixed by the first amount, as in the aggregate; `None` until then.
@@ -106,6 +107,12 @@ pub struct AccountRow {
     pub version: u64,
     /// Global position of the last event applied.
     pub position: u64,
+    /// The survivor's MRN once this account was merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The MRNs merged into this account, whose money and rows it now holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 impl AccountRow {
@@ -124,6 +131,8 @@ impl AccountRow {
             adjustment_count: 0,
             version: 0,
             position: 0,
+            merged_into: None,
+            merged_from: Vec::new(),
         }
     }
 }
@@ -302,6 +311,15 @@ fn apply_account(
         AccountEvent::AccountActivated(_) => account.status = "active".to_owned(),
         AccountEvent::AccountFlaggedSelfPay(_) => account.status = "self_pay".to_owned(),
         AccountEvent::AccountClosed(_) => account.status = "closed".to_owned(),
+        // The money stays on the merged row until the survivor's `PatientAccountMergedIn`
+        // takes it over, so no reader ever sees it on both accounts or on neither.
+        AccountEvent::PatientMerged(merged) => {
+            account.status = "merged".to_owned();
+            account.merged_into = Some(merged.into.clone());
+        }
+        AccountEvent::PatientAccountMergedIn(merged_in) => {
+            take_over(store, event, &mut account, merged_in)?;
+        }
         // Billing holds no personal data, so there is nothing to forget.
         AccountEvent::PersonalDataErased(_) => {}
         AccountEvent::ChargePosted(charge) => {
@@ -347,6 +365,91 @@ fn apply_account(
     account.version = event.version;
     account.position = event.position;
     save_owned(store, ACCOUNTS, mrn, account)
+}
+
+/// The survivor takes over the merged account's totals and rows: its charges, payments and
+/// adjustments (re-keyed under the survivor), its claim lines and invoices (which now name the
+/// survivor) and its open items. The merged row keeps its counts at zero, so a sum over
+/// accounts counts every amount once.
+fn take_over(
+    store: &mut dyn ViewStore,
+    event: &RecordedEvent,
+    survivor: &mut AccountRow,
+    merged_in: &PatientAccountMergedIn,
+) -> Result<(), ProjectionError> {
+    let from = merged_in.from.as_str();
+    let into = survivor.account_id.clone();
+    let overflow = || ProjectionError::Overflow {
+        table: ACCOUNTS,
+        position: event.position,
+    };
+    if let Some(mut merged) = take::<AccountRow>(store, ACCOUNTS, from)? {
+        survivor.balance = survivor
+            .balance
+            .checked_add(merged.balance)
+            .ok_or_else(overflow)?;
+        survivor.charged = survivor
+            .charged
+            .checked_add(merged.charged)
+            .ok_or_else(overflow)?;
+        survivor.paid = survivor
+            .paid
+            .checked_add(merged.paid)
+            .ok_or_else(overflow)?;
+        survivor.adjusted = survivor
+            .adjusted
+            .checked_add(merged.adjusted)
+            .ok_or_else(overflow)?;
+        survivor.charge_count += merged.charge_count;
+        survivor.payment_count += merged.payment_count;
+        survivor.adjustment_count += merged.adjustment_count;
+        if survivor.currency.is_none() {
+            survivor.currency = merged.currency;
+        }
+        merged.balance = Total::ZERO;
+        merged.charged = Total::ZERO;
+        merged.paid = Total::ZERO;
+        merged.adjusted = Total::ZERO;
+        merged.charge_count = 0;
+        merged.payment_count = 0;
+        merged.adjustment_count = 0;
+        save_owned(store, ACCOUNTS, from, merged)?;
+    }
+    survivor.merged_from.push(from.to_owned());
+    let prefix = format!("{from}/");
+    for (key, mut row) in load_prefix::<ChargeRow>(store, CHARGES, &prefix)? {
+        store.delete(CHARGES, &key)?;
+        row.account_id.clone_from(&into);
+        let line_key = format!("{}/{}", row.encounter_id, row.charge_id);
+        if let Some(mut line) = take::<ClaimLine>(store, CLAIM_LINES, &line_key)? {
+            line.account_id.clone_from(&into);
+            save_owned(store, CLAIM_LINES, &line_key, line)?;
+        }
+        if let Some(mut invoice) =
+            take::<InvoiceReconciliation>(store, RECONCILIATION, &row.encounter_id)?
+        {
+            if invoice.account_id.as_deref() == Some(from) {
+                invoice.account_id = Some(into.clone());
+            }
+            let visit = row.encounter_id.clone();
+            save_owned(store, RECONCILIATION, &visit, invoice)?;
+        }
+        let key = format!("{into}/{}", row.charge_id);
+        save_owned(store, CHARGES, &key, row)?;
+    }
+    for (key, mut row) in load_prefix::<PaymentRow>(store, PAYMENTS, &prefix)? {
+        store.delete(PAYMENTS, &key)?;
+        row.account_id.clone_from(&into);
+        let key = format!("{into}/{}", row.payment_id);
+        save_owned(store, PAYMENTS, &key, row)?;
+    }
+    for (key, mut row) in load_prefix::<AdjustmentRow>(store, ADJUSTMENTS, &prefix)? {
+        store.delete(ADJUSTMENTS, &key)?;
+        row.account_id.clone_from(&into);
+        let key = format!("{into}/{}", row.adjustment_id);
+        save_owned(store, ADJUSTMENTS, &key, row)?;
+    }
+    receivables::take_over(store, event, from, &into)
 }
 
 fn record_charge(

@@ -197,12 +197,21 @@ fn map_account(
                 memo: payment.payment_id,
             },
         )],
+        // The merged partner is archived under the survivor's, which holds what comes next.
+        AccountEvent::PatientMerged(merged) => vec![(
+            partner_key(mrn),
+            Action::ArchivePartner {
+                mrn: mrn.to_owned(),
+                into: partner_key(&merged.into),
+            },
+        )],
         // Eligibility shows in the terms once the account is activated or flagged; an
         // adjustment is careflow's own (Odoo's credit notes are out of scope); closing and
         // erasure change nothing Odoo holds (the partner carries no personal data).
         AccountEvent::EligibilityVerified(_)
         | AccountEvent::EligibilityDenied(_)
         | AccountEvent::AdjustmentApplied(_)
+        | AccountEvent::PatientAccountMergedIn(_)
         | AccountEvent::AccountClosed(_)
         | AccountEvent::PersonalDataErased(_) => Vec::new(),
     }

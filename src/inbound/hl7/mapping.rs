@@ -9,6 +9,7 @@
 //! | ADT^A11  | `CancelEncounter`                                                         |
 //! | DFT^P03  | `PostCharge` per FT1, charge id `{MSH-10}-{FT1-1}`                         |
 //! | SIU^S12  | `ScheduleEncounter`                                                       |
+//! | ADT^A40  | `MergePatient` {`into`: PID-3} to the account MRG-1 names                  |
 //!
 //! "If new" is a [`Tolerate`] on the step: the aggregate still decides, and the one refusal
 //! that means "already there" is taken as done. Every step's command id is
@@ -19,7 +20,8 @@ use careflow_aggregates::encounter::{
     self, CancelEncounter, CheckIn, CompleteEncounter, Discharge, EncounterClass, ScheduleEncounter,
 };
 use careflow_aggregates::patient_account::{
-    self, CoverageDetails, Gender, HumanName, PostCharge, RegisterPatient, UpdateDemographics,
+    self, CoverageDetails, Gender, HumanName, MergePatient, PostCharge, RegisterPatient,
+    UpdateDemographics,
 };
 use careflow_aggregates::stream_id::validate_id;
 use careflow_aggregates::{AddressedCommand, AnyCommand, Cents, Currency};
@@ -74,6 +76,9 @@ pub enum Tolerate {
     AlreadyScheduledFor(String),
     /// `invalid_transition` from `completed`: the encounter was completed before the A03.
     AlreadyCompleted,
+    /// `account_merged` naming this survivor: an A40 for a merge already made (under
+    /// another control id).
+    AlreadyMergedInto(String),
 }
 
 /// The message types careflow takes (docs/interop.md has the table).
@@ -86,6 +91,7 @@ enum Kind {
     AdtA11,
     DftP03,
     SiuS12,
+    AdtA40,
 }
 
 impl Kind {
@@ -103,6 +109,7 @@ impl Kind {
                 ("ADT", "A11") => Kind::AdtA11,
                 ("DFT", "P03") => Kind::DftP03,
                 ("SIU", "S12") => Kind::SiuS12,
+                ("ADT", "A40") => Kind::AdtA40,
                 (kind, trigger) => {
                     return Err(Malformed::Unsupported(format!("{kind}^{trigger}")));
                 }
@@ -180,6 +187,26 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             let visit = checked_visit(visit)?;
             let schedule = reader.appointment(&mrn)?;
             plan.encounter(&visit, schedule.into(), Tolerate::Nothing)?;
+        }
+        Kind::AdtA40 => {
+            // PID-3 is the survivor, MRG-1 the account that disappears: the merge is that
+            // account's command.
+            let merged = reader.merged_mrn()?;
+            let reason = reader
+                .hl7
+                .value("EVN", 4, 2)
+                .or_else(|| reader.hl7.value("EVN", 4, 1))
+                .unwrap_or_else(|| "patient merge (ADT^A40)".to_owned());
+            let merge = MergePatient {
+                into: mrn.clone(),
+                reason,
+            };
+            plan.push(
+                "MRG-1",
+                &merged,
+                AnyCommand::PatientAccount(merge.into()),
+                Tolerate::AlreadyMergedInto(mrn.clone()),
+            )?;
         }
     }
     let steps = plan.steps;
@@ -263,6 +290,15 @@ impl<'h> Plan<'h> {
     }
 }
 
+/// An id read from `field`, checked against the id rule.
+fn checked_field(field: &'static str, id: String) -> Result<String, Malformed> {
+    validate_id(&id).map_err(|error| Malformed::Invalid {
+        field,
+        reason: error.to_string(),
+    })?;
+    Ok(id)
+}
+
 /// PV1-19 (or the SCH visit id) checked against the id rule.
 fn checked_visit(visit: String) -> Result<String, Malformed> {
     validate_id(&visit).map_err(|error| Malformed::Invalid {
@@ -298,6 +334,28 @@ impl Reader<'_, '_> {
             }
         }
         checked_mrn(first.ok_or(Malformed::Missing { field: "PID-3" })?)
+    }
+
+    /// MRG-1's repetition whose identifier type (MRG-1.5) is `MR`, else the first one's ID:
+    /// the MRN of the account merged away (ADT^A40).
+    fn merged_mrn(&self) -> Result<String, Malformed> {
+        let mrg = self
+            .hl7
+            .segment("MRG")
+            .ok_or(Malformed::Missing { field: "MRG" })?;
+        let mut first = None;
+        for repeat in self.hl7.repeats(mrg, 1) {
+            let id = self.hl7.repeat_value(repeat, 1, 1);
+            if self.hl7.repeat_value(repeat, 5, 1).as_deref() == Some("MR")
+                && let Some(id) = id
+            {
+                return checked_field("MRG-1", id);
+            }
+            if first.is_none() {
+                first = id;
+            }
+        }
+        checked_field("MRG-1", first.ok_or(Malformed::Missing { field: "MRG-1" })?)
     }
 
     fn visit(&self) -> Result<String, Malformed> {

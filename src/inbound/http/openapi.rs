@@ -77,6 +77,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/billing/denials"),
     ("post", "/fhir/r4/Claim"),
     ("post", "/fhir/r4/ClaimResponse"),
+    ("post", "/fhir/r4/Patient/$merge"),
 ];
 
 macro_rules! resource {
@@ -340,6 +341,7 @@ impl Modify for BearerAuth {
         crate::inbound::http::projections::billing_denials,
         crate::inbound::http::fhir::create_claim,
         crate::inbound::http::fhir::create_claim_response,
+        crate::inbound::http::fhir::merge_patients,
     ),
     components(schemas(
         Problem,

@@ -309,6 +309,7 @@ pub async fn perform(session: &Session, intent: &OdooIntent) -> Result<(), Inten
     let ids = session.resolver(&intent.action).await?;
     match &intent.action {
         Action::UpsertPartner { .. }
+        | Action::ArchivePartner { .. }
         | Action::UpsertVendor { .. }
         | Action::UpsertProduct { .. }
         | Action::UpsertReorderRule { .. } => {
