@@ -14,6 +14,7 @@ mod fake_payer;
 mod fhir;
 mod journey;
 mod kurrentdb;
+mod merge;
 mod mllp;
 mod odoo;
 mod outbound;

@@ -27,7 +27,7 @@ pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receiva
 use crate::error::ProjectionError;
 use crate::odoo::OdooRecordAcknowledged;
 use crate::projection::{Decoded, Projection, decode};
-use crate::store::{ViewStore, load, load_prefix, save, save_owned, take};
+use crate::store::{ViewStore, load, save, save_owned, take};
 
 /// Key: the MRN. One [`AccountRow`] per registered account.
 pub const ACCOUNTS: &str = "billing_accounts";
@@ -416,38 +416,54 @@ fn take_over(
         save_owned(store, ACCOUNTS, from, merged)?;
     }
     survivor.merged_from.push(from.to_owned());
-    let prefix = format!("{from}/");
-    for (key, mut row) in load_prefix::<ChargeRow>(store, CHARGES, &prefix)? {
-        store.delete(CHARGES, &key)?;
+    // The rows are found by the ids the event lists (the overlay a projection writes through
+    // has no range scans while it applies an event).
+    let moved = &merged_in.moved;
+    for charge in &moved.charges {
+        let Some(mut row) =
+            take::<ChargeRow>(store, CHARGES, &format!("{from}/{}", charge.charge_id))?
+        else {
+            continue;
+        };
+        store.delete(CHARGES, &format!("{from}/{}", charge.charge_id))?;
         row.account_id.clone_from(&into);
         let line_key = format!("{}/{}", row.encounter_id, row.charge_id);
         if let Some(mut line) = take::<ClaimLine>(store, CLAIM_LINES, &line_key)? {
             line.account_id.clone_from(&into);
             save_owned(store, CLAIM_LINES, &line_key, line)?;
         }
-        if let Some(mut invoice) =
-            take::<InvoiceReconciliation>(store, RECONCILIATION, &row.encounter_id)?
-        {
+        let visit = row.encounter_id.clone();
+        if let Some(mut invoice) = take::<InvoiceReconciliation>(store, RECONCILIATION, &visit)? {
             if invoice.account_id.as_deref() == Some(from) {
                 invoice.account_id = Some(into.clone());
             }
-            let visit = row.encounter_id.clone();
             save_owned(store, RECONCILIATION, &visit, invoice)?;
         }
         let key = format!("{into}/{}", row.charge_id);
         save_owned(store, CHARGES, &key, row)?;
     }
-    for (key, mut row) in load_prefix::<PaymentRow>(store, PAYMENTS, &prefix)? {
-        store.delete(PAYMENTS, &key)?;
+    for payment in &moved.payments {
+        let old = format!("{from}/{}", payment.payment_id);
+        let Some(mut row) = take::<PaymentRow>(store, PAYMENTS, &old)? else {
+            continue;
+        };
+        store.delete(PAYMENTS, &old)?;
         row.account_id.clone_from(&into);
-        let key = format!("{into}/{}", row.payment_id);
-        save_owned(store, PAYMENTS, &key, row)?;
+        save_owned(store, PAYMENTS, &format!("{into}/{}", row.payment_id), row)?;
     }
-    for (key, mut row) in load_prefix::<AdjustmentRow>(store, ADJUSTMENTS, &prefix)? {
-        store.delete(ADJUSTMENTS, &key)?;
+    for adjustment in &moved.adjustments {
+        let old = format!("{from}/{}", adjustment.adjustment_id);
+        let Some(mut row) = take::<AdjustmentRow>(store, ADJUSTMENTS, &old)? else {
+            continue;
+        };
+        store.delete(ADJUSTMENTS, &old)?;
         row.account_id.clone_from(&into);
-        let key = format!("{into}/{}", row.adjustment_id);
-        save_owned(store, ADJUSTMENTS, &key, row)?;
+        save_owned(
+            store,
+            ADJUSTMENTS,
+            &format!("{into}/{}", row.adjustment_id),
+            row,
+        )?;
     }
     receivables::take_over(store, event, from, &into)
 }

@@ -142,6 +142,8 @@ pub(super) fn take_over(
     let Some(merged) = take::<Receivables>(store, RECEIVABLES, from)? else {
         return Ok(());
     };
+    // `take` hands the row over without removing it: the merged account owes nothing now.
+    store.delete(RECEIVABLES, from)?;
     let Some(currency) = merged.currency else {
         return Ok(());
     };
