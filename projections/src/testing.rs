@@ -165,6 +165,7 @@ pub mod events {
                 },
                 birth_date: NaiveDate::from_ymd_opt(1980, 4, 12).unwrap(),
                 member_id: Some("M-123".to_owned()),
+                address: None,
             }),
         }
         .into()

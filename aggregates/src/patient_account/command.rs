@@ -45,6 +45,23 @@ pub struct HumanName {
     pub given: Vec<String>,
 }
 
+/// A postal address as FHIR `Address` keeps it (the billing address statements are sent to).
+/// Personal data: it travels under `personal` in the events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostalAddress {
+    /// Street lines, at most two.
+    #[serde(default)]
+    pub line: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2 (`BE`, `US`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
 /// Administrative gender, FHIR's value set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +92,9 @@ pub struct RegisterPatient {
     pub facility: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<CoverageDetails>,
+    /// The billing address (optional; what Odoo statements need, docs/odoo.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// `UpdateDemographics`: any of the registration fields; those absent stay as they are.
@@ -91,6 +111,8 @@ pub struct UpdateDemographics {
     pub facility: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<CoverageDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// `RecordEligibility`: the payer's answer, from the eligibility process manager or upstream.

@@ -7,7 +7,7 @@
 
 use super::command::{
     AbsorbMergedAccount, ApplyAdjustment, Command, CoverageDetails, FlagSelfPay, HumanName,
-    MergePatient, PostCharge, RecordEligibility, RecordPayment, RegisterPatient,
+    MergePatient, PostCharge, PostalAddress, RecordEligibility, RecordPayment, RegisterPatient,
     UpdateDemographics,
 };
 use super::event::{
@@ -208,6 +208,32 @@ fn check_birth_date(birth_date: chrono::NaiveDate, ctx: &Ctx) -> Result<(), Reje
     Ok(())
 }
 
+fn check_address(address: &PostalAddress) -> Result<(), Rejection> {
+    if address.line.len() > 2 {
+        return Err(Rejection::TooLong {
+            field: "address.line",
+            max: 2,
+        });
+    }
+    for line in &address.line {
+        field::text("address.line", line, SHORT_TEXT)?;
+    }
+    field::optional_text("address.city", address.city.as_deref(), SHORT_TEXT)?;
+    field::optional_text(
+        "address.postal_code",
+        address.postal_code.as_deref(),
+        SHORT_TEXT,
+    )?;
+    if let Some(country) = &address.country
+        && !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(Rejection::InvalidCommand {
+            detail: "address.country must be an ISO 3166-1 alpha-2 code such as BE".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_coverage(coverage: &CoverageDetails) -> Result<(), Rejection> {
     field::id("coverage.payer_id", &coverage.payer_id)?;
     field::id("coverage.member_id", &coverage.member_id)?;
@@ -232,6 +258,9 @@ fn register(state: &State, c: &RegisterPatient, ctx: &Ctx) -> Result<Vec<Event>,
     if let Some(coverage) = &c.coverage {
         check_coverage(coverage)?;
     }
+    if let Some(address) = &c.address {
+        check_address(address)?;
+    }
     if state.is_registered() {
         return Err(Rejection::AlreadyRegistered);
     }
@@ -248,6 +277,7 @@ fn register(state: &State, c: &RegisterPatient, ctx: &Ctx) -> Result<Vec<Event>,
                 name: c.name.clone(),
                 birth_date: c.birth_date,
                 member_id,
+                address: c.address.clone(),
             }),
         }
         .into(),
@@ -272,8 +302,12 @@ fn update_demographics(
     if let Some(coverage) = &c.coverage {
         check_coverage(coverage)?;
     }
+    if let Some(address) = &c.address {
+        check_address(address)?;
+    }
     open_status(state)?;
-    let carries_personal = c.name.is_some() || c.birth_date.is_some() || c.coverage.is_some();
+    let carries_personal =
+        c.name.is_some() || c.birth_date.is_some() || c.coverage.is_some() || c.address.is_some();
     if carries_personal && state.personal_data_erased {
         return Err(Rejection::PersonalDataErased);
     }
@@ -290,6 +324,7 @@ fn update_demographics(
                 name: c.name.clone(),
                 birth_date: c.birth_date,
                 member_id,
+                address: c.address.clone(),
             }),
         }
         .into(),

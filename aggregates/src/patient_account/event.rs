@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::PatientAccount;
-use super::command::{Gender, HumanName, PaymentMethod};
+use super::command::{Gender, HumanName, PaymentMethod, PostalAddress};
 use super::state::{Adjustment, Charge};
 use crate::codec::event_enum;
 use crate::money::{Cents, Currency};
@@ -55,6 +55,9 @@ pub struct PatientIdentity {
     pub birth_date: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    /// Added after v1 of the events that carry it; absent in older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// A patient was registered; the account opens with status `registered`.
@@ -77,6 +80,8 @@ pub struct IdentityChanges {
     pub birth_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// Registration fields were corrected. `personal` is always written (possibly `{}`), so a

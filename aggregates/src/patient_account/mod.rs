@@ -14,7 +14,7 @@ mod state;
 pub use command::{
     AbsorbMergedAccount, ActivateAccount, ApplyAdjustment, CloseAccount, Command, CoverageDetails,
     ErasePersonalData, FlagSelfPay, Gender, HumanName, MergePatient, PaymentMethod, PostCharge,
-    RecordEligibility, RecordPayment, RegisterPatient, UpdateDemographics,
+    PostalAddress, RecordEligibility, RecordPayment, RegisterPatient, UpdateDemographics,
 };
 pub use decide::{check_merge, decide};
 pub use event::{

@@ -155,6 +155,9 @@ pub fn evolve(mut state: State, event: &Event) -> State {
                 if let Some(member_id) = &changes.member_id {
                     identity.member_id = Some(member_id.clone());
                 }
+                if let Some(address) = &changes.address {
+                    identity.address = Some(address.clone());
+                }
             }
         }
         Event::EligibilityVerified(e) => {

@@ -36,6 +36,7 @@ fn register() -> RegisterPatient {
             member_id: "M-123".into(),
             plan: Some("gold".into()),
         }),
+        address: None,
     }
 }
 
@@ -51,6 +52,7 @@ fn registered() -> Event {
             name: jane(),
             birth_date: birth_date(),
             member_id: Some("M-123".into()),
+            address: None,
         }),
     }
     .into()
@@ -294,6 +296,7 @@ fn demographics_update_changes_only_what_it_names() {
                 name: Some(new_name.clone()),
                 birth_date: None,
                 member_id: None,
+                address: None,
             }),
         }
         .into()])

@@ -265,6 +265,7 @@ fn build(index: usize, spec: &Spec) -> Trigger {
                         },
                         birth_date: base().date_naive(),
                         member_id: coverage.then(|| "MEM".into()),
+                        address: None,
                     }),
                 }
                 .into(),

@@ -113,6 +113,7 @@ fn registered(coverage: bool) -> PatientRegistered {
             },
             birth_date: chrono::NaiveDate::from_ymd_opt(1980, 4, 12).unwrap(),
             member_id: coverage.then(|| "M-123".into()),
+            address: None,
         }),
     }
 }

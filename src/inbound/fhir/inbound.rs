@@ -587,6 +587,9 @@ impl Mapping<'_> {
             gender,
             facility: facility.clone(),
             coverage: None,
+            // Patient.address is not mapped yet (docs/interop.md): the address comes with
+            // RegisterPatient or UpdateDemographics over HTTP.
+            address: None,
         };
         let register = || -> Result<patient_account::RegisterPatient, FhirError> {
             Ok(patient_account::RegisterPatient {
@@ -605,6 +608,7 @@ impl Mapping<'_> {
                     )
                 })?,
                 coverage: None,
+                address: None,
             })
         };
         match method {

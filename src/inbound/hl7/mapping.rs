@@ -439,6 +439,8 @@ impl Reader<'_, '_> {
             gender: self.gender().unwrap_or(Gender::Unknown),
             facility: self.facility(),
             coverage: self.coverage(),
+            // PID-11 is not mapped yet (docs/interop.md).
+            address: None,
         })
     }
 
@@ -448,6 +450,7 @@ impl Reader<'_, '_> {
             birth_date: self.birth_date()?,
             gender: self.gender(),
             facility: None,
+            address: None,
             coverage: self.coverage(),
         };
         if update == UpdateDemographics::default() {
