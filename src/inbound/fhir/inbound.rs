@@ -621,8 +621,8 @@ impl Mapping<'_> {
             Method::Update { .. } => match register() {
                 Ok(register) => Ok(Step::PatientUpsert {
                     mrn,
-                    register,
-                    update,
+                    register: Box::new(register),
+                    update: Box::new(update),
                 }),
                 // Not enough to register: only an update of a registered account can work.
                 Err(_) => Ok(Step::Command {
