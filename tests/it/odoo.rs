@@ -856,17 +856,23 @@ async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes
     );
 }
 
+/// A fake Odoo and a server sending to it, with `extra` variables, and the tokens.
+async fn odoo_site(extra: &[(&str, &str)]) -> (FakeOdoo, TempDir, Server, Api, Tokens) {
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let server = start(&dir.path(), &fake, extra);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let t = tokens(&dir.path(), extra);
+    (fake, dir, server, api, t)
+}
+
 /// `CAREFLOW_ODOO_PARTNER_DETAILS=billing`: the partner carries the patient's name and billing
 /// address; an erasure puts it back to the MRN and clears the address (issue #16 part 3).
 #[tokio::test]
 async fn billing_partner_details_reach_odoo_and_erasure_takes_them_back() {
-    let fake = FakeOdoo::start(API_KEY);
-    let dir = TempDir::new();
-    let extra = [("CAREFLOW_ODOO_PARTNER_DETAILS", "billing")];
-    let server = start(&dir.path(), &fake, &extra);
-    server.wait_ready().await;
-    let api = Api::new(&server.base);
-    let t = tokens(&dir.path(), &extra);
+    let (fake, _dir, _server, api, t) =
+        odoo_site(&[("CAREFLOW_ODOO_PARTNER_DETAILS", "billing")]).await;
     let mut body = register();
     body["address"] = json!({"line": ["12 Rue Haute", "Bte 3"], "city": "Bruxelles",
                              "postal_code": "1000", "country": "BE"});
@@ -922,12 +928,7 @@ async fn billing_partner_details_reach_odoo_and_erasure_takes_them_back() {
 /// The default (`mrn`): the partner carries the MRN only, whatever the registration holds.
 #[tokio::test]
 async fn mrn_partner_details_keep_the_name_and_address_out_of_odoo() {
-    let fake = FakeOdoo::start(API_KEY);
-    let dir = TempDir::new();
-    let server = start(&dir.path(), &fake, &[]);
-    server.wait_ready().await;
-    let api = Api::new(&server.base);
-    let t = tokens(&dir.path(), &[]);
+    let (fake, _dir, _server, api, t) = odoo_site(&[]).await;
     let mut body = register();
     body["address"] = json!({"line": ["12 Rue Haute"], "city": "Bruxelles"});
     api.ok(&t.ehr, "patient-accounts", "MRN-PD2", body).await;
@@ -940,12 +941,7 @@ async fn mrn_partner_details_keep_the_name_and_address_out_of_odoo() {
 /// A merge archives the merged partner under the survivor's (issue #16 part 2).
 #[tokio::test]
 async fn a_merged_partner_is_archived_under_the_survivor_in_odoo() {
-    let fake = FakeOdoo::start(API_KEY);
-    let dir = TempDir::new();
-    let server = start(&dir.path(), &fake, &[]);
-    server.wait_ready().await;
-    let api = Api::new(&server.base);
-    let t = tokens(&dir.path(), &[]);
+    let (fake, _dir, _server, api, t) = odoo_site(&[]).await;
     for mrn in ["MRN-MG1", "MRN-MG2"] {
         api.ok(&t.ehr, "patient-accounts", mrn, register()).await;
     }

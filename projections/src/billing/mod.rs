@@ -20,6 +20,7 @@ use careflow_aggregates::patient_account::{
 };
 use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receivables, aging};
@@ -443,29 +444,39 @@ fn take_over(
         save_owned(store, CHARGES, &key, row)?;
     }
     for payment in &moved.payments {
-        let old = format!("{from}/{}", payment.payment_id);
-        let Some(mut row) = take::<PaymentRow>(store, PAYMENTS, &old)? else {
-            continue;
-        };
-        store.delete(PAYMENTS, &old)?;
-        row.account_id.clone_from(&into);
-        save_owned(store, PAYMENTS, &format!("{into}/{}", row.payment_id), row)?;
+        move_row::<PaymentRow>(store, PAYMENTS, from, &into, &payment.payment_id, |row| {
+            &mut row.account_id
+        })?;
     }
     for adjustment in &moved.adjustments {
-        let old = format!("{from}/{}", adjustment.adjustment_id);
-        let Some(mut row) = take::<AdjustmentRow>(store, ADJUSTMENTS, &old)? else {
-            continue;
-        };
-        store.delete(ADJUSTMENTS, &old)?;
-        row.account_id.clone_from(&into);
-        save_owned(
+        move_row::<AdjustmentRow>(
             store,
             ADJUSTMENTS,
-            &format!("{into}/{}", row.adjustment_id),
-            row,
+            from,
+            &into,
+            &adjustment.adjustment_id,
+            |row| &mut row.account_id,
         )?;
     }
     receivables::take_over(store, event, from, &into)
+}
+
+/// Re-keys the row `{from}/{id}` of `table` as `{into}/{id}`, naming `into` as its account.
+fn move_row<T: DeserializeOwned + Serialize + Send + 'static>(
+    store: &mut dyn ViewStore,
+    table: &'static str,
+    from: &str,
+    into: &str,
+    id: &str,
+    account: impl Fn(&mut T) -> &mut String,
+) -> Result<(), ProjectionError> {
+    let old = format!("{from}/{id}");
+    let Some(mut row) = take::<T>(store, table, &old)? else {
+        return Ok(());
+    };
+    store.delete(table, &old)?;
+    into.clone_into(account(&mut row));
+    save_owned(store, table, &format!("{into}/{id}"), row)
 }
 
 fn record_charge(

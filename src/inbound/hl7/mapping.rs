@@ -317,45 +317,40 @@ struct Reader<'a, 'm> {
 impl Reader<'_, '_> {
     /// PID-3's repetition whose identifier type (PID-3.5) is `MR`, else the first one's ID.
     fn mrn(&self) -> Result<String, Malformed> {
-        let pid = self
-            .hl7
-            .segment("PID")
-            .ok_or(Malformed::Missing { field: "PID" })?;
-        let mut first = None;
-        for repeat in self.hl7.repeats(pid, 3) {
-            let id = self.hl7.repeat_value(repeat, 1, 1);
-            if self.hl7.repeat_value(repeat, 5, 1).as_deref() == Some("MR")
-                && let Some(id) = id
-            {
-                return checked_mrn(id);
-            }
-            if first.is_none() {
-                first = id;
-            }
-        }
-        checked_mrn(first.ok_or(Malformed::Missing { field: "PID-3" })?)
+        self.medical_record_number("PID", 3, "PID-3")
     }
 
     /// MRG-1's repetition whose identifier type (MRG-1.5) is `MR`, else the first one's ID:
     /// the MRN of the account merged away (ADT^A40).
     fn merged_mrn(&self) -> Result<String, Malformed> {
-        let mrg = self
+        self.medical_record_number("MRG", 1, "MRG-1")
+    }
+
+    /// The repetition of CX field `field` of `segment` typed `MR` (component 5), else the
+    /// first one's ID (component 1), checked against the id rule.
+    fn medical_record_number(
+        &self,
+        segment: &'static str,
+        field: usize,
+        name: &'static str,
+    ) -> Result<String, Malformed> {
+        let found = self
             .hl7
-            .segment("MRG")
-            .ok_or(Malformed::Missing { field: "MRG" })?;
+            .segment(segment)
+            .ok_or(Malformed::Missing { field: segment })?;
         let mut first = None;
-        for repeat in self.hl7.repeats(mrg, 1) {
+        for repeat in self.hl7.repeats(found, field) {
             let id = self.hl7.repeat_value(repeat, 1, 1);
             if self.hl7.repeat_value(repeat, 5, 1).as_deref() == Some("MR")
                 && let Some(id) = id
             {
-                return checked_field("MRG-1", id);
+                return checked_field(name, id);
             }
             if first.is_none() {
                 first = id;
             }
         }
-        checked_field("MRG-1", first.ok_or(Malformed::Missing { field: "MRG-1" })?)
+        checked_field(name, first.ok_or(Malformed::Missing { field: name })?)
     }
 
     fn visit(&self) -> Result<String, Malformed> {
@@ -648,14 +643,6 @@ impl Reader<'_, '_> {
             .into_iter()
             .find_map(|(segment, field)| time::date_time(&self.hl7.value(segment, field, 1)?))
     }
-}
-
-fn checked_mrn(mrn: String) -> Result<String, Malformed> {
-    validate_id(&mrn).map_err(|error| Malformed::Invalid {
-        field: "PID-3",
-        reason: error.to_string(),
-    })?;
-    Ok(mrn)
 }
 
 /// `2`, `2.0`, `2.00`: a whole number of at least 1.
