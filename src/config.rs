@@ -46,6 +46,33 @@ pub enum StoreKind {
     Kurrentdb,
 }
 
+/// What careflow writes on a patient's Odoo partner (`odoo_partner_details`, docs/odoo.md
+/// "Privacy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartnerDetails {
+    /// The MRN as the name, nothing else (the default): Odoo holds no personal data.
+    #[default]
+    Mrn,
+    /// The patient's name and billing address, which statements need; an erasure puts the
+    /// partner back to the MRN and clears the address.
+    Billing,
+}
+
+impl std::str::FromStr for PartnerDetails {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mrn" => Ok(PartnerDetails::Mrn),
+            "billing" => Ok(PartnerDetails::Billing),
+            other => Err(ConfigError::Invalid {
+                key: "odoo_partner_details",
+                value: other.to_string(),
+                hint: "use mrn or billing",
+            }),
+        }
+    }
+}
+
 impl std::str::FromStr for StoreKind {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -97,6 +124,9 @@ pub struct Config {
     pub odoo_db: Option<String>,
     pub odoo_user: Option<String>,
     pub odoo_api_key: Option<Secret>,
+    /// What a patient's Odoo partner carries: `mrn` (default) or `billing` (name and
+    /// billing address).
+    pub odoo_partner_details: PartnerDetails,
     pub mllp_listen: SocketAddr,
     pub nats_url: Option<String>,
     pub log: String,
@@ -198,6 +228,7 @@ const KEYS: &[&str] = &[
     "odoo_db",
     "odoo_user",
     "odoo_api_key",
+    "odoo_partner_details",
     "mllp_listen",
     "nats_url",
     "log",
@@ -341,6 +372,10 @@ impl Config {
             odoo_db: get("odoo_db"),
             odoo_user: get("odoo_user"),
             odoo_api_key: get("odoo_api_key").map(Secret),
+            odoo_partner_details: match get("odoo_partner_details") {
+                Some(value) => value.parse()?,
+                None => PartnerDetails::Mrn,
+            },
             mllp_listen: addr("mllp_listen", "127.0.0.1:2575")?,
             nats_url: get("nats_url"),
             log: get("log").unwrap_or_else(|| "info".into()),

@@ -132,6 +132,38 @@ pub enum Rejection {
     /// HTTP 409; nothing appended.
     #[error("patient account is closed")]
     AccountClosed,
+    /// Occurs when a command reaches an account that was merged into another (`into`, the
+    /// survivor's MRN, which the problem body names): send it to the survivor.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("patient account was merged into {into}")]
+    AccountMerged { into: String },
+    /// Occurs when `MergePatient.into` names the account it is sent to.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("an account cannot be merged into itself")]
+    MergeIntoSelf,
+    /// Occurs when `MergePatient.into` names an account that was never registered.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("merge target {into} is not registered")]
+    MergeTargetNotRegistered { into: String },
+    /// Occurs when `MergePatient.into` names an account that was itself merged (into
+    /// `survivor`).
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("merge target {into} was itself merged into {survivor}")]
+    MergeTargetMerged { into: String, survivor: String },
+    /// Occurs when `MergePatient.into` names a closed account.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended.
+    #[error("merge target {into} is closed")]
+    MergeTargetClosed { into: String },
     /// Occurs when a charge id was already posted to this account.
     ///
     /// ### Handling
@@ -353,12 +385,17 @@ impl Rejection {
             | Rejection::DuplicateLine { .. }
             | Rejection::EmptyUpdate
             | Rejection::BirthDateInFuture
+            | Rejection::MergeIntoSelf
             | Rejection::InconsistentResponse { .. }
             | Rejection::ShiftEndsBeforeStart
             | Rejection::ShiftTooLong { .. } => true,
             Rejection::AlreadyRegistered
             | Rejection::NotRegistered
             | Rejection::AccountClosed
+            | Rejection::AccountMerged { .. }
+            | Rejection::MergeTargetNotRegistered { .. }
+            | Rejection::MergeTargetMerged { .. }
+            | Rejection::MergeTargetClosed { .. }
             | Rejection::DuplicateCharge { .. }
             | Rejection::DuplicatePayment { .. }
             | Rejection::DuplicateAdjustment { .. }
@@ -409,6 +446,11 @@ impl Rejection {
             Rejection::AlreadyRegistered => "already_registered",
             Rejection::NotRegistered => "not_registered",
             Rejection::AccountClosed => "account_closed",
+            Rejection::AccountMerged { .. } => "account_merged",
+            Rejection::MergeIntoSelf => "merge_into_self",
+            Rejection::MergeTargetNotRegistered { .. } => "merge_target_not_registered",
+            Rejection::MergeTargetMerged { .. } => "merge_target_merged",
+            Rejection::MergeTargetClosed { .. } => "merge_target_closed",
             Rejection::DuplicateCharge { .. } => "duplicate_charge",
             Rejection::DuplicatePayment { .. } => "duplicate_payment",
             Rejection::DuplicateAdjustment { .. } => "duplicate_adjustment",
@@ -469,6 +511,12 @@ impl Rejection {
                 "use a new id; to retry the same request, resend it with its Idempotency-Key"
             }
             Rejection::SelfApproval => "ask another approver",
+            Rejection::AccountMerged { .. } => "send the command to the surviving account",
+            Rejection::MergeIntoSelf => "name the surviving account in into",
+            Rejection::MergeTargetNotRegistered { .. } => {
+                "register the surviving account first, or name another one"
+            }
+            Rejection::MergeTargetMerged { .. } => "merge into the account it was merged into",
             Rejection::OverReceipt { .. } => "receive at most the quantity still outstanding",
             _ => return None,
         })

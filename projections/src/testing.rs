@@ -165,6 +165,7 @@ pub mod events {
                 },
                 birth_date: NaiveDate::from_ymd_opt(1980, 4, 12).unwrap(),
                 member_id: Some("M-123".to_owned()),
+                address: None,
             }),
         }
         .into()
@@ -210,6 +211,29 @@ pub mod events {
             reason: "contractual".to_owned(),
         }
         .into()
+    }
+
+    /// `from` merged into `into`, and the survivor's side, as the aggregate and the `merges`
+    /// process manager record them: `moved` as the merged account's `decide` builds it.
+    pub fn merge(
+        from: &str,
+        into: &str,
+        moved: patient_account::MovedAccount,
+    ) -> (patient_account::Event, patient_account::Event) {
+        (
+            patient_account::PatientMerged {
+                into: into.to_owned(),
+                reason: "duplicate registration".to_owned(),
+                moved: moved.clone(),
+            }
+            .into(),
+            patient_account::PatientAccountMergedIn {
+                from: from.to_owned(),
+                reason: "duplicate registration".to_owned(),
+                moved,
+            }
+            .into(),
+        )
     }
 
     pub fn scheduled(account: &str, facility: &str, class: EncounterClass) -> encounter::Event {

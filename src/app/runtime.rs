@@ -263,7 +263,10 @@ fn odoo_executor(
             consumers,
             Arc::clone(registry),
             client,
-            crate::outbound::odoo::ExecutorConfig::default(),
+            crate::outbound::odoo::ExecutorConfig {
+                partner_details: config.odoo_partner_details,
+                ..crate::outbound::odoo::ExecutorConfig::default()
+            },
         )),
         Err(error) => {
             tracing::error!(%error, "odoo_url cannot be used: nothing is sent to Odoo");

@@ -16,6 +16,7 @@ mod fhir;
 mod journey;
 mod kurrentdb;
 mod matrix;
+mod merge;
 mod mllp;
 mod odoo;
 mod outbound;

@@ -15,7 +15,7 @@ use crate::server::{Server, token};
 use crate::support::{TempDir, eventually};
 
 /// A sample message with its segments joined by `\r`, after text replacements.
-fn fixture(name: &str, replace: &[(&str, &str)]) -> String {
+pub(crate) fn fixture(name: &str, replace: &[(&str, &str)]) -> String {
     let path = format!("{}/tests/fixtures/hl7/{name}", env!("CARGO_MANIFEST_DIR"));
     let mut text = std::fs::read_to_string(&path)
         .unwrap()
@@ -30,14 +30,14 @@ fn fixture(name: &str, replace: &[(&str, &str)]) -> String {
 }
 
 /// An HL7 sender: frames out, ACK frames in.
-struct Sender {
+pub(crate) struct Sender {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 /// One ACK, as text.
 #[derive(Debug, Clone)]
-struct AckText(String);
+pub(crate) struct AckText(String);
 
 impl AckText {
     fn segment(&self, name: &str) -> Option<Vec<&str>> {
@@ -48,7 +48,7 @@ impl AckText {
     }
 
     /// MSA-1.
-    fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.segment("MSA").unwrap()[1]
     }
 
@@ -57,13 +57,13 @@ impl AckText {
         self.segment("MSA").unwrap()[2]
     }
 
-    fn err(&self) -> Option<Vec<&str>> {
+    pub(crate) fn err(&self) -> Option<Vec<&str>> {
         self.segment("ERR")
     }
 }
 
 impl Sender {
-    async fn connect(addr: &str) -> Self {
+    pub(crate) async fn connect(addr: &str) -> Self {
         Self {
             stream: TcpStream::connect(addr).await.unwrap(),
             buffer: Vec::new(),
@@ -101,7 +101,7 @@ impl Sender {
         }
     }
 
-    async fn exchange(&mut self, message: &str) -> AckText {
+    pub(crate) async fn exchange(&mut self, message: &str) -> AckText {
         self.send(message).await;
         self.ack()
             .await

@@ -855,3 +855,121 @@ async fn an_event_the_mapping_cannot_read_is_dead_lettered_and_the_executor_goes
             .is_empty()
     );
 }
+
+/// A fake Odoo and a server sending to it, with `extra` variables, and the tokens.
+async fn odoo_site(extra: &[(&str, &str)]) -> (FakeOdoo, TempDir, Server, Api, Tokens) {
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let server = start(&dir.path(), &fake, extra);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let t = tokens(&dir.path(), extra);
+    (fake, dir, server, api, t)
+}
+
+/// `CAREFLOW_ODOO_PARTNER_DETAILS=billing`: the partner carries the patient's name and billing
+/// address; an erasure puts it back to the MRN and clears the address (issue #16 part 3).
+#[tokio::test]
+async fn billing_partner_details_reach_odoo_and_erasure_takes_them_back() {
+    let (fake, _dir, _server, api, t) =
+        odoo_site(&[("CAREFLOW_ODOO_PARTNER_DETAILS", "billing")]).await;
+    let mut body = register();
+    body["address"] = json!({"line": ["12 Rue Haute", "Bte 3"], "city": "Bruxelles",
+                             "postal_code": "1000", "country": "BE"});
+    api.ok(&t.ehr, "patient-accounts", "MRN-PD1", body).await;
+    let belgium = fake
+        .all_records("res.country")
+        .into_iter()
+        .find(|c| c["code"] == "BE")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let partner = eventually(WITHIN, "the named partner in Odoo", || async {
+        let (_, id) = xmlid(&fake, "partner_MRN-PD1")?;
+        let partner = fake.record("res.partner", id)?;
+        (partner["name"] == "Jane Doe").then_some(partner)
+    })
+    .await;
+    assert_eq!(partner["ref"], "MRN-PD1", "{partner}");
+    assert_eq!(partner["street"], "12 Rue Haute");
+    assert_eq!(partner["street2"], "Bte 3");
+    assert_eq!(partner["city"], "Bruxelles");
+    assert_eq!(partner["zip"], "1000");
+    assert_eq!(
+        fake.record("res.partner", partner["id"].as_i64().unwrap())
+            .unwrap()["country_id"],
+        json!(belgium)
+    );
+
+    let erased = api
+        .post_raw(
+            "/v1/patient-accounts/MRN-PD1/erase",
+            Some(&t.admin),
+            &[],
+            json!({"reason": "patient request R-1"}).to_string(),
+        )
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    let id = partner["id"].as_i64().unwrap();
+    let after = eventually(WITHIN, "the partner back to the MRN", || async {
+        let partner = fake.record("res.partner", id)?;
+        (partner["name"] == "MRN-PD1").then_some(partner)
+    })
+    .await;
+    for field in ["street", "street2", "city", "zip", "country_id"] {
+        assert_eq!(after[field], json!(false), "{field}: {after}");
+    }
+    assert_eq!(
+        xmlid(&fake, "partner_MRN-PD1"),
+        Some(("res.partner".into(), id))
+    );
+}
+
+/// The default (`mrn`): the partner carries the MRN only, whatever the registration holds.
+#[tokio::test]
+async fn mrn_partner_details_keep_the_name_and_address_out_of_odoo() {
+    let (fake, _dir, _server, api, t) = odoo_site(&[]).await;
+    let mut body = register();
+    body["address"] = json!({"line": ["12 Rue Haute"], "city": "Bruxelles"});
+    api.ok(&t.ehr, "patient-accounts", "MRN-PD2", body).await;
+    let partner = landed(&fake, "partner_MRN-PD2").await;
+    assert_eq!(partner["name"], "MRN-PD2", "{partner}");
+    assert_eq!(partner["street"], json!(false), "{partner}");
+    assert_eq!(partner["city"], json!(false), "{partner}");
+}
+
+/// A merge archives the merged partner under the survivor's (issue #16 part 2).
+#[tokio::test]
+async fn a_merged_partner_is_archived_under_the_survivor_in_odoo() {
+    let (fake, _dir, _server, api, t) = odoo_site(&[]).await;
+    for mrn in ["MRN-MG1", "MRN-MG2"] {
+        api.ok(&t.ehr, "patient-accounts", mrn, register()).await;
+    }
+    let survivor = landed(&fake, "partner_MRN-MG1").await["id"]
+        .as_i64()
+        .unwrap();
+    let merged = landed(&fake, "partner_MRN-MG2").await["id"]
+        .as_i64()
+        .unwrap();
+    api.ok(
+        &t.ehr,
+        "patient-accounts",
+        "MRN-MG2",
+        json!({"type": "MergePatient", "into": "MRN-MG1", "reason": "duplicate"}),
+    )
+    .await;
+    let archived = eventually(WITHIN, "the merged partner archived", || async {
+        let partner = fake.record("res.partner", merged)?;
+        (partner["active"] == json!(false)).then_some(partner)
+    })
+    .await;
+    assert_eq!(archived["parent_id"], json!(survivor), "{archived}");
+    // Archived partners are hidden from plain searches but reached from the survivor.
+    let active: Vec<i64> = fake
+        .records("res.partner")
+        .iter()
+        .filter(|p| p["active"] != json!(false))
+        .filter_map(|p| p["id"].as_i64())
+        .collect();
+    assert!(active.contains(&survivor) && !active.contains(&merged));
+}

@@ -200,7 +200,8 @@ async fn registrations_end_active_when_eligible_and_self_pay_when_denied_or_unco
             "replenishment",
             "purchase_approval",
             "purchase_stock",
-            "claims"
+            "claims",
+            "merges"
         ]
     );
     let forbidden = api.get("/v1/process-managers", Some(&t.ehr)).await;
@@ -623,6 +624,7 @@ async fn two_nodes_on_one_postgres_act_once_for_each_flow() {
         "purchase_approval",
         "purchase_stock",
         "claims",
+        "merges",
     ] {
         eventually(WITHIN, "one owner per manager", || async {
             let on_a = manager(&api_a, &t.admin, name).await;

@@ -23,6 +23,12 @@ command_enum! {
         RecordPayment,
         ApplyAdjustment,
         CloseAccount,
+        MergePatient,
+        /// Sent by the `merges` process manager to the surviving account when another account
+        /// was merged into it; a body can never carry it (the money it moves comes from the
+        /// merged account's `PatientMerged`, not from an upstream system).
+        #[serde(skip_deserializing)]
+        AbsorbMergedAccount,
         /// Issued by `careflow erase <mrn>` (admin) inside the shell; a body can never carry it,
         /// so no upstream system can erase a patient through the command endpoint.
         #[serde(skip_deserializing)]
@@ -37,6 +43,23 @@ pub struct HumanName {
     pub family: String,
     #[serde(default)]
     pub given: Vec<String>,
+}
+
+/// A postal address as FHIR `Address` keeps it (the billing address statements are sent to).
+/// Personal data: it travels under `personal` in the events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostalAddress {
+    /// Street lines, at most two.
+    #[serde(default)]
+    pub line: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2 (`BE`, `US`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// Administrative gender, FHIR's value set.
@@ -69,6 +92,9 @@ pub struct RegisterPatient {
     pub facility: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<CoverageDetails>,
+    /// The billing address (optional; what Odoo statements need, docs/odoo.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// `UpdateDemographics`: any of the registration fields; those absent stay as they are.
@@ -85,6 +111,8 @@ pub struct UpdateDemographics {
     pub facility: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<CoverageDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// `RecordEligibility`: the payer's answer, from the eligibility process manager or upstream.
@@ -171,4 +199,24 @@ pub struct ErasePersonalData {
     /// must not itself hold personal data.
     #[serde(default)]
     pub reason: String,
+}
+
+/// `MergePatient`: sent to the account that disappears (a duplicate registration). It records
+/// `PatientMerged` and becomes `merged`; the `merges` process manager then moves its money to
+/// `into`, the surviving MRN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergePatient {
+    pub into: String,
+    pub reason: String,
+}
+
+/// `AbsorbMergedAccount`: the surviving account takes over what `from` moved out
+/// (`PatientMerged.moved`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsorbMergedAccount {
+    pub from: String,
+    pub reason: String,
+    pub moved: crate::patient_account::MovedAccount,
 }

@@ -6,13 +6,15 @@
 //! never exceed the outstanding balance; one currency per account; close only at balance zero.
 
 use super::command::{
-    ApplyAdjustment, Command, CoverageDetails, FlagSelfPay, HumanName, PostCharge,
-    RecordEligibility, RecordPayment, RegisterPatient, UpdateDemographics,
+    AbsorbMergedAccount, ApplyAdjustment, Command, CoverageDetails, FlagSelfPay, HumanName,
+    MergePatient, PostCharge, PostalAddress, RecordEligibility, RecordPayment, RegisterPatient,
+    UpdateDemographics,
 };
 use super::event::{
     AccountActivated, AccountClosed, AccountFlaggedSelfPay, AdjustmentApplied, ChargePosted,
     Coverage, DemographicsUpdated, EligibilityDenied, EligibilityVerified, Event, IdentityChanges,
-    PatientIdentity, PatientRegistered, PaymentParty, PaymentRecorded, PersonalDataErased,
+    MovedAccount, MovedPayment, PatientAccountMergedIn, PatientIdentity, PatientMerged,
+    PatientRegistered, PaymentParty, PaymentRecorded, PersonalDataErased,
 };
 use super::state::{AccountStatus, State};
 use crate::context::Ctx;
@@ -49,6 +51,8 @@ pub fn decide(state: &State, command: &Command, ctx: &Ctx) -> Result<Vec<Event>,
             }
             Ok(vec![AccountClosed {}.into()])
         }
+        Command::MergePatient(c) => merge(state, c),
+        Command::AbsorbMergedAccount(c) => absorb(state, c),
         Command::ErasePersonalData(c) => {
             field::text("reason", &c.reason, LONG_TEXT)?;
             if !state.is_registered() {
@@ -68,13 +72,114 @@ pub fn decide(state: &State, command: &Command, ctx: &Ctx) -> Result<Vec<Event>,
     }
 }
 
-/// The status of a registered, not closed account.
+/// The status of a registered account that is neither closed nor merged.
 fn open_status(state: &State) -> Result<AccountStatus, Rejection> {
     match state.status {
         None => Err(Rejection::NotRegistered),
         Some(AccountStatus::Closed) => Err(Rejection::AccountClosed),
+        Some(AccountStatus::Merged) => Err(Rejection::AccountMerged {
+            into: state.merged_into.clone().unwrap_or_default(),
+        }),
         Some(status) => Ok(status),
     }
+}
+
+/// What a merge of account `from` into account `into` needs of the two states, checked by the
+/// shell before it sends `MergePatient` (the merged account's `decide` cannot see the
+/// survivor): not into itself, into a registered account that is neither merged nor closed,
+/// and in one currency. The survivor's `decide` checks the same again when the money arrives.
+///
+/// # Errors
+/// [`Rejection::MergeIntoSelf`] (422), [`Rejection::MergeTargetNotRegistered`],
+/// [`Rejection::MergeTargetMerged`], [`Rejection::MergeTargetClosed`],
+/// [`Rejection::CurrencyMismatch`] (409); nothing is appended.
+pub fn check_merge(
+    from: &str,
+    merged: &State,
+    into: &str,
+    survivor: &State,
+) -> Result<(), Rejection> {
+    if from == into {
+        return Err(Rejection::MergeIntoSelf);
+    }
+    check_survivor(into, survivor)?;
+    match (survivor.currency, merged.currency) {
+        (Some(expected), Some(found)) if expected != found => {
+            Err(Rejection::CurrencyMismatch { expected, found })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_survivor(into: &str, survivor: &State) -> Result<(), Rejection> {
+    match survivor.status {
+        None => Err(Rejection::MergeTargetNotRegistered {
+            into: into.to_owned(),
+        }),
+        Some(AccountStatus::Merged) => Err(Rejection::MergeTargetMerged {
+            into: into.to_owned(),
+            survivor: survivor.merged_into.clone().unwrap_or_default(),
+        }),
+        Some(AccountStatus::Closed) => Err(Rejection::MergeTargetClosed {
+            into: into.to_owned(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+fn merge(state: &State, c: &MergePatient) -> Result<Vec<Event>, Rejection> {
+    field::id("into", &c.into)?;
+    field::text("reason", &c.reason, LONG_TEXT)?;
+    open_status(state)?;
+    Ok(vec![
+        PatientMerged {
+            into: c.into.clone(),
+            reason: c.reason.clone(),
+            moved: MovedAccount {
+                currency: state.currency,
+                balance: state.balance,
+                charges: state.charges.clone(),
+                payments: state
+                    .payments
+                    .iter()
+                    .map(|p| MovedPayment {
+                        payment_id: p.payment_id.clone(),
+                        amount: p.amount,
+                        method: p.method,
+                    })
+                    .collect(),
+                adjustments: state.adjustments.clone(),
+            },
+        }
+        .into(),
+    ])
+}
+
+fn absorb(state: &State, c: &AbsorbMergedAccount) -> Result<Vec<Event>, Rejection> {
+    field::id("from", &c.from)?;
+    // A redelivered merge is a true no-op: the money arrived once.
+    if state.merged_from.iter().any(|from| from == &c.from) {
+        return Ok(vec![]);
+    }
+    if let Err(rejection) = check_survivor("this account", state) {
+        return Err(match rejection {
+            Rejection::MergeTargetNotRegistered { .. } => Rejection::NotRegistered,
+            Rejection::MergeTargetClosed { .. } => Rejection::AccountClosed,
+            other => other,
+        });
+    }
+    if let Some(currency) = c.moved.currency {
+        same_currency(state, currency)?;
+    }
+    new_balance(state.balance.checked_add(c.moved.balance))?;
+    Ok(vec![
+        PatientAccountMergedIn {
+            from: c.from.clone(),
+            reason: c.reason.clone(),
+            moved: c.moved.clone(),
+        }
+        .into(),
+    ])
 }
 
 /// Every amount on an account is in the currency of the first one.
@@ -103,6 +208,32 @@ fn check_birth_date(birth_date: chrono::NaiveDate, ctx: &Ctx) -> Result<(), Reje
     Ok(())
 }
 
+fn check_address(address: &PostalAddress) -> Result<(), Rejection> {
+    if address.line.len() > 2 {
+        return Err(Rejection::TooLong {
+            field: "address.line",
+            max: 2,
+        });
+    }
+    for line in &address.line {
+        field::text("address.line", line, SHORT_TEXT)?;
+    }
+    field::optional_text("address.city", address.city.as_deref(), SHORT_TEXT)?;
+    field::optional_text(
+        "address.postal_code",
+        address.postal_code.as_deref(),
+        SHORT_TEXT,
+    )?;
+    if let Some(country) = &address.country
+        && !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return Err(Rejection::InvalidCommand {
+            detail: "address.country must be an ISO 3166-1 alpha-2 code such as BE".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_coverage(coverage: &CoverageDetails) -> Result<(), Rejection> {
     field::id("coverage.payer_id", &coverage.payer_id)?;
     field::id("coverage.member_id", &coverage.member_id)?;
@@ -127,6 +258,9 @@ fn register(state: &State, c: &RegisterPatient, ctx: &Ctx) -> Result<Vec<Event>,
     if let Some(coverage) = &c.coverage {
         check_coverage(coverage)?;
     }
+    if let Some(address) = &c.address {
+        check_address(address)?;
+    }
     if state.is_registered() {
         return Err(Rejection::AlreadyRegistered);
     }
@@ -143,6 +277,7 @@ fn register(state: &State, c: &RegisterPatient, ctx: &Ctx) -> Result<Vec<Event>,
                 name: c.name.clone(),
                 birth_date: c.birth_date,
                 member_id,
+                address: c.address.clone(),
             }),
         }
         .into(),
@@ -167,8 +302,12 @@ fn update_demographics(
     if let Some(coverage) = &c.coverage {
         check_coverage(coverage)?;
     }
+    if let Some(address) = &c.address {
+        check_address(address)?;
+    }
     open_status(state)?;
-    let carries_personal = c.name.is_some() || c.birth_date.is_some() || c.coverage.is_some();
+    let carries_personal =
+        c.name.is_some() || c.birth_date.is_some() || c.coverage.is_some() || c.address.is_some();
     if carries_personal && state.personal_data_erased {
         return Err(Rejection::PersonalDataErased);
     }
@@ -185,6 +324,7 @@ fn update_demographics(
                 name: c.name.clone(),
                 birth_date: c.birth_date,
                 member_id,
+                address: c.address.clone(),
             }),
         }
         .into(),

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::PatientAccount;
-use super::command::{Gender, HumanName, PaymentMethod};
+use super::command::{Gender, HumanName, PaymentMethod, PostalAddress};
+use super::state::{Adjustment, Charge};
 use crate::codec::event_enum;
 use crate::money::{Cents, Currency};
 use crate::personal::Personal;
@@ -34,6 +35,8 @@ event_enum! {
         AdjustmentApplied = 1,
         AccountClosed = 1,
         PersonalDataErased = 1,
+        PatientMerged = 1,
+        PatientAccountMergedIn = 1,
     }
 }
 
@@ -52,6 +55,9 @@ pub struct PatientIdentity {
     pub birth_date: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    /// Added after v1 of the events that carry it; absent in older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// A patient was registered; the account opens with status `registered`.
@@ -74,6 +80,8 @@ pub struct IdentityChanges {
     pub birth_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PostalAddress>,
 }
 
 /// Registration fields were corrected. `personal` is always written (possibly `{}`), so a
@@ -168,6 +176,49 @@ pub struct PersonalDataErased {
     /// Why the data was erased, as the admin gave it (never personal data itself).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+}
+
+/// A payment as it moves to the surviving account: no payer, which is personal and stays
+/// (sealed) in the merged account's own `PaymentRecorded`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedPayment {
+    pub payment_id: String,
+    pub amount: Cents,
+    pub method: PaymentMethod,
+}
+
+/// What a merged account hands over: its charges, payments and adjustments, and the balance
+/// they add up to (`charges − payments + adjustments`). No personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MovedAccount {
+    /// `None` when the merged account never had an amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Currency>,
+    pub balance: Cents,
+    #[serde(default)]
+    pub charges: Vec<Charge>,
+    #[serde(default)]
+    pub payments: Vec<MovedPayment>,
+    #[serde(default)]
+    pub adjustments: Vec<Adjustment>,
+}
+
+/// The account was merged into `into` (the survivor) and is `merged` from here on: its money
+/// left with this event (`moved`), and every later command is refused with `account_merged`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientMerged {
+    pub into: String,
+    pub reason: String,
+    pub moved: MovedAccount,
+}
+
+/// The surviving account took over what account `from` moved out: its balance grows by
+/// `moved.balance`, so the sum of balances over both accounts is what it was before the merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientAccountMergedIn {
+    pub from: String,
+    pub reason: String,
+    pub moved: MovedAccount,
 }
 
 /// `ChargePosted` v1 → v2.

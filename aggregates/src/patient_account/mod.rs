@@ -12,16 +12,16 @@ mod event;
 mod state;
 
 pub use command::{
-    ActivateAccount, ApplyAdjustment, CloseAccount, Command, CoverageDetails, ErasePersonalData,
-    FlagSelfPay, Gender, HumanName, PaymentMethod, PostCharge, RecordEligibility, RecordPayment,
-    RegisterPatient, UpdateDemographics,
+    AbsorbMergedAccount, ActivateAccount, ApplyAdjustment, CloseAccount, Command, CoverageDetails,
+    ErasePersonalData, FlagSelfPay, Gender, HumanName, MergePatient, PaymentMethod, PostCharge,
+    PostalAddress, RecordEligibility, RecordPayment, RegisterPatient, UpdateDemographics,
 };
-pub use decide::decide;
+pub use decide::{check_merge, decide};
 pub use event::{
     AccountActivated, AccountClosed, AccountFlaggedSelfPay, AdjustmentApplied, ChargePosted,
     Coverage, DemographicsUpdated, EligibilityDenied, EligibilityVerified, Event, IdentityChanges,
-    PatientIdentity, PatientRegistered, PaymentParty, PaymentRecorded, PersonalDataErased,
-    upcast_charge_posted_v1,
+    MovedAccount, MovedPayment, PatientAccountMergedIn, PatientIdentity, PatientMerged,
+    PatientRegistered, PaymentParty, PaymentRecorded, PersonalDataErased, upcast_charge_posted_v1,
 };
 pub use state::{
     AccountStatus, Adjustment, Charge, Eligibility, Payment, State, evolve, initial_state,

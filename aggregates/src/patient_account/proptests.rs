@@ -27,6 +27,7 @@ fn command() -> impl Strategy<Value = Command> {
             gender: Gender::Female,
             facility: "MAIN".into(),
             coverage: None,
+            address: None,
         })),
         1 => Just(Command::from(ActivateAccount {})),
         1 => Just(Command::from(FlagSelfPay { reason: "no coverage".into() })),
@@ -167,5 +168,64 @@ proptest! {
         prop_assert_eq!(PatientAccount::replay(&history), state.clone());
         let snapshot: State = serde_json::from_value(serde_json::to_value(&state).unwrap()).unwrap();
         prop_assert_eq!(snapshot, state);
+    }
+}
+
+/// Folds `command` into `state` when accepted.
+fn apply(state: State, command: &Command) -> State {
+    match decide(&state, command, &fixed_ctx()) {
+        Ok(events) => events.iter().fold(state, evolve),
+        Err(_) => state,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any two accounts, any history each, then `A` merged into `B` as the shell and the
+    /// `merges` process manager do it: the merge is refused as a whole, or the sum of the two
+    /// balances is what it was, `A` holds nothing and refuses every later command.
+    #[test]
+    fn a_merge_never_changes_the_sum_of_balances(
+        first in prop::collection::vec(command(), 0..25),
+        second in prop::collection::vec(command(), 0..25),
+        later in command(),
+    ) {
+        let ctx = fixed_ctx();
+        let merged = first.iter().fold(initial_state(), apply);
+        let survivor = second.iter().fold(initial_state(), apply);
+        let before = merged.balance.0 + survivor.balance.0;
+        let merge = Command::from(MergePatient { into: "MRN-B".into(), reason: "duplicate".into() });
+        let checked = check_merge("MRN-A", &merged, "MRN-B", &survivor);
+        let decided = checked.clone().and_then(|()| decide(&merged, &merge, &ctx));
+        let Ok(events) = decided else {
+            return Ok(());
+        };
+        let [Event::PatientMerged(patient_merged)] = events.as_slice() else {
+            panic!("a merge records one PatientMerged: {events:?}");
+        };
+        let absorb = Command::from(AbsorbMergedAccount {
+            from: "MRN-A".into(),
+            reason: patient_merged.reason.clone(),
+            moved: patient_merged.moved.clone(),
+        });
+        let merged_after = events.iter().fold(merged.clone(), evolve);
+        let absorbed = decide(&survivor, &absorb, &ctx);
+        // What the shell checked before the merge is what the survivor checks on arrival.
+        prop_assert!(absorbed.is_ok(), "checked {:?} but the survivor refused: {:?}", checked, absorbed);
+        let survivor_after = absorbed.unwrap().iter().fold(survivor.clone(), evolve);
+        prop_assert_eq!(merged_after.balance.0 + survivor_after.balance.0, before);
+        prop_assert_eq!(merged_after.balance, Cents::ZERO);
+        prop_assert_eq!(merged_after.status, Some(AccountStatus::Merged));
+        prop_assert_eq!(
+            survivor_after.charges.len(),
+            survivor.charges.len() + merged.charges.len()
+        );
+        // A redelivered absorb changes nothing.
+        prop_assert_eq!(decide(&survivor_after, &absorb, &ctx), Ok(vec![]));
+        let refused = decide(&merged_after, &later, &ctx);
+        if !matches!(later, Command::ErasePersonalData(_)) {
+            prop_assert!(refused.is_err(), "{:?} was accepted after the merge", later);
+        }
     }
 }

@@ -19,6 +19,8 @@ pub enum AccountStatus {
     Active,
     SelfPay,
     Closed,
+    /// Merged into another account (`State::merged_into`); final, like `closed`.
+    Merged,
 }
 
 impl AccountStatus {
@@ -28,6 +30,7 @@ impl AccountStatus {
             AccountStatus::Active => "active",
             AccountStatus::SelfPay => "self_pay",
             AccountStatus::Closed => "closed",
+            AccountStatus::Merged => "merged",
         }
     }
 }
@@ -88,6 +91,12 @@ pub struct State {
     pub charges: Vec<Charge>,
     pub payments: Vec<Payment>,
     pub adjustments: Vec<Adjustment>,
+    /// The survivor's MRN once this account was merged (status `merged`).
+    #[serde(default)]
+    pub merged_into: Option<String>,
+    /// The MRNs merged into this account, in order.
+    #[serde(default)]
+    pub merged_from: Vec<String>,
 }
 
 impl State {
@@ -145,6 +154,9 @@ pub fn evolve(mut state: State, event: &Event) -> State {
                 }
                 if let Some(member_id) = &changes.member_id {
                     identity.member_id = Some(member_id.clone());
+                }
+                if let Some(address) = &changes.address {
+                    identity.address = Some(address.clone());
                 }
             }
         }
@@ -204,6 +216,34 @@ pub fn evolve(mut state: State, event: &Event) -> State {
         }
         Event::AccountClosed(_) => {
             state.status = Some(AccountStatus::Closed);
+        }
+        Event::PatientMerged(e) => {
+            state.status = Some(AccountStatus::Merged);
+            state.merged_into = Some(e.into.clone());
+            // The money left with the event: the survivor's `PatientAccountMergedIn` adds it.
+            state.balance = state.balance.saturating_sub(e.moved.balance);
+            state.charges.clear();
+            state.payments.clear();
+            state.adjustments.clear();
+        }
+        Event::PatientAccountMergedIn(e) => {
+            if state.currency.is_none() {
+                state.currency = e.moved.currency;
+            }
+            state.balance = state.balance.saturating_add(e.moved.balance);
+            state.charges.extend(e.moved.charges.iter().cloned());
+            state
+                .payments
+                .extend(e.moved.payments.iter().map(|p| Payment {
+                    payment_id: p.payment_id.clone(),
+                    amount: p.amount,
+                    method: p.method,
+                    payer: None,
+                }));
+            state
+                .adjustments
+                .extend(e.moved.adjustments.iter().cloned());
+            state.merged_from.push(e.from.clone());
         }
         Event::PersonalDataErased(_) => {
             state.identity = None;

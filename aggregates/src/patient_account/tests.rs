@@ -36,6 +36,7 @@ fn register() -> RegisterPatient {
             member_id: "M-123".into(),
             plan: Some("gold".into()),
         }),
+        address: None,
     }
 }
 
@@ -51,6 +52,7 @@ fn registered() -> Event {
             name: jane(),
             birth_date: birth_date(),
             member_id: Some("M-123".into()),
+            address: None,
         }),
     }
     .into()
@@ -294,6 +296,7 @@ fn demographics_update_changes_only_what_it_names() {
                 name: Some(new_name.clone()),
                 birth_date: None,
                 member_id: None,
+                address: None,
             }),
         }
         .into()])
@@ -757,6 +760,19 @@ fn one_of_each_event() -> Vec<Event> {
         adjusted("A1", -5),
         closed(),
         erased(),
+        merged_into("MRN-2", moved(100, vec![office_visit("C1", 100)], vec![])),
+        merged_in(
+            "MRN-1",
+            moved(
+                -50,
+                vec![],
+                vec![MovedPayment {
+                    payment_id: "P1".into(),
+                    amount: Cents(50),
+                    method: PaymentMethod::Insurance,
+                }],
+            ),
+        ),
     ]
 }
 
@@ -1084,4 +1100,266 @@ fn amounts_above_the_contract_bound_are_refused() {
     given([registered(), charged("C1", max)])
         .when(adjustment("A1", -max))
         .then_state_matches(|s| assert_eq!(s.balance, Cents::ZERO));
+}
+
+// ---- patient merge ----
+
+fn moved(balance: i64, charges: Vec<Charge>, payments: Vec<MovedPayment>) -> MovedAccount {
+    MovedAccount {
+        currency: Some(Currency::USD),
+        balance: Cents(balance),
+        charges,
+        payments,
+        adjustments: vec![],
+    }
+}
+
+fn office_visit(charge_id: &str, amount: i64) -> Charge {
+    Charge {
+        charge_id: charge_id.into(),
+        encounter_id: "V-1".into(),
+        code: "99213".into(),
+        description: "office visit".into(),
+        quantity: 1,
+        unit_price: Cents(amount),
+        amount: Cents(amount),
+    }
+}
+
+fn merge_into(into: &str) -> MergePatient {
+    MergePatient {
+        into: into.into(),
+        reason: "duplicate registration".into(),
+    }
+}
+
+fn merged_into(into: &str, moved: MovedAccount) -> Event {
+    PatientMerged {
+        into: into.into(),
+        reason: "duplicate registration".into(),
+        moved,
+    }
+    .into()
+}
+
+fn merged_in(from: &str, moved: MovedAccount) -> Event {
+    PatientAccountMergedIn {
+        from: from.into(),
+        reason: "duplicate registration".into(),
+        moved,
+    }
+    .into()
+}
+
+#[test]
+fn merge_moves_charges_payments_and_balance_out_and_the_account_becomes_merged() {
+    let card = MovedPayment {
+        payment_id: "P1".into(),
+        amount: Cents(2_000),
+        method: PaymentMethod::Card,
+    };
+    given([registered(), charged("C1", 12_500), paid("P1", 2_000)])
+        .when(merge_into("MRN-2"))
+        .then_expect([merged_into(
+            "MRN-2",
+            moved(10_500, vec![office_visit("C1", 12_500)], vec![card]),
+        )])
+        .then_state_matches(|state| {
+            assert_eq!(state.status, Some(AccountStatus::Merged));
+            assert_eq!(state.merged_into.as_deref(), Some("MRN-2"));
+            assert_eq!(state.balance, Cents::ZERO);
+            assert!(state.charges.is_empty() && state.payments.is_empty());
+        });
+}
+
+#[test]
+fn every_later_command_to_a_merged_account_names_the_survivor() {
+    let history = || [registered(), merged_into("MRN-2", moved(0, vec![], vec![]))];
+    let rejection = Rejection::AccountMerged {
+        into: "MRN-2".into(),
+    };
+    assert_eq!(rejection.status(), 409);
+    assert_eq!(rejection.code(), "account_merged");
+    assert!(rejection.to_string().contains("MRN-2"));
+    given(history())
+        .when(charge("C1", 100))
+        .then_rejects(rejection.clone());
+    given(history())
+        .when(payment("P1", 100))
+        .then_rejects(rejection.clone());
+    given(history())
+        .when(merge_into("MRN-3"))
+        .then_rejects(rejection.clone());
+    given(history())
+        .when(ActivateAccount {})
+        .then_rejects(rejection.clone());
+    given(history())
+        .when(CloseAccount {})
+        .then_rejects(rejection);
+}
+
+#[test]
+fn a_merge_needs_a_registered_open_account_and_a_valid_body() {
+    given_no_history::<PatientAccount>()
+        .when(merge_into("MRN-2"))
+        .then_rejects(Rejection::NotRegistered);
+    given([registered(), closed()])
+        .when(merge_into("MRN-2"))
+        .then_rejects(Rejection::AccountClosed);
+    given([registered()])
+        .when(MergePatient {
+            into: "MRN 2".into(),
+            reason: "duplicate".into(),
+        })
+        .then_rejects_with_status(422);
+    given([registered()])
+        .when(MergePatient {
+            into: "MRN-2".into(),
+            reason: " ".into(),
+        })
+        .then_rejects(Rejection::EmptyField { field: "reason" });
+}
+
+#[test]
+fn the_survivor_takes_over_the_moved_money_once() {
+    let moved_in = moved(10_500, vec![office_visit("C9", 10_500)], vec![]);
+    given([registered(), charged("C1", 1_000)])
+        .when(AbsorbMergedAccount {
+            from: "MRN-1".into(),
+            reason: "duplicate registration".into(),
+            moved: moved_in.clone(),
+        })
+        .then_expect([merged_in("MRN-1", moved_in.clone())])
+        .then_state_matches(|state| {
+            assert_eq!(state.balance, Cents(11_500));
+            assert_eq!(state.charges.len(), 2);
+            assert_eq!(state.merged_from, vec!["MRN-1".to_owned()]);
+        });
+    given([
+        registered(),
+        charged("C1", 1_000),
+        merged_in("MRN-1", moved_in.clone()),
+    ])
+    .when(AbsorbMergedAccount {
+        from: "MRN-1".into(),
+        reason: "duplicate registration".into(),
+        moved: moved_in,
+    })
+    .then_no_events();
+}
+
+#[test]
+fn a_survivor_that_is_merged_closed_unregistered_or_in_another_currency_refuses_the_money() {
+    let absorb = |currency: &str| AbsorbMergedAccount {
+        from: "MRN-1".into(),
+        reason: "duplicate registration".into(),
+        moved: MovedAccount {
+            currency: Some(Currency::parse(currency).unwrap()),
+            ..moved(100, vec![], vec![])
+        },
+    };
+    given([registered(), merged_into("MRN-3", moved(0, vec![], vec![]))])
+        .when(absorb("USD"))
+        .then_rejects(Rejection::MergeTargetMerged {
+            into: "this account".into(),
+            survivor: "MRN-3".into(),
+        });
+    given([registered(), closed()])
+        .when(absorb("USD"))
+        .then_rejects(Rejection::AccountClosed);
+    given_no_history::<PatientAccount>()
+        .when(absorb("USD"))
+        .then_rejects(Rejection::NotRegistered);
+    given([registered(), charged("C1", 100)])
+        .when(absorb("EUR"))
+        .then_rejects(Rejection::CurrencyMismatch {
+            expected: Currency::USD,
+            found: Currency::parse("EUR").unwrap(),
+        });
+}
+
+#[track_caller]
+fn check_merge_target(
+    merged: &[Event],
+    into: &str,
+    survivor: &[Event],
+    expected: Result<(), Rejection>,
+) {
+    let merged = PatientAccount::replay(merged);
+    let survivor = PatientAccount::replay(survivor);
+    assert_eq!(check_merge("MRN-1", &merged, into, &survivor), expected);
+}
+
+#[test]
+fn a_merge_target_must_be_another_registered_open_account_in_the_same_currency() {
+    let registered_usd = [registered(), charged("C1", 100)];
+    check_merge_target(&registered_usd, "MRN-2", &registered_usd, Ok(()));
+    check_merge_target(
+        &registered_usd,
+        "MRN-1",
+        &registered_usd,
+        Err(Rejection::MergeIntoSelf),
+    );
+    assert_eq!(Rejection::MergeIntoSelf.status(), 422);
+    check_merge_target(
+        &registered_usd,
+        "MRN-2",
+        &[],
+        Err(Rejection::MergeTargetNotRegistered {
+            into: "MRN-2".into(),
+        }),
+    );
+    check_merge_target(
+        &registered_usd,
+        "MRN-2",
+        &[registered(), merged_into("MRN-3", moved(0, vec![], vec![]))],
+        Err(Rejection::MergeTargetMerged {
+            into: "MRN-2".into(),
+            survivor: "MRN-3".into(),
+        }),
+    );
+    check_merge_target(
+        &registered_usd,
+        "MRN-2",
+        &[registered(), closed()],
+        Err(Rejection::MergeTargetClosed {
+            into: "MRN-2".into(),
+        }),
+    );
+    let eur = Currency::parse("EUR").unwrap();
+    let survivor_eur: Event = ChargePosted {
+        currency: eur,
+        ..match charged("C7", 100) {
+            Event::ChargePosted(c) => c,
+            _ => unreachable!("charged builds a ChargePosted"),
+        }
+    }
+    .into();
+    check_merge_target(
+        &registered_usd,
+        "MRN-2",
+        &[registered(), survivor_eur],
+        Err(Rejection::CurrencyMismatch {
+            expected: eur,
+            found: Currency::USD,
+        }),
+    );
+}
+
+#[test]
+fn merge_commands_keep_their_wire_contract() {
+    let parsed = PatientAccount::parse_command(json!({
+        "type": "MergePatient", "into": "MRN-2", "reason": "duplicate registration"
+    }))
+    .unwrap();
+    assert_eq!(parsed.command, Command::from(merge_into("MRN-2")));
+    // The survivor's command is the process manager's alone: no body can carry it.
+    let absorb = PatientAccount::parse_command(json!({
+        "type": "AbsorbMergedAccount", "from": "MRN-1", "reason": "x",
+        "moved": {"balance": "1.00"}
+    }));
+    assert!(
+        matches!(absorb, Err(Rejection::InvalidCommand { .. })),
+        "{absorb:?}"
+    );
 }

@@ -130,6 +130,26 @@ pub struct State {
     pub accounts: BTreeMap<String, Account>,
     pub visits: BTreeMap<String, Visit>,
     pub claims: BTreeMap<String, OpenClaim>,
+    /// Merged MRN → the MRN it was merged into: a remittance for a claim of a merged account
+    /// is posted to the survivor (whose account holds the claimed charges since the merge).
+    #[serde(default)]
+    pub merged: BTreeMap<String, String>,
+}
+
+impl State {
+    /// The account that holds `account_id`'s money now: itself, or the end of its merges.
+    fn holder<'a>(&'a self, account_id: &'a str) -> &'a str {
+        let mut current = account_id;
+        // Bounded: a merge chain cannot loop (a merge into a merged account is refused), and
+        // the bound keeps a corrupt state from hanging the runner.
+        for _ in 0..self.merged.len() {
+            match self.merged.get(current) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        current
+    }
 }
 
 /// The id of the claim for `visit` to `payer_id`.
@@ -204,6 +224,10 @@ impl ProcessManager for Claims {
                 }
                 patient_account::Event::AccountClosed(_) => {
                     state.accounts.remove(id);
+                }
+                patient_account::Event::PatientMerged(e) => {
+                    state.accounts.remove(id);
+                    state.merged.insert(id.to_owned(), e.into.clone());
                 }
                 patient_account::Event::ChargePosted(charge) => {
                     let complete = match state.visits.get_mut(&charge.encounter_id) {
@@ -391,10 +415,11 @@ fn remit(
         return Ok(Vec::new());
     };
     let remittance = format!("INS-{}", trigger.event_id.simple());
+    let account_id = state.holder(&claim.account_id);
     let mut commands = Vec::new();
     if response.paid_amount.is_positive() {
         commands.push(address(
-            &claim.account_id,
+            account_id,
             command_id_for(trigger.event_id, "record-payment"),
             AnyCommand::PatientAccount(
                 RecordPayment {
@@ -410,7 +435,7 @@ fn remit(
     }
     for (n, adjustment) in response.adjustments.iter().enumerate() {
         commands.push(address(
-            &claim.account_id,
+            account_id,
             command_id_for(trigger.event_id, &format!("apply-adjustment:{n}")),
             AnyCommand::PatientAccount(
                 ApplyAdjustment {

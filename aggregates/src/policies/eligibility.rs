@@ -167,7 +167,12 @@ fn react_to_account(
                 .push(flag_self_pay(trigger, account_id, &reason)?);
             reaction.cancelled_timers.push(cancel_deadline(account_id));
         }
+        patient_account::Event::PatientMerged(_) => {
+            // A merged account takes no more commands: its eligibility deadline is moot.
+            reaction.cancelled_timers.push(cancel_deadline(account_id));
+        }
         patient_account::Event::DemographicsUpdated(_)
+        | patient_account::Event::PatientAccountMergedIn(_)
         | patient_account::Event::AccountActivated(_)
         | patient_account::Event::AccountFlaggedSelfPay(_)
         | patient_account::Event::ChargePosted(_)

@@ -13,7 +13,7 @@
 //! - stateful policies ([`replenishment`], [`purchase_stock`]) fold their own small state with
 //!   an `evolve` that ignores what it has already seen, so replaying the log into them is safe.
 //!
-//! The six process managers, each with its own runner and checkpoint:
+//! The seven process managers, each with its own runner and checkpoint:
 //!
 //! | module | reacts to | emits |
 //! |---|---|---|
@@ -23,6 +23,7 @@
 //! | [`approval_deadline`] | `PurchaseRequested`, the decision, its timer | timers, `EscalateApproval` |
 //! | [`purchase_stock`] | `GoodsReceived`, `PurchaseCancelled` | `ReceiveStock`, compensating `ConsumeStock` |
 //! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimSubmitted`/`ClaimResubmitted`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, a claim submission to the payer, then `RecordPayment` and `ApplyAdjustment` on the account |
+//! | [`merges`] | `PatientMerged` | `AbsorbMergedAccount` on the surviving account |
 //!
 //! Timers are events of an internal stream; [`timer`] holds their types and the fold that says
 //! which are due. docs/process-managers.md draws every flow.
@@ -31,6 +32,7 @@ pub mod approval_deadline;
 pub mod charges;
 pub mod claims;
 pub mod eligibility;
+pub mod merges;
 pub mod purchase_stock;
 pub mod replenishment;
 pub mod timer;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::approval_deadline::ApprovalDeadline;
 use super::charges::Charges;
 use super::eligibility::Eligibility;
+use super::merges::Merges;
 use super::purchase_stock::PurchaseStock;
 use super::replenishment::Replenishment;
 use super::timer::{self, TimerEvent, TimerFired, TimerPayload, Timers};
@@ -264,6 +265,7 @@ fn build(index: usize, spec: &Spec) -> Trigger {
                         },
                         birth_date: base().date_naive(),
                         member_id: coverage.then(|| "MEM".into()),
+                        address: None,
                     }),
                 }
                 .into(),
@@ -538,11 +540,13 @@ proptest! {
         check_redelivery::<Charges>(&log, &glitches, rebuild);
         check_redelivery::<ApprovalDeadline>(&log, &glitches, rebuild);
         check_redelivery::<PurchaseStock>(&log, &glitches, rebuild);
+        check_redelivery::<Merges>(&log, &glitches, rebuild);
         check_stream_kinds::<Replenishment>(&log);
         check_stream_kinds::<Eligibility>(&log);
         check_stream_kinds::<Charges>(&log);
         check_stream_kinds::<ApprovalDeadline>(&log);
         check_stream_kinds::<PurchaseStock>(&log);
+        check_stream_kinds::<Merges>(&log);
     }
 }
 

@@ -113,6 +113,7 @@ fn registered(coverage: bool) -> PatientRegistered {
             },
             birth_date: chrono::NaiveDate::from_ymd_opt(1980, 4, 12).unwrap(),
             member_id: coverage.then(|| "M-123".into()),
+            address: None,
         }),
     }
 }
@@ -1365,4 +1366,45 @@ mod claims_policy {
         assert_eq!(recorded.command_id(), second.record_command_id);
         assert_eq!(recorded.command().name(), "RecordClaimResponse");
     }
+}
+
+// ---- merges ----
+
+#[test]
+fn a_merge_sends_the_moved_money_to_the_survivor_under_a_derived_id() {
+    use super::merges::Merges;
+    use crate::patient_account::{MovedAccount, PatientMerged};
+    let moved = MovedAccount {
+        currency: Some(Currency::USD),
+        balance: Cents(4_200),
+        ..MovedAccount::default()
+    };
+    let merged = PatientMerged {
+        into: "MRN-2".into(),
+        reason: "duplicate registration".into(),
+        moved: moved.clone(),
+    };
+    let trigger = account(7, "MRN-1", merged);
+    let reaction = react::<Merges>(&(), &trigger);
+    let issued = only_command(&reaction);
+    assert_eq!(issued.target().to_string(), "patient_account-MRN-2");
+    assert_eq!(
+        issued.command_id(),
+        command_id_for(Uuid::from_u128(7), "absorb-merged-account")
+    );
+    let AnyCommand::PatientAccount(patient_account::Command::AbsorbMergedAccount(absorb)) =
+        issued.command()
+    else {
+        panic!("{issued:?}");
+    };
+    assert_eq!(absorb.from, "MRN-1");
+    assert_eq!(absorb.moved, moved);
+    // Any other account event calls for nothing.
+    assert!(
+        react::<Merges>(
+            &(),
+            &account(8, "MRN-1", patient_account::AccountActivated {})
+        )
+        .is_empty()
+    );
 }

@@ -74,6 +74,10 @@ pub struct DailyCounters {
     pub date: NaiveDate,
     pub facility: String,
     pub registrations: u64,
+    /// Accounts merged into another that day (duplicate registrations resolved): the
+    /// patients registered are `registrations − merges` over any span of days.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub merges: u64,
     /// Class (`inpatient | outpatient | emergency`) -> status entered that day
     /// (`scheduled | arrived | completed | discharged | cancelled`) -> count.
     pub encounters: BTreeMap<String, BTreeMap<String, u64>>,
@@ -91,6 +95,7 @@ impl DailyCounters {
             date,
             facility: facility.to_owned(),
             registrations: 0,
+            merges: 0,
             encounters: BTreeMap::new(),
             charges: MoneyCounter::default(),
             payments: MoneyCounter::default(),
@@ -98,6 +103,10 @@ impl DailyCounters {
             purchase_cycle_times: BTreeMap::new(),
         }
     }
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// How many, and how much per currency (amounts in different currencies never add). A day's
@@ -246,9 +255,18 @@ fn apply_account(
                 count_money(&mut day.payments, payment.currency, payment.amount)
             })
         }
-        // Not counted: adjustments are corrections (billing shows them), and status changes
-        // and erasure are not activity this view reports.
-        AccountEvent::AdjustmentApplied(_)
+        AccountEvent::PatientMerged(_) => {
+            let facility = context(store, event)?.facility;
+            update_day(store, event, &facility, |day| {
+                day.merges = day.merges.checked_add(1)?;
+                Some(())
+            })
+        }
+        // Not counted: adjustments are corrections (billing shows them), status changes and
+        // erasure are not activity this view reports, and money a merge moves was counted on
+        // the day it was charged or paid (counting it again would count it twice).
+        AccountEvent::PatientAccountMergedIn(_)
+        | AccountEvent::AdjustmentApplied(_)
         | AccountEvent::EligibilityVerified(_)
         | AccountEvent::EligibilityDenied(_)
         | AccountEvent::AccountActivated(_)

@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 
 use careflow_aggregates::encounter::Event as EncounterEvent;
 use careflow_aggregates::patient_account::{
-    AdjustmentApplied, ChargePosted, Event as AccountEvent, PaymentMethod, PaymentRecorded,
+    AdjustmentApplied, ChargePosted, Event as AccountEvent, PatientAccountMergedIn, PaymentMethod,
+    PaymentRecorded,
 };
 use careflow_aggregates::{Cents, Currency, RecordedEvent, Total};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use receivables::{AccountAging, AgingBuckets, AgingReport, OpenItem, Receivables, aging};
@@ -89,7 +91,7 @@ impl Projection for Billing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     pub account_id: String,
-    /// `registered | active | self_pay | closed`.
+    /// `registered | active | self_pay | closed | merged`.
     pub status: String,
     pub facility: String,
     /// Fixed by the first amount, as in the aggregate; `None` until then.
@@ -106,6 +108,12 @@ pub struct AccountRow {
     pub version: u64,
     /// Global position of the last event applied.
     pub position: u64,
+    /// The survivor's MRN once this account was merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The MRNs merged into this account, whose money and rows it now holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
 impl AccountRow {
@@ -124,6 +132,8 @@ impl AccountRow {
             adjustment_count: 0,
             version: 0,
             position: 0,
+            merged_into: None,
+            merged_from: Vec::new(),
         }
     }
 }
@@ -302,6 +312,15 @@ fn apply_account(
         AccountEvent::AccountActivated(_) => account.status = "active".to_owned(),
         AccountEvent::AccountFlaggedSelfPay(_) => account.status = "self_pay".to_owned(),
         AccountEvent::AccountClosed(_) => account.status = "closed".to_owned(),
+        // The money stays on the merged row until the survivor's `PatientAccountMergedIn`
+        // takes it over, so no reader ever sees it on both accounts or on neither.
+        AccountEvent::PatientMerged(merged) => {
+            account.status = "merged".to_owned();
+            account.merged_into = Some(merged.into.clone());
+        }
+        AccountEvent::PatientAccountMergedIn(merged_in) => {
+            take_over(store, event, &mut account, merged_in)?;
+        }
         // Billing holds no personal data, so there is nothing to forget.
         AccountEvent::PersonalDataErased(_) => {}
         AccountEvent::ChargePosted(charge) => {
@@ -347,6 +366,117 @@ fn apply_account(
     account.version = event.version;
     account.position = event.position;
     save_owned(store, ACCOUNTS, mrn, account)
+}
+
+/// The survivor takes over the merged account's totals and rows: its charges, payments and
+/// adjustments (re-keyed under the survivor), its claim lines and invoices (which now name the
+/// survivor) and its open items. The merged row keeps its counts at zero, so a sum over
+/// accounts counts every amount once.
+fn take_over(
+    store: &mut dyn ViewStore,
+    event: &RecordedEvent,
+    survivor: &mut AccountRow,
+    merged_in: &PatientAccountMergedIn,
+) -> Result<(), ProjectionError> {
+    let from = merged_in.from.as_str();
+    let into = survivor.account_id.clone();
+    let overflow = || ProjectionError::Overflow {
+        table: ACCOUNTS,
+        position: event.position,
+    };
+    if let Some(mut merged) = take::<AccountRow>(store, ACCOUNTS, from)? {
+        survivor.balance = survivor
+            .balance
+            .checked_add(merged.balance)
+            .ok_or_else(overflow)?;
+        survivor.charged = survivor
+            .charged
+            .checked_add(merged.charged)
+            .ok_or_else(overflow)?;
+        survivor.paid = survivor
+            .paid
+            .checked_add(merged.paid)
+            .ok_or_else(overflow)?;
+        survivor.adjusted = survivor
+            .adjusted
+            .checked_add(merged.adjusted)
+            .ok_or_else(overflow)?;
+        survivor.charge_count += merged.charge_count;
+        survivor.payment_count += merged.payment_count;
+        survivor.adjustment_count += merged.adjustment_count;
+        if survivor.currency.is_none() {
+            survivor.currency = merged.currency;
+        }
+        merged.balance = Total::ZERO;
+        merged.charged = Total::ZERO;
+        merged.paid = Total::ZERO;
+        merged.adjusted = Total::ZERO;
+        merged.charge_count = 0;
+        merged.payment_count = 0;
+        merged.adjustment_count = 0;
+        save_owned(store, ACCOUNTS, from, merged)?;
+    }
+    survivor.merged_from.push(from.to_owned());
+    // The rows are found by the ids the event lists (the overlay a projection writes through
+    // has no range scans while it applies an event).
+    let moved = &merged_in.moved;
+    for charge in &moved.charges {
+        let Some(mut row) =
+            take::<ChargeRow>(store, CHARGES, &format!("{from}/{}", charge.charge_id))?
+        else {
+            continue;
+        };
+        store.delete(CHARGES, &format!("{from}/{}", charge.charge_id))?;
+        row.account_id.clone_from(&into);
+        let line_key = format!("{}/{}", row.encounter_id, row.charge_id);
+        if let Some(mut line) = take::<ClaimLine>(store, CLAIM_LINES, &line_key)? {
+            line.account_id.clone_from(&into);
+            save_owned(store, CLAIM_LINES, &line_key, line)?;
+        }
+        let visit = row.encounter_id.clone();
+        if let Some(mut invoice) = take::<InvoiceReconciliation>(store, RECONCILIATION, &visit)? {
+            if invoice.account_id.as_deref() == Some(from) {
+                invoice.account_id = Some(into.clone());
+            }
+            save_owned(store, RECONCILIATION, &visit, invoice)?;
+        }
+        let key = format!("{into}/{}", row.charge_id);
+        save_owned(store, CHARGES, &key, row)?;
+    }
+    for payment in &moved.payments {
+        move_row::<PaymentRow>(store, PAYMENTS, from, &into, &payment.payment_id, |row| {
+            &mut row.account_id
+        })?;
+    }
+    for adjustment in &moved.adjustments {
+        move_row::<AdjustmentRow>(
+            store,
+            ADJUSTMENTS,
+            from,
+            &into,
+            &adjustment.adjustment_id,
+            |row| &mut row.account_id,
+        )?;
+    }
+    receivables::take_over(store, event, from, &into)
+}
+
+/// Re-keys the row `{from}/{id}` of `table` as `{into}/{id}`, naming `into` as its account.
+fn move_row<T: DeserializeOwned + Serialize + Send + 'static>(
+    store: &mut dyn ViewStore,
+    table: &'static str,
+    from: &str,
+    into: &str,
+    id: &str,
+    account: impl Fn(&mut T) -> &mut String,
+) -> Result<(), ProjectionError> {
+    let old = format!("{from}/{id}");
+    let Some(mut row) = take::<T>(store, table, &old)? else {
+        return Ok(());
+    };
+    store.delete(table, &old)?;
+    into.clone_into(account(&mut row));
+    save_owned(store, table, &format!("{into}/{id}"), row)
 }
 
 fn record_charge(

@@ -131,6 +131,42 @@ pub(super) fn credit(
     save_owned(store, RECEIVABLES, mrn, account)
 }
 
+/// The survivor of a merge takes over `from`'s open items (kept in age order) and its
+/// unapplied credit, which then settles the oldest of all open items, as a payment would.
+pub(super) fn take_over(
+    store: &mut dyn ViewStore,
+    event: &RecordedEvent,
+    from: &str,
+    into: &str,
+) -> Result<(), ProjectionError> {
+    let Some(merged) = take::<Receivables>(store, RECEIVABLES, from)? else {
+        return Ok(());
+    };
+    // `take` hands the row over without removing it: the merged account owes nothing now.
+    store.delete(RECEIVABLES, from)?;
+    let Some(currency) = merged.currency else {
+        return Ok(());
+    };
+    let mut account = load_account(store, into, currency)?;
+    account.currency = account.currency.or(Some(currency));
+    for item in merged.items {
+        let at = account.items.partition_point(|other| {
+            (other.occurred_at, other.position) <= (item.occurred_at, item.position)
+        });
+        account.items.insert(at, item);
+    }
+    let credit = account
+        .unapplied_credit
+        .checked_add(merged.unapplied_credit)
+        .ok_or(overflow(event))?;
+    account.unapplied_credit = Cents::ZERO;
+    save_owned(store, RECEIVABLES, into, account)?;
+    if credit.is_positive() {
+        self::credit(store, event, into, credit, currency)?;
+    }
+    Ok(())
+}
+
 fn overflow(event: &RecordedEvent) -> ProjectionError {
     ProjectionError::Overflow {
         table: RECEIVABLES,

@@ -582,3 +582,95 @@ fn large_amounts_on_several_accounts_of_one_visit_never_stop_the_view() {
         Total(i128::from(big) * 3).to_string()
     );
 }
+
+/// MRN-A (charged 100, paid 30) is merged into MRN-B (charged 50).
+fn merged_accounts(survivor_took_over: bool) -> EventLog {
+    use careflow_aggregates::patient_account::{Charge, MovedAccount, MovedPayment};
+    let moved = MovedAccount {
+        currency: Some(Currency::USD),
+        balance: Cents(7_000),
+        charges: vec![Charge {
+            charge_id: "C1".into(),
+            encounter_id: "V1".into(),
+            code: "99213".into(),
+            description: "office visit".into(),
+            quantity: 1,
+            unit_price: Cents(10_000),
+            amount: Cents(10_000),
+        }],
+        payments: vec![MovedPayment {
+            payment_id: "P1".into(),
+            amount: Cents(3_000),
+            method: careflow_aggregates::patient_account::PaymentMethod::Card,
+        }],
+        adjustments: vec![],
+    };
+    let (merged, merged_in) = merge("MRN-A", "MRN-B", moved);
+    let log = EventLog::new()
+        .push("MRN-A", "2025-03-01T09:00:00Z", registered("MAIN"))
+        .push(
+            "MRN-A",
+            "2025-03-01T10:00:00Z",
+            charge("C1", "V1", 1, 10_000),
+        )
+        .push("MRN-A", "2025-03-02T10:00:00Z", payment("P1", 3_000))
+        .push("MRN-B", "2025-03-03T09:00:00Z", registered("EAST"))
+        .push(
+            "MRN-B",
+            "2025-03-03T10:00:00Z",
+            charge("C9", "V9", 1, 5_000),
+        )
+        .push("MRN-A", "2025-03-04T09:00:00Z", merged);
+    if survivor_took_over {
+        log.push("MRN-B", "2025-03-04T09:00:01Z", merged_in)
+    } else {
+        log
+    }
+}
+
+#[test]
+fn a_merged_account_keeps_its_money_until_the_survivor_takes_it_over() {
+    check(
+        merged_accounts(false),
+        json!({
+            "billing_accounts": {
+                "MRN-A": {"status": "merged", "merged_into": "MRN-B", "balance": "70.00",
+                          "charged": "100.00", "paid": "30.00"},
+                "MRN-B": {"balance": "50.00", "charged": "50.00"},
+            },
+        }),
+    );
+}
+
+#[test]
+fn the_survivor_takes_over_totals_rows_and_open_items_counted_once() {
+    let store = replay(&Billing, merged_accounts(true).events());
+    assert_tables(
+        &store,
+        &json!({
+            "billing_accounts": {
+                "MRN-A": {"status": "merged", "merged_into": "MRN-B", "balance": "0.00",
+                          "charged": "0.00", "paid": "0.00", "adjusted": "0.00",
+                          "charge_count": 0, "payment_count": 0},
+                "MRN-B": {"balance": "120.00", "charged": "150.00", "paid": "30.00",
+                          "charge_count": 2, "payment_count": 1, "merged_from": ["MRN-A"]},
+            },
+            "billing_charges": {
+                "MRN-B/C1": {"account_id": "MRN-B", "amount": "100.00"},
+                "MRN-B/C9": {"account_id": "MRN-B", "amount": "50.00"},
+            },
+            "billing_payments": {"MRN-B/P1": {"account_id": "MRN-B", "amount": "30.00"}},
+            "billing_claim_lines": {
+                "V1/C1": {"account_id": "MRN-B"},
+                "V9/C9": {"account_id": "MRN-B"},
+            },
+        }),
+    );
+    // The open items moved in age order: C1 (70.00 left after P1), then C9.
+    let report = aging(&store, "2025-03-05".parse().unwrap()).unwrap();
+    let report = serde_json::to_value(&report).unwrap();
+    let accounts = report["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1, "{report}");
+    assert_eq!(accounts[0]["account_id"], "MRN-B", "{report}");
+    assert_eq!(accounts[0]["buckets"]["total"], "120.00", "{report}");
+}

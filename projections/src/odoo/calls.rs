@@ -204,6 +204,18 @@ impl Action {
         ids: &dyn Fn(&str) -> Option<i64>,
     ) -> Result<Option<Call>, MissingRef> {
         Ok(Some(match self {
+            Action::ArchivePartner { mrn, into } => Call::new(
+                "res.partner",
+                "create",
+                json!([{
+                    "name": mrn,
+                    "ref": mrn,
+                    "is_company": false,
+                    "customer_rank": 1,
+                    "active": false,
+                    "parent_id": resolve_careflow(ids, into)?,
+                }]),
+            ),
             Action::UpsertPartner { .. }
             | Action::UpsertVendor { .. }
             | Action::UpsertProduct { .. }
@@ -354,6 +366,11 @@ impl Action {
             Action::UpsertPartner { values, .. } | Action::UpsertVendor { values } => Some(
                 search_one("res.partner", json!([["ref", "=", text(values, "ref")]])),
             ),
+            // Naming `active` makes the search see an archived partner too (API-NOTES §2).
+            Action::ArchivePartner { mrn, .. } => Some(search_one(
+                "res.partner",
+                json!([["ref", "=", mrn], ["active", "in", [true, false]]]),
+            )),
             Action::UpsertProduct { values } => Some(search_one(
                 "product.product",
                 json!([["default_code", "=", text(values, "default_code")]]),
@@ -406,6 +423,10 @@ impl Action {
             Action::UpsertVendor { values } | Action::UpsertProduct { values } => {
                 Value::Object(values.clone())
             }
+            Action::ArchivePartner { into, .. } => json!({
+                "active": false,
+                "parent_id": resolve_careflow(ids, into)?,
+            }),
             Action::UpsertReorderRule {
                 product,
                 min_qty,
@@ -686,6 +707,7 @@ impl Action {
                 }
             }
             Action::UpsertPartner { .. }
+            | Action::ArchivePartner { .. }
             | Action::UpsertVendor { .. }
             | Action::UpsertProduct { .. }
             | Action::UpsertReorderRule { .. }

@@ -107,6 +107,17 @@ pub enum Action {
         values: Map<String, Value>,
         payment_terms: Option<PaymentTerms>,
     },
+    /// `res.partner` customer of a merged account, key `partner_{mrn}`: archived
+    /// (`active: false`) under the survivor (`parent_id` = the survivor's partner), so its
+    /// invoices and payments stay where they are and are reached from the survivor (Odoo's
+    /// `commercial_partner_id` of a child contact is its parent's). Created archived when
+    /// the partner never reached Odoo.
+    ArchivePartner {
+        /// The merged MRN (`ref`, and the name should the partner have to be created).
+        mrn: String,
+        /// External id name of the survivor's customer (`partner_{mrn}`).
+        into: String,
+    },
     /// `res.partner` supplier, key `vendor_{vendor_id}`.
     UpsertVendor { values: Map<String, Value> },
     /// `product.product` (storable), key `product_{item_id}`; `default_code` = item id.
@@ -198,7 +209,9 @@ impl Action {
     /// The Odoo model of the record the intent's key names.
     pub fn model(&self) -> &'static str {
         match self {
-            Action::UpsertPartner { .. } | Action::UpsertVendor { .. } => "res.partner",
+            Action::UpsertPartner { .. }
+            | Action::ArchivePartner { .. }
+            | Action::UpsertVendor { .. } => "res.partner",
             Action::UpsertProduct { .. } => "product.product",
             Action::UpsertReorderRule { .. } => "stock.warehouse.orderpoint",
             Action::PostCustomerInvoice { .. } | Action::PostVendorBill { .. } => "account.move",
@@ -228,6 +241,7 @@ impl Action {
                 .iter()
                 .map(|terms| terms.xmlid().to_owned())
                 .collect(),
+            Action::ArchivePartner { into, .. } => vec![complete_xmlid(into)],
             Action::UpsertVendor { .. } | Action::UpsertProduct { .. } => Vec::new(),
             Action::UpsertReorderRule { product, .. } => vec![complete_xmlid(product)],
             Action::PostCustomerInvoice { partner, .. }

@@ -173,6 +173,24 @@ fn upsert_partner(mrn: &str, payment_terms: Option<PaymentTerms>) -> (String, Ac
     )
 }
 
+/// The partner as an erasure leaves it: the MRN, and every address field cleared.
+fn erased_partner(mrn: &str) -> (String, Action) {
+    let (key, action) = upsert_partner(mrn, None);
+    let Action::UpsertPartner { mut values, .. } = action else {
+        return (key, action);
+    };
+    for field in ["street", "street2", "city", "zip", "country_id"] {
+        values.insert(field.to_owned(), Value::Bool(false));
+    }
+    (
+        key,
+        Action::UpsertPartner {
+            values,
+            payment_terms: None,
+        },
+    )
+}
+
 fn map_account(
     state: &mut MappingState,
     event: &RecordedEvent,
@@ -197,14 +215,26 @@ fn map_account(
                 memo: payment.payment_id,
             },
         )],
+        // Erasure reaches Odoo: the partner goes back to the MRN and loses any address (a
+        // no-op where the partner only ever carried the MRN; with `odoo_partner_details =
+        // billing` it removes the name and address, docs/odoo.md "Privacy").
+        AccountEvent::PersonalDataErased(_) => vec![erased_partner(mrn)],
+        // The merged partner is archived under the survivor's, which holds what comes next.
+        AccountEvent::PatientMerged(merged) => vec![(
+            partner_key(mrn),
+            Action::ArchivePartner {
+                mrn: mrn.to_owned(),
+                into: partner_key(&merged.into),
+            },
+        )],
         // Eligibility shows in the terms once the account is activated or flagged; an
-        // adjustment is careflow's own (Odoo's credit notes are out of scope); closing and
-        // erasure change nothing Odoo holds (the partner carries no personal data).
+        // adjustment is careflow's own (Odoo's credit notes are out of scope); closing
+        // changes nothing Odoo holds.
         AccountEvent::EligibilityVerified(_)
         | AccountEvent::EligibilityDenied(_)
         | AccountEvent::AdjustmentApplied(_)
-        | AccountEvent::AccountClosed(_)
-        | AccountEvent::PersonalDataErased(_) => Vec::new(),
+        | AccountEvent::PatientAccountMergedIn(_)
+        | AccountEvent::AccountClosed(_) => Vec::new(),
     }
 }
 

@@ -194,6 +194,7 @@ fn demographics_update_reasserts_the_partner_without_personal_data() {
             }),
             birth_date: None,
             member_id: Some("M-999".to_owned()),
+            address: None,
         }),
     };
     let log = EventLog::new()
@@ -239,7 +240,7 @@ fn no_personal_data_reaches_an_intent_or_a_call() {
 }
 
 #[test]
-fn erasure_closing_and_eligibility_map_to_nothing() {
+fn erasure_puts_the_partner_back_to_the_mrn_without_an_address() {
     let log = EventLog::new().push(
         "MRN1",
         "2025-03-01T09:00:00Z",
@@ -247,7 +248,64 @@ fn erasure_closing_and_eligibility_map_to_nothing() {
             reason: "request".to_owned(),
         }),
     );
-    check(&log, json!([]));
+    let intents = check(
+        &log,
+        json!([{
+            "id": format!("{}/0", eid(1)), "event_id": eid(1), "position": 1,
+            "key": "partner_MRN1", "model": "res.partner",
+            "action": {"action": "upsert_partner", "payment_terms": null, "values": {
+                "name": "MRN1", "ref": "MRN1", "is_company": false, "customer_rank": 1,
+                "street": false, "street2": false, "city": false, "zip": false,
+                "country_id": false,
+            }},
+        }]),
+    );
+    check_call(
+        intents[0].action.write_call(42, &ids).unwrap(),
+        json!(["res.partner", "write", [[42], {
+            "name": "MRN1", "ref": "MRN1", "is_company": false, "customer_rank": 1,
+            "street": false, "street2": false, "city": false, "zip": false, "country_id": false,
+        }]]),
+    );
+}
+
+#[test]
+fn a_merged_partner_is_archived_under_the_survivor() {
+    let (merged, merged_in) = merge(
+        "MRN2",
+        "MRN1",
+        careflow_aggregates::patient_account::MovedAccount::default(),
+    );
+    let log = EventLog::new()
+        .push("MRN2", "2025-03-01T09:00:00Z", merged)
+        .push("MRN1", "2025-03-01T09:00:01Z", merged_in);
+    let intents = check(
+        &log,
+        json!([{
+            "id": format!("{}/0", eid(1)), "event_id": eid(1), "position": 1,
+            "key": "partner_MRN2", "model": "res.partner",
+            "action": {"action": "archive_partner", "mrn": "MRN2", "into": "partner_MRN1"},
+        }]),
+    );
+    let archive = &intents[0].action;
+    assert_eq!(archive.refs(), ["careflow.partner_MRN1"]);
+    check_call(
+        archive.write_call(43, &ids).unwrap(),
+        json!(["res.partner", "write", [[43], {"active": false, "parent_id": 42}]]),
+    );
+    check_call(
+        archive.natural_key_search(&ids).unwrap(),
+        json!(["res.partner", "search_read",
+               [[["ref", "=", "MRN2"], ["active", "in", [true, false]]]],
+               {"fields": ["id"], "limit": 1}]),
+    );
+    check_call(
+        archive.create_call(&ids).unwrap(),
+        json!(["res.partner", "create", [{
+            "name": "MRN2", "ref": "MRN2", "is_company": false, "customer_rank": 1,
+            "active": false, "parent_id": 42,
+        }]]),
+    );
 }
 
 // ----- customer invoice ------------------------------------------------------------------

@@ -171,6 +171,84 @@ pub fn plan(
     }
 }
 
+/// The Parameters of `POST Patient/$merge` (FHIR R5's patient merge operation, taken on R4):
+/// `source-patient-identifier` (or `source-patient`, a reference) names the account that
+/// disappears, `target-patient-identifier` (or `target-patient`) the survivor. The step is
+/// `MergePatient {into: target}` to the source account; `preview: true` is refused (careflow
+/// has no dry run), and the other parameters (`result-patient`, `delete-source`) are ignored.
+///
+/// # Errors
+/// [`FhirError::Structure`] or [`FhirError::WrongResourceType`] for something that is not a
+/// Parameters resource; [`FhirError::Invalid`] naming the parameter that is missing or
+/// cannot be read.
+pub fn merge_parameters(value: &Value, settings: &FhirSettings) -> Result<Step, FhirError> {
+    let found = resource_type(value)?;
+    if found != "Parameters" {
+        return Err(FhirError::WrongResourceType {
+            expected: "Parameters".into(),
+            found: found.to_owned(),
+        });
+    }
+    let parameters = value
+        .get("parameter")
+        .and_then(Value::as_array)
+        .ok_or_else(|| FhirError::missing("Parameters.parameter", "no parameters"))?;
+    fn by_name<'a>(parameters: &'a [Value], name: &'a str) -> impl Iterator<Item = &'a Value> {
+        parameters
+            .iter()
+            .filter(move |p| p.get("name").and_then(Value::as_str) == Some(name))
+    }
+    let named = |name: &'static str| by_name(parameters, name);
+    if named("preview").any(|p| p.get("valueBoolean") == Some(&Value::Bool(true))) {
+        return Err(FhirError::value(
+            "Parameters.parameter[preview]",
+            "careflow has no preview of a merge: send it without preview",
+        ));
+    }
+    let patient = |side: &str| -> Result<String, FhirError> {
+        let by_identifier = format!("{side}-patient-identifier");
+        let by_reference = format!("{side}-patient");
+        let element = format!("Parameters.parameter[{by_identifier}]");
+        let identifiers: Vec<Identifier> = by_name(parameters, &by_identifier)
+            .filter_map(|p| p.get("valueIdentifier"))
+            .map(|v| {
+                serde_json::from_value::<Identifier>(v.clone())
+                    .map_err(|error| FhirError::value(&element, error.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let from_identifier = identifiers
+            .iter()
+            .find(|i| is_mrn(i, settings))
+            .or_else(|| identifiers.first())
+            .and_then(|i| i.value.clone());
+        let from_reference = || {
+            by_name(parameters, &by_reference)
+                .filter_map(|p| p.get("valueReference")?.get("reference")?.as_str())
+                .find_map(|reference| literal_id(reference, "Patient"))
+                .map(str::to_owned)
+        };
+        let mrn = from_identifier.or_else(from_reference).ok_or_else(|| {
+            FhirError::missing(
+                &element,
+                format!("no {by_identifier} (valueIdentifier) nor {by_reference} (valueReference)"),
+            )
+        })?;
+        checked_id(&element, "patient_account", mrn)
+    };
+    let source = patient("source")?;
+    let target = patient("target")?;
+    Ok(Step::Command {
+        id: source,
+        command: AnyCommand::PatientAccount(
+            patient_account::MergePatient {
+                into: target,
+                reason: "patient merge (FHIR $merge)".to_owned(),
+            }
+            .into(),
+        ),
+    })
+}
+
 /// A ClaimResponse: the claim it answers (`request`); the response is read against the
 /// claim's lines when it runs ([`claim_response_command`]).
 fn claim_response(response: &Value) -> Result<Step, FhirError> {
@@ -509,6 +587,9 @@ impl Mapping<'_> {
             gender,
             facility: facility.clone(),
             coverage: None,
+            // Patient.address is not mapped yet (docs/interop.md): the address comes with
+            // RegisterPatient or UpdateDemographics over HTTP.
+            address: None,
         };
         let register = || -> Result<patient_account::RegisterPatient, FhirError> {
             Ok(patient_account::RegisterPatient {
@@ -527,6 +608,7 @@ impl Mapping<'_> {
                     )
                 })?,
                 coverage: None,
+                address: None,
             })
         };
         match method {
@@ -539,8 +621,8 @@ impl Mapping<'_> {
             Method::Update { .. } => match register() {
                 Ok(register) => Ok(Step::PatientUpsert {
                     mrn,
-                    register,
-                    update,
+                    register: Box::new(register),
+                    update: Box::new(update),
                 }),
                 // Not enough to register: only an update of a registered account can work.
                 Err(_) => Ok(Step::Command {

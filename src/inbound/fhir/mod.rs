@@ -62,8 +62,8 @@ pub enum Step {
     /// `PUT Patient/{id}`: register the patient when the account is new, else update it.
     PatientUpsert {
         mrn: String,
-        register: patient_account::RegisterPatient,
-        update: patient_account::UpdateDemographics,
+        register: Box<patient_account::RegisterPatient>,
+        update: Box<patient_account::UpdateDemographics>,
     },
     /// An Encounter resource: moves `encounter-{visit}` to the resource's status.
     Encounter {

@@ -176,6 +176,20 @@ pub fn applied_outcome(applied: &[Applied]) -> Value {
     json!({"resourceType": "OperationOutcome", "issue": issues})
 }
 
+/// The answer of `Patient/$merge`, in the shape FHIR R5's operation gives: a Parameters
+/// resource with the `input` as sent and the `outcome` (an OperationOutcome listing the
+/// command and its events). The surviving Patient (`result`) is not included: its money
+/// arrives through the `merges` process manager just after, so read it with `GET Patient/{id}`.
+pub fn merge_result(input: &Value, applied: &[Applied]) -> Value {
+    json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "input", "resource": input},
+            {"name": "outcome", "resource": applied_outcome(applied)},
+        ],
+    })
+}
+
 fn applied_issue(applied: &Applied) -> Value {
     let o = &applied.outcome;
     let events: Vec<&str> = o.events.iter().map(|e| e.event_type.as_str()).collect();

@@ -9,6 +9,7 @@
 //! | ADT^A11  | `CancelEncounter`                                                         |
 //! | DFT^P03  | `PostCharge` per FT1, charge id `{MSH-10}-{FT1-1}`                         |
 //! | SIU^S12  | `ScheduleEncounter`                                                       |
+//! | ADT^A40  | `MergePatient` {`into`: PID-3} to the account MRG-1 names                  |
 //!
 //! "If new" is a [`Tolerate`] on the step: the aggregate still decides, and the one refusal
 //! that means "already there" is taken as done. Every step's command id is
@@ -19,7 +20,8 @@ use careflow_aggregates::encounter::{
     self, CancelEncounter, CheckIn, CompleteEncounter, Discharge, EncounterClass, ScheduleEncounter,
 };
 use careflow_aggregates::patient_account::{
-    self, CoverageDetails, Gender, HumanName, PostCharge, RegisterPatient, UpdateDemographics,
+    self, CoverageDetails, Gender, HumanName, MergePatient, PostCharge, RegisterPatient,
+    UpdateDemographics,
 };
 use careflow_aggregates::stream_id::validate_id;
 use careflow_aggregates::{AddressedCommand, AnyCommand, Cents, Currency};
@@ -74,6 +76,9 @@ pub enum Tolerate {
     AlreadyScheduledFor(String),
     /// `invalid_transition` from `completed`: the encounter was completed before the A03.
     AlreadyCompleted,
+    /// `account_merged` naming this survivor: an A40 for a merge already made (under
+    /// another control id).
+    AlreadyMergedInto(String),
 }
 
 /// The message types careflow takes (docs/interop.md has the table).
@@ -86,6 +91,7 @@ enum Kind {
     AdtA11,
     DftP03,
     SiuS12,
+    AdtA40,
 }
 
 impl Kind {
@@ -103,6 +109,7 @@ impl Kind {
                 ("ADT", "A11") => Kind::AdtA11,
                 ("DFT", "P03") => Kind::DftP03,
                 ("SIU", "S12") => Kind::SiuS12,
+                ("ADT", "A40") => Kind::AdtA40,
                 (kind, trigger) => {
                     return Err(Malformed::Unsupported(format!("{kind}^{trigger}")));
                 }
@@ -180,6 +187,26 @@ pub fn map(hl7: &Hl7<'_>, header: &Header) -> Result<Inbound, Malformed> {
             let visit = checked_visit(visit)?;
             let schedule = reader.appointment(&mrn)?;
             plan.encounter(&visit, schedule.into(), Tolerate::Nothing)?;
+        }
+        Kind::AdtA40 => {
+            // PID-3 is the survivor, MRG-1 the account that disappears: the merge is that
+            // account's command.
+            let merged = reader.merged_mrn()?;
+            let reason = reader
+                .hl7
+                .value("EVN", 4, 2)
+                .or_else(|| reader.hl7.value("EVN", 4, 1))
+                .unwrap_or_else(|| "patient merge (ADT^A40)".to_owned());
+            let merge = MergePatient {
+                into: mrn.clone(),
+                reason,
+            };
+            plan.push(
+                "MRG-1",
+                &merged,
+                AnyCommand::PatientAccount(merge.into()),
+                Tolerate::AlreadyMergedInto(mrn.clone()),
+            )?;
         }
     }
     let steps = plan.steps;
@@ -263,6 +290,15 @@ impl<'h> Plan<'h> {
     }
 }
 
+/// An id read from `field`, checked against the id rule.
+fn checked_field(field: &'static str, id: String) -> Result<String, Malformed> {
+    validate_id(&id).map_err(|error| Malformed::Invalid {
+        field,
+        reason: error.to_string(),
+    })?;
+    Ok(id)
+}
+
 /// PV1-19 (or the SCH visit id) checked against the id rule.
 fn checked_visit(visit: String) -> Result<String, Malformed> {
     validate_id(&visit).map_err(|error| Malformed::Invalid {
@@ -281,23 +317,40 @@ struct Reader<'a, 'm> {
 impl Reader<'_, '_> {
     /// PID-3's repetition whose identifier type (PID-3.5) is `MR`, else the first one's ID.
     fn mrn(&self) -> Result<String, Malformed> {
-        let pid = self
+        self.medical_record_number("PID", 3, "PID-3")
+    }
+
+    /// MRG-1's repetition whose identifier type (MRG-1.5) is `MR`, else the first one's ID:
+    /// the MRN of the account merged away (ADT^A40).
+    fn merged_mrn(&self) -> Result<String, Malformed> {
+        self.medical_record_number("MRG", 1, "MRG-1")
+    }
+
+    /// The repetition of CX field `field` of `segment` typed `MR` (component 5), else the
+    /// first one's ID (component 1), checked against the id rule.
+    fn medical_record_number(
+        &self,
+        segment: &'static str,
+        field: usize,
+        name: &'static str,
+    ) -> Result<String, Malformed> {
+        let found = self
             .hl7
-            .segment("PID")
-            .ok_or(Malformed::Missing { field: "PID" })?;
+            .segment(segment)
+            .ok_or(Malformed::Missing { field: segment })?;
         let mut first = None;
-        for repeat in self.hl7.repeats(pid, 3) {
+        for repeat in self.hl7.repeats(found, field) {
             let id = self.hl7.repeat_value(repeat, 1, 1);
             if self.hl7.repeat_value(repeat, 5, 1).as_deref() == Some("MR")
                 && let Some(id) = id
             {
-                return checked_mrn(id);
+                return checked_field(name, id);
             }
             if first.is_none() {
                 first = id;
             }
         }
-        checked_mrn(first.ok_or(Malformed::Missing { field: "PID-3" })?)
+        checked_field(name, first.ok_or(Malformed::Missing { field: name })?)
     }
 
     fn visit(&self) -> Result<String, Malformed> {
@@ -381,6 +434,8 @@ impl Reader<'_, '_> {
             gender: self.gender().unwrap_or(Gender::Unknown),
             facility: self.facility(),
             coverage: self.coverage(),
+            // PID-11 is not mapped yet (docs/interop.md).
+            address: None,
         })
     }
 
@@ -390,6 +445,7 @@ impl Reader<'_, '_> {
             birth_date: self.birth_date()?,
             gender: self.gender(),
             facility: None,
+            address: None,
             coverage: self.coverage(),
         };
         if update == UpdateDemographics::default() {
@@ -587,14 +643,6 @@ impl Reader<'_, '_> {
             .into_iter()
             .find_map(|(segment, field)| time::date_time(&self.hl7.value(segment, field, 1)?))
     }
-}
-
-fn checked_mrn(mrn: String) -> Result<String, Malformed> {
-    validate_id(&mrn).map_err(|error| Malformed::Invalid {
-        field: "PID-3",
-        reason: error.to_string(),
-    })?;
-    Ok(mrn)
 }
 
 /// `2`, `2.0`, `2.00`: a whole number of at least 1.

@@ -129,8 +129,16 @@ impl ApiError {
             ApiError::Rejected(rejection) => {
                 let status = StatusCode::from_u16(rejection.status())
                     .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-                let problem = Problem::new(status, rejection.code(), title)
+                let mut problem = Problem::new(status, rejection.code(), title)
                     .detail("the command was refused; nothing was appended");
+                if let Rejection::AccountMerged { into } = rejection {
+                    // The pinned contract: a merged MRN's refusal names the survivor.
+                    problem = problem
+                        .detail(format!(
+                            "the account was merged into {into}; nothing was appended"
+                        ))
+                        .extension("merged_into", serde_json::Value::from(into.clone()));
+                }
                 match rejection.hint() {
                     Some(hint) => problem.hint(hint),
                     None => problem,

@@ -51,6 +51,8 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             .service(only("", "POST").route(web::post().to(transaction)))
             .service(only("/metadata", "GET").route(web::get().to(metadata)))
             .service(only("/Patient", "POST").route(web::post().to(create_patient)))
+            // Before `/Patient/{id}`, which would otherwise take `$merge` for an id.
+            .service(only("/Patient/$merge", "POST").route(web::post().to(merge_patients)))
             .service(
                 only("/Patient/{id}", "GET, PUT")
                     .route(web::get().to(read_patient))
@@ -287,6 +289,41 @@ create_route!(
     "A ClaimResponse (a payer's adjudication): RecordClaimResponse on the claim `request` names; 404 when careflow holds no such claim."
 );
 
+/// The operation `Parameters` of `POST Patient/$merge`: what [`apply`] recognises it by.
+const MERGE_PARAMETERS: &str = "Parameters";
+
+/// Merges two patients (FHIR R5's `$merge`, on R4): `MergePatient {into: target}` to the
+/// source account, whose money the `merges` process manager then moves to the target.
+#[utoipa::path(post, path = "/fhir/r4/Patient/$merge", tag = "fhir",
+    params(("Idempotency-Key" = Option<String>, Header, description = "same key and body: the first answer again")),
+    request_body(content = Object, description = "A FHIR Parameters resource: source-patient-identifier and target-patient-identifier (valueIdentifier), or source-patient and target-patient (valueReference)", content_type = "application/fhir+json"),
+    responses(
+        (status = 200, description = "Merged: a Parameters resource whose `outcome` lists the command and events", body = Object, content_type = "application/fhir+json"),
+        (status = 400, description = "Not JSON or not a Parameters resource", body = Object, content_type = "application/fhir+json"),
+        (status = 401, description = "No or invalid bearer token", body = Object, content_type = "application/fhir+json"),
+        (status = 403, description = "The token's role may not send commands", body = Object, content_type = "application/fhir+json"),
+        (status = 409, description = "A business rule refused it (source already merged: account_merged; target not registered, merged or closed)", body = Object, content_type = "application/fhir+json"),
+        (status = 422, description = "A patient parameter is missing or not a valid MRN, source and target are the same, or preview was asked", body = Object, content_type = "application/fhir+json"),
+        (status = 503, description = "Event store unavailable (Retry-After)", body = Object, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn merge_patients(
+    req: HttpRequest,
+    caller: Result<Caller, ApiError>,
+    payload: web::Payload,
+    app: web::Data<AppState>,
+) -> HttpResponse {
+    write(
+        req,
+        caller,
+        payload,
+        app,
+        Some(MERGE_PARAMETERS),
+        Method::Create,
+    )
+    .await
+}
+
 /// Updates (or creates) a Patient: UpdateDemographics, RegisterPatient when new.
 #[utoipa::path(put, path = "/fhir/r4/Patient/{id}", tag = "fhir",
     params(("id" = String, Path, description = "The MRN"),
@@ -441,6 +478,17 @@ async fn apply(
             render::transaction_response(&entries),
         ));
     };
+    if expected == MERGE_PARAMETERS {
+        let step = inbound::merge_parameters(&value, &runtime.fhir)?;
+        let applied = execute::single(&runtime.registry, &step, message, now).await?;
+        return Ok((
+            Head {
+                status: StatusCode::OK,
+                location: None,
+            },
+            render::merge_result(&value, &applied),
+        ));
+    }
     let resource = inbound::parse(value, Some(expected))?;
     let step = inbound::plan(&resource, method, &runtime.fhir, &Default::default())?;
     let applied = execute::single(&runtime.registry, &step, message, now).await?;

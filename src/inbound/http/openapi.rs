@@ -115,6 +115,7 @@ pub const ROUTES: &[Route] = &[
     Route::token("get", "/v1/billing/denials", Right::ReadBilling),
     Route::token("post", "/fhir/r4/Claim", Right::SendCommands),
     Route::token("post", "/fhir/r4/ClaimResponse", Right::SendCommands),
+    Route::token("post", "/fhir/r4/Patient/$merge", Right::SendCommands),
 ];
 
 macro_rules! resource {
@@ -378,6 +379,7 @@ impl Modify for BearerAuth {
         crate::inbound::http::projections::billing_denials,
         crate::inbound::http::fhir::create_claim,
         crate::inbound::http::fhir::create_claim_response,
+        crate::inbound::http::fhir::merge_patients,
     ),
     components(schemas(
         Problem,

@@ -151,8 +151,14 @@ pub struct AdjustmentView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PatientAccountView {
     pub mrn: String,
-    /// registered | active | self_pay | closed
+    /// registered | active | self_pay | closed | merged
     pub status: String,
+    /// The survivor's MRN once the account was merged (status `merged`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The MRNs merged into this account.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     pub facility: String,
     pub gender: Option<String>,
     pub coverage: Option<CoverageView>,
@@ -180,6 +186,8 @@ impl Resource for PatientAccount {
         PatientAccountView {
             mrn: id.to_owned(),
             status: state.status.map(|s| s.as_str()).unwrap_or("").to_owned(),
+            merged_into: state.merged_into.clone(),
+            merged_from: state.merged_from.clone(),
             facility: state.facility.clone(),
             gender: state.gender.as_ref().map(wire),
             coverage: state.coverage.as_ref().map(|c| CoverageView {

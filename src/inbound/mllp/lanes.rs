@@ -137,6 +137,9 @@ fn repeatable(command: &AnyCommand) -> bool {
 async fn tolerated(registry: &Registry, step: &Step, rejection: &Rejection) -> Result<bool, Ack> {
     match (&step.tolerate, rejection) {
         (Tolerate::AlreadyRegistered, Rejection::AlreadyRegistered) => Ok(true),
+        (Tolerate::AlreadyMergedInto(survivor), Rejection::AccountMerged { into }) => {
+            Ok(into == survivor)
+        }
         (
             Tolerate::AlreadyCompleted,
             Rejection::InvalidTransition {

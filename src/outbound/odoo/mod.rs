@@ -64,6 +64,8 @@ pub struct ExecutorConfig {
     pub dead_letter_poll: Duration,
     /// Longest the runner sleeps without looking at its lease and the log.
     pub idle_check: Duration,
+    /// What a patient's partner carries (config `odoo_partner_details`).
+    pub partner_details: crate::config::PartnerDetails,
 }
 
 impl Default for ExecutorConfig {
@@ -76,6 +78,7 @@ impl Default for ExecutorConfig {
             auth_retry: Duration::from_secs(30),
             dead_letter_poll: Duration::from_secs(1),
             idle_check: Duration::from_millis(500),
+            partner_details: crate::config::PartnerDetails::Mrn,
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use careflow_aggregates::purchase::{Command as PurchaseCommand, RecordPurchaseOrder};
-use careflow_aggregates::{PurchaseWorkflow, StreamId};
+use careflow_aggregates::{Aggregate, PatientAccount, PurchaseWorkflow, StreamId};
 use careflow_projections::odoo::ack::ACK_STREAM_KIND;
 use careflow_projections::odoo::calls::{self, xmlid_lookup_complete};
 use careflow_projections::odoo::{
@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use super::client::{ErrorClass, OdooClient, OdooError};
 use crate::clock::Clock;
+use crate::config::PartnerDetails;
 use crate::runtime::actors::{CommandContext, CommandError, Registry};
 use crate::store::internal::{self, Recorder};
 use crate::store::{EventStore, ExpectedVersion};
@@ -83,6 +84,8 @@ pub struct Session {
     registry: Arc<Registry>,
     /// Dates acknowledgements and `RecordPurchaseOrder`.
     clock: Clock,
+    /// What a patient's partner carries (config `odoo_partner_details`).
+    partner_details: PartnerDetails,
     /// Complete external id → Odoo id. External ids careflow writes are never moved
     /// (`noupdate`), and Odoo's standard data does not move either, so they are cached for
     /// the life of the session.
@@ -101,8 +104,16 @@ impl Session {
             store,
             registry,
             clock,
+            partner_details: PartnerDetails::Mrn,
             ids: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets what a patient's partner carries (default: the MRN only).
+    #[must_use]
+    pub fn with_partner_details(mut self, details: PartnerDetails) -> Self {
+        self.partner_details = details;
+        self
     }
 
     async fn call(&self, call: &Call) -> Result<Value, IntentError> {
@@ -306,9 +317,12 @@ fn many2one(row: &Value, field: &str) -> Option<i64> {
 /// # Errors
 /// [`IntentError`]; [`IntentError::class`] says what the caller does about it.
 pub async fn perform(session: &Session, intent: &OdooIntent) -> Result<(), IntentError> {
+    let detailed = partner_with_details(session, intent).await?;
+    let intent = detailed.as_ref().unwrap_or(intent);
     let ids = session.resolver(&intent.action).await?;
     match &intent.action {
         Action::UpsertPartner { .. }
+        | Action::ArchivePartner { .. }
         | Action::UpsertVendor { .. }
         | Action::UpsertProduct { .. }
         | Action::UpsertReorderRule { .. } => {
@@ -334,6 +348,90 @@ pub async fn perform(session: &Session, intent: &OdooIntent) -> Result<(), Inten
             consume_stock(session, intent, &ids, *quantity).await
         }
     }
+}
+
+/// The fields of an address on a `res.partner`; cleared (`false`) when careflow has none.
+const ADDRESS_FIELDS: [&str; 5] = ["street", "street2", "city", "zip", "country_id"];
+
+/// With `odoo_partner_details = billing`, a patient partner's upsert with the patient's name
+/// and billing address as the account holds them *now* (read through the registry, never
+/// kept in an intent, a checkpoint or a dead letter): after an erasure the account holds
+/// none, so every later upsert, the erasure's own included, writes the MRN back and clears
+/// the address. `None` leaves the intent as mapped (the MRN only).
+async fn partner_with_details(
+    session: &Session,
+    intent: &OdooIntent,
+) -> Result<Option<OdooIntent>, IntentError> {
+    if session.partner_details != PartnerDetails::Billing {
+        return Ok(None);
+    }
+    let Action::UpsertPartner {
+        values,
+        payment_terms,
+    } = &intent.action
+    else {
+        return Ok(None);
+    };
+    let Some(mrn) = intent.key.strip_prefix("partner_") else {
+        return Ok(None);
+    };
+    let stream = StreamId::new(PatientAccount::KIND, mrn)
+        .map_err(|error| unexpected("partner key", error))?;
+    let state = session
+        .registry
+        .observe::<PatientAccount>(&stream)
+        .await
+        .map_err(|error| IntentError::Store(error.to_string()))?
+        .state;
+    let mut values = values.clone();
+    for field in ADDRESS_FIELDS {
+        values.insert(field.to_owned(), Value::Bool(false));
+    }
+    match &state.identity {
+        Some(identity) => {
+            let name = &identity.name;
+            let full = name
+                .given
+                .iter()
+                .chain(std::iter::once(&name.family))
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            values.insert("name".to_owned(), json!(full));
+            if let Some(address) = &identity.address {
+                let line = |n: usize| address.line.get(n).map_or(Value::Bool(false), |l| json!(l));
+                values.insert("street".to_owned(), line(0));
+                values.insert("street2".to_owned(), line(1));
+                let text = |t: &Option<String>| t.as_ref().map_or(Value::Bool(false), |t| json!(t));
+                values.insert("city".to_owned(), text(&address.city));
+                values.insert("zip".to_owned(), text(&address.postal_code));
+                if let Some(code) = &address.country {
+                    let country = session
+                        .exec(
+                            "res.country",
+                            "search_read",
+                            json!([[["code", "=", code]]]),
+                            Some(json!({"fields": ["id"], "limit": 1})),
+                        )
+                        .await?;
+                    if let Some(id) = first_row(&country).and_then(|row| row.get("id")?.as_i64()) {
+                        values.insert("country_id".to_owned(), json!(id));
+                    }
+                }
+            }
+        }
+        // Erased (or never registered): the MRN, no address.
+        None => {
+            values.insert("name".to_owned(), json!(mrn));
+        }
+    }
+    Ok(Some(OdooIntent {
+        action: Action::UpsertPartner {
+            values,
+            payment_terms: *payment_terms,
+        },
+        ..intent.clone()
+    }))
 }
 
 /// Create (draft), post unless posted, then acknowledge what Odoo holds.

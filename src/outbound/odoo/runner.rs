@@ -136,12 +136,15 @@ async fn own(
         s.status = "running";
         s.position = processed;
     });
-    let session = Arc::new(Session::new(
-        deps.client.clone(),
-        Arc::clone(&deps.store),
-        Arc::clone(&deps.registry),
-        deps.clock.clone(),
-    ));
+    let session = Arc::new(
+        Session::new(
+            deps.client.clone(),
+            Arc::clone(&deps.store),
+            Arc::clone(&deps.registry),
+            deps.clock.clone(),
+        )
+        .with_partner_details(deps.config.partner_details),
+    );
     let mut stop = deps.stop.clone();
     let mut head = deps.feed.head_watch();
     let mut last_poll: Option<Instant> = None;

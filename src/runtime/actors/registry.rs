@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, MailboxError};
 use actix_rt::{Arbiter, ArbiterHandle};
+use careflow_aggregates::patient_account::{self, AccountStatus};
 use careflow_aggregates::{
     AddressedCommand, Aggregate, AnyCommand, Claim, Encounter, InventoryItem, PatientAccount,
     PurchaseWorkflow, Roster, StreamId,
@@ -146,6 +147,9 @@ impl Registry {
         command: A::Command,
         context: CommandContext,
     ) -> Result<CommandOutcome, CommandError> {
+        if let Some(merge) = (&command as &dyn Any).downcast_ref::<patient_account::Command>() {
+            self.check_merge(stream, merge).await?;
+        }
         let mut message = Execute::<A> { command, context };
         for attempt in 0..2 {
             let addr = self.addr::<A>(stream)?;
@@ -159,6 +163,44 @@ impl Registry {
             }
         }
         Err(CommandError::Unavailable("actor did not answer".into()))
+    }
+
+    /// What a `MergePatient` needs of the *surviving* account, which the merged account's
+    /// `decide` cannot see: checked here, before the command reaches the actor, so a merge
+    /// into itself, into an unregistered, merged or closed account, or across currencies is
+    /// refused and appends nothing (`patient_account::check_merge`). Every channel (HTTP, HL7
+    /// A40, FHIR `$merge`) sends through [`Registry::execute`], so every channel is checked.
+    /// The survivor's own `decide` checks it again when the money arrives, so a survivor that
+    /// changes in between turns into a refused `AbsorbMergedAccount` (a dead letter of the
+    /// `merges` process manager), never into lost money.
+    async fn check_merge(
+        &self,
+        stream: &StreamId,
+        command: &patient_account::Command,
+    ) -> Result<(), CommandError> {
+        let patient_account::Command::MergePatient(merge) = command else {
+            return Ok(());
+        };
+        // A malformed `into` is the body's own 422, which `decide` reports.
+        let Ok(into) = StreamId::new(PatientAccount::KIND, &merge.into) else {
+            return Ok(());
+        };
+        let merged = self.current::<PatientAccount>(stream).await?.state;
+        // An account that cannot merge at all (unregistered, closed, already merged) gets
+        // its own refusal from `decide`, which says more than anything about the target.
+        if !matches!(
+            merged.status,
+            Some(AccountStatus::Registered | AccountStatus::Active | AccountStatus::SelfPay)
+        ) {
+            return Ok(());
+        }
+        let survivor = if &into == stream {
+            merged.clone()
+        } else {
+            self.current::<PatientAccount>(&into).await?.state
+        };
+        patient_account::check_merge(stream.id(), &merged, into.id(), &survivor)?;
+        Ok(())
     }
 
     /// Runs a command addressed to any aggregate: the one place that turns an

@@ -20,6 +20,7 @@ use careflow_aggregates::policies::approval_deadline::{ApprovalDeadline, Approva
 use careflow_aggregates::policies::charges::Charges;
 use careflow_aggregates::policies::claims::{Claims, ClaimsSettings};
 use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySettings};
+use careflow_aggregates::policies::merges::Merges;
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
 use chrono::TimeDelta;
@@ -144,13 +145,14 @@ pub struct ProcessManagers {
 }
 
 /// Every process manager this build runs, in a stable order.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     Eligibility::NAME,
     Charges::NAME,
     Replenishment::NAME,
     ApprovalDeadline::NAME,
     PurchaseStock::NAME,
     Claims::NAME,
+    Merges::NAME,
 ];
 
 impl ProcessManagers {
@@ -223,6 +225,10 @@ impl ProcessManagers {
             tasks.push(RunnerThread::start(Claims::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[5]));
                 move || runner::run::<Claims>(deps, handle, ClaimsSettings::default())
+            }));
+            tasks.push(RunnerThread::start(Merges::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[6]));
+                move || runner::run::<Merges>(deps, handle, ())
             }));
         }
         Arc::new(Self {

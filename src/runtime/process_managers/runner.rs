@@ -657,8 +657,17 @@ async fn open_personal<P: ProcessManager>(
     deps: &Deps,
     recorded: &RecordedEvent,
 ) -> Result<Option<RecordedEvent>, String> {
-    if !P::READS_PERSONAL || recorded.data.get(PERSONAL_FIELD).is_none() {
+    if recorded.data.get(PERSONAL_FIELD).is_none() {
         return Ok(None);
+    }
+    if !P::READS_PERSONAL {
+        // A policy that never looks at personal data gets it blank (`null`, which decodes as
+        // erased), as the views do: the sealed envelope is not the event's schema.
+        let mut blanked = recorded.clone();
+        if let Some(data) = blanked.data.as_object_mut() {
+            data.insert(PERSONAL_FIELD.to_owned(), serde_json::Value::Null);
+        }
+        return Ok(Some(blanked));
     }
     let mut one = [recorded.clone()];
     deps.personal

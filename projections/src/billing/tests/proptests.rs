@@ -26,6 +26,7 @@ fn command() -> impl Strategy<Value = Command> {
             gender: Gender::Female,
             facility: "MAIN".into(),
             coverage: None,
+            address: None,
         })),
         1 => Just(Command::from(ActivateAccount {})),
         1 => Just(Command::from(FlagSelfPay { reason: "no coverage".into() })),
