@@ -13,7 +13,7 @@
 //! - stateful policies ([`replenishment`], [`purchase_stock`]) fold their own small state with
 //!   an `evolve` that ignores what it has already seen, so replaying the log into them is safe.
 //!
-//! The six process managers, each with its own runner and checkpoint:
+//! The seven process managers, each with its own runner and checkpoint:
 //!
 //! | module | reacts to | emits |
 //! |---|---|---|
@@ -22,6 +22,7 @@
 //! | [`replenishment`] | `ReorderPointReached`, the purchase's end, `ReplenishmentClosed` | `RequestPurchase`, `CloseReplenishment` |
 //! | [`approval_deadline`] | `PurchaseRequested`, the decision, its timer | timers, `EscalateApproval` |
 //! | [`purchase_stock`] | `GoodsReceived`, `PurchaseCancelled` | `ReceiveStock`, compensating `ConsumeStock` |
+//! | [`staffing`] | `EncounterScheduled`/`Cancelled`, `ShiftAssigned`/`Cancelled`, its own `StaffingShortfallDetected`/`Resolved` read back | `RecordShortfall`, `ResolveShortfall` |
 //! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimSubmitted`/`ClaimResubmitted`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, a claim submission to the payer, then `RecordPayment` and `ApplyAdjustment` on the account |
 //!
 //! Timers are events of an internal stream; [`timer`] holds their types and the fold that says
@@ -33,10 +34,13 @@ pub mod claims;
 pub mod eligibility;
 pub mod purchase_stock;
 pub mod replenishment;
+pub mod staffing;
 pub mod timer;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod staffing_tests;
 #[cfg(test)]
 mod tests;
 
@@ -52,8 +56,8 @@ use crate::aggregate::Aggregate;
 use crate::codec::DecodeError;
 use crate::envelope::RecordedEvent;
 use crate::stream_id::{StreamId, StreamIdError};
-use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
-use crate::{claim, encounter, inventory_item, patient_account, purchase};
+use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, Roster, Staffing};
+use crate::{claim, encounter, inventory_item, patient_account, purchase, roster};
 
 pub use claims::ClaimSubmission;
 pub use eligibility::{EligibilityAnswer, EligibilityCheck};
@@ -106,6 +110,8 @@ pub enum TriggerEvent {
     InventoryItem(inventory_item::Event),
     Purchase(purchase::Event),
     Claim(claim::Event),
+    Roster(roster::Event),
+    Staffing(crate::staffing::Event),
     Timer(TimerEvent),
 }
 
@@ -135,6 +141,10 @@ impl Trigger {
             TriggerEvent::Purchase(PurchaseWorkflow::decode(event_type, version, data)?)
         } else if kind == Claim::KIND {
             TriggerEvent::Claim(Claim::decode(event_type, version, data)?)
+        } else if kind == Roster::KIND {
+            TriggerEvent::Roster(Roster::decode(event_type, version, data)?)
+        } else if kind == Staffing::KIND {
+            TriggerEvent::Staffing(Staffing::decode(event_type, version, data)?)
         } else if kind == timer::TIMER_STREAM_KIND {
             TriggerEvent::Timer(TimerEvent::decode(event_type, version, data)?)
         } else {
