@@ -31,3 +31,4 @@ mod server;
 mod support;
 mod tamper;
 mod views;
+mod workforce;

@@ -209,6 +209,15 @@ pub fn clock_hour(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds - seconds.rem_euclid(3_600), 0).unwrap_or(at)
 }
 
+/// Whether a facility and department can name a roster (and so a staffing stream): an
+/// encounter booked under free text (`Main Campus`) has no roster to fall short of, and is
+/// left out rather than dead-lettered.
+fn rosterable(facility: &str, department: &str) -> bool {
+    !facility.contains('.')
+        && !department.contains('.')
+        && crate::stream_id::validate_id(&format!("{facility}.{department}.2000-01-01")).is_ok()
+}
+
 fn unit_key(facility: &str, department: &str) -> String {
     format!("{facility}.{department}")
 }
@@ -217,7 +226,7 @@ fn effect(state: &StaffingState, trigger: &Trigger) -> Option<Effect> {
     match &trigger.event {
         TriggerEvent::Encounter(encounter::Event::EncounterScheduled(e)) => {
             let visit = trigger.stream_id.id().to_owned();
-            if state.bookings.contains_key(&visit) {
+            if state.bookings.contains_key(&visit) || !rosterable(&e.facility, &e.department) {
                 return None;
             }
             Some(Effect::Booked {

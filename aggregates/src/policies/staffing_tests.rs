@@ -294,6 +294,13 @@ fn only_whole_hours_count_and_other_departments_are_apart() {
             .into(),
         ),
     );
+    // A facility in free text names no roster: left out, not dead-lettered.
+    let mut free_text = other.clone();
+    if let TriggerEvent::Encounter(encounter::Event::EncounterScheduled(e)) = &mut free_text.event {
+        e.facility = "Main Campus".into();
+    }
+    let state = StaffingWatch::evolve(StaffingState::default(), &free_text);
+    assert_eq!(state, StaffingState::default());
     // RAD has no rule of its own and the default here is empty: nothing is required.
     let reaction = StaffingWatch::react(&StaffingState::default(), &other, &rules()).unwrap();
     assert!(reaction.is_empty());

@@ -21,7 +21,7 @@ use actix::{Actor, Addr, MailboxError};
 use actix_rt::{Arbiter, ArbiterHandle};
 use careflow_aggregates::{
     AddressedCommand, Aggregate, AnyCommand, Claim, Encounter, InventoryItem, PatientAccount,
-    PurchaseWorkflow, Roster, StreamId,
+    PurchaseWorkflow, Roster, Staffing, StreamId,
 };
 
 use super::aggregate_actor::AggregateActor;
@@ -196,6 +196,7 @@ impl Registry {
             }
             AnyCommand::Claim(c) => self.execute::<Claim>(target, c.clone(), context).await,
             AnyCommand::Roster(c) => self.execute::<Roster>(target, c.clone(), context).await,
+            AnyCommand::Staffing(c) => self.execute::<Staffing>(target, c.clone(), context).await,
         }
     }
 
