@@ -538,6 +538,8 @@ proptest! {
         check_redelivery::<Charges>(&log, &glitches, rebuild);
         check_redelivery::<ApprovalDeadline>(&log, &glitches, rebuild);
         check_redelivery::<PurchaseStock>(&log, &glitches, rebuild);
+        check_redelivery::<super::staffing::StaffingWatch>(&log, &glitches, rebuild);
+        check_stream_kinds::<super::staffing::StaffingWatch>(&log);
         check_stream_kinds::<Replenishment>(&log);
         check_stream_kinds::<Eligibility>(&log);
         check_stream_kinds::<Charges>(&log);

@@ -106,9 +106,12 @@ fn rules() -> StaffingRules {
     }
 }
 
+/// One command as (`RecordShortfall` or `ResolveShortfall`, hour, required, rostered).
+type Sent = (&'static str, u32, u32, u32);
+
 /// What the policy sent, as (`RecordShortfall` or `ResolveShortfall`, hour, required,
 /// rostered), with the target stream checked.
-fn sent(reaction: &Reaction) -> Vec<(&'static str, u32, u32, u32)> {
+fn sent(reaction: &Reaction) -> Vec<Sent> {
     reaction
         .commands
         .iter()
@@ -181,11 +184,7 @@ fn landed(n: &mut u128, reaction: &Reaction) -> Vec<Trigger> {
 fn run(
     state: StaffingState,
     triggers: &[Trigger],
-) -> (
-    StaffingState,
-    Vec<Vec<(&'static str, u32, u32, u32)>>,
-    Vec<Reaction>,
-) {
+) -> (StaffingState, Vec<Vec<Sent>>, Vec<Reaction>) {
     let (mut state, mut out, mut reactions) = (state, Vec::new(), Vec::new());
     for t in triggers {
         let reaction = StaffingWatch::react(&state, t, &rules()).unwrap();
