@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use careflow_aggregates::policies::staffing::{RoleRatios, StaffingRules};
 use serde::Deserialize;
 
 /// A value that must not reach a log line: `Debug` prints `[redacted]`.
@@ -176,6 +177,9 @@ pub struct Config {
     pub mllp_max_connections: usize,
     /// MLLP connections open at once from one peer IP address (default 16).
     pub mllp_max_connections_per_peer: usize,
+    /// Encounters per staff member of each role and class, per department (the `[staffing]`
+    /// table; a sane default set without it). See [`parse_staffing`].
+    pub staffing: StaffingRules,
 }
 
 /// Why configuration was refused.
@@ -204,6 +208,70 @@ pub enum ConfigError {
         key: &'static str,
         store: &'static str,
     },
+}
+
+/// The `[staffing]` table (or `CAREFLOW_STAFFING`, the same table as TOML text):
+///
+/// ```toml
+/// [staffing.default]            # departments without an entry of their own
+/// nurse = { inpatient = 4, outpatient = 8, emergency = 3 }
+/// physician = { inpatient = 10, outpatient = 4, emergency = 5 }
+/// [staffing.departments.ED]     # replaces the default for ED, whole
+/// nurse = { emergency = 2 }
+/// ```
+///
+/// Each number is how many encounters of that class one staff member of that role looks
+/// after in an hour; a class left out needs none of the role. Without `default`, the built-in
+/// set (`StaffingRules::default`) serves the departments not listed.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] (`staffing`) for text that is not such a table (an unknown role,
+/// class or key) or a ratio of 0.
+pub fn parse_staffing(text: &str) -> Result<StaffingRules, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Table {
+        default: Option<RoleRatios>,
+        #[serde(default)]
+        departments: BTreeMap<String, RoleRatios>,
+    }
+    let table: Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        key: "staffing",
+        value: e.message().to_owned(),
+        hint: "roles are nurse, physician or technician; classes inpatient, outpatient or \
+               emergency; e.g. [staffing.departments.ED] nurse = { emergency = 2 }",
+    })?;
+    let rules = StaffingRules {
+        default: table.default.unwrap_or(StaffingRules::default().default),
+        departments: table.departments,
+    };
+    let ratios = std::iter::once(&rules.default).chain(rules.departments.values());
+    if ratios
+        .flat_map(|roles| roles.values())
+        .flat_map(|classes| classes.values())
+        .any(|n| *n == 0)
+    {
+        return Err(ConfigError::Invalid {
+            key: "staffing",
+            value: "0".into(),
+            hint: "a ratio is encounters per staff member, at least 1; leave a class out when \
+                   the role is not needed for it",
+        });
+    }
+    let department_id = |d: &str| {
+        !d.is_empty()
+            && d.len() <= 64
+            && d.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'))
+    };
+    if let Some(bad) = rules.departments.keys().find(|d| !department_id(d)) {
+        return Err(ConfigError::Invalid {
+            key: "staffing",
+            value: bad.clone(),
+            hint: "a department is named as in encounters and roster ids (A-Z, a-z, 0-9, _, - and :)",
+        });
+    }
+    Ok(rules)
 }
 
 /// Every key, as `careflow.toml` spells it; the variable is `CAREFLOW_` + upper case.
@@ -249,6 +317,7 @@ const KEYS: &[&str] = &[
     "mllp_idle_timeout_ms",
     "mllp_max_connections",
     "mllp_max_connections_per_peer",
+    "staffing",
 ];
 
 impl Config {
@@ -307,6 +376,13 @@ impl Config {
                 }
                 let value = match value {
                     toml::Value::String(s) => s,
+                    // `[staffing]` is a table: kept as TOML text, parsed like the variable.
+                    toml::Value::Table(table) => {
+                        toml::to_string(&table).map_err(|e| ConfigError::Parse {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?
+                    }
                     other => other.to_string(),
                 };
                 values.insert(key, value);
@@ -406,6 +482,10 @@ impl Config {
                 16,
             )?)
             .unwrap_or(usize::MAX),
+            staffing: match get("staffing") {
+                None => StaffingRules::default(),
+                Some(text) => parse_staffing(&text)?,
+            },
         };
         config.validate()?;
         Ok(config)
@@ -582,6 +662,49 @@ mod tests {
             err.to_string().starts_with("invalid snapshot_every"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn staffing_rules_come_from_the_table_or_the_variable_and_are_checked() {
+        use careflow_aggregates::encounter::EncounterClass;
+        use careflow_aggregates::roster::StaffRole;
+        let c = Config::from_sources(None, None, &env(&[])).unwrap();
+        assert_eq!(c.staffing, StaffingRules::default());
+        let c = Config::from_sources(
+            None,
+            Some("[staffing.departments.ED]\nnurse = { emergency = 2 }\n"),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.staffing.departments["ED"][&StaffRole::Nurse][&EncounterClass::Emergency],
+            2
+        );
+        assert_eq!(c.staffing.default, StaffingRules::default().default);
+        let c = Config::from_sources(
+            None,
+            None,
+            &env(&[(
+                "CAREFLOW_STAFFING",
+                "default.physician = { outpatient = 6 }",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.staffing.default.len(), 1);
+        for bad in [
+            "departments.ED.nurse = { emergency = 0 }",
+            "departments.ED.janitor = { emergency = 2 }",
+            "departments.ED.nurse = { walk_in = 2 }",
+            "shifts = 3",
+            "departments.\"E D\".nurse = { emergency = 2 }",
+        ] {
+            let err =
+                Config::from_sources(None, None, &env(&[("CAREFLOW_STAFFING", bad)])).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid staffing"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

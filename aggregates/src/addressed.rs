@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::stream_id::{StreamId, StreamIdError};
-use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, Roster};
-use crate::{claim, encounter, inventory_item, patient_account, purchase, roster};
+use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, Roster, Staffing};
+use crate::{claim, encounter, inventory_item, patient_account, purchase, roster, staffing};
 
 /// A command for any of the aggregates.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,7 @@ pub enum AnyCommand {
     Purchase(purchase::Command),
     Claim(claim::Command),
     Roster(roster::Command),
+    Staffing(staffing::Command),
 }
 
 impl AnyCommand {
@@ -38,6 +39,7 @@ impl AnyCommand {
             AnyCommand::Purchase(command) => command.name(),
             AnyCommand::Claim(command) => command.name(),
             AnyCommand::Roster(command) => command.name(),
+            AnyCommand::Staffing(command) => command.name(),
         }
     }
 
@@ -50,6 +52,7 @@ impl AnyCommand {
             AnyCommand::Purchase(_) => PurchaseWorkflow::KIND,
             AnyCommand::Claim(_) => Claim::KIND,
             AnyCommand::Roster(_) => Roster::KIND,
+            AnyCommand::Staffing(_) => Staffing::KIND,
         }
     }
 }

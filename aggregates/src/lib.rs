@@ -40,6 +40,7 @@ pub mod policies;
 pub mod purchase;
 pub mod rejection;
 pub mod roster;
+pub mod staffing;
 pub mod testing;
 pub mod upcast;
 
@@ -56,3 +57,4 @@ pub use personal::Personal;
 pub use purchase::PurchaseWorkflow;
 pub use rejection::Rejection;
 pub use roster::Roster;
+pub use staffing::Staffing;

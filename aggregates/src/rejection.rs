@@ -360,6 +360,36 @@ pub enum Rejection {
     /// HTTP 409; nothing appended.
     #[error("staff {staff_id} already works shift {shift_id} at that time")]
     StaffDoubleBooked { staff_id: String, shift_id: String },
+
+    // ---- staffing ----
+    /// Occurs when a staffing command names an hour that does not start on the hour
+    /// (`08:30`): shortfalls are per clock hour.
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("hour does not start on the hour")]
+    NotOnTheHour,
+    /// Occurs when `RecordShortfall` names figures with no shortfall (`required <= rostered`).
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("{rostered} rostered cover the {required} required: no shortfall")]
+    NoShortfall { required: u32, rostered: u32 },
+    /// Occurs when `ResolveShortfall` names figures that still fall short
+    /// (`required > rostered`).
+    ///
+    /// ### Handling
+    /// HTTP 422; nothing appended.
+    #[error("{rostered} rostered still fall short of the {required} required")]
+    ShortfallPersists { required: u32, rostered: u32 },
+    /// Occurs when `ResolveShortfall` names an hour and role with no open shortfall: nothing is
+    /// resolved that was not detected.
+    ///
+    /// ### Handling
+    /// HTTP 409; nothing appended (the staffing process manager records the refusal and does
+    /// not retry).
+    #[error("no open {role} shortfall at {hour}")]
+    ShortfallNotOpen { hour: String, role: String },
 }
 
 impl Rejection {
@@ -388,7 +418,10 @@ impl Rejection {
             | Rejection::MergeIntoSelf
             | Rejection::InconsistentResponse { .. }
             | Rejection::ShiftEndsBeforeStart
-            | Rejection::ShiftTooLong { .. } => true,
+            | Rejection::ShiftTooLong { .. }
+            | Rejection::NotOnTheHour
+            | Rejection::NoShortfall { .. }
+            | Rejection::ShortfallPersists { .. } => true,
             Rejection::AlreadyRegistered
             | Rejection::NotRegistered
             | Rejection::AccountClosed
@@ -421,7 +454,8 @@ impl Rejection {
             | Rejection::RemittanceExceedsClaim { .. }
             | Rejection::DuplicateShift { .. }
             | Rejection::UnknownShift { .. }
-            | Rejection::StaffDoubleBooked { .. } => false,
+            | Rejection::StaffDoubleBooked { .. }
+            | Rejection::ShortfallNotOpen { .. } => false,
         }
     }
 
@@ -480,6 +514,10 @@ impl Rejection {
             Rejection::DuplicateShift { .. } => "duplicate_shift",
             Rejection::UnknownShift { .. } => "unknown_shift",
             Rejection::StaffDoubleBooked { .. } => "staff_double_booked",
+            Rejection::NotOnTheHour => "not_on_the_hour",
+            Rejection::NoShortfall { .. } => "no_shortfall",
+            Rejection::ShortfallPersists { .. } => "shortfall_persists",
+            Rejection::ShortfallNotOpen { .. } => "shortfall_not_open",
         }
     }
 

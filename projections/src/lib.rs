@@ -25,6 +25,7 @@ pub mod error;
 pub mod odoo;
 pub mod projection;
 pub mod store;
+pub mod workforce;
 
 #[cfg(test)]
 mod testing;
@@ -40,3 +41,4 @@ pub use store::{
     MemoryViewStore, Taken, TypedRow, ViewStore, decode_row, load, load_prefix, load_range, save,
     save_owned, take,
 };
+pub use workforce::Workforce;

@@ -12,7 +12,8 @@
 
 use careflow_aggregates::{
     Aggregate, Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
-    claim, encounter, inventory_item, patient_account, personal::PERSONAL_FIELD, purchase,
+    Roster, Staffing, claim, encounter, inventory_item, patient_account, personal::PERSONAL_FIELD,
+    purchase, roster, staffing,
 };
 use serde_json::Value;
 
@@ -47,6 +48,8 @@ pub enum Decoded {
     InventoryItem(inventory_item::Event),
     Purchase(purchase::Event),
     Claim(claim::Event),
+    Roster(roster::Event),
+    Staffing(staffing::Event),
     /// A stream of another kind: process managers, timers, the access log, or a kind added
     /// after this build. Its data is not decoded here.
     Internal,
@@ -73,6 +76,10 @@ pub fn decode(event: &RecordedEvent) -> Result<Decoded, ProjectionError> {
         Decoded::Purchase(decode_as::<PurchaseWorkflow>(event)?)
     } else if kind == Claim::KIND {
         Decoded::Claim(decode_as::<Claim>(event)?)
+    } else if kind == Roster::KIND {
+        Decoded::Roster(decode_as::<Roster>(event)?)
+    } else if kind == Staffing::KIND {
+        Decoded::Staffing(decode_as::<Staffing>(event)?)
     } else {
         Decoded::Internal
     })

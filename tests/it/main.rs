@@ -32,3 +32,4 @@ mod server;
 mod support;
 mod tamper;
 mod views;
+mod workforce;

@@ -201,7 +201,8 @@ async fn registrations_end_active_when_eligible_and_self_pay_when_denied_or_unco
             "purchase_approval",
             "purchase_stock",
             "claims",
-            "merges"
+            "merges",
+            "staffing"
         ]
     );
     let forbidden = api.get("/v1/process-managers", Some(&t.ehr)).await;

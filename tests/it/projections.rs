@@ -277,7 +277,10 @@ async fn every_view_answers_over_http_with_exact_figures() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["billing", "analytics", "audit", "claims"]);
+    assert_eq!(
+        names,
+        ["billing", "analytics", "audit", "claims", "workforce"]
+    );
     assert_eq!(server.terminate().await.code(), Some(0));
 }
 

@@ -22,7 +22,7 @@ command_enum! {
 }
 
 /// The encounter class (FHIR's `Encounter.class`, narrowed to what careflow bills).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EncounterClass {
     Inpatient,

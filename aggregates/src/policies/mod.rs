@@ -22,6 +22,7 @@
 //! | [`replenishment`] | `ReorderPointReached`, the purchase's end, `ReplenishmentClosed` | `RequestPurchase`, `CloseReplenishment` |
 //! | [`approval_deadline`] | `PurchaseRequested`, the decision, its timer | timers, `EscalateApproval` |
 //! | [`purchase_stock`] | `GoodsReceived`, `PurchaseCancelled` | `ReceiveStock`, compensating `ConsumeStock` |
+//! | [`staffing`] | `EncounterScheduled`/`Cancelled`, `ShiftAssigned`/`Cancelled`, its own `StaffingShortfallDetected`/`Resolved` read back | `RecordShortfall`, `ResolveShortfall` |
 //! | [`claims`] | `EncounterCompleted`, `ChargePosted`, the account's coverage and activation, `ClaimCreated`, `ClaimSubmitted`/`ClaimResubmitted`, `ClaimResponseRecorded` | `CreateClaim` + `SubmitClaim`, a claim submission to the payer, then `RecordPayment` and `ApplyAdjustment` on the account |
 //! | [`merges`] | `PatientMerged` | `AbsorbMergedAccount` on the surviving account |
 //!
@@ -35,10 +36,13 @@ pub mod eligibility;
 pub mod merges;
 pub mod purchase_stock;
 pub mod replenishment;
+pub mod staffing;
 pub mod timer;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod staffing_tests;
 #[cfg(test)]
 mod tests;
 
@@ -54,8 +58,8 @@ use crate::aggregate::Aggregate;
 use crate::codec::DecodeError;
 use crate::envelope::RecordedEvent;
 use crate::stream_id::{StreamId, StreamIdError};
-use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow};
-use crate::{claim, encounter, inventory_item, patient_account, purchase};
+use crate::{Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, Roster, Staffing};
+use crate::{claim, encounter, inventory_item, patient_account, purchase, roster};
 
 pub use claims::ClaimSubmission;
 pub use eligibility::{EligibilityAnswer, EligibilityCheck};
@@ -108,6 +112,8 @@ pub enum TriggerEvent {
     InventoryItem(inventory_item::Event),
     Purchase(purchase::Event),
     Claim(claim::Event),
+    Roster(roster::Event),
+    Staffing(crate::staffing::Event),
     Timer(TimerEvent),
 }
 
@@ -137,6 +143,10 @@ impl Trigger {
             TriggerEvent::Purchase(PurchaseWorkflow::decode(event_type, version, data)?)
         } else if kind == Claim::KIND {
             TriggerEvent::Claim(Claim::decode(event_type, version, data)?)
+        } else if kind == Roster::KIND {
+            TriggerEvent::Roster(Roster::decode(event_type, version, data)?)
+        } else if kind == Staffing::KIND {
+            TriggerEvent::Staffing(Staffing::decode(event_type, version, data)?)
         } else if kind == timer::TIMER_STREAM_KIND {
             TriggerEvent::Timer(TimerEvent::decode(event_type, version, data)?)
         } else {

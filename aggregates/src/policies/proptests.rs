@@ -541,6 +541,8 @@ proptest! {
         check_redelivery::<ApprovalDeadline>(&log, &glitches, rebuild);
         check_redelivery::<PurchaseStock>(&log, &glitches, rebuild);
         check_redelivery::<Merges>(&log, &glitches, rebuild);
+        check_redelivery::<super::staffing::StaffingWatch>(&log, &glitches, rebuild);
+        check_stream_kinds::<super::staffing::StaffingWatch>(&log);
         check_stream_kinds::<Replenishment>(&log);
         check_stream_kinds::<Eligibility>(&log);
         check_stream_kinds::<Charges>(&log);

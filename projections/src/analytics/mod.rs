@@ -63,7 +63,10 @@ impl Projection for Analytics {
             Decoded::Purchase(e) => apply_purchase(store, event, &e),
             // Process managers, timers and the access log are not operational activity.
             // Claims are finance's, in the claims view.
-            Decoded::Claim(_) | Decoded::Internal => Ok(()),
+            // Rosters, demand and shortfalls are the workforce view's.
+            Decoded::Claim(_) | Decoded::Roster(_) | Decoded::Staffing(_) | Decoded::Internal => {
+                Ok(())
+            }
         }
     }
 }

@@ -81,7 +81,11 @@ impl Projection for Billing {
             // Stock and purchasing are payables and inventory, not what patients owe; claims
             // have their own view (`claims`), and their money reaches the account as payments
             // and adjustments.
-            Decoded::InventoryItem(_) | Decoded::Purchase(_) | Decoded::Claim(_) => Ok(()),
+            Decoded::InventoryItem(_)
+            | Decoded::Purchase(_)
+            | Decoded::Claim(_)
+            | Decoded::Roster(_)
+            | Decoded::Staffing(_) => Ok(()),
         }
     }
 }

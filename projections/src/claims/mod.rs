@@ -48,6 +48,8 @@ impl Projection for Claims {
             | Decoded::Encounter(_)
             | Decoded::InventoryItem(_)
             | Decoded::Purchase(_)
+            | Decoded::Roster(_)
+            | Decoded::Staffing(_)
             | Decoded::Internal => Ok(()),
         }
     }

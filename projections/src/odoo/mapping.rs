@@ -110,7 +110,9 @@ pub fn map_event(
         Decoded::Purchase(purchase_event) => map_purchase(state, event, purchase_event)?,
         // What Odoo sees of remittances is the account's payment and adjustment; the claim
         // itself maps to nothing (issue 16's Odoo part is not built).
-        Decoded::Claim(_) | Decoded::Internal => Vec::new(),
+        Decoded::Claim(_) | Decoded::Roster(_) | Decoded::Staffing(_) | Decoded::Internal => {
+            Vec::new()
+        }
     };
     Ok(actions
         .into_iter()

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use careflow_aggregates::{
     AddressedCommand, Aggregate, AnyCommand, Claim, Ctx, Encounter, InventoryItem, PatientAccount,
-    PurchaseWorkflow, Roster, StreamId,
+    PurchaseWorkflow, Roster, Staffing, StreamId,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -273,6 +273,7 @@ struct Workspace {
     purchases: HashMap<StreamId, Working<PurchaseWorkflow>>,
     claims: HashMap<StreamId, Working<Claim>>,
     rosters: HashMap<StreamId, Working<Roster>>,
+    staffings: HashMap<StreamId, Working<Staffing>>,
     requests: Vec<AppendRequest>,
     decided: Vec<Decided>,
     /// Commands decided per entry (for their ids).
@@ -377,6 +378,7 @@ impl Workspace {
             .chain(self.purchases.keys())
             .chain(self.claims.keys())
             .chain(self.rosters.keys())
+            .chain(self.staffings.keys())
     }
 
     async fn decide(
@@ -494,6 +496,10 @@ impl Workspace {
             AnyCommand::Roster(c) => {
                 let w = working(&mut self.rosters, registry, stream).await?;
                 fold::<Roster>(w, stream, c.clone(), &ctx, message, step, entry)?
+            }
+            AnyCommand::Staffing(c) => {
+                let w = working(&mut self.staffings, registry, stream).await?;
+                fold::<Staffing>(w, stream, c.clone(), &ctx, message, step, entry)?
             }
         };
         self.push(decided);

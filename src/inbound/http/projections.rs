@@ -18,6 +18,7 @@ use careflow_projections::billing::{
     PaymentRow,
 };
 use careflow_projections::claims::{self as claim_view, ClaimAgingReport, ClaimRow};
+use careflow_projections::workforce;
 use careflow_projections::{ViewStore, decode_row, load, load_prefix, load_range};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -861,6 +862,284 @@ pub async fn rebuild(
     }))
 }
 
+/// A facility or department named in a query: one part of a roster id, so no `.`.
+fn valid_place(what: &'static str, value: &str) -> Result<(), ApiError> {
+    valid_id(what, value)?;
+    if value.contains('.') {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{what} is not valid"),
+            format!("{what} {value:?} contains '.'"),
+            "a facility or department is one part of a roster id {facility}.{department}.{date}: no '.'",
+        ));
+    }
+    Ok(())
+}
+
+/// One department's day of labor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LaborDayView {
+    pub date: NaiveDate,
+    pub facility: String,
+    pub department: String,
+    /// Exact to the minute.
+    pub rostered_minutes: i64,
+    /// `rostered_minutes / 60` as a decimal with two places (rounded half up past them).
+    pub rostered_hours: String,
+    /// Σ hourly cost × hours, rounded half up to the cent once.
+    pub labor_cost: String,
+    /// Encounters booked for the day and not cancelled.
+    pub encounters: u64,
+    /// The exact cost divided by the encounters, rounded half up to the cent once; null
+    /// without encounters.
+    pub cost_per_encounter: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LaborView {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub facility: Option<String>,
+    /// One row per department and day with a roster or an encounter, by date then department.
+    pub days: Vec<LaborDayView>,
+}
+
+/// Labor against demand: per department and day, rostered hours, labor cost, encounters and
+/// cost per encounter.
+#[utoipa::path(get, path = "/v1/analytics/labor", tag = "analytics",
+    params(DailyQuery),
+    responses(
+        (status = 200, description = "Labor per department and day; header X-Careflow-Position", body = LaborView),
+        (status = 400, description = "Malformed query (from after to, a facility with '.')", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn analytics_labor(
+    _caller: Caller,
+    query: web::Query<DailyQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (from, to) = query.span(app.clock().now().date_naive())?;
+    if let Some(facility) = &query.facility {
+        valid_place("facility", facility)?;
+    }
+    let facility = query.facility.clone();
+    let wanted = facility.clone();
+    let (rows, position) = read_view(
+        projections(&app)?,
+        "workforce",
+        query.min_position,
+        move |store| {
+            let end = to
+                .checked_add_days(Days::new(1))
+                .map(|d| d.format("%Y-%m-%d").to_string());
+            let rows: Vec<(String, workforce::LaborDay)> = load_range(
+                store,
+                workforce::LABOR,
+                &from.format("%Y-%m-%d").to_string(),
+                end.as_deref(),
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(|(_, day)| day)
+                .filter(|day| wanted.as_deref().is_none_or(|f| f == day.facility))
+                .collect::<Vec<_>>())
+        },
+    )
+    .await?;
+    let days = rows
+        .into_iter()
+        .map(|day| LaborDayView {
+            date: day.date,
+            rostered_hours: workforce::hours_text(day.rostered_minutes),
+            labor_cost: workforce::labor_cost(day.cost_cent_minutes).to_string(),
+            cost_per_encounter: workforce::cost_per_encounter(
+                day.cost_cent_minutes,
+                day.encounters,
+            )
+            .map(|c| c.to_string()),
+            rostered_minutes: day.rostered_minutes,
+            encounters: day.encounters,
+            facility: day.facility,
+            department: day.department,
+        })
+        .collect();
+    Ok(answer(
+        &LaborView {
+            from,
+            to,
+            facility,
+            days,
+        },
+        position,
+    ))
+}
+
+/// An open staffing shortfall.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShortfallView {
+    pub facility: String,
+    pub department: String,
+    pub hour: DateTime<Utc>,
+    /// `nurse | physician | technician`.
+    pub role: String,
+    pub required: u32,
+    pub rostered: u32,
+    /// `staffing-{facility}.{department}.{date}`: its history.
+    pub stream_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffingView {
+    /// Open shortfalls by facility, department, hour and role.
+    pub shortfalls: Vec<ShortfallView>,
+}
+
+/// The staffing shortfalls open now (detected and not resolved).
+#[utoipa::path(get, path = "/v1/analytics/staffing", tag = "analytics",
+    params(PositionQuery),
+    responses(
+        (status = 200, description = "Open shortfalls; header X-Careflow-Position", body = StaffingView),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn analytics_staffing(
+    _caller: Caller,
+    query: web::Query<PositionQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, position) = read_view(
+        projections(&app)?,
+        "workforce",
+        query.min_position,
+        move |store| {
+            let rows: Vec<(String, workforce::ShortfallRow)> =
+                load_prefix(store, workforce::SHORTFALLS, "")?;
+            Ok(rows)
+        },
+    )
+    .await?;
+    let shortfalls = rows
+        .into_iter()
+        .take(MAX_ROWS)
+        .map(|(_, row)| ShortfallView {
+            stream_id: format!(
+                "staffing-{}.{}.{}",
+                row.facility,
+                row.department,
+                row.hour.date_naive().format("%Y-%m-%d")
+            ),
+            facility: row.facility,
+            department: row.department,
+            hour: row.hour,
+            role: row.role.as_str().to_owned(),
+            required: row.required,
+            rostered: row.rostered,
+        })
+        .collect();
+    Ok(answer(&StaffingView { shortfalls }, position))
+}
+
+/// `?facility=&department=&date=`: one department's day of demand.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DemandQuery {
+    pub facility: String,
+    pub department: String,
+    /// The UTC day (YYYY-MM-DD).
+    pub date: NaiveDate,
+    pub min_position: Option<u64>,
+}
+
+/// One clock hour of demand.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DemandHourView {
+    pub hour: DateTime<Utc>,
+    /// Class -> encounters booked for the hour and not cancelled.
+    #[schema(value_type = Object)]
+    pub scheduled: std::collections::BTreeMap<String, u64>,
+    /// Class -> of those, arrived.
+    #[schema(value_type = Object)]
+    pub arrived: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DemandView {
+    pub facility: String,
+    pub department: String,
+    pub date: NaiveDate,
+    /// Hours with encounters, in order.
+    pub hours: Vec<DemandHourView>,
+}
+
+/// Demand: scheduled and arrived encounters per clock hour of one department's day.
+#[utoipa::path(get, path = "/v1/analytics/demand", tag = "analytics",
+    params(DemandQuery),
+    responses(
+        (status = 200, description = "Demand per hour; header X-Careflow-Position", body = DemandView),
+        (status = 400, description = "Malformed query", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role lacks the right (finance)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "View not caught up to min_position, or unavailable", body = super::problem::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn analytics_demand(
+    _caller: Caller,
+    query: web::Query<DemandQuery>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let DemandQuery {
+        facility,
+        department,
+        date,
+        min_position,
+    } = query.into_inner();
+    valid_place("facility", &facility)?;
+    valid_place("department", &department)?;
+    let prefix = format!("{facility}.{department} {}", date.format("%Y-%m-%d"));
+    let (rows, position) = read_view(
+        projections(&app)?,
+        "workforce",
+        min_position,
+        move |store| {
+            let rows: Vec<(String, workforce::DemandHour)> =
+                load_prefix(store, workforce::DEMAND, &prefix)?;
+            Ok(rows)
+        },
+    )
+    .await?;
+    let names = |counts: std::collections::BTreeMap<
+        careflow_aggregates::encounter::EncounterClass,
+        u64,
+    >| {
+        counts
+            .into_iter()
+            .filter_map(|(class, n)| {
+                let name = serde_json::to_value(class).ok()?.as_str()?.to_owned();
+                Some((name, n))
+            })
+            .collect()
+    };
+    let hours = rows
+        .into_iter()
+        .map(|(_, row)| DemandHourView {
+            hour: row.hour,
+            scheduled: names(row.scheduled),
+            arrived: names(row.arrived),
+        })
+        .collect();
+    Ok(answer(
+        &DemandView {
+            facility,
+            department,
+            date,
+            hours,
+        },
+        position,
+    ))
+}
+
 pub fn register(cfg: &mut web::ServiceConfig) {
     use super::{get_only, post_only};
     cfg.service(get_only("/v1/billing/accounts/{mrn}").route(web::get().to(billing_account)))
@@ -869,6 +1148,9 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             get_only("/v1/billing/encounters/{visit}/claim").route(web::get().to(billing_claim)),
         )
         .service(get_only("/v1/analytics/daily").route(web::get().to(analytics_daily)))
+        .service(get_only("/v1/analytics/labor").route(web::get().to(analytics_labor)))
+        .service(get_only("/v1/analytics/staffing").route(web::get().to(analytics_staffing)))
+        .service(get_only("/v1/analytics/demand").route(web::get().to(analytics_demand)))
         .service(
             get_only("/v1/analytics/purchase-cycle").route(web::get().to(analytics_purchase_cycle)),
         )

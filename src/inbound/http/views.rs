@@ -71,6 +71,9 @@ pub fn render_replayed(
         FoldedState::Purchase(s) => serde_json::to_value(PurchaseWorkflow::view(id, s, version)),
         FoldedState::Claim(s) => serde_json::to_value(Claim::view(id, s, version)),
         FoldedState::Roster(s) => serde_json::to_value(Roster::view(id, s, version)),
+        // Served over no route (the staffing process manager alone sends to it): its state
+        // as it is, open shortfalls by hour and role.
+        FoldedState::Staffing(s) => serde_json::to_value(s),
     };
     // The views are plain structs of strings and numbers: they always serialise.
     rendered.unwrap_or(serde_json::Value::Null)

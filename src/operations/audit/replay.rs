@@ -10,7 +10,7 @@
 
 use careflow_aggregates::{
     Aggregate, Claim, Encounter, InventoryItem, PatientAccount, PurchaseWorkflow, RecordedEvent,
-    Roster, StreamId,
+    Roster, Staffing, StreamId,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -49,6 +49,7 @@ pub enum FoldedState {
     Purchase(<PurchaseWorkflow as Aggregate>::State),
     Claim(<Claim as Aggregate>::State),
     Roster(<Roster as Aggregate>::State),
+    Staffing(<Staffing as Aggregate>::State),
 }
 
 /// A replayed state.
@@ -107,6 +108,10 @@ pub async fn replay(
         Roster::KIND => {
             let (state, events) = fold::<Roster>(store, stream, as_of).await?;
             (FoldedState::Roster(state), events)
+        }
+        Staffing::KIND => {
+            let (state, events) = fold::<Staffing>(store, stream, as_of).await?;
+            (FoldedState::Staffing(state), events)
         }
         other => return Err(ReplayError::NotAnAggregate(other.to_owned())),
     };

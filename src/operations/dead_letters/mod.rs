@@ -194,18 +194,7 @@ enum Backend {
 
 /// The consumers that dead-letter today: their gauges read 0 rather than being absent before
 /// their first row, so an alert on them has a series to watch.
-const KNOWN_SOURCES: [&str; 9] = [
-    "odoo",
-    "odoo:mapping",
-    "webhook",
-    "process_manager:eligibility",
-    "process_manager:charges",
-    "process_manager:replenishment",
-    "process_manager:purchase_approval",
-    "process_manager:purchase_stock",
-    "process_manager:claims",
-];
-
+const KNOWN_SOURCES: [&str; 3] = ["odoo", "odoo:mapping", "webhook"];
 const COLUMNS: &str = "id, source, key, event_id, position, payload, error, attempts, \
                        first_failure, last_failure, status, discard_reason";
 
@@ -705,6 +694,12 @@ impl DeadLetters {
         let mut sources: std::collections::BTreeSet<&str> =
             rows.iter().map(|r| r.source.as_str()).collect();
         sources.extend(KNOWN_SOURCES);
+        // Every process manager's, from the one list of their names.
+        let managers: Vec<String> = crate::runtime::process_managers::NAMES
+            .iter()
+            .map(|name| format!("process_manager:{name}"))
+            .collect();
+        sources.extend(managers.iter().map(String::as_str));
         for source in sources {
             for status in DeadLetterStatus::ALL {
                 let count = counts

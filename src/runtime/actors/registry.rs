@@ -22,7 +22,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use careflow_aggregates::patient_account::{self, AccountStatus};
 use careflow_aggregates::{
     AddressedCommand, Aggregate, AnyCommand, Claim, Encounter, InventoryItem, PatientAccount,
-    PurchaseWorkflow, Roster, StreamId,
+    PurchaseWorkflow, Roster, Staffing, StreamId,
 };
 
 use super::aggregate_actor::AggregateActor;
@@ -238,6 +238,7 @@ impl Registry {
             }
             AnyCommand::Claim(c) => self.execute::<Claim>(target, c.clone(), context).await,
             AnyCommand::Roster(c) => self.execute::<Roster>(target, c.clone(), context).await,
+            AnyCommand::Staffing(c) => self.execute::<Staffing>(target, c.clone(), context).await,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Process-manager runners: the I/O half of the policies in `careflow_aggregates::policies`.
 //!
 //! [`ProcessManagers::start`] runs one task per process manager (eligibility, charges,
-//! replenishment, purchase_approval, purchase_stock), each on an actix arbiter thread of its
+//! replenishment, purchase_approval, purchase_stock, claims, staffing), each on an actix arbiter thread of its
 //! own: sending a command is an actor message, so the runners are async tasks (on threads, as
 //! projections are, so one busy runner does not slow another). Each follows the global log from its own checkpoint, sends what
 //! its policy asks through the same [`Registry`] as the HTTP path, keeps its timers as events
@@ -23,6 +23,7 @@ use careflow_aggregates::policies::eligibility::{Eligibility, EligibilitySetting
 use careflow_aggregates::policies::merges::Merges;
 use careflow_aggregates::policies::purchase_stock::PurchaseStock;
 use careflow_aggregates::policies::replenishment::Replenishment;
+use careflow_aggregates::policies::staffing::{StaffingRules, StaffingWatch};
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
@@ -54,6 +55,8 @@ pub struct ManagerConfig {
     pub dead_letter_poll: Duration,
     pub eligibility: EligibilitySettings,
     pub approval: ApprovalSettings,
+    /// The `[staffing]` rules.
+    pub staffing: StaffingRules,
 }
 
 impl Default for ManagerConfig {
@@ -67,6 +70,7 @@ impl Default for ManagerConfig {
             dead_letter_poll: Duration::from_secs(1),
             eligibility: EligibilitySettings::default(),
             approval: ApprovalSettings::default(),
+            staffing: StaffingRules::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl ManagerConfig {
             approval: ApprovalSettings {
                 default_deadline: seconds(config.approval_deadline_seconds),
             },
+            staffing: config.staffing.clone(),
             ..Self::default()
         }
     }
@@ -145,7 +150,7 @@ pub struct ProcessManagers {
 }
 
 /// Every process manager this build runs, in a stable order.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     Eligibility::NAME,
     Charges::NAME,
     Replenishment::NAME,
@@ -153,6 +158,7 @@ pub const NAMES: [&str; 7] = [
     PurchaseStock::NAME,
     Claims::NAME,
     Merges::NAME,
+    StaffingWatch::NAME,
 ];
 
 impl ProcessManagers {
@@ -229,6 +235,11 @@ impl ProcessManagers {
             tasks.push(RunnerThread::start(Merges::NAME, {
                 let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[6]));
                 move || runner::run::<Merges>(deps, handle, ())
+            }));
+            tasks.push(RunnerThread::start(StaffingWatch::NAME, {
+                let (deps, handle) = (Arc::clone(&deps), Arc::clone(&handles[7]));
+                let settings = config.staffing.clone();
+                move || runner::run::<StaffingWatch>(deps, handle, settings)
             }));
         }
         Arc::new(Self {

@@ -51,6 +51,7 @@ pub fn all_projections() -> Vec<SharedProjection> {
         Arc::new(Analytics),
         Arc::new(Audit),
         Arc::new(careflow_projections::claims::Claims),
+        Arc::new(careflow_projections::Workforce),
     ]
 }
 
