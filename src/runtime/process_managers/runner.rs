@@ -1065,31 +1065,59 @@ async fn run_check(
                 let _ = send(deps, name, &issued, origin, handle).await;
                 return;
             }
-            Err(PayerError::CircuitOpen(open)) => open.retry_in.max(Duration::from_millis(50)),
-            Err(
-                error @ (PayerError::InvalidUrl
-                | PayerError::HttpsUnsupported
-                | PayerError::Client(_)),
-            ) => {
-                tracing::warn!(process_manager = name, account_id, %error, "payer cannot be called; the deadline will decide");
-                metrics::process_manager_failure(name, "payer");
-                return;
-            }
             Err(error) => {
-                tracing::debug!(process_manager = name, account_id, %error, "payer check failed; retrying");
-                metrics::process_manager_failure(name, "payer");
-                handle.update(|s| s.failures += 1);
-                let this = delay;
-                delay = (delay * 2).min(deps.config.backoff_max);
-                this
+                let Some(wait_for) =
+                    after_payer_failure(deps, handle, name, account_id, error, &mut delay)
+                else {
+                    return;
+                };
+                wait_for
             }
         };
-        let until_deadline = deps.clock.until(check.give_up_at);
-        let mut stop = deps.stop.clone();
-        if wait(&mut stop, wait_for.min(until_deadline)).await {
+        if wait_before_retry(deps, wait_for, check.give_up_at).await {
             return;
         }
     }
+}
+
+/// What a failed payer call means for the loop retrying it (eligibility checks and claim
+/// submissions alike): how long to wait before the next attempt, or `None` when the payer
+/// cannot be called at all (a bad URL or client), which waiting will not mend.
+fn after_payer_failure(
+    deps: &Deps,
+    handle: &RunnerHandle,
+    name: &'static str,
+    subject: &str,
+    error: PayerError,
+    delay: &mut Duration,
+) -> Option<Duration> {
+    match error {
+        PayerError::CircuitOpen(open) => Some(open.retry_in.max(Duration::from_millis(50))),
+        error @ (PayerError::InvalidUrl | PayerError::HttpsUnsupported | PayerError::Client(_)) => {
+            tracing::warn!(process_manager = name, subject, %error, "payer cannot be called; given up until its deadline");
+            metrics::process_manager_failure(name, "payer");
+            None
+        }
+        error => {
+            tracing::debug!(process_manager = name, subject, %error, "payer call failed; retrying");
+            metrics::process_manager_failure(name, "payer");
+            handle.update(|s| s.failures += 1);
+            let this = *delay;
+            *delay = (*delay * 2).min(deps.config.backoff_max);
+            Some(this)
+        }
+    }
+}
+
+/// Waits `wait_for`, but not past `give_up_at`; true when the runner is stopping.
+async fn wait_before_retry(
+    deps: &Deps,
+    wait_for: Duration,
+    give_up_at: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let until_deadline = deps.clock.until(give_up_at);
+    let mut stop = deps.stop.clone();
+    wait(&mut stop, wait_for.min(until_deadline)).await
 }
 
 /// Sends a claim to the payer until it answers or the submission's deadline passes, then
@@ -1156,28 +1184,16 @@ async fn run_submission(
                 }
                 return;
             }
-            Err(PayerError::CircuitOpen(open)) => open.retry_in.max(Duration::from_millis(50)),
-            Err(
-                error @ (PayerError::InvalidUrl
-                | PayerError::HttpsUnsupported
-                | PayerError::Client(_)),
-            ) => {
-                tracing::warn!(process_manager = name, claim_id, %error, "payer cannot be called; the claim stays submitted");
-                metrics::process_manager_failure(name, "payer");
-                return;
-            }
             Err(error) => {
-                tracing::debug!(process_manager = name, claim_id, %error, "claim submission failed; retrying");
-                metrics::process_manager_failure(name, "payer");
-                handle.update(|s| s.failures += 1);
-                let this = delay;
-                delay = (delay * 2).min(deps.config.backoff_max);
-                this
+                let Some(wait_for) =
+                    after_payer_failure(deps, handle, name, claim_id, error, &mut delay)
+                else {
+                    return;
+                };
+                wait_for
             }
         };
-        let until_deadline = deps.clock.until(submission.give_up_at);
-        let mut stop = deps.stop.clone();
-        if wait(&mut stop, wait_for.min(until_deadline)).await {
+        if wait_before_retry(deps, wait_for, submission.give_up_at).await {
             return;
         }
     }
