@@ -78,7 +78,7 @@ pub fn subject(prefix: &str, event: &RecordedEvent) -> String {
 
 /// Told of every acknowledged batch and when its acknowledgements were all in, for
 /// `careflow bench nats`.
-pub type AckRecorder = Arc<dyn Fn(&[RecordedEvent], chrono::DateTime<Utc>) + Send + Sync>;
+pub type AckRecorder = Arc<dyn Fn(&Events, chrono::DateTime<Utc>) + Send + Sync>;
 
 /// What the publisher's task needs.
 pub(crate) struct NatsDeps {

@@ -26,7 +26,7 @@
 //! whatever the number of consumers, `catch_up` for reads of consumers behind the tail.
 
 use std::collections::VecDeque;
-use std::ops::{Deref, Range};
+use std::ops::Range;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -59,42 +59,76 @@ impl Default for FeedConfig {
     }
 }
 
-/// Events handed to a consumer: a slice of one shared chunk of the tail, or a batch the
-/// consumer read from the store itself. Cheap to clone; dereferences to `[RecordedEvent]`.
-#[derive(Clone)]
+/// Events handed to a consumer: slices of shared chunks of the tail (several when the consumer
+/// is behind by more than one chunk), or a batch the consumer read from the store itself.
+/// Cheap to clone: nothing is copied.
+///
+/// Not one slice: a chunk is whatever the reader read at once, one event under a trickle of
+/// commands, and a consumer behind the head must get a whole batch per read (one checkpoint
+/// write, one transaction per batch), not one chunk, without copying the events into a
+/// batch of its own.
+#[derive(Clone, Default)]
 pub struct Events {
-    chunk: Arc<[RecordedEvent]>,
-    range: Range<usize>,
+    parts: Vec<(Arc<[RecordedEvent]>, Range<usize>)>,
+    len: usize,
 }
 
 impl Events {
     fn empty() -> Self {
-        Self {
-            chunk: Arc::from(Vec::new()),
-            range: 0..0,
-        }
+        Self::default()
     }
 
     fn owned(events: Vec<RecordedEvent>) -> Self {
+        let mut all = Self::empty();
         let len = events.len();
-        Self {
-            chunk: Arc::from(events),
-            range: 0..len,
+        all.push(Arc::from(events), 0..len);
+        all
+    }
+
+    fn push(&mut self, chunk: Arc<[RecordedEvent]>, range: Range<usize>) {
+        if !range.is_empty() {
+            self.len += range.len();
+            self.parts.push((chunk, range));
         }
     }
-}
 
-impl Deref for Events {
-    type Target = [RecordedEvent];
+    pub fn len(&self) -> usize {
+        self.len
+    }
 
-    fn deref(&self) -> &[RecordedEvent] {
-        &self.chunk[self.range.clone()]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The events in position order.
+    pub fn iter(&self) -> Iter<'_> {
+        fn part(
+            (chunk, range): &(Arc<[RecordedEvent]>, Range<usize>),
+        ) -> std::slice::Iter<'_, RecordedEvent> {
+            chunk[range.clone()].iter()
+        }
+        self.parts.iter().flat_map(part)
+    }
+
+    pub fn first(&self) -> Option<&RecordedEvent> {
+        self.iter().next()
+    }
+
+    pub fn last(&self) -> Option<&RecordedEvent> {
+        self.iter().next_back()
     }
 }
+
+/// [`Events::iter`].
+pub type Iter<'a> = std::iter::FlatMap<
+    std::slice::Iter<'a, (Arc<[RecordedEvent]>, Range<usize>)>,
+    std::slice::Iter<'a, RecordedEvent>,
+    fn(&'a (Arc<[RecordedEvent]>, Range<usize>)) -> std::slice::Iter<'a, RecordedEvent>,
+>;
 
 impl<'a> IntoIterator for &'a Events {
     type Item = &'a RecordedEvent;
-    type IntoIter = std::slice::Iter<'a, RecordedEvent>;
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
@@ -128,19 +162,22 @@ impl Tail {
         if from <= self.floor {
             return None;
         }
-        // The first chunk whose last position reaches `from`.
-        let index = self
+        // The first chunk whose last position reaches `from`, then the chunks after it until
+        // `limit` events are gathered.
+        let first = self
             .chunks
             .partition_point(|chunk| chunk.last().is_some_and(|e| e.position < from));
-        let Some(chunk) = self.chunks.get(index) else {
-            return Some(Events::empty());
-        };
-        let start = chunk.partition_point(|e| e.position < from);
-        let end = chunk.len().min(start + limit.max(1));
-        Some(Events {
-            chunk: Arc::clone(chunk),
-            range: start..end,
-        })
+        let limit = limit.max(1);
+        let mut events = Events::empty();
+        for chunk in self.chunks.range(first..) {
+            let start = chunk.partition_point(|e| e.position < from);
+            let end = chunk.len().min(start + (limit - events.len()));
+            events.push(Arc::clone(chunk), start..end);
+            if events.len() == limit {
+                break;
+            }
+        }
+        Some(events)
     }
 
     fn push(&mut self, events: Vec<RecordedEvent>, capacity: usize) {
@@ -422,7 +459,9 @@ mod tests {
         t.push(vec![event(11), event(13), event(14)], 100);
         t.push(vec![event(20), event(21)], 100);
         assert_eq!(positions(&t.slice(11, 2).unwrap()), vec![11, 13]);
-        assert_eq!(positions(&t.slice(12, 10).unwrap()), vec![13, 14]);
+        // A read spans chunks up to its limit.
+        assert_eq!(positions(&t.slice(12, 10).unwrap()), vec![13, 14, 20, 21]);
+        assert_eq!(positions(&t.slice(12, 3).unwrap()), vec![13, 14, 20]);
         assert_eq!(positions(&t.slice(15, 10).unwrap()), vec![20, 21]);
         assert!(t.slice(22, 10).unwrap().is_empty());
     }

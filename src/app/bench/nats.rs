@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use careflow_aggregates::{RecordedEvent, StreamId};
+use careflow_aggregates::StreamId;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::watch;
@@ -31,7 +31,9 @@ use crate::config::Config;
 use crate::outbound::nats::{self, NatsDeps, NatsSettings};
 use crate::runtime::consumers::checkpoint::{CheckpointStore, SqliteCheckpoints};
 use crate::store::sqlite::{SqliteConfig, SqliteStore};
-use crate::store::{AppendRequest, CommandMeta, EventStore, ExpectedVersion, ProposedEvent};
+use crate::store::{
+    AppendRequest, CommandMeta, EventStore, Events, ExpectedVersion, ProposedEvent,
+};
 
 /// (position, recorded_at, acknowledged at) of every acknowledged event.
 type Acked = Mutex<Vec<(u64, DateTime<Utc>, DateTime<Utc>)>>;
@@ -120,7 +122,7 @@ pub async fn nats(config: &Config, spec: &NatsBench) -> anyhow::Result<NatsRepor
     let acked: Arc<Acked> = Arc::default();
     let recorder: nats::AckRecorder = {
         let acked = Arc::clone(&acked);
-        Arc::new(move |events: &[RecordedEvent], at: DateTime<Utc>| {
+        Arc::new(move |events: &Events, at: DateTime<Utc>| {
             if let Ok(mut acked) = acked.lock() {
                 acked.extend(
                     events

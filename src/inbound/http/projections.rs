@@ -251,7 +251,7 @@ pub async fn billing_aging(
     Ok(answer(&AgingView { accounts, claims }, position))
 }
 
-/// `?status=&payer=&min_position=` of `GET /v1/billing/claims`.
+/// `?status=&payer=&after=&limit=&min_position=` of `GET /v1/billing/claims`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimsQuery {
@@ -259,6 +259,11 @@ pub struct ClaimsQuery {
     pub status: Option<String>,
     /// Only claims to this payer.
     pub payer: Option<String>,
+    /// Only claim ids after this one (paging: the `next_after` of the previous page).
+    pub after: Option<String>,
+    /// Most rows (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
     pub min_position: Option<u64>,
 }
 
@@ -271,15 +276,34 @@ pub struct ClaimsView {
     /// `void_reason`.
     #[schema(value_type = Vec<Object>)]
     pub claims: Vec<ClaimRow>,
-    /// Whether more than [`MAX_ROWS`] matched (the first by claim id are shown).
+    /// Whether more matched than this page shows (the first by claim id are shown).
     pub truncated: bool,
+    /// The `after` of the next page, or null at the end.
+    pub next_after: Option<String>,
 }
 
 impl ClaimsView {
-    fn of(mut claims: Vec<ClaimRow>) -> Self {
-        let truncated = claims.len() > MAX_ROWS;
-        claims.truncate(MAX_ROWS);
-        Self { claims, truncated }
+    /// One page of `claims` (in claim id order, so the last id shown pages on): at most
+    /// `limit` rows.
+    fn page(claims: Vec<ClaimRow>, limit: usize) -> Self {
+        let mut view = Self::first(claims, limit);
+        view.next_after = view
+            .truncated
+            .then(|| view.claims.last().map(|c| c.claim_id.clone()))
+            .flatten();
+        view
+    }
+
+    /// The first `limit` of `claims` in an order that does not page (the denial queue, by
+    /// age): `truncated` says whether more matched.
+    fn first(mut claims: Vec<ClaimRow>, limit: usize) -> Self {
+        let truncated = claims.len() > limit;
+        claims.truncate(limit);
+        Self {
+            claims,
+            truncated,
+            next_after: None,
+        }
     }
 }
 
@@ -310,8 +334,11 @@ pub async fn billing_claims(
     let ClaimsQuery {
         status,
         payer,
+        after,
+        limit,
         min_position,
     } = query.into_inner();
+    let limit = super::reads::page_limit(limit, MAX_ROWS)?;
     if let Some(status) = &status
         && !CLAIM_STATUSES.contains(&status.as_str())
     {
@@ -333,7 +360,14 @@ pub async fn billing_claims(
         )?)
     })
     .await?;
-    Ok(answer(&ClaimsView::of(rows), position))
+    let rows = match &after {
+        Some(after) => rows
+            .into_iter()
+            .filter(|row| row.claim_id.as_str() > after.as_str())
+            .collect(),
+        None => rows,
+    };
+    Ok(answer(&ClaimsView::page(rows, limit), position))
 }
 
 /// The denial work queue: denied claims not yet resubmitted or voided, with the payer's
@@ -358,7 +392,7 @@ pub async fn billing_denials(
         move |store| Ok(claim_view::denials(store)?),
     )
     .await?;
-    Ok(answer(&ClaimsView::of(rows), position))
+    Ok(answer(&ClaimsView::first(rows, MAX_ROWS), position))
 }
 
 /// An encounter's claim: its lines and what Odoo acknowledged.

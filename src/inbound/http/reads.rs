@@ -43,7 +43,7 @@ pub struct EventsQuery {
 
 /// A page size: `default` when absent, at most [`MAX_PAGE`]; 0 is refused rather than
 /// silently read as 1 (a client asking for nothing has a bug worth hearing about).
-fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+pub(super) fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match limit {
         Some(0) => Err(ApiError::bad_request(
             "invalid_query",

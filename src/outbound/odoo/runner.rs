@@ -219,7 +219,10 @@ async fn own(
             s.position = processed;
             s.lag = lag;
         });
-        if events.len() == deps.config.batch {
+        // Behind the head: read on. A read may return less than a batch without being at the
+        // head (the feed hands out one chunk of its tail at a time), so only an empty read
+        // means caught up.
+        if !events.is_empty() {
             continue;
         }
         let sleep_for = deps.config.idle_check.min(deps.config.dead_letter_poll);

@@ -352,7 +352,10 @@ async fn own<P: ProcessManager>(
             s.timers_pending = pending;
             s.checks_in_flight = checks_in_flight;
         });
-        if events.len() == deps.config.batch {
+        // Behind the head: read on. A read may return less than a batch without being at the
+        // head (the feed hands out one chunk of its tail at a time), so only an empty read
+        // means caught up.
+        if !events.is_empty() {
             continue;
         }
 

@@ -99,15 +99,18 @@ where
     }
 }
 
-#[actix_rt::test]
-async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// A SQLite store with personal-data encryption and the actors over it, in `dir`: what the
+/// runner is given in a server. Returns the raw store (what the feed reads), the encrypting
+/// one (what the actors and the runner use) and the registry.
+async fn world(
+    dir: &std::path::Path,
+) -> (Arc<dyn EventStore>, Arc<EncryptingStore>, Arc<Registry>) {
     let stored: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("careflow.db"))).unwrap());
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.join("careflow.db"))).unwrap());
     let keys = Arc::new(
         PersonalKeys::new(
             MasterKey::parse(&"cd".repeat(32)).unwrap(),
-            Box::new(SqliteKeys::open(dir.path().join("keys.db")).unwrap()),
+            Box::new(SqliteKeys::open(dir.join("keys.db")).unwrap()),
             None,
         )
         .await
@@ -116,18 +119,21 @@ async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_on
     let personal = Arc::new(EncryptingStore::new(Arc::clone(&stored), keys));
     let store: Arc<dyn EventStore> = personal.clone();
     let registry = Registry::start(
-        Arc::clone(&store),
+        store,
         Arc::new(MemorySnapshots::new()),
         ActorConfig {
             arbiters: 1,
             ..ActorConfig::default()
         },
     );
-    let original = StreamId::new(InventoryItem::KIND, "original").unwrap();
-    let copy = StreamId::new(InventoryItem::KIND, "copy").unwrap();
+    (stored, personal, registry)
+}
+
+/// Defines the item of stream `item` (an `ItemDefined` on it).
+async fn define_item(registry: &Registry, item: &StreamId) {
     registry
         .execute::<InventoryItem>(
-            &original,
+            item,
             inventory_item::Command::DefineItem(DefineItem {
                 name: "Gauze 10cm".into(),
                 unit: "box".into(),
@@ -150,6 +156,16 @@ async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_on
         )
         .await
         .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stored, personal, registry) = world(dir.path()).await;
+    let store: Arc<dyn EventStore> = personal.clone();
+    let original = StreamId::new(InventoryItem::KIND, "original").unwrap();
+    let copy = StreamId::new(InventoryItem::KIND, "copy").unwrap();
+    define_item(&registry, &original).await;
 
     let dead_letters = DeadLetters::open_sqlite(&dir.path().join("dead_letters.db")).unwrap();
     let (stop, stop_rx) = watch::channel(false);
@@ -257,6 +273,87 @@ async fn a_poison_event_is_dead_lettered_and_a_retry_after_the_fix_applies_it_on
         read_copy().await.len(),
         1,
         "the redelivered command appended again"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap();
+}
+
+/// Counts the items defined; reacts to nothing.
+struct Counter;
+
+impl ProcessManager for Counter {
+    const NAME: &'static str = "counter";
+    const STREAM_KINDS: &'static [&'static str] = &[InventoryItem::KIND];
+    type State = u32;
+    type Settings = ();
+
+    fn react(_: &u32, _: &Trigger, (): &()) -> Result<Reaction, PolicyError> {
+        Ok(Reaction::default())
+    }
+
+    fn evolve(seen: u32, _: &Trigger) -> u32 {
+        seen + 1
+    }
+}
+
+/// A chunk of the feed's tail is whatever its reader read at once: under a trickle of
+/// commands, one event. The feed used to hand out one chunk per read, and the runner took a
+/// short read for "caught up" and slept `idle_check`, so once behind it followed the log at
+/// one chunk per idle period (8 claims a second in the claims bench). Now a read spans chunks
+/// and only an empty read means caught up. Here the idle period is an hour: the runner must
+/// reach the head without it.
+#[actix_rt::test]
+async fn a_runner_behind_the_head_reads_on_through_short_chunks_without_idling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stored, personal, registry) = world(dir.path()).await;
+    let feed = LogFeed::start(Arc::clone(&stored), FeedConfig::default()).await;
+    let items = 5;
+    for n in 1..=items {
+        define_item(
+            &registry,
+            &StreamId::new(InventoryItem::KIND, &format!("i{n}")).unwrap(),
+        )
+        .await;
+        // Each event its own chunk: the reader has read it before the next is appended.
+        eventually("the feed's reader", || async {
+            (feed.head() >= n).then_some(())
+        })
+        .await;
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let deps = Arc::new(Deps {
+        store: personal.clone(),
+        personal,
+        feed,
+        registry,
+        checkpoints: Arc::new(
+            SqliteCheckpoints::open(dir.path().join("process_managers.db")).unwrap(),
+        ),
+        payer: None,
+        config: ManagerConfig {
+            idle_check: Duration::from_secs(3_600),
+            ..ManagerConfig::default()
+        },
+        dead_letters: DeadLetters::open_sqlite(&dir.path().join("dead_letters.db")).unwrap(),
+        stop: stop_rx,
+        clock: crate::clock::Clock::system(),
+    });
+    let handle = Arc::new(RunnerHandle {
+        name: Counter::NAME,
+        health: Health::new().register(Counter::NAME, true),
+        status: std::sync::Mutex::new(RunnerStatus::default()),
+    });
+    let running = actix_rt::spawn(runner::run::<Counter>(Arc::clone(&deps), handle, ()));
+    let checkpoint = eventually("the runner at the head", || async {
+        let checkpoint = deps.checkpoints.load(Counter::NAME).await.unwrap()?;
+        (checkpoint.position >= items).then_some(checkpoint)
+    })
+    .await;
+    assert_eq!(checkpoint.position, items);
+    assert_eq!(
+        checkpoint.state,
+        items.to_string(),
+        "every event folded once"
     );
     let _ = stop.send(true);
     running.await.unwrap();

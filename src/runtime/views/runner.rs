@@ -39,7 +39,7 @@ use super::{Catalog, GenerationStatus, ReadView, ViewBackend, ViewError, ViewWri
 use crate::clock::Clock;
 use crate::operations::metrics;
 use crate::runtime::consumers::{ConsumerHealth, Health};
-use crate::store::{EventStore, LogFeed, StoreError};
+use crate::store::{EventStore, Events, LogFeed, StoreError};
 
 /// A projection the runners can host.
 pub type SharedProjection = Arc<dyn Projection + Send + Sync>;
@@ -547,7 +547,7 @@ impl Runner {
             );
         }
         if applied > 0 && live {
-            self.report_live(target.position, &events[..applied]);
+            self.report_live(target.position, events.iter().take(applied));
         }
         Ok(if applied > 0 {
             Step::Applied(applied)
@@ -562,7 +562,7 @@ impl Runner {
         &self,
         writer: &mut dyn ViewWriter,
         target: &mut Filling,
-        events: &[RecordedEvent],
+        events: &Events,
     ) -> Result<(usize, Option<(u64, String)>), ViewError> {
         let generation = target.generation;
         let mut refused = None;
@@ -581,7 +581,7 @@ impl Runner {
                 // without it.
                 overlay.abandon();
                 let mut overlay = Overlay::new(&*writer, generation, &mut target.cache);
-                for event in &events[..applied] {
+                for event in events.iter().take(applied) {
                     self.projection
                         .apply(&mut overlay, event)
                         .map_err(ViewError::Projection)?;
@@ -591,7 +591,7 @@ impl Runner {
                 overlay.into_pending().map_err(ViewError::Projection)?
             }
         };
-        let Some(last) = events[..applied].last().map(|e| e.position) else {
+        let Some(last) = events.iter().take(applied).last().map(|e| e.position) else {
             pending.settle(true);
             return Ok((0, refused));
         };
@@ -602,7 +602,11 @@ impl Runner {
         Ok((applied, refused))
     }
 
-    fn report_live(&self, position: u64, events: &[RecordedEvent]) {
+    fn report_live<'e>(
+        &self,
+        position: u64,
+        events: impl Iterator<Item = &'e RecordedEvent> + Clone,
+    ) {
         let now = self.config.clock.now();
         let head = self.feed.head();
 
@@ -613,11 +617,11 @@ impl Runner {
             position,
             head,
             if behind {
-                events.last().and_then(age)
+                events.clone().last().and_then(age)
             } else {
                 None
             },
-            events.iter().filter_map(age),
+            events.filter_map(age),
         );
     }
 }
