@@ -110,6 +110,11 @@ impl Events {
         self.parts.iter().flat_map(part)
     }
 
+    /// The events copied out (tests and tools; consumers iterate instead).
+    pub fn to_vec(&self) -> Vec<RecordedEvent> {
+        self.iter().cloned().collect()
+    }
+
     pub fn first(&self) -> Option<&RecordedEvent> {
         self.iter().next()
     }

@@ -144,7 +144,8 @@ async fn official_r4_examples_become_commands_and_render_back() {
     assert_eq!(data["gender"], "male");
     assert_eq!(
         data["personal"],
-        json!({"name": {"family": "Chalmers", "given": ["Peter", "James"]}, "birth_date": "1974-12-25"})
+        json!({"name": {"family": "Chalmers", "given": ["Peter", "James"]}, "birth_date": "1974-12-25",
+            "address": {"line": ["534 Erewhon St"], "city": "PleasantVille", "postal_code": "3999"}})
     );
     assert_eq!(events[0].metadata.source, "fhir");
     assert_eq!(events[0].metadata.principal, "ehr");
@@ -765,5 +766,61 @@ async fn broken_resources_get_an_operation_outcome_and_append_nothing() {
     assert_eq!(
         sample(&metrics, "careflow_interface_in_flight{interface=\"fhir\"}"),
         0.0
+    );
+}
+
+#[tokio::test]
+async fn patient_address_becomes_the_billing_address_and_a_country_careflow_cannot_keep_is_refused()
+{
+    let dir = TempDir::new();
+    let server = Server::start(&dir.path());
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    let ehr = token(&dir.path(), "system", "ehr");
+    let auditor = token(&dir.path(), "auditor", "compliance");
+    let mut patient = fixture("patient-example.json");
+    // An old address and a billing one besides the fixture's home address: billing wins.
+    let mut addresses = patient["address"].as_array().unwrap().clone();
+    addresses.push(json!({"use": "old", "line": ["1 Gone Rd"], "city": "Elsewhere"}));
+    addresses.push(
+        json!({"use": "billing", "line": ["PO Box 12"], "city": "Melbourne",
+        "postalCode": "3000", "country": "au"}),
+    );
+    patient["address"] = json!(addresses);
+
+    // A country code careflow cannot keep (alpha-3): refused, nothing appended.
+    let mut alpha3 = patient.clone();
+    alpha3["address"][2]["country"] = json!("AUS");
+    let before = head(&api, &auditor).await;
+    assert_outcome(
+        &post(&api, &ehr, "/Patient", &alpha3, &[]).await,
+        422,
+        "invalid",
+    );
+    assert_eq!(
+        head(&api, &auditor).await,
+        before,
+        "a refused Patient appended"
+    );
+
+    assert_eq!(
+        post(&api, &ehr, "/Patient", &patient, &[]).await.status,
+        201
+    );
+    let mrn = patient["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"]["coding"][0]["code"] == "MR")
+        .and_then(|i| i["value"].as_str())
+        .unwrap()
+        .to_owned();
+    let state = api
+        .get(&format!("/v1/patient-accounts/{mrn}"), Some(&ehr))
+        .await;
+    assert_eq!(state.status, 200, "{}", state.text);
+    assert_eq!(
+        state.body["personal"]["address"],
+        json!({"line": ["PO Box 12"], "city": "Melbourne", "postal_code": "3000", "country": "AU"})
     );
 }

@@ -695,3 +695,35 @@ async fn a_message_of_half_a_million_empty_fields_is_refused_ar_with_bounded_mem
     assert!(grown < 64 * 1024, "peak memory grew by {grown} KiB");
     assert_eq!(site.log_len().await, 0);
 }
+
+#[tokio::test]
+async fn pid_11_gives_the_billing_address_and_a_country_careflow_cannot_keep_is_ae() {
+    let site = site(&[]).await;
+    let mut ehr = Sender::connect(&site.server.mllp).await;
+    // Two addresses: home first, billing (XAD-7 BI) second; the billing one is kept.
+    let a04 = "MSH|^~\\&|REG|GOOD HEALTH|CAREFLOW|CF|20240105083000||ADT^A04|ADDR1|P|2.5\r\
+PID|1||CF-2001^^^GH^MR||Peeters^Anna||19800131|F|||1 Home St^^Gent^^9000^BE^H~12 Rue Haute^Bte 3^Bruxelles^^1000^BE^BI\r\
+PV1|1|O|CLINIC^^^GOOD HEALTH\r";
+    let ack = ehr.exchange(a04).await;
+    assert_eq!(ack.code(), "AA", "{ack:?}");
+    let account = site.state("patient-accounts", "CF-2001").await;
+    assert_eq!(
+        account["personal"]["address"],
+        serde_json::json!({"line": ["12 Rue Haute", "Bte 3"], "city": "Bruxelles",
+            "postal_code": "1000", "country": "BE"})
+    );
+
+    // An update whose only address has an alpha-3 country: AE, and nothing appended.
+    let before = site.log_len().await;
+    let a08 = "MSH|^~\\&|REG|GOOD HEALTH|CAREFLOW|CF|20240105090000||ADT^A08|ADDR2|P|2.5\r\
+PID|1||CF-2001^^^GH^MR||Peeters^Anna||19800131|F|||5 Main St^^Springfield^^01101^USA^H\r";
+    let ack = ehr.exchange(a08).await;
+    assert_eq!(ack.code(), "AE", "{ack:?}");
+    assert_eq!(
+        site.log_len().await,
+        before,
+        "a refused update appends nothing"
+    );
+    let account = site.state("patient-accounts", "CF-2001").await;
+    assert_eq!(account["personal"]["address"]["city"], "Bruxelles");
+}

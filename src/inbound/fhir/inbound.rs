@@ -581,15 +581,14 @@ impl Mapping<'_> {
             })
             .transpose()?;
         let facility = self.organisation(p.managing_organization.as_ref());
+        let address = billing_address(&p.address);
         let update = patient_account::UpdateDemographics {
             name: name.clone(),
             birth_date,
             gender,
             facility: facility.clone(),
             coverage: None,
-            // Patient.address is not mapped yet (docs/interop.md): the address comes with
-            // RegisterPatient or UpdateDemographics over HTTP.
-            address: None,
+            address: address.clone(),
         };
         let register = || -> Result<patient_account::RegisterPatient, FhirError> {
             Ok(patient_account::RegisterPatient {
@@ -608,7 +607,7 @@ impl Mapping<'_> {
                     )
                 })?,
                 coverage: None,
-                address: None,
+                address: address.clone(),
             })
         };
         match method {
@@ -1145,6 +1144,38 @@ fn date_time(element: &str, text: &str) -> Result<DateTime<Utc>, FhirError> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_time(NaiveTime::MIN).and_utc())
         .map_err(|_| FhirError::value(element, "use a full date or a date and time with an offset"))
+}
+
+/// The address statements go to: `use` = `billing`, else a `postal` (or `both`) one, else
+/// `home`, else the first; an `old` address never. `Address.country` is kept as sent (upper
+/// case) and the aggregate takes only ISO 3166-1 alpha-2, so `USA` is an OperationOutcome,
+/// not a silently dropped country.
+fn billing_address(addresses: &[model::Address]) -> Option<patient_account::PostalAddress> {
+    let current: Vec<&model::Address> = addresses
+        .iter()
+        .filter(|a| a.purpose.as_deref() != Some("old"))
+        .collect();
+    let chosen = current
+        .iter()
+        .find(|a| a.purpose.as_deref() == Some("billing"))
+        .or_else(|| {
+            current
+                .iter()
+                .find(|a| matches!(a.kind.as_deref(), Some("postal" | "both")))
+        })
+        .or_else(|| {
+            current
+                .iter()
+                .find(|a| a.purpose.as_deref() == Some("home"))
+        })
+        .or_else(|| current.first())?;
+    let address = patient_account::PostalAddress {
+        line: chosen.line.clone(),
+        city: chosen.city.clone(),
+        postal_code: chosen.postal_code.clone(),
+        country: chosen.country.as_deref().map(str::to_ascii_uppercase),
+    };
+    (address != patient_account::PostalAddress::default()).then_some(address)
 }
 
 #[cfg(test)]

@@ -94,6 +94,25 @@ pub struct HumanName {
     pub given: Vec<String>,
 }
 
+/// `Address` (the parts careflow keeps; `state`, `district` and `text` are not kept).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    #[serde(default, rename = "use")]
+    pub purpose: Option<String>,
+    /// `postal`, `physical` or `both`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub line: Vec<String>,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub postal_code: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
 /// `Period`: FHIR dateTimes, kept as text and parsed where used.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Period {
@@ -181,6 +200,8 @@ pub struct Patient {
     pub gender: Option<String>,
     #[serde(default)]
     pub birth_date: Option<String>,
+    #[serde(default)]
+    pub address: Vec<Address>,
     #[serde(default)]
     pub managing_organization: Option<Reference>,
 }

@@ -20,8 +20,8 @@ use careflow_aggregates::encounter::{
     self, CancelEncounter, CheckIn, CompleteEncounter, Discharge, EncounterClass, ScheduleEncounter,
 };
 use careflow_aggregates::patient_account::{
-    self, CoverageDetails, Gender, HumanName, MergePatient, PostCharge, RegisterPatient,
-    UpdateDemographics,
+    self, CoverageDetails, Gender, HumanName, MergePatient, PostCharge, PostalAddress,
+    RegisterPatient, UpdateDemographics,
 };
 use careflow_aggregates::stream_id::validate_id;
 use careflow_aggregates::{AddressedCommand, AnyCommand, Cents, Currency};
@@ -382,6 +382,35 @@ impl Reader<'_, '_> {
         Some(HumanName { family, given })
     }
 
+    /// PID-11 (XAD): the repetition typed `BI` (billing, HL7 table 0190), else `M` (mailing),
+    /// else `H` (home), else the first: street XAD-1.1 and other designation XAD-2 as the
+    /// lines, city XAD-3, postal code XAD-5, country XAD-6 (the aggregate takes ISO 3166-1
+    /// alpha-2 and refuses other codes, which then answer `AE`). `None` when PID-11 holds
+    /// none of these.
+    fn address(&self) -> Option<PostalAddress> {
+        let pid = self.hl7.segment("PID")?;
+        let repeats: Vec<_> = self.hl7.repeats(pid, 11).collect();
+        let typed = |kind: &str| {
+            repeats
+                .iter()
+                .find(|r| self.hl7.repeat_value(r, 7, 1).as_deref() == Some(kind))
+        };
+        let chosen = typed("BI")
+            .or_else(|| typed("M"))
+            .or_else(|| typed("H"))
+            .or_else(|| repeats.first())?;
+        let address = PostalAddress {
+            line: [(1, 1), (2, 1)]
+                .into_iter()
+                .filter_map(|(c, s)| self.hl7.repeat_value(chosen, c, s))
+                .collect(),
+            city: self.hl7.repeat_value(chosen, 3, 1),
+            postal_code: self.hl7.repeat_value(chosen, 5, 1),
+            country: self.hl7.repeat_value(chosen, 6, 1),
+        };
+        (address != PostalAddress::default()).then_some(address)
+    }
+
     fn birth_date(&self) -> Result<Option<chrono::NaiveDate>, Malformed> {
         match self.hl7.value("PID", 7, 1) {
             None => Ok(None),
@@ -434,8 +463,7 @@ impl Reader<'_, '_> {
             gender: self.gender().unwrap_or(Gender::Unknown),
             facility: self.facility(),
             coverage: self.coverage(),
-            // PID-11 is not mapped yet (docs/interop.md).
-            address: None,
+            address: self.address(),
         })
     }
 
@@ -445,7 +473,7 @@ impl Reader<'_, '_> {
             birth_date: self.birth_date()?,
             gender: self.gender(),
             facility: None,
-            address: None,
+            address: self.address(),
             coverage: self.coverage(),
         };
         if update == UpdateDemographics::default() {

@@ -105,6 +105,10 @@ pub struct PersonalView {
     /// YYYY-MM-DD.
     pub birth_date: String,
     pub member_id: Option<String>,
+    /// The billing address: `line` (at most two), `city`, `postal_code`, `country` (ISO
+    /// 3166-1 alpha-2); null when none was given.
+    #[schema(value_type = Option<Object>)]
+    pub address: Option<careflow_aggregates::patient_account::PostalAddress>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -244,6 +248,7 @@ impl Resource for PatientAccount {
                 },
                 birth_date: i.birth_date.to_string(),
                 member_id: i.member_id.clone(),
+                address: i.address.clone(),
             }),
             personal_data_erased: state.personal_data_erased,
             version,
