@@ -836,8 +836,11 @@ async fn append_timer<P: ProcessManager>(
 /// Most timers fired in one loop of the runner.
 const FIRE_BATCH: usize = 4_096;
 
-/// Most targets a runner sends to at once.
-const SEND_CONCURRENCY: usize = 32;
+/// Most targets a runner sends to at once. The store commits whatever appends are waiting as
+/// one group, for one fsync (about 4 ms on this project's virtual disks), so a runner's
+/// commands per fsync are at most this: 32 held a runner to about 8,000 commands a second
+/// there, the claims pipeline's bound (docs/performance.md, Claims).
+const SEND_CONCURRENCY: usize = 256;
 
 /// Sends a batch's commands: in order for each target stream, different targets at once (at
 /// most [`SEND_CONCURRENCY`]). Each command's validity depends only on its own stream, so only
