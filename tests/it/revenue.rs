@@ -666,6 +666,30 @@ async fn the_revenue_journey_against_the_payer_lands_exact_figures_in_the_billin
             row("V-Q-ACME", "paid", "135.00", "15.00", "0.00"),
         ]
     );
+    // Pages of two, by claim id: the second page starts after the first's last id.
+    let page = |after: &str| {
+        let api = &api;
+        let finance = &finance;
+        let path = format!("/v1/billing/claims?payer=ACME&limit=2&after={after}");
+        async move { api.get(&path, Some(finance)).await.body }
+    };
+    let first = page("").await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["claim_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["V-DEN-ACME", "V-PAID-ACME"]);
+    assert_eq!(first["next_after"], "V-PAID-ACME");
+    assert_eq!(first["truncated"], true);
+    let second = page("V-PAID-ACME").await;
+    assert_eq!(ids(&second), ["V-PART-ACME", "V-Q-ACME"]);
+    assert_eq!(second["next_after"], json!(null), "the last page");
+    let zero = api.get("/v1/billing/claims?limit=0", Some(&finance)).await;
+    assert_eq!(zero.status, 400, "{}", zero.text);
     let part_only = api
         .get("/v1/billing/claims?status=partially_paid", Some(&finance))
         .await
