@@ -5,11 +5,13 @@
 //! [`server_ca`] makes the server present a certificate of a test CA, for `localhost` and
 //! `127.0.0.1`, once per PostgreSQL server and idempotently (docs/event-store.md "TLS"): under
 //! an advisory lock, when the server does not already serve careflow's test certificate, it
-//! makes a CA and a server certificate with rcgen, writes them into the data directory with
-//! `COPY … TO` (so the files belong to the server's own user, the key mode 0600), points
-//! `ssl_cert_file`/`ssl_key_file` at them with `ALTER SYSTEM`, turns `ssl` on and reloads. A
-//! server with `ssl = on` still accepts connections without TLS, so no other test is disturbed;
-//! the CA's certificate stays beside them for the next run to read back.
+//! makes a CA and a server certificate with rcgen, writes them into the data directory under
+//! names of their own (owned by the server's user, the key mode 0600: PostgreSQL refuses to
+//! start with a key others can read), points `ssl_cert_file`/`ssl_key_file` at them with
+//! `ALTER SYSTEM`, turns `ssl` on and reloads. A server with `ssl = on` still accepts
+//! connections without TLS, so no other test is disturbed; the CA's certificate stays beside
+//! them for the next run to read back. The tests run as root on the server's machine (as CI
+//! does), since they write into its data directory.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,28 +22,57 @@ use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_sche
 use crate::tls::{TestCa, register};
 use careflow::store::pg_connect::PgConnect;
 
-const CA_FILE: &str = "careflow-test-ca.pem";
-const CERT_FILE: &str = "careflow-test-server.pem";
-const KEY_FILE: &str = "careflow-test-server.key";
-
 /// `url` with more query parameters.
 fn with(url: &str, params: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{params}")
 }
 
-/// Writes `text` to `path` on the server's side, as the server's user.
-async fn server_write(client: &tokio_postgres::Client, path: &str, text: &str) {
-    // PEM lines hold only base64, dashes and spaces: safe in a literal, and COPY's text
-    // format writes them back unchanged, one row a line.
-    let lines: Vec<String> = text.lines().map(|line| format!("'{line}'")).collect();
-    client
-        .batch_execute(&format!(
-            "COPY (SELECT line FROM unnest(ARRAY[{}]::text[]) WITH ORDINALITY AS t(line, n) ORDER BY n) TO '{path}'",
-            lines.join(",")
-        ))
-        .await
+/// The files of one generation of the test certificates in the data directory, named by an id
+/// of their own: a new generation never rewrites files the server's configuration names, so
+/// the server can restart at any moment and find a matching key and certificate.
+struct Generation {
+    key: PathBuf,
+    cert: PathBuf,
+    ca: PathBuf,
+}
+
+impl Generation {
+    fn in_data_dir(data_dir: &Path, id: &str) -> Generation {
+        let file = |suffix: &str| data_dir.join(format!("careflow-test-{id}-{suffix}"));
+        Generation {
+            key: file("server.key"),
+            cert: file("server.pem"),
+            ca: file("ca.pem"),
+        }
+    }
+
+    /// The generation whose certificate `ssl_cert_file` names, if it is one.
+    fn served(data_dir: &Path, ssl_cert_file: &str) -> Option<Generation> {
+        let name = Path::new(ssl_cert_file)
+            .strip_prefix(data_dir)
+            .ok()?
+            .to_str()?;
+        let id = name
+            .strip_prefix("careflow-test-")?
+            .strip_suffix("-server.pem")?;
+        Some(Generation::in_data_dir(data_dir, id))
+    }
+}
+
+/// Writes `text` to `path` as the data directory's owner, with `mode`.
+fn write_owned(path: &Path, text: &str, mode: u32, owner: &std::fs::Metadata) {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
         .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())).unwrap();
 }
 
 /// Makes the PostgreSQL at `url` serve TLS with a certificate of careflow's test CA for
@@ -57,38 +88,36 @@ async fn server_ca(url: &str, dir: &Path) -> PathBuf {
         .batch_execute("SELECT pg_advisory_lock(hashtext('careflow-test-tls'))")
         .await
         .unwrap();
-    let show = |name: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query_one(&format!("SHOW {name}"), &[])
-                .await
-                .unwrap()
-                .get::<_, String>(0)
-        }
-    };
-    let data_dir = show("data_directory").await;
-    let cert_path = format!("{data_dir}/{CERT_FILE}");
-    let served: Option<String> = client
-        .query_one(
-            "SELECT pg_read_file($1::text, 0, 1048576, true)",
-            &[&CA_FILE],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let mut shown = Vec::new();
+    for name in ["data_directory", "ssl", "ssl_cert_file"] {
+        let row = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .await
+            .unwrap();
+        shown.push(row.get::<_, String>(0));
+    }
+    let (data_dir, ssl, cert_file) = (Path::new(&shown[0]), &shown[1], &shown[2]);
+    let served = Generation::served(data_dir, cert_file)
+        .filter(|_| ssl == "on")
+        .and_then(|generation| std::fs::read_to_string(&generation.ca).ok());
     let ca_pem = match served {
-        Some(pem) if show("ssl").await == "on" && show("ssl_cert_file").await == cert_path => pem,
-        _ => {
+        Some(pem) => pem,
+        None => {
             let ca = TestCa::new("careflow test PostgreSQL CA");
             let server = ca.issue(&["localhost", "127.0.0.1"]);
-            server_write(&client, &format!("{data_dir}/{KEY_FILE}"), &server.key_pem).await;
-            server_write(&client, &cert_path, &server.cert_pem).await;
-            // Written last: its presence says the pair beside it is complete.
-            server_write(&client, &format!("{data_dir}/{CA_FILE}"), &ca.pem()).await;
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+            let files = Generation::in_data_dir(data_dir, &id);
+            let owner = std::fs::metadata(data_dir).unwrap();
+            // PostgreSQL refuses to start with a key others can read.
+            write_owned(&files.key, &server.key_pem, 0o600, &owner);
+            write_owned(&files.cert, &server.cert_pem, 0o644, &owner);
+            write_owned(&files.ca, &ca.pem(), 0o644, &owner);
             for statement in [
-                format!("ALTER SYSTEM SET ssl_cert_file = '{cert_path}'"),
-                format!("ALTER SYSTEM SET ssl_key_file = '{data_dir}/{KEY_FILE}'"),
+                format!(
+                    "ALTER SYSTEM SET ssl_cert_file = '{}'",
+                    files.cert.display()
+                ),
+                format!("ALTER SYSTEM SET ssl_key_file = '{}'", files.key.display()),
                 "ALTER SYSTEM SET ssl = on".to_owned(),
                 "SELECT pg_reload_conf()".to_owned(),
             ] {
