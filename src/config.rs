@@ -103,6 +103,10 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     pub master_key: Option<Secret>,
     pub payer_url: Option<String>,
+    /// A PEM file of CA certificates an `https` payer's certificate may chain to, besides the
+    /// system's trusted roots (a hospital's own CA). Read when `serve` starts: a file that
+    /// cannot be used stops it.
+    pub payer_tls_ca_file: Option<PathBuf>,
     /// Longest one payer exchange may take, in milliseconds (default 2,000).
     pub payer_timeout_ms: u64,
     /// Attempts per eligibility check, the first included (default 3).
@@ -122,6 +126,8 @@ pub struct Config {
     /// 172,800: 48 hours).
     pub approval_deadline_seconds: u64,
     pub odoo_url: Option<String>,
+    /// As `payer_tls_ca_file`, for an `https` `odoo_url`.
+    pub odoo_tls_ca_file: Option<PathBuf>,
     pub odoo_db: Option<String>,
     pub odoo_user: Option<String>,
     pub odoo_api_key: Option<Secret>,
@@ -285,6 +291,7 @@ const KEYS: &[&str] = &[
     "jwt_secret",
     "master_key",
     "payer_url",
+    "payer_tls_ca_file",
     "payer_timeout_ms",
     "payer_attempts",
     "payer_breaker_failures",
@@ -293,6 +300,7 @@ const KEYS: &[&str] = &[
     "eligibility_deadline_seconds",
     "approval_deadline_seconds",
     "odoo_url",
+    "odoo_tls_ca_file",
     "odoo_db",
     "odoo_user",
     "odoo_api_key",
@@ -426,6 +434,7 @@ impl Config {
             jwt_secret: get("jwt_secret").map(Secret),
             master_key: get("master_key").map(Secret),
             payer_url: get("payer_url"),
+            payer_tls_ca_file: get("payer_tls_ca_file").map(PathBuf::from),
             payer_timeout_ms: number("payer_timeout_ms", 2_000)?,
             payer_attempts: u32::try_from(number("payer_attempts", 3)?).unwrap_or(u32::MAX),
             payer_breaker_failures: u32::try_from(number("payer_breaker_failures", 5)?)
@@ -445,6 +454,7 @@ impl Config {
             eligibility_deadline_seconds: number("eligibility_deadline_seconds", 900)?,
             approval_deadline_seconds: number("approval_deadline_seconds", 172_800)?,
             odoo_url: get("odoo_url"),
+            odoo_tls_ca_file: get("odoo_tls_ca_file").map(PathBuf::from),
             odoo_db: get("odoo_db"),
             odoo_user: get("odoo_user"),
             odoo_api_key: get("odoo_api_key").map(Secret),

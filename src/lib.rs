@@ -18,7 +18,8 @@
 //!   and the CLI's runners and load tools;
 //!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
 //!   the secrets careflow generates for itself in the data dir; [`error_chain`] spells an
-//!   error with its causes; [`clock`] is where every time of day and random id comes from.
+//!   error with its causes; [`clock`] is where every time of day and random id comes from;
+//!   [`tls`] reads CA files and starts the TLS of careflow's outgoing connections.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -33,3 +34,4 @@ pub mod outbound;
 pub mod runtime;
 pub mod secret_file;
 pub mod store;
+pub mod tls;

@@ -17,6 +17,7 @@ use crate::store::{EventStore, StoreError};
 /// `careflow serve`: listen first, then open the store, then serve until SIGTERM/Ctrl-C, then
 /// flush the store's writer before exiting.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    check_tls_settings(&config)?;
     let secret = auth::load_or_create_secret(&config).context("loading the JWT secret")?;
     // The process's one clock and id source: HTTP, MLLP and the runtime all read this one.
     let clock = Clock::system();
@@ -124,6 +125,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(error) => Err(anyhow::Error::new(error).context("opening the event store")),
         None => Ok(()),
     }
+}
+
+/// The TLS settings of the outside services, read before anything is bound, so a CA file
+/// that cannot be used stops `serve` at once (exit 2, naming the key, the file and why)
+/// instead of showing later as every payer or Odoo call failing, or as a PostgreSQL store
+/// retried forever.
+fn check_tls_settings(config: &Config) -> anyhow::Result<()> {
+    for (key, file) in [
+        ("payer_tls_ca_file", &config.payer_tls_ca_file),
+        ("odoo_tls_ca_file", &config.odoo_tls_ca_file),
+    ] {
+        if let Some(path) = file {
+            crate::tls::CaCertificates::read(path)
+                .with_context(|| format!("{key} cannot be used"))?;
+        }
+    }
+    if config.store == StoreKind::Postgres
+        && let Some(url) = &config.database_url
+    {
+        crate::store::pg_connect::PgConnect::from_url(url.expose())?;
+    }
+    Ok(())
 }
 
 type Checkpoints = (Arc<Checkpointer>, tokio::task::JoinHandle<()>);

@@ -31,6 +31,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod internal;
 pub mod kurrentdb;
+pub mod pg_connect;
 pub mod postgres;
 pub mod side;
 pub mod snapshot;

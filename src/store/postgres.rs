@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use careflow_aggregates::{EventHash, EventMetadata, RecordedEvent, StreamId};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 use uuid::Uuid;
 
 use super::{
@@ -41,6 +41,7 @@ use super::{
 use crate::clock::Clock;
 use crate::config::is_identifier;
 use crate::operations::metrics;
+use crate::store::pg_connect::PgConnect;
 use std::sync::Arc;
 
 /// Tunables of the PostgreSQL backend.
@@ -121,7 +122,7 @@ CREATE OR REPLACE TRIGGER events_append_only_truncate BEFORE TRUNCATE ON events
 /// The PostgreSQL event store.
 pub struct PostgresStore {
     pool: Pool,
-    pg_config: tokio_postgres::Config,
+    pg_config: PgConnect,
     queue: WriterQueue,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     head: watch::Receiver<u64>,
@@ -142,20 +143,20 @@ impl PostgresStore {
                 config.schema
             )));
         }
-        let mut pg_config: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("invalid database url: {e}")))?;
+        let mut pg_config = PgConnect::from_url(&config.url)
+            .map_err(|e| StoreError::Unavailable(crate::error_chain::error_chain(&e)))?;
         // Custom plans for every execution: a prepared statement's generic plan is chosen
         // while `events` is still small (a sequential scan is cheapest then) and kept as the
         // table grows; with `event_id = ANY($1)` that meant a full scan per group commit and a
         // writer that slowed from 6,800 to a few hundred appends/s as the log grew.
-        pg_config.options(format!(
-            "-c search_path={} -c plan_cache_mode=force_custom_plan",
-            config.schema
-        ));
-        pg_config.application_name("careflow");
-        pg_config.connect_timeout(Duration::from_secs(5));
+        pg_config
+            .config_mut()
+            .options(format!(
+                "-c search_path={} -c plan_cache_mode=force_custom_plan",
+                config.schema
+            ))
+            .application_name("careflow")
+            .connect_timeout(Duration::from_secs(5));
 
         let setup = connect(&pg_config).await?;
         setup
@@ -165,13 +166,9 @@ impl PostgresStore {
         let head_position = current_head(&setup).await?;
         drop(setup);
 
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = pg_config.manager(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .build()
@@ -244,14 +241,8 @@ impl HeldAppend {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "postgres connection closed");
-        }
-    });
-    Ok(client)
+async fn connect(config: &PgConnect) -> Result<Client, StoreError> {
+    config.connect("event store").await.map_err(pg_error)
 }
 
 fn pg_error(error: tokio_postgres::Error) -> StoreError {
@@ -259,11 +250,13 @@ fn pg_error(error: tokio_postgres::Error) -> StoreError {
 }
 
 /// A PostgreSQL error as operators need it: the SQLSTATE and the server's message for a
-/// database error (tokio-postgres' own `Display` says only "db error"), else the client's text.
+/// database error (tokio-postgres' own `Display` says only "db error"), else the client's text
+/// with its causes (its own says only "error performing TLS handshake", not which certificate
+/// was refused and why).
 pub(crate) fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => error.to_string(),
+        None => crate::error_chain::error_chain(error),
     }
 }
 
@@ -339,7 +332,7 @@ impl Statements {
 
 /// The writer task: the only code that appends for this process.
 struct Writer {
-    pg_config: tokio_postgres::Config,
+    pg_config: PgConnect,
     client: Option<(Client, Statements)>,
     head_tx: Arc<watch::Sender<u64>>,
     max_batch: usize,

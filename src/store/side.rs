@@ -16,12 +16,12 @@
 
 use std::path::{Path, PathBuf};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use rusqlite::{Connection, OpenFlags};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::{Config, StoreKind};
-use crate::store::postgres::describe_pg_error;
+use crate::store::pg_connect::{PgConnect, PgUrlError};
 
 /// Where one side store keeps its rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,15 +81,18 @@ pub enum SideStoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// Occurs when `database_url` does not parse.
-    #[error("database_url is not a PostgreSQL URL")]
-    Url(#[source] tokio_postgres::Error),
+    /// Occurs when `database_url` does not parse, or its TLS settings cannot be honoured.
+    #[error("database_url cannot be used")]
+    Url(#[source] PgUrlError),
     /// Occurs when the pool cannot be built.
     #[error("the PostgreSQL pool cannot be built")]
     Pool(#[source] deadpool_postgres::BuildError),
     /// Occurs when no connection can be had.
     #[error("PostgreSQL cannot be reached")]
     Connect(#[source] deadpool_postgres::PoolError),
+    /// Occurs when a lock session's connection or its lock query fails.
+    #[error("the PostgreSQL session lock cannot be asked for")]
+    Lock(#[source] tokio_postgres::Error),
     /// Occurs when PostgreSQL refuses to create the schema or the tables.
     #[error("the tables cannot be created in schema {schema}")]
     Tables {
@@ -171,16 +174,14 @@ pub async fn open_tables(url: &str, schema: &str, ddl: &str) -> Result<Pool, Sid
     if !crate::config::is_identifier(schema) {
         return Err(SideStoreError::Schema);
     }
-    let mut pg_config: tokio_postgres::Config = url.parse().map_err(SideStoreError::Url)?;
-    pg_config.application_name("careflow");
-    pg_config.connect_timeout(std::time::Duration::from_secs(5));
-    let manager = Manager::from_config(
-        pg_config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let mut pg_config = PgConnect::from_url(url).map_err(SideStoreError::Url)?;
+    pg_config
+        .config_mut()
+        .application_name("careflow")
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let manager = pg_config.manager(ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    });
     // Side tables see a few statements per command at most: a small pool is plenty.
     let pool = Pool::builder(manager)
         .max_size(4)
@@ -210,21 +211,22 @@ pub async fn open_tables(url: &str, schema: &str, ddl: &str) -> Result<Pool, Sid
 /// connection's task).
 ///
 /// # Errors
-/// The connection or the lock query fails.
+/// [`SideStoreError::Url`], or [`SideStoreError::Lock`] when the connection or the lock query
+/// fails.
 pub async fn try_session_lock(
     url: &str,
     key: &str,
     what: &'static str,
-) -> Result<Option<Client>, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(error = %describe_pg_error(&error), connection = what, "lock connection ended");
-        }
-    });
+) -> Result<Option<Client>, SideStoreError> {
+    let client = PgConnect::from_url(url)
+        .map_err(SideStoreError::Url)?
+        .connect(what)
+        .await
+        .map_err(SideStoreError::Lock)?;
     let owned: bool = client
         .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
-        .await?
+        .await
+        .map_err(SideStoreError::Lock)?
         .get(0);
     Ok(owned.then_some(client))
 }

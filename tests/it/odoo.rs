@@ -14,7 +14,7 @@ use crate::server::{Server, careflow, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
 
 const WITHIN: Duration = Duration::from_secs(60);
-const API_KEY: &str = "odoo-test-api-key-0123456789";
+pub const API_KEY: &str = "odoo-test-api-key-0123456789";
 
 /// The `CAREFLOW_ODOO_*` variables of a careflow talking to `fake`.
 fn odoo_env(fake: &FakeOdoo) -> Vec<(String, String)> {
@@ -26,7 +26,7 @@ fn odoo_env(fake: &FakeOdoo) -> Vec<(String, String)> {
     ]
 }
 
-fn start(dir: &Path, fake: &FakeOdoo, extra: &[(&str, &str)]) -> Server {
+pub fn start(dir: &Path, fake: &FakeOdoo, extra: &[(&str, &str)]) -> Server {
     let mut cmd = careflow(dir);
     cmd.env("CAREFLOW_PROCESS_MANAGERS", "true");
     for (key, value) in odoo_env(fake) {
@@ -63,7 +63,7 @@ fn register() -> Value {
 }
 
 /// The careflow external id `name`: (model, res_id); each name exists at most once.
-fn xmlid(fake: &FakeOdoo, name: &str) -> Option<(String, i64)> {
+pub fn xmlid(fake: &FakeOdoo, name: &str) -> Option<(String, i64)> {
     let found: Vec<(String, i64)> = fake
         .xmlids()
         .into_iter()
@@ -103,7 +103,7 @@ fn census(fake: &FakeOdoo) -> BTreeMap<String, usize> {
 }
 
 /// The value of a metric line starting with `prefix` (name and labels), if exported.
-async fn metric(api: &Api, prefix: &str) -> Option<f64> {
+pub async fn metric(api: &Api, prefix: &str) -> Option<f64> {
     let text = api.get("/metrics", None).await.text;
     text.lines()
         .find(|line| line.starts_with(prefix))

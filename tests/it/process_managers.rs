@@ -67,7 +67,7 @@ fn purchase_body(deadline: Option<&str>) -> Value {
     body
 }
 
-async fn wait_account_status(api: &Api, token: &str, mrn: &str, status: &str) -> Value {
+pub async fn wait_account_status(api: &Api, token: &str, mrn: &str, status: &str) -> Value {
     let path = format!("/v1/patient-accounts/{mrn}");
     eventually(WITHIN, &format!("{mrn} to become {status}"), || async {
         let reply = api.get(&path, Some(token)).await;

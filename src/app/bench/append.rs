@@ -152,8 +152,10 @@ pub async fn append(config: &Config, spec: &AppendBench) -> anyhow::Result<Appen
 }
 
 pub(super) async fn drop_schema(url: &str, schema: &str) {
-    if let Ok((client, connection)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        tokio::spawn(connection);
+    let Ok(connect) = crate::store::pg_connect::PgConnect::from_url(url) else {
+        return;
+    };
+    if let Ok(client) = connect.connect("bench cleanup").await {
         let _ = client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await;

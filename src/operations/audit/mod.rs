@@ -72,18 +72,13 @@ pub(crate) async fn pg_connect(
             "invalid schema name {schema:?}"
         )));
     }
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| AuditError::database(format!("invalid database url: {e}")))?;
-    config.options(format!("-c search_path={schema}"));
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+    let mut config = crate::store::pg_connect::PgConnect::from_url(url)
+        .map_err(|e| AuditError::database(crate::error_chain::error_chain(&e)))?;
+    config
+        .config_mut()
+        .options(format!("-c search_path={schema}"));
+    config
+        .connect("audit")
         .await
-        .map_err(AuditError::database)?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "audit database connection ended");
-        }
-    });
-    Ok(client)
+        .map_err(|e| AuditError::database(crate::store::postgres::describe_pg_error(&e)))
 }

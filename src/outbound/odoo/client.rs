@@ -7,14 +7,16 @@
 //!   `AccessError`), a business refusal (`UserError`, `ValidationError`, `MissingError`, …:
 //!   poison for that intent), or a concurrency failure Odoo itself gave up retrying
 //!   (`psycopg2…`: retried);
-//! - no connection, a timeout, an HTTP 5xx or a body that is not JSON-RPC: the call may or may
-//!   not have committed (API-NOTES §5.2), so it is retried, and the executor finds a committed
-//!   record again through its external id or natural key.
+//! - no connection, a timeout, an `https` Odoo whose certificate is not trusted (the system's
+//!   roots plus `odoo_tls_ca_file`), an HTTP 5xx or a body that is not JSON-RPC: the call may
+//!   or may not have committed (API-NOTES §5.2), so it is retried, and the executor finds a
+//!   committed record again through its external id or natural key.
 //!
 //! A missing `result` key is Odoo's way of returning `None` (§1.3) and reads as `null`.
 //! Transport failures count against the circuit breaker (service `odoo`); error envelopes do
 //! not (Odoo answered).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Secret};
 use crate::outbound::breaker::{BreakerSettings, CircuitBreaker, CircuitOpen};
+use crate::tls::CaFileError;
 
 /// The breaker's service label.
 pub const SERVICE: &str = "odoo";
@@ -32,8 +35,11 @@ pub const SERVICE: &str = "odoo";
 /// Where Odoo is and how careflow logs in.
 #[derive(Debug, Clone)]
 pub struct OdooSettings {
-    /// `odoo_url`: the base `/jsonrpc` is appended to.
+    /// `odoo_url`: the base `/jsonrpc` is appended to, `http` or `https`.
     pub url: String,
+    /// `odoo_tls_ca_file`: a PEM file of CA certificates trusted for an `https` Odoo besides
+    /// the system's (a hospital's own CA).
+    pub ca_file: Option<PathBuf>,
     /// `odoo_db`.
     pub db: String,
     /// `odoo_user`: the integration user's login.
@@ -54,6 +60,7 @@ impl OdooSettings {
         let url = config.odoo_url.clone()?;
         Some(Self {
             url,
+            ca_file: config.odoo_tls_ca_file.clone(),
             db: config.odoo_db.clone().unwrap_or_else(|| "careflow".into()),
             user: config
                 .odoo_user
@@ -86,9 +93,13 @@ pub enum ErrorClass {
 /// Why a call to Odoo failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OdooError {
-    /// Occurs when `odoo_url` is not an http URL (https needs a TLS backend this build lacks).
-    #[error("odoo_url is not an http URL")]
+    /// Occurs when `odoo_url` is not an http or https URL.
+    #[error("odoo_url is not an http or https URL")]
     InvalidUrl,
+    /// Occurs when `odoo_tls_ca_file` cannot be read or holds no usable certificate
+    /// (`serve` refuses to start with it).
+    #[error("odoo_tls_ca_file cannot be used")]
+    CaFile(#[source] CaFileError),
     /// Occurs when the HTTP client cannot be built.
     #[error("the Odoo HTTP client cannot be built: {0}")]
     Client(#[source] reqwest::Error),
@@ -123,9 +134,10 @@ impl OdooError {
     /// What the executor does about it (API-NOTES §5.2).
     pub fn class(&self) -> ErrorClass {
         match self {
-            OdooError::InvalidUrl | OdooError::Client(_) | OdooError::LoginRefused { .. } => {
-                ErrorClass::Auth
-            }
+            OdooError::InvalidUrl
+            | OdooError::CaFile(_)
+            | OdooError::Client(_)
+            | OdooError::LoginRefused { .. } => ErrorClass::Auth,
             OdooError::Unreachable(_) | OdooError::Malformed(_) | OdooError::CircuitOpen(_) => {
                 ErrorClass::Retry
             }
@@ -175,16 +187,17 @@ impl OdooClient {
     /// A client with its own breaker (service `odoo`).
     ///
     /// # Errors
-    /// [`OdooError::InvalidUrl`] or [`OdooError::Client`].
+    /// [`OdooError::InvalidUrl`], [`OdooError::CaFile`] or [`OdooError::Client`].
     pub fn new(settings: OdooSettings) -> Result<Self, OdooError> {
         let base = reqwest::Url::parse(&settings.url).map_err(|_| OdooError::InvalidUrl)?;
-        if base.scheme() != "http" || base.cannot_be_a_base() {
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(OdooError::InvalidUrl);
         }
         let endpoint =
             reqwest::Url::parse(&format!("{}/jsonrpc", base.as_str().trim_end_matches('/')))
                 .map_err(|_| OdooError::InvalidUrl)?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(settings.ca_file.as_deref())
+            .map_err(OdooError::CaFile)?
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(64)
@@ -458,9 +471,10 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_accepted() {
+    fn http_and_https_urls_are_accepted_and_a_bad_ca_file_is_refused() {
         let settings = |url: &str| OdooSettings {
             url: url.into(),
+            ca_file: None,
             db: "careflow".into(),
             user: "u".into(),
             api_key: Secret::new("k"),
@@ -471,11 +485,21 @@ mod tests {
             OdooClient::new(settings("ftp://x")),
             Err(OdooError::InvalidUrl)
         ));
-        assert!(matches!(
-            OdooClient::new(settings("https://x")),
-            Err(OdooError::InvalidUrl)
-        ));
         let client = OdooClient::new(settings("http://odoo.example/")).unwrap();
         assert_eq!(client.endpoint.as_str(), "http://odoo.example/jsonrpc");
+        let client = OdooClient::new(settings("https://odoo.example")).unwrap();
+        assert_eq!(client.endpoint.as_str(), "https://odoo.example/jsonrpc");
+        let error = OdooClient::new(OdooSettings {
+            ca_file: Some(PathBuf::from("/nonexistent/odoo-ca.pem")),
+            ..settings("https://odoo.example")
+        })
+        .unwrap_err();
+        assert!(matches!(error, OdooError::CaFile(_)), "{error:?}");
+        assert!(
+            crate::error_chain::error_chain(&error).starts_with(
+                "odoo_tls_ca_file cannot be used: the CA file /nonexistent/odoo-ca.pem cannot be read: "
+            ),
+            "{error}"
+        );
     }
 }

@@ -11,8 +11,9 @@
 //!   exceptions, careflow's decision: **408** and **429** say "not now", not "not covered", so
 //!   they are failures to retry like a 5xx. Denying a patient's coverage because the payer
 //!   was busy would be wrong.
-//! - **5xx**, a timeout (default 2 s, the whole exchange) or no connection: a failure, retried
-//!   with jittered exponential backoff, and counted by the [`CircuitBreaker`] (service
+//! - **5xx**, a timeout (default 2 s, the whole exchange), no connection, or an `https` payer
+//!   whose certificate is not trusted (the system's roots plus `payer_tls_ca_file`): a failure,
+//!   retried with jittered exponential backoff, and counted by the [`CircuitBreaker`] (service
 //!   `payer`). While the breaker is open, a check fails at once with
 //!   [`PayerError::CircuitOpen`] and sends nothing.
 //! - A 2xx that is not a CoverageEligibilityResponse with a boolean `inforce`: a failure
@@ -31,6 +32,7 @@
 pub mod claim;
 pub mod fhir;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,21 +48,19 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::operations::metrics;
 use crate::outbound::breaker::{BreakerSettings, CircuitBreaker, CircuitOpen};
+use crate::tls::CaFileError;
 
 /// The breaker's service label.
 pub const SERVICE: &str = "payer";
 
-/// Whether this build can call an `https://` payer. reqwest is compiled without a TLS backend
-/// (no TLS consumer existed yet), so an https `payer_url` is refused when the client is built
-/// rather than failing every check as "unreachable" and flagging patients self-pay. Enabling
-/// reqwest's `rustls-tls` feature is the fix; then set this to true.
-const HTTPS_SUPPORTED: bool = false;
-
 /// Connection and retry knobs of the payer client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PayerSettings {
-    /// `payer_url`: the base the contract's path is appended to.
+    /// `payer_url`: the base the contract's path is appended to, `http` or `https`.
     pub base_url: String,
+    /// `payer_tls_ca_file`: a PEM file of CA certificates trusted for an `https` payer besides
+    /// the system's (a hospital's own CA).
+    pub ca_file: Option<PathBuf>,
     /// Longest one exchange may take, connection to last byte (`payer_timeout_ms`, 2 s).
     pub timeout: Duration,
     /// Attempts per check, the first included (`payer_attempts`, 3).
@@ -79,6 +79,7 @@ impl PayerSettings {
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into(),
+            ca_file: None,
             timeout: Duration::from_secs(2),
             attempts: 3,
             backoff_first: Duration::from_millis(200),
@@ -92,6 +93,7 @@ impl PayerSettings {
     pub fn from_config(config: &Config) -> Option<Self> {
         let base_url = config.payer_url.clone()?;
         Some(Self {
+            ca_file: config.payer_tls_ca_file.clone(),
             timeout: Duration::from_millis(config.payer_timeout_ms),
             attempts: config.payer_attempts.max(1),
             breaker: BreakerSettings {
@@ -167,11 +169,11 @@ pub enum PayerError {
     /// Occurs when `payer_url` is not an http(s) URL. A configuration error: fix the URL.
     #[error("payer_url is not an http or https URL")]
     InvalidUrl,
-    /// Occurs when `payer_url` is https and this build has no TLS backend (see
-    /// docs/process-managers.md). A configuration or build error, not retried.
-    #[error("payer_url uses https, which this build cannot call yet")]
-    HttpsUnsupported,
-    /// Occurs when the HTTP client cannot be built (TLS backend missing). Not retried.
+    /// Occurs when `payer_tls_ca_file` cannot be read or holds no usable certificate. A
+    /// configuration error, not retried (`serve` refuses to start with it).
+    #[error("payer_tls_ca_file cannot be used")]
+    CaFile(#[source] CaFileError),
+    /// Occurs when the HTTP client cannot be built. Not retried.
     #[error("the payer HTTP client cannot be built: {0}")]
     Client(#[source] reqwest::Error),
     /// Occurs when the exchange took longer than the timeout. Retried.
@@ -204,9 +206,7 @@ impl PayerError {
     /// The metric label of the outcome.
     fn outcome(&self) -> &'static str {
         match self {
-            PayerError::InvalidUrl | PayerError::HttpsUnsupported | PayerError::Client(_) => {
-                "client"
-            }
+            PayerError::InvalidUrl | PayerError::CaFile(_) | PayerError::Client(_) => "client",
             PayerError::Timeout(_) => "timeout",
             PayerError::Unavailable { .. } => "server_error",
             PayerError::Unreachable(_) => "transport",
@@ -233,7 +233,7 @@ impl PayerClient {
     /// A client with its own breaker (service `payer`).
     ///
     /// # Errors
-    /// [`PayerError::InvalidUrl`], [`PayerError::HttpsUnsupported`] or [`PayerError::Client`].
+    /// [`PayerError::InvalidUrl`], [`PayerError::CaFile`] or [`PayerError::Client`].
     pub fn new(settings: PayerSettings) -> Result<Self, PayerError> {
         let breaker = Arc::new(CircuitBreaker::new(SERVICE, settings.breaker));
         Self::with_breaker(settings, breaker)
@@ -242,7 +242,7 @@ impl PayerClient {
     /// A client sharing `breaker` (several runners calling one payer trip one breaker).
     ///
     /// # Errors
-    /// [`PayerError::InvalidUrl`], [`PayerError::HttpsUnsupported`] or [`PayerError::Client`].
+    /// [`PayerError::InvalidUrl`], [`PayerError::CaFile`] or [`PayerError::Client`].
     pub fn with_breaker(
         settings: PayerSettings,
         breaker: Arc<CircuitBreaker>,
@@ -250,9 +250,6 @@ impl PayerClient {
         let base = reqwest::Url::parse(&settings.base_url).map_err(|_| PayerError::InvalidUrl)?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(PayerError::InvalidUrl);
-        }
-        if base.scheme() == "https" && !HTTPS_SUPPORTED {
-            return Err(PayerError::HttpsUnsupported);
         }
         let endpoint = reqwest::Url::parse(&format!(
             "{}/CoverageEligibilityRequest",
@@ -264,7 +261,8 @@ impl PayerClient {
             base.as_str().trim_end_matches('/')
         ))
         .map_err(|_| PayerError::InvalidUrl)?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client(settings.ca_file.as_deref())
+            .map_err(PayerError::CaFile)?
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .build()
@@ -498,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_accepted_and_the_path_is_appended() {
+    fn http_and_https_urls_are_accepted_and_the_path_is_appended() {
         assert!(matches!(
             PayerClient::new(PayerSettings::new("ftp://payer")),
             Err(PayerError::InvalidUrl)
@@ -506,10 +504,6 @@ mod tests {
         assert!(matches!(
             PayerClient::new(PayerSettings::new("not a url")),
             Err(PayerError::InvalidUrl)
-        ));
-        assert!(matches!(
-            PayerClient::new(PayerSettings::new("https://payer.example")),
-            Err(PayerError::HttpsUnsupported)
         ));
         let client = PayerClient::new(PayerSettings::new("http://payer.example/fhir/")).unwrap();
         assert_eq!(
@@ -519,6 +513,28 @@ mod tests {
         assert_eq!(
             client.claim_endpoint.as_str(),
             "http://payer.example/fhir/Claim/$submit"
+        );
+        let client = PayerClient::new(PayerSettings::new("https://payer.example/fhir")).unwrap();
+        assert_eq!(
+            client.claim_endpoint.as_str(),
+            "https://payer.example/fhir/Claim/$submit"
+        );
+    }
+
+    #[test]
+    fn a_ca_file_that_cannot_be_read_refuses_the_client() {
+        let settings = PayerSettings {
+            ca_file: Some(PathBuf::from("/nonexistent/payer-ca.pem")),
+            ..PayerSettings::new("https://payer.example")
+        };
+        let error = PayerClient::new(settings).unwrap_err();
+        assert!(matches!(error, PayerError::CaFile(_)), "{error:?}");
+        assert!(!error.is_retryable());
+        assert!(
+            crate::error_chain::error_chain(&error).starts_with(
+                "payer_tls_ca_file cannot be used: the CA file /nonexistent/payer-ca.pem cannot be read: "
+            ),
+            "{error}"
         );
     }
 

@@ -355,7 +355,7 @@ impl CheckpointStore for PostgresCheckpoints {
         let key = format!("careflow-process-manager-{}-{name}", self.schema);
         let client = side::try_session_lock(&self.url, &key, "process-manager lease")
             .await
-            .map_err(pg)?;
+            .map_err(|error| unavailable(error.describe()))?;
         Ok(client.map(|client| Box::new(PostgresLease { client }) as Box<dyn Lease>))
     }
 }

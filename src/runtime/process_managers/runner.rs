@@ -1099,7 +1099,7 @@ fn after_payer_failure(
 ) -> Option<Duration> {
     match error {
         PayerError::CircuitOpen(open) => Some(open.retry_in.max(Duration::from_millis(50))),
-        error @ (PayerError::InvalidUrl | PayerError::HttpsUnsupported | PayerError::Client(_)) => {
+        error @ (PayerError::InvalidUrl | PayerError::CaFile(_) | PayerError::Client(_)) => {
             tracing::warn!(process_manager = name, subject, %error, "payer cannot be called; given up until its deadline");
             metrics::process_manager_failure(name, "payer");
             None

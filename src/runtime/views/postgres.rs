@@ -301,7 +301,7 @@ impl ViewBackend for PostgresViews {
         let client = self
             .handle
             .block_on(side::try_session_lock(&self.url, &key, "view writer"))
-            .map_err(pg)?
+            .map_err(|error| unavailable(error.describe()))?
             .ok_or_else(|| ViewError::NotOwner(projection.to_owned()))?;
         Ok(Box::new(PostgresWriter {
             client,
