@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::fake_odoo::{Down, FakeOdoo};
+use crate::fake_payer::{Adjudication, FakePayer};
 use crate::server::{Server, careflow, token_with_env};
 use crate::support::{TempDir, drop_schema, eventually, postgres_url, unique_schema};
 
@@ -91,6 +92,7 @@ fn census(fake: &FakeOdoo) -> BTreeMap<String, usize> {
         "product.product",
         "stock.warehouse.orderpoint",
         "account.move",
+        "account.move.line",
         "account.payment",
         "purchase.order",
         "stock.picking",
@@ -135,6 +137,42 @@ async fn caught_up(api: &Api, auditor: &str) {
         (position >= head as f64).then_some(())
     })
     .await;
+}
+
+/// Forgets the executor's checkpoint and restarts `server` (with `extra`), so that every
+/// intent runs again from position 0; checks that the replay looked its records up and that
+/// Odoo holds no record more. Answers the new server, caught up, with the fake's calls
+/// counted from the restart.
+async fn replay_from_zero(
+    server: Server,
+    dir: &Path,
+    fake: &FakeOdoo,
+    extra: &[(&str, &str)],
+    auditor: &str,
+) -> (Server, Api) {
+    caught_up(&Api::new(&server.base), auditor).await;
+    let before = census(fake);
+    assert!(server.terminate().await.success());
+    let checkpoints = rusqlite::Connection::open(dir.join("data/process_managers.db")).unwrap();
+    let deleted = checkpoints
+        .execute(
+            "DELETE FROM process_manager_checkpoints WHERE name = 'odoo'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(deleted, 1);
+    drop(checkpoints);
+    fake.clear_calls();
+    let server = start(dir, fake, extra);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+    caught_up(&api, auditor).await;
+    assert!(
+        fake.count("ir.model.data", "search_read") > 0,
+        "the replay looked the records up again"
+    );
+    assert_eq!(census(fake), before);
+    (server, api)
 }
 
 async fn encounter(api: &Api, ehr: &str, visit: &str, mrn: &str, prices: &[&str]) {
@@ -303,29 +341,7 @@ async fn the_patient_journey_lands_once_and_a_replay_from_zero_creates_nothing()
     assert_eq!(acks, 1);
 
     // Replay: the checkpoint is forgotten; every intent runs again and finds its record.
-    caught_up(&api, &t.auditor).await;
-    let before = census(&fake);
-    assert!(server.terminate().await.success());
-    let checkpoints =
-        rusqlite::Connection::open(dir.path().join("data/process_managers.db")).unwrap();
-    let deleted = checkpoints
-        .execute(
-            "DELETE FROM process_manager_checkpoints WHERE name = 'odoo'",
-            [],
-        )
-        .unwrap();
-    assert_eq!(deleted, 1);
-    drop(checkpoints);
-    fake.clear_calls();
-    let server = start(&dir.path(), &fake, &[]);
-    server.wait_ready().await;
-    let api = Api::new(&server.base);
-    caught_up(&api, &t.auditor).await;
-    assert!(
-        fake.count("ir.model.data", "search_read") > 0,
-        "the replay looked the records up again"
-    );
-    assert_eq!(census(&fake), before);
+    let (_server, api) = replay_from_zero(server, &dir.path(), &fake, &[], &t.auditor).await;
     assert_eq!(fake.count("account.move", "action_post"), 0);
     assert_eq!(fake.count("account.payment.register", "create"), 0);
     let events = api.all_events(&t.auditor).await;
@@ -972,4 +988,173 @@ async fn a_merged_partner_is_archived_under_the_survivor_in_odoo() {
         .filter_map(|p| p["id"].as_i64())
         .collect();
     assert!(active.contains(&survivor) && !active.contains(&merged));
+}
+
+/// The records careflow's external ids starting with `prefix` name: (name, record), by name.
+fn named(fake: &FakeOdoo, prefix: &str) -> Vec<(String, Value)> {
+    let mut found: Vec<(String, Value)> = fake
+        .xmlids()
+        .into_iter()
+        .filter(|(module, name, _, _)| module == "careflow" && name.starts_with(prefix))
+        .filter_map(|(_, name, model, id)| Some((name, fake.record(&model, id)?)))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// A partially paid claim reaches Odoo as finance expects it (issue #16 part 1): the payer as
+/// a company partner; its payment, of exactly what it paid and naming the claim, settling the
+/// patient's invoice; one credit note per contractual adjustment on the patient's partner,
+/// settling it too. The invoice's residual is then the patient's balance in the billing view;
+/// the patient's own payment settles the rest; a replay from position 0 creates nothing.
+// See: issue 16.
+#[tokio::test]
+async fn a_partially_paid_claim_lands_as_the_payers_payment_and_credit_notes_once() {
+    let payer = FakePayer::start();
+    // Allowed 80 % of 100.00 and 50.00 (20.00 and 10.00 contractual), 90 % of that paid
+    // (108.00): 12.00 is the patient's.
+    payer.adjudicate(
+        "V-R1-ACME",
+        vec![Adjudication::Partial {
+            allowed_percent: 80,
+            pays_percent: 90,
+        }],
+    );
+    let fake = FakeOdoo::start(API_KEY);
+    let dir = TempDir::new();
+    let env = [("CAREFLOW_PAYER_URL", payer.url.as_str())];
+    let t = tokens(&dir.path(), &env);
+    let server = start(&dir.path(), &fake, &env);
+    server.wait_ready().await;
+    let api = Api::new(&server.base);
+
+    let mut body = register();
+    body["coverage"] = json!({"payer_id": "ACME", "member_id": "eligible-MRN-R1", "plan": "gold"});
+    api.ok(&t.ehr, "patient-accounts", "MRN-R1", body).await;
+    eventually(WITHIN, "MRN-R1 active", || async {
+        let reply = api.get("/v1/patient-accounts/MRN-R1", Some(&t.ehr)).await;
+        (reply.body["status"] == "active").then_some(())
+    })
+    .await;
+    encounter(&api, &t.ehr, "V-R1", "MRN-R1", &["100.00", "50.00"]).await;
+    let balance = eventually(WITHIN, "the remittance on the account", || async {
+        let reply = api
+            .get("/v1/billing/accounts/MRN-R1", Some(&t.finance))
+            .await;
+        let balance = reply.body["account"]["balance"].as_str()?.to_owned();
+        (reply.body["adjustments"].as_array()?.len() == 2 && balance == "12.00").then_some(balance)
+    })
+    .await;
+
+    let acme = landed(&fake, "payer_ACME").await;
+    assert_eq!(acme["is_company"], true, "{acme}");
+    assert_eq!(acme["ref"], "ACME");
+    assert_eq!(acme["name"], "ACME");
+    let patient = landed(&fake, "partner_MRN-R1").await;
+    let invoice_id = landed(&fake, "invoice_V-R1").await["id"].as_i64().unwrap();
+    let invoice = eventually(
+        WITHIN,
+        "the invoice settled down to the patient's share",
+        || async {
+            let invoice = fake.record("account.move", invoice_id)?;
+            let credit_notes = named(&fake, "adjustment_");
+            let settled = credit_notes.len() == 2
+                && credit_notes
+                    .iter()
+                    .all(|(_, c)| c["amount_residual"] == json!(0.0));
+            (settled && invoice["amount_residual"].as_f64() == Some(12.0)).then_some(invoice)
+        },
+    )
+    .await;
+    // The invoice's residual is what careflow's billing view says the patient owes.
+    assert_eq!(
+        format!("{:.2}", invoice["amount_residual"].as_f64().unwrap()),
+        balance
+    );
+    assert_eq!(invoice["payment_state"], "partial");
+    assert_eq!(invoice["partner_id"], patient["id"]);
+
+    // One payment, the payer's, of exactly what it paid, naming the claim, reconciled.
+    let payments = named(&fake, "payment_");
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    let (key, payment) = &payments[0];
+    let remittance = key.strip_prefix("payment_").unwrap();
+    assert!(remittance.starts_with("INS-"), "{key}");
+    assert_eq!(payment["partner_id"], acme["id"], "{payment}");
+    assert_eq!(payment["amount"], 108.0);
+    assert_eq!(payment["state"], "posted");
+    assert_eq!(payment["payment_type"], "inbound");
+    assert_eq!(payment["partner_type"], "customer");
+    let memo = payment["ref"].as_str().unwrap();
+    assert!(
+        memo.starts_with(remittance) && memo.contains("claim V-R1-ACME"),
+        "{memo}"
+    );
+    assert_eq!(payment["is_reconciled"], true, "{payment}");
+    assert_eq!(payment["reconciled_invoice_ids"], json!([invoice_id]));
+    assert_eq!(fake.records("account.payment").len(), 1);
+
+    // One credit note per adjustment, on the patient's partner, one untaxed line each.
+    let credit_notes = named(&fake, "adjustment_");
+    let mut amounts = Vec::new();
+    for (n, (key, note)) in credit_notes.iter().enumerate() {
+        assert_eq!(key, &format!("adjustment_{remittance}-{n}"));
+        assert_eq!(note["ref"], format!("{remittance}-{n}"), "{note}");
+        assert_eq!(note["move_type"], "out_refund");
+        assert_eq!(note["state"], "posted");
+        assert!(
+            note["name"].as_str().unwrap().starts_with("RINV/"),
+            "{note}"
+        );
+        assert_eq!(note["partner_id"], patient["id"]);
+        let lines = note["invoice_line_ids"].as_array().unwrap();
+        assert_eq!(lines.len(), 1, "{note}");
+        let line = fake
+            .record("account.move.line", lines[0].as_i64().unwrap())
+            .unwrap();
+        assert_eq!(line["tax_ids"], json!([]));
+        assert_eq!(line["price_unit"], note["amount_total"]);
+        assert!(
+            line["name"].as_str().unwrap().contains("claim V-R1-ACME"),
+            "{line}"
+        );
+        amounts.push(note["amount_total"].as_f64().unwrap());
+    }
+    amounts.sort_by(f64::total_cmp);
+    assert_eq!(amounts, [10.0, 20.0]);
+
+    // The patient pays their share: the wizard settles the rest of the invoice.
+    api.ok(
+        &t.ehr,
+        "patient-accounts",
+        "MRN-R1",
+        json!({"type": "RecordPayment", "payment_id": "P-R1", "amount": "12.00", "method": "card"}),
+    )
+    .await;
+    let own = landed(&fake, "payment_P-R1").await;
+    assert_eq!(own["partner_id"], patient["id"]);
+    assert_eq!(own["amount"], 12.0);
+    eventually(WITHIN, "the invoice paid", || async {
+        let invoice = fake.record("account.move", invoice_id)?;
+        (invoice["payment_state"] == "paid" && invoice["amount_residual"].as_f64() == Some(0.0))
+            .then_some(())
+    })
+    .await;
+
+    // Replay from position 0: every record is found again, nothing is created or reconciled.
+    let (server, _api) = replay_from_zero(server, &dir.path(), &fake, &env, &t.auditor).await;
+    for (model, method) in [
+        ("res.partner", "create"),
+        ("account.move", "create"),
+        ("account.move", "action_post"),
+        ("account.move", "js_assign_outstanding_line"),
+        ("account.payment", "create"),
+        ("account.payment", "action_post"),
+        ("account.payment.register", "create"),
+    ] {
+        assert_eq!(fake.count(model, method), 0, "{model}.{method} on replay");
+    }
+    let invoice = fake.record("account.move", invoice_id).unwrap();
+    assert_eq!(invoice["amount_residual"].as_f64(), Some(0.0));
+    assert!(server.terminate().await.success());
 }

@@ -157,6 +157,20 @@ pub fn claim_id_for(visit: &str, payer_id: &str) -> String {
     format!("{visit}-{payer_id}")
 }
 
+/// The id of the remittance a `ClaimResponseRecorded` (event `response_event_id`) posts: the
+/// insurance payment's `payment_id` on the account, and the stem of its adjustments' ids
+/// ([`remittance_adjustment_id`]). Derived from the event, so a redelivered response posts
+/// nothing twice; the Odoo mapping derives it the same way to tell a remittance's payment and
+/// adjustments from the account's other ones.
+pub fn remittance_id_for(response_event_id: Uuid) -> String {
+    format!("INS-{}", response_event_id.simple())
+}
+
+/// The `adjustment_id` of the `n`th (from 0) contractual adjustment of `remittance`.
+pub fn remittance_adjustment_id(remittance: &str, n: usize) -> String {
+    format!("{remittance}-{n}")
+}
+
 impl ProcessManager for Claims {
     const NAME: &'static str = "claims";
     const STREAM_KINDS: &'static [&'static str] =
@@ -414,7 +428,7 @@ fn remit(
     let Some(claim) = state.claims.get(claim_id) else {
         return Ok(Vec::new());
     };
-    let remittance = format!("INS-{}", trigger.event_id.simple());
+    let remittance = remittance_id_for(trigger.event_id);
     let account_id = state.holder(&claim.account_id);
     let mut commands = Vec::new();
     if response.paid_amount.is_positive() {
@@ -439,7 +453,7 @@ fn remit(
             command_id_for(trigger.event_id, &format!("apply-adjustment:{n}")),
             AnyCommand::PatientAccount(
                 ApplyAdjustment {
-                    adjustment_id: format!("{remittance}-{n}"),
+                    adjustment_id: remittance_adjustment_id(&remittance, n),
                     amount: Cents(-adjustment.amount.0),
                     reason: clip(
                         &format!(

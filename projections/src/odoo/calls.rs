@@ -191,6 +191,40 @@ fn search_one(model: &str, domain: Value) -> Call {
         .with_kwargs(json!({"fields": ["id"], "limit": 1}))
 }
 
+/// The `create` of a draft customer document (`out_invoice` or `out_refund`) of `partner_id`
+/// dated `invoice_date`, `ref` = `reference`, one line per `(label, quantity, price_unit)`.
+/// Every line has `tax_ids: []`: a database with a chart of accounts would otherwise add its
+/// default sales tax, and Odoo's total must equal careflow's (API-NOTES.md §8).
+fn customer_move<'a>(
+    move_type: &str,
+    partner_id: i64,
+    invoice_date: &str,
+    reference: &str,
+    lines: impl Iterator<Item = (&'a str, u32, Cents)>,
+) -> Call {
+    let lines: Vec<Value> = lines
+        .map(|(label, quantity, price_unit)| {
+            json!([0, 0, {
+                "name": label,
+                "quantity": quantity,
+                "price_unit": money(price_unit),
+                "tax_ids": [],
+            }])
+        })
+        .collect();
+    Call::new(
+        "account.move",
+        "create",
+        json!([{
+            "move_type": move_type,
+            "partner_id": partner_id,
+            "invoice_date": invoice_date,
+            "ref": reference,
+            "invoice_line_ids": lines,
+        }]),
+    )
+}
+
 impl Action {
     /// The call that creates the intent's record (its answer is the new id, then write the
     /// external id with [`xmlid_create`]). `Ok(None)` for actions that create no record of
@@ -218,6 +252,7 @@ impl Action {
             ),
             Action::UpsertPartner { .. }
             | Action::UpsertVendor { .. }
+            | Action::UpsertPayer { .. }
             | Action::UpsertProduct { .. }
             | Action::UpsertReorderRule { .. } => {
                 return Ok(self
@@ -229,35 +264,35 @@ impl Action {
                 invoice_date,
                 reference,
                 lines,
-            } => {
-                let lines: Vec<Value> = lines
+            } => customer_move(
+                "out_invoice",
+                resolve_careflow(ids, partner)?,
+                invoice_date,
+                reference,
+                lines
                     .iter()
-                    .map(|line| {
-                        json!([0, 0, {
-                            "name": line.label,
-                            "quantity": line.quantity,
-                            "price_unit": money(line.price_unit),
-                            "tax_ids": [],
-                        }])
-                    })
-                    .collect();
-                Call::new(
-                    "account.move",
-                    "create",
-                    json!([{
-                        "move_type": "out_invoice",
-                        "partner_id": resolve_careflow(ids, partner)?,
-                        "invoice_date": invoice_date,
-                        "ref": reference,
-                        "invoice_line_ids": lines,
-                    }]),
-                )
-            }
+                    .map(|line| (line.label.as_str(), line.quantity, line.price_unit)),
+            ),
+            Action::PostCreditNote {
+                partner,
+                invoice_date,
+                reference,
+                label,
+                amount,
+                ..
+            } => customer_move(
+                "out_refund",
+                resolve_careflow(ids, partner)?,
+                invoice_date,
+                reference,
+                std::iter::once((label.as_str(), 1, *amount)),
+            ),
             Action::RegisterPayment {
                 partner,
                 amount,
                 payment_date,
                 memo,
+                ..
             } => Call::new(
                 "account.payment",
                 "create",
@@ -366,6 +401,11 @@ impl Action {
             Action::UpsertPartner { values, .. } | Action::UpsertVendor { values } => Some(
                 search_one("res.partner", json!([["ref", "=", text(values, "ref")]])),
             ),
+            // A company: a patient's partner whose MRN happens to equal a payer id is not it.
+            Action::UpsertPayer { values } => Some(search_one(
+                "res.partner",
+                json!([["ref", "=", text(values, "ref")], ["is_company", "=", true]]),
+            )),
             // Naming `active` makes the search see an archived partner too (API-NOTES §2).
             Action::ArchivePartner { mrn, .. } => Some(search_one(
                 "res.partner",
@@ -382,6 +422,10 @@ impl Action {
             Action::PostCustomerInvoice { reference, .. } => Some(search_one(
                 "account.move",
                 json!([["move_type", "=", "out_invoice"], ["ref", "=", reference]]),
+            )),
+            Action::PostCreditNote { reference, .. } => Some(search_one(
+                "account.move",
+                json!([["move_type", "=", "out_refund"], ["ref", "=", reference]]),
             )),
             Action::RegisterPayment { memo, .. } => Some(search_one(
                 "account.payment",
@@ -420,9 +464,9 @@ impl Action {
                 }
                 Value::Object(values)
             }
-            Action::UpsertVendor { values } | Action::UpsertProduct { values } => {
-                Value::Object(values.clone())
-            }
+            Action::UpsertVendor { values }
+            | Action::UpsertPayer { values }
+            | Action::UpsertProduct { values } => Value::Object(values.clone()),
             Action::ArchivePartner { into, .. } => json!({
                 "active": false,
                 "parent_id": resolve_careflow(ids, into)?,
@@ -438,6 +482,7 @@ impl Action {
                 "trigger": "manual",
             }),
             Action::PostCustomerInvoice { .. }
+            | Action::PostCreditNote { .. }
             | Action::RegisterPayment { .. }
             | Action::ConfirmPurchaseOrder { .. }
             | Action::ReceiveGoods { .. }
@@ -486,6 +531,41 @@ pub fn open_invoices(partner_id: i64) -> Call {
 /// `result` key in 17.0.
 pub fn post_payment(payment_id: i64) -> Call {
     Call::new("account.payment", "action_post", json!([[payment_id]]))
+}
+
+/// Reads a payment's `state` and `move_id` (the journal entry holding its receivable line,
+/// created with the payment in 17.0).
+pub fn read_payment(payment_id: i64) -> Call {
+    Call::new("account.payment", "read", json!([[payment_id]]))
+        .with_kwargs(json!({"fields": ["state", "move_id"]}))
+}
+
+/// The receivable journal item of a journal entry (a payment's, a credit note's): what
+/// [`assign_outstanding_line`] reconciles. `account_type` is 17.0's related field of the
+/// line's account (searchable, not stored).
+pub fn receivable_lines(move_id: i64) -> Call {
+    Call::new(
+        "account.move.line",
+        "search_read",
+        json!([[
+            ["move_id", "=", move_id],
+            ["account_type", "=", "asset_receivable"]
+        ]]),
+    )
+    .with_kwargs(json!({"fields": ["balance", "amount_residual", "reconciled"]}))
+}
+
+/// `js_assign_outstanding_line [[invoice], line]`: what the invoice's "Outstanding credits"
+/// widget does. Odoo 17.0 adds the invoice's unreconciled lines of the line's account and
+/// reconciles them together (`reconcile()`, which checks the account and company, not the
+/// partner), so a payer's payment can settle a patient's invoice; answers with no `result`
+/// key (`reconcile()` returns None).
+pub fn assign_outstanding_line(invoice_id: i64, line_id: i64) -> Call {
+    Call::new(
+        "account.move",
+        "js_assign_outstanding_line",
+        json!([[invoice_id], line_id]),
+    )
 }
 
 /// `action_create_payments [[wizard]]`: creates, posts and reconciles; answers an action
@@ -709,9 +789,11 @@ impl Action {
             Action::UpsertPartner { .. }
             | Action::ArchivePartner { .. }
             | Action::UpsertVendor { .. }
+            | Action::UpsertPayer { .. }
             | Action::UpsertProduct { .. }
             | Action::UpsertReorderRule { .. }
             | Action::PostCustomerInvoice { .. }
+            | Action::PostCreditNote { .. }
             | Action::RegisterPayment { .. }
             | Action::ConfirmPurchaseOrder { .. }
             | Action::PostVendorBill { .. }
@@ -906,5 +988,55 @@ impl OrderRow {
     /// Whether the order is confirmed (its receipt and bills can exist).
     pub fn is_confirmed(&self) -> bool {
         matches!(self.state.as_str(), "purchase" | "done")
+    }
+}
+
+/// A receivable journal item as [`receivable_lines`] answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivableLine {
+    pub id: i64,
+    /// Signed: negative for a credit (a payment received, a credit note).
+    pub balance: f64,
+    /// What is left to reconcile, signed like `balance`.
+    pub amount_residual: f64,
+    pub reconciled: bool,
+}
+
+impl ReceivableLine {
+    /// The first row of an answer of [`receivable_lines`]; `None` for `[]`.
+    ///
+    /// # Errors
+    /// [`AnswerError`] when a row lacks `id`, `balance`, `amount_residual` or `reconciled`.
+    pub fn from_rows(answer: &Value) -> Result<Option<Self>, AnswerError> {
+        let error = AnswerError {
+            call: "account.move.line search_read",
+            expected: "rows with id, balance, amount_residual and reconciled",
+        };
+        let rows = answer.as_array().ok_or_else(|| error.clone())?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let number = |field: &str| row.get(field).and_then(Value::as_f64);
+        Ok(Some(ReceivableLine {
+            id: row
+                .get("id")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| error.clone())?,
+            balance: number("balance").ok_or_else(|| error.clone())?,
+            amount_residual: number("amount_residual").ok_or_else(|| error.clone())?,
+            reconciled: row
+                .get("reconciled")
+                .and_then(Value::as_bool)
+                .ok_or(error)?,
+        }))
+    }
+
+    /// Whether nothing of the line has been reconciled yet: its residual is still its whole
+    /// balance. A repeat of a reconciliation (after a crash) finds it touched and leaves it,
+    /// also when an earlier attempt settled only part of it (the invoice was smaller).
+    pub fn untouched(&self) -> bool {
+        !self.reconciled
+            && self.balance.abs() > 0.004
+            && (self.amount_residual - self.balance).abs() < 0.005
     }
 }

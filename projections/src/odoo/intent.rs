@@ -120,6 +120,10 @@ pub enum Action {
     },
     /// `res.partner` supplier, key `vendor_{vendor_id}`.
     UpsertVendor { values: Map<String, Value> },
+    /// `res.partner` company customer, key `payer_{payer_id}`: the insurer whose remittances
+    /// are its payments (`ref` = payer id, `is_company`). The payer id is the payer's
+    /// identifier, not personal data.
+    UpsertPayer { values: Map<String, Value> },
     /// `product.product` (storable), key `product_{item_id}`; `default_code` = item id.
     UpsertProduct { values: Map<String, Value> },
     /// `stock.warehouse.orderpoint`, key `orderpoint_{item_id}`, on the default warehouse's
@@ -144,14 +148,40 @@ pub enum Action {
     /// `account.payment`, key `payment_{payment_id}`: the `account.payment.register` wizard
     /// against the partner's open posted customer invoices, or, when none is open, a posted
     /// unreconciled inbound payment (an outstanding credit Odoo offers on the next invoice).
+    ///
+    /// With `settles` (a payer's remittance): a posted inbound payment of `partner` (the payer)
+    /// reconciled against that one invoice, whose customer is the patient: the wizard only
+    /// pays invoices of the payment's own partner.
     RegisterPayment {
-        /// External id name of the customer (`partner_{mrn}`).
+        /// External id name of the paying customer (`partner_{mrn}`, or `payer_{payer_id}`).
         partner: String,
         amount: Cents,
         /// `YYYY-MM-DD`.
         payment_date: String,
-        /// The payment id: the payment's `ref` (its natural key in Odoo).
+        /// The payment's `ref` (its natural key in Odoo): the payment id, followed for a
+        /// remittance by the claim and the payer's reference.
         memo: String,
+        /// External id name of the invoice this payment settles (`invoice_{visit}`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settles: Option<String>,
+    },
+    /// `account.move` `out_refund`, key `adjustment_{adjustment_id}`: a contractual adjustment
+    /// of a remittance as a customer credit note of one line (`tax_ids: []`), posted, then
+    /// reconciled against the invoice of the claimed visit, so the invoice's residual is what
+    /// the patient still owes.
+    PostCreditNote {
+        /// External id name of the customer (`partner_{mrn}`, the account the adjustment is on).
+        partner: String,
+        /// `YYYY-MM-DD`: the adjustment's business date.
+        invoice_date: String,
+        /// The adjustment id: the credit note's `ref` (its natural key in Odoo).
+        reference: String,
+        /// The line label: the adjustment's reason (its reason code and the claim).
+        label: String,
+        /// What is written off, positive.
+        amount: Cents,
+        /// External id name of the invoice it credits (`invoice_{visit}`).
+        settles: String,
     },
     /// `purchase.order`, key `po_{requisition}`: create then `button_confirm`; afterwards the
     /// executor sends `RecordPurchaseOrder {odoo_order_ref}` to the purchase aggregate.
@@ -211,10 +241,13 @@ impl Action {
         match self {
             Action::UpsertPartner { .. }
             | Action::ArchivePartner { .. }
-            | Action::UpsertVendor { .. } => "res.partner",
+            | Action::UpsertVendor { .. }
+            | Action::UpsertPayer { .. } => "res.partner",
             Action::UpsertProduct { .. } => "product.product",
             Action::UpsertReorderRule { .. } => "stock.warehouse.orderpoint",
-            Action::PostCustomerInvoice { .. } | Action::PostVendorBill { .. } => "account.move",
+            Action::PostCustomerInvoice { .. }
+            | Action::PostCreditNote { .. }
+            | Action::PostVendorBill { .. } => "account.move",
             Action::RegisterPayment { .. } => "account.payment",
             Action::ConfirmPurchaseOrder { .. } | Action::CancelPurchaseOrder { .. } => {
                 "purchase.order"
@@ -242,10 +275,20 @@ impl Action {
                 .map(|terms| terms.xmlid().to_owned())
                 .collect(),
             Action::ArchivePartner { into, .. } => vec![complete_xmlid(into)],
-            Action::UpsertVendor { .. } | Action::UpsertProduct { .. } => Vec::new(),
+            Action::UpsertVendor { .. }
+            | Action::UpsertPayer { .. }
+            | Action::UpsertProduct { .. } => Vec::new(),
             Action::UpsertReorderRule { product, .. } => vec![complete_xmlid(product)],
-            Action::PostCustomerInvoice { partner, .. }
-            | Action::RegisterPayment { partner, .. } => vec![complete_xmlid(partner)],
+            Action::PostCustomerInvoice { partner, .. } => vec![complete_xmlid(partner)],
+            Action::RegisterPayment {
+                partner, settles, ..
+            } => std::iter::once(partner)
+                .chain(settles)
+                .map(|name| complete_xmlid(name))
+                .collect(),
+            Action::PostCreditNote {
+                partner, settles, ..
+            } => vec![complete_xmlid(partner), complete_xmlid(settles)],
             Action::ConfirmPurchaseOrder { vendor, lines, .. } => {
                 let mut refs = vec![complete_xmlid(vendor)];
                 refs.extend(lines.iter().map(|line| complete_xmlid(&line.product)));

@@ -11,20 +11,39 @@
 //!   shows the difference as a mismatch.
 //! - a purchase order needs its requisition's vendor and lines, and a cancellation needs to
 //!   know whether an order was placed and goods received.
+//! - a remittance reaches Odoo through the account's own `PaymentRecorded` and
+//!   `AdjustmentApplied` (what the claims process manager posts for a `ClaimResponseRecorded`),
+//!   and those need the claim they come from: its payer (the payment's partner), its visit
+//!   (the invoice they settle) and its id (the payment's memo). `ClaimCreated` keeps the
+//!   claim; `ClaimResponseRecorded` derives the remittance's ids as the process manager does
+//!   (`remittance_id_for`) and keeps them until the account's events arrive.
+//!
+//! Why the account's events carry the remittance, not `ClaimResponseRecorded`: Odoo then holds
+//! exactly what careflow's books hold. An account that refuses the posting (closed, or an
+//! overpayment because the patient paid first) leaves Odoo untouched too, a merged account's
+//! remittance lands where the process manager posted it, and the billing view's balance and
+//! the Odoo invoice's residual stay equal. Each payment and adjustment maps once, under its own
+//! id (`payment_{payment_id}`, `adjustment_{adjustment_id}`), so nothing needs skipping and a
+//! replay finds every record by external id.
 //!
 //! The state stays bounded: an encounter's entry goes once invoiced or cancelled, a
-//! requisition's once closed, rejected or cancelled; products and vendors seen are remembered
-//! (one name each, bounded by the catalogue) so that a purchase request upserts only the
-//! unseen ones.
+//! requisition's once closed, rejected or cancelled, a claim's once paid (in part) or voided,
+//! a remittance's once its payment and adjustments reached the account (one the account
+//! refused stays, bounded by such refusals); products, vendors and payers seen are remembered
+//! (one name each, bounded by the catalogue and the payers) so that each is upserted once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use careflow_aggregates::RecordedEvent;
+use careflow_aggregates::claim::Event as ClaimEvent;
 use careflow_aggregates::encounter::Event as EncounterEvent;
 use careflow_aggregates::inventory_item::{Event as ItemEvent, ItemDefined};
-use careflow_aggregates::patient_account::{ChargePosted, Event as AccountEvent};
+use careflow_aggregates::patient_account::{
+    AdjustmentApplied, ChargePosted, Event as AccountEvent, PaymentRecorded,
+};
 use careflow_aggregates::policies::charges::charge_id_for;
+use careflow_aggregates::policies::claims::{remittance_adjustment_id, remittance_id_for};
 use careflow_aggregates::purchase::{Event as PurchaseEvent, RequestLine};
+use careflow_aggregates::{Cents, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -45,13 +64,25 @@ pub struct MappingState {
     products: BTreeSet<String>,
     /// Vendor ids already upserted as suppliers.
     vendors: BTreeSet<String>,
+    /// Payer ids already upserted as company partners. (Absent from a state stored before
+    /// remittances reached Odoo, hence the defaults.)
+    #[serde(default)]
+    payers: BTreeSet<String>,
+    /// Claims whose answer may still move money (as the claims process manager keeps them),
+    /// by claim id.
+    #[serde(default)]
+    claims: BTreeMap<String, OpenClaim>,
+    /// Remittances whose payment or adjustments have not reached the account yet, by
+    /// remittance id (`INS-{event}`).
+    #[serde(default)]
+    remittances: BTreeMap<String, Remittance>,
 }
 
 impl MappingState {
-    /// How many encounters and requisitions are held open (for a gauge, and for tests of
-    /// boundedness).
+    /// How many encounters, requisitions, claims and remittances are held open (for a gauge,
+    /// and for tests of boundedness).
     pub fn open_records(&self) -> usize {
-        self.invoices.len() + self.requisitions.len()
+        self.invoices.len() + self.requisitions.len() + self.claims.len() + self.remittances.len()
     }
 
     /// A state that knows only these products and vendors (what a finished log leaves).
@@ -84,6 +115,26 @@ struct Completion {
     expected: BTreeSet<String>,
 }
 
+/// What a remittance's postings need of their claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenClaim {
+    payer_id: String,
+    /// The claimed visit: its invoice is what the remittance settles.
+    encounter_id: String,
+}
+
+/// A remittance on its way to the account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Remittance {
+    claim_id: String,
+    payer_id: String,
+    encounter_id: String,
+    /// The payer's reference of its answer (a ClaimResponse id, a remittance number).
+    reference: String,
+    /// The payment and adjustment ids still to come from the account.
+    awaiting: BTreeSet<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct OpenRequisition {
     vendor_id: String,
@@ -108,11 +159,8 @@ pub fn map_event(
         Decoded::Encounter(encounter_event) => map_encounter(state, event, encounter_event),
         Decoded::InventoryItem(item_event) => map_item(state, event, item_event),
         Decoded::Purchase(purchase_event) => map_purchase(state, event, purchase_event)?,
-        // What Odoo sees of remittances is the account's payment and adjustment; the claim
-        // itself maps to nothing (issue 16's Odoo part is not built).
-        Decoded::Claim(_) | Decoded::Roster(_) | Decoded::Staffing(_) | Decoded::Internal => {
-            Vec::new()
-        }
+        Decoded::Claim(claim_event) => map_claim(state, event, claim_event),
+        Decoded::Roster(_) | Decoded::Staffing(_) | Decoded::Internal => Vec::new(),
     };
     Ok(actions
         .into_iter()
@@ -148,6 +196,14 @@ fn partner_key(mrn: &str) -> String {
 
 fn vendor_key(vendor_id: &str) -> String {
     format!("vendor_{vendor_id}")
+}
+
+fn payer_key(payer_id: &str) -> String {
+    format!("payer_{payer_id}")
+}
+
+fn invoice_key(visit: &str) -> String {
+    format!("invoice_{visit}")
 }
 
 fn product_key(item_id: &str) -> String {
@@ -208,15 +264,26 @@ fn map_account(
             vec![upsert_partner(mrn, Some(PaymentTerms::SelfPay))]
         }
         AccountEvent::ChargePosted(charge) => add_charge(state, &charge),
-        AccountEvent::PaymentRecorded(payment) => vec![(
-            format!("payment_{}", payment.payment_id),
-            Action::RegisterPayment {
-                partner: partner_key(mrn),
-                amount: payment.amount,
-                payment_date: date_of(event),
-                memo: payment.payment_id,
-            },
-        )],
+        AccountEvent::PaymentRecorded(payment) => {
+            if let Some(remitted) = remitted_payment(state, event, &payment) {
+                return vec![remitted];
+            }
+            vec![(
+                format!("payment_{}", payment.payment_id),
+                Action::RegisterPayment {
+                    partner: partner_key(mrn),
+                    amount: payment.amount,
+                    payment_date: date_of(event),
+                    memo: payment.payment_id,
+                    settles: None,
+                },
+            )]
+        }
+        AccountEvent::AdjustmentApplied(adjustment) => {
+            remitted_adjustment(state, event, &adjustment)
+                .into_iter()
+                .collect()
+        }
         // Erasure reaches Odoo: the partner goes back to the MRN and loses any address (a
         // no-op where the partner only ever carried the MRN; with `odoo_partner_details =
         // billing` it removes the name and address, docs/odoo.md "Privacy").
@@ -229,14 +296,141 @@ fn map_account(
                 into: partner_key(&merged.into),
             },
         )],
-        // Eligibility shows in the terms once the account is activated or flagged; an
-        // adjustment is careflow's own (Odoo's credit notes are out of scope); closing
+        // Eligibility shows in the terms once the account is activated or flagged; closing
         // changes nothing Odoo holds.
         AccountEvent::EligibilityVerified(_)
         | AccountEvent::EligibilityDenied(_)
-        | AccountEvent::AdjustmentApplied(_)
         | AccountEvent::PatientAccountMergedIn(_)
         | AccountEvent::AccountClosed(_) => Vec::new(),
+    }
+}
+
+/// Marks `id` of `remittance` as arrived; forgets the remittance once nothing else is due.
+/// `None` when `id` is not one the remittance awaits.
+fn arrive(state: &mut MappingState, remittance: &str, id: &str) -> Option<Remittance> {
+    let open = state.remittances.get_mut(remittance)?;
+    if !open.awaiting.remove(id) {
+        return None;
+    }
+    let context = open.clone();
+    if open.awaiting.is_empty() {
+        state.remittances.remove(remittance);
+    }
+    Some(context)
+}
+
+/// A remittance's insurance payment: a payment of the payer's partner that settles the
+/// claimed visit's invoice. `None` for any other payment (the patient's, or one whose claim
+/// the state never saw), which maps as before.
+fn remitted_payment(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+    payment: &PaymentRecorded,
+) -> Option<(String, Action)> {
+    let remittance = arrive(state, &payment.payment_id, &payment.payment_id)?;
+    Some((
+        format!("payment_{}", payment.payment_id),
+        Action::RegisterPayment {
+            partner: payer_key(&remittance.payer_id),
+            amount: payment.amount,
+            payment_date: date_of(event),
+            memo: format!(
+                "{} claim {} remittance {}",
+                payment.payment_id, remittance.claim_id, remittance.reference
+            ),
+            settles: Some(invoice_key(&remittance.encounter_id)),
+        },
+    ))
+}
+
+/// A remittance's contractual adjustment (a write-off, negative on the account): a credit
+/// note of the account's partner against the claimed visit's invoice. `None` for any other
+/// adjustment: those are careflow's own corrections and stay out of Odoo.
+fn remitted_adjustment(
+    state: &mut MappingState,
+    event: &RecordedEvent,
+    adjustment: &AdjustmentApplied,
+) -> Option<(String, Action)> {
+    if !adjustment.amount.is_negative() {
+        return None;
+    }
+    let (remittance, _) = adjustment.adjustment_id.rsplit_once('-')?;
+    let context = arrive(state, remittance, &adjustment.adjustment_id)?;
+    Some((
+        format!("adjustment_{}", adjustment.adjustment_id),
+        Action::PostCreditNote {
+            partner: partner_key(event.stream_id.id()),
+            invoice_date: date_of(event),
+            reference: adjustment.adjustment_id.clone(),
+            label: adjustment.reason.clone(),
+            amount: Cents(-adjustment.amount.0),
+            settles: invoice_key(&context.encounter_id),
+        },
+    ))
+}
+
+/// The payer on `ClaimCreated` (once per payer), and the claim's remittances: what the claims
+/// process manager will post to the account for a `ClaimResponseRecorded` of a claim it
+/// holds open, under the ids it gives them.
+fn map_claim(state: &mut MappingState, event: &RecordedEvent, claim_event: ClaimEvent) -> Actions {
+    let claim_id = event.stream_id.id();
+    match claim_event {
+        ClaimEvent::ClaimCreated(created) => {
+            state.claims.insert(
+                claim_id.to_owned(),
+                OpenClaim {
+                    payer_id: created.payer_id.clone(),
+                    encounter_id: created.encounter_id,
+                },
+            );
+            if !state.payers.insert(created.payer_id.clone()) {
+                return Vec::new();
+            }
+            let values = object(json!({
+                "name": created.payer_id,
+                "ref": created.payer_id,
+                "is_company": true,
+                "customer_rank": 1,
+            }));
+            vec![(payer_key(&created.payer_id), Action::UpsertPayer { values })]
+        }
+        ClaimEvent::ClaimResponseRecorded(response) => {
+            let Some(claim) = state.claims.get(claim_id).cloned() else {
+                return Vec::new();
+            };
+            // Paid, or paid in part: the claim's last answer (the process manager forgets it
+            // too).
+            if response.paid_amount.is_positive() {
+                state.claims.remove(claim_id);
+            }
+            let remittance = remittance_id_for(event.event_id);
+            let mut awaiting: BTreeSet<String> = (0..response.adjustments.len())
+                .map(|n| remittance_adjustment_id(&remittance, n))
+                .collect();
+            if response.paid_amount.is_positive() {
+                awaiting.insert(remittance.clone());
+            }
+            if !awaiting.is_empty() {
+                state.remittances.insert(
+                    remittance,
+                    Remittance {
+                        claim_id: claim_id.to_owned(),
+                        payer_id: claim.payer_id,
+                        encounter_id: claim.encounter_id,
+                        reference: response.reference,
+                        awaiting,
+                    },
+                );
+            }
+            Vec::new()
+        }
+        ClaimEvent::ClaimVoided(_) => {
+            state.claims.remove(claim_id);
+            Vec::new()
+        }
+        // A submission changes nothing Odoo holds: the claim is between careflow and the payer
+        // until its money moves.
+        ClaimEvent::ClaimSubmitted(_) | ClaimEvent::ClaimResubmitted(_) => Vec::new(),
     }
 }
 

@@ -1,12 +1,17 @@
 //! The Odoo mapping per event: given events (real aggregate events in the store's envelope),
 //! the exact intents, then the exact `execute_kw` calls the executor sends for them.
 
+use careflow_aggregates::claim::{
+    ClaimCreated, ClaimLine, ClaimOutcome, ClaimResponseRecorded, ClaimSubmitted, ClaimVoided,
+    Event as ClaimEvent, RemittanceAdjustment,
+};
 use careflow_aggregates::encounter::{EncounterCancelled, EncounterClass};
 use careflow_aggregates::inventory_item::StockConsumed;
 use careflow_aggregates::patient_account::{
-    AccountActivated, AccountFlaggedSelfPay, DemographicsUpdated, IdentityChanges,
-    PersonalDataErased,
+    AccountActivated, AccountFlaggedSelfPay, AdjustmentApplied, DemographicsUpdated,
+    IdentityChanges, PaymentMethod, PaymentParty, PaymentRecorded, PersonalDataErased,
 };
+use careflow_aggregates::policies::claims::{remittance_adjustment_id, remittance_id_for};
 use careflow_aggregates::purchase::{
     BillLine, Event as PurchaseEvent, PurchaseApproved, PurchaseCancelled, PurchaseClosed,
     PurchaseOrderPlaced, ReceiptLine, VendorBillMatched,
@@ -32,6 +37,8 @@ fn ids(xmlid: &str) -> Option<i64> {
         "careflow.product_GAUZE" => 12,
         "careflow.product_TAPE" => 13,
         "careflow.po_REQ1" => 55,
+        "careflow.payer_ACME" => 77,
+        "careflow.invoice_V1" => 310,
         "account.account_payment_term_30days" => 4,
         "account.account_payment_term_immediate" => 1,
         "stock.picking_type_out" => 2,
@@ -500,6 +507,366 @@ fn payment_is_registered_against_the_open_invoices_of_the_partner() {
         intents[0].action.payment_wizard(&[]).map(|c| c.method),
         Some("create".to_owned())
     );
+}
+
+// ----- remittances ------------------------------------------------------------------------
+
+fn claim_created(payer: &str) -> ClaimEvent {
+    ClaimCreated {
+        account_id: "MRN1".to_owned(),
+        encounter_id: "V1".to_owned(),
+        payer_id: payer.to_owned(),
+        lines: vec![ClaimLine {
+            charge_id: "V1-1".to_owned(),
+            code: "99213".to_owned(),
+            quantity: 1,
+            unit_price: Cents(15_000),
+        }],
+        currency: Currency::USD,
+        total: Cents(15_000),
+    }
+    .into()
+}
+
+/// The payer's answer: `paid`, and one `CO-45` adjustment per amount of `adjustments`.
+fn claim_response(paid: i64, adjustments: &[i64]) -> ClaimEvent {
+    let adjusted: i64 = adjustments.iter().sum();
+    ClaimResponseRecorded {
+        outcome: if paid == 0 {
+            ClaimOutcome::Denied
+        } else {
+            ClaimOutcome::PartiallyPaid
+        },
+        paid_amount: Cents(paid),
+        adjustments: adjustments
+            .iter()
+            .map(|&amount| RemittanceAdjustment {
+                reason_code: "CO-45".to_owned(),
+                amount: Cents(amount),
+            })
+            .collect(),
+        adjusted: Cents(adjusted),
+        patient_balance: Cents(15_000 - paid - adjusted),
+        denial_reason: (paid == 0).then(|| "not covered".to_owned()),
+        reference: "CR-9".to_owned(),
+    }
+    .into()
+}
+
+/// What the claims process manager posts to the account for the response at `position`.
+fn remitted_payment(position: u64, amount: i64) -> careflow_aggregates::patient_account::Event {
+    PaymentRecorded {
+        payment_id: remittance_id_for(Uuid::from_u128(u128::from(position))),
+        amount: Cents(amount),
+        currency: Currency::USD,
+        method: PaymentMethod::Insurance,
+        personal: Personal::Present(PaymentParty {
+            payer: Some("ACME".to_owned()),
+        }),
+    }
+    .into()
+}
+
+fn remitted_adjustment(
+    position: u64,
+    n: usize,
+    amount: i64,
+) -> careflow_aggregates::patient_account::Event {
+    let remittance = remittance_id_for(Uuid::from_u128(u128::from(position)));
+    AdjustmentApplied {
+        adjustment_id: remittance_adjustment_id(&remittance, n),
+        amount: Cents(-amount),
+        currency: Currency::USD,
+        reason: "contractual adjustment CO-45 on claim V1-ACME".to_owned(),
+    }
+    .into()
+}
+
+/// A claim paid in part: 108.00 paid, 20.00 and 10.00 written off.
+fn remittance_log() -> EventLog {
+    EventLog::new()
+        .push("V1-ACME", "2025-03-01T12:00:00Z", claim_created("ACME"))
+        .push(
+            "V1-ACME",
+            "2025-03-01T12:00:00Z",
+            ClaimEvent::from(ClaimSubmitted {}),
+        )
+        .push(
+            "V1-ACME",
+            "2025-03-09T08:00:00Z",
+            claim_response(10_800, &[2_000, 1_000]),
+        )
+        .push("MRN1", "2025-03-09T08:00:01Z", remitted_payment(3, 10_800))
+        .push(
+            "MRN1",
+            "2025-03-09T08:00:01Z",
+            remitted_adjustment(3, 0, 2_000),
+        )
+        .push(
+            "MRN1",
+            "2025-03-09T08:00:01Z",
+            remitted_adjustment(3, 1, 1_000),
+        )
+}
+
+#[test]
+fn a_remittance_is_the_payers_payment_and_a_credit_note_per_adjustment_settling_the_invoice() {
+    let remittance = format!("INS-{}", Uuid::from_u128(3).simple());
+    let intents = check(
+        &remittance_log(),
+        json!([
+            {
+                "id": format!("{}/0", eid(1)),
+                "event_id": eid(1),
+                "position": 1,
+                "key": "payer_ACME",
+                "model": "res.partner",
+                "action": {
+                    "action": "upsert_payer",
+                    "values": {"name": "ACME", "ref": "ACME", "is_company": true, "customer_rank": 1},
+                },
+            },
+            {
+                "id": format!("{}/0", eid(4)),
+                "event_id": eid(4),
+                "position": 4,
+                "key": format!("payment_{remittance}"),
+                "model": "account.payment",
+                "action": {
+                    "action": "register_payment",
+                    "partner": "payer_ACME",
+                    "amount": "108.00",
+                    "payment_date": "2025-03-09",
+                    "memo": format!("{remittance} claim V1-ACME remittance CR-9"),
+                    "settles": "invoice_V1",
+                },
+            },
+            {
+                "id": format!("{}/0", eid(5)),
+                "event_id": eid(5),
+                "position": 5,
+                "key": format!("adjustment_{remittance}-0"),
+                "model": "account.move",
+                "action": {
+                    "action": "post_credit_note",
+                    "partner": "partner_MRN1",
+                    "invoice_date": "2025-03-09",
+                    "reference": format!("{remittance}-0"),
+                    "label": "contractual adjustment CO-45 on claim V1-ACME",
+                    "amount": "20.00",
+                    "settles": "invoice_V1",
+                },
+            },
+            {
+                "id": format!("{}/0", eid(6)),
+                "event_id": eid(6),
+                "position": 6,
+                "key": format!("adjustment_{remittance}-1"),
+                "model": "account.move",
+                "action": {
+                    "action": "post_credit_note",
+                    "partner": "partner_MRN1",
+                    "invoice_date": "2025-03-09",
+                    "reference": format!("{remittance}-1"),
+                    "label": "contractual adjustment CO-45 on claim V1-ACME",
+                    "amount": "10.00",
+                    "settles": "invoice_V1",
+                },
+            },
+        ]),
+    );
+    let (payer, payment, credit_note) =
+        (&intents[0].action, &intents[1].action, &intents[2].action);
+
+    // The payer: a company partner, found by its ref among companies only.
+    check_call(
+        payer.create_call(&ids).unwrap(),
+        json!(["res.partner", "create", [{"name": "ACME", "ref": "ACME", "is_company": true, "customer_rank": 1}]]),
+    );
+    check_call(
+        payer.natural_key_search(&ids).unwrap(),
+        json!(["res.partner", "search_read", [[["ref", "=", "ACME"], ["is_company", "=", true]]], {"fields": ["id"], "limit": 1}]),
+    );
+    assert_eq!(payer.refs(), Vec::<String>::new());
+
+    // The payment: the payer's, not through the wizard (it pays the payment partner's own
+    // invoices only), then reconciled with the patient's invoice.
+    assert_eq!(
+        payment.refs(),
+        ["careflow.payer_ACME", "careflow.invoice_V1"]
+    );
+    check_call(
+        payment.create_call(&ids).unwrap(),
+        json!(["account.payment", "create", [{
+            "payment_type": "inbound",
+            "partner_type": "customer",
+            "partner_id": 77,
+            "amount": 108.0,
+            "date": "2025-03-09",
+            "ref": format!("{remittance} claim V1-ACME remittance CR-9"),
+        }]]),
+    );
+    check_call(
+        payment.natural_key_search(&ids).unwrap(),
+        json!(["account.payment", "search_read", [[
+            ["payment_type", "=", "inbound"],
+            ["ref", "=", format!("{remittance} claim V1-ACME remittance CR-9")],
+        ]], {"fields": ["id"], "limit": 1}]),
+    );
+    assert_eq!(
+        calls::read_payment(51).to_json(),
+        json!(["account.payment", "read", [[51]], {"fields": ["state", "move_id"]}])
+    );
+    assert_eq!(
+        calls::receivable_lines(402).to_json(),
+        json!(["account.move.line", "search_read",
+               [[["move_id", "=", 402], ["account_type", "=", "asset_receivable"]]],
+               {"fields": ["balance", "amount_residual", "reconciled"]}])
+    );
+    assert_eq!(
+        calls::assign_outstanding_line(310, 1_207).to_json(),
+        json!(["account.move", "js_assign_outstanding_line", [[310], 1_207]])
+    );
+
+    // Each adjustment: a one-line untaxed credit note of the patient's partner.
+    assert_eq!(
+        credit_note.refs(),
+        ["careflow.partner_MRN1", "careflow.invoice_V1"]
+    );
+    check_call(
+        credit_note.create_call(&ids).unwrap(),
+        json!(["account.move", "create", [{
+            "move_type": "out_refund",
+            "partner_id": 42,
+            "invoice_date": "2025-03-09",
+            "ref": format!("{remittance}-0"),
+            "invoice_line_ids": [[0, 0, {
+                "name": "contractual adjustment CO-45 on claim V1-ACME",
+                "quantity": 1,
+                "price_unit": 20.0,
+                "tax_ids": [],
+            }]],
+        }]]),
+    );
+    check_call(
+        credit_note.natural_key_search(&ids).unwrap(),
+        json!(["account.move", "search_read", [[["move_type", "=", "out_refund"], ["ref", "=", format!("{remittance}-0")]]], {"fields": ["id"], "limit": 1}]),
+    );
+    assert_eq!(
+        credit_note.write_call(310, &ids).unwrap(),
+        None,
+        "a posted document is never rewritten"
+    );
+    assert_eq!(
+        credit_note.create_call(&nothing_resolved),
+        Err(MissingRef {
+            xmlid: "careflow.partner_MRN1".to_owned()
+        })
+    );
+
+    // The ids are the claims process manager's, so the account's postings are recognised;
+    // once they all arrived, nothing of the claim or its remittance is kept.
+    let (state, _) = map_all(remittance_log().events());
+    assert_eq!(state.open_records(), 0);
+}
+
+#[test]
+fn a_remittance_maps_the_same_from_a_stored_state_and_its_intents_survive_a_dead_letter() {
+    let log = remittance_log();
+    let events = log.events();
+    let (_, once) = map_all(events);
+    // Stop between the response and the account's postings, as a checkpoint would.
+    let mut state = MappingState::default();
+    let mut resumed = Vec::new();
+    for event in &events[..4] {
+        resumed.extend(map_event(&mut state, event).unwrap());
+    }
+    assert_eq!(
+        state.open_records(),
+        1,
+        "the remittance awaits its adjustments"
+    );
+    let stored = serde_json::to_string(&state).unwrap();
+    let mut state: MappingState = serde_json::from_str(&stored).unwrap();
+    for event in &events[4..] {
+        resumed.extend(map_event(&mut state, event).unwrap());
+    }
+    assert_eq!(resumed, once);
+    let text = serde_json::to_string(&once).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Vec<OdooIntent>>(&text).unwrap(),
+        once
+    );
+    // A state stored before remittances reached Odoo still loads.
+    let old: MappingState = serde_json::from_value(json!({
+        "invoices": {}, "requisitions": {}, "products": [], "vendors": []
+    }))
+    .unwrap();
+    assert_eq!(old, MappingState::default());
+}
+
+#[test]
+fn each_payer_is_upserted_once() {
+    let log = EventLog::new()
+        .push("V1-ACME", "2025-03-01T12:00:00Z", claim_created("ACME"))
+        .push("V2-ACME", "2025-03-02T12:00:00Z", claim_created("ACME"))
+        .push("V3-BETA", "2025-03-03T12:00:00Z", claim_created("BETA"));
+    let (_, intents) = map_all(log.events());
+    let keys: Vec<&str> = intents.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["payer_ACME", "payer_BETA"]);
+}
+
+#[test]
+fn payments_and_adjustments_outside_a_remittance_map_as_before() {
+    let log = EventLog::new()
+        // A remittance of a claim the mapping never saw created (its state predates
+        // remittances in Odoo): the payment goes to the patient's partner as it used to.
+        .push(
+            "V9-ACME",
+            "2025-03-01T12:00:00Z",
+            claim_response(5_000, &[]),
+        )
+        .push("MRN1", "2025-03-01T12:00:01Z", remitted_payment(1, 5_000))
+        // A denial moves no money and keeps the claim open; a later answer remits.
+        .push("V1-ACME", "2025-03-02T12:00:00Z", claim_created("ACME"))
+        .push("V1-ACME", "2025-03-03T12:00:00Z", claim_response(0, &[]))
+        // The patient's own payment and a manual write-off.
+        .push("MRN1", "2025-03-04T09:00:00Z", payment("P1", 1_000))
+        .push("MRN1", "2025-03-04T09:00:00Z", adjustment("ADJ-1", -500))
+        // A voided claim is forgotten: a response after it remits nothing.
+        .push("V2-ACME", "2025-03-05T12:00:00Z", claim_created("ACME"))
+        .push(
+            "V2-ACME",
+            "2025-03-06T12:00:00Z",
+            ClaimEvent::from(ClaimVoided {
+                reason: "duplicate".to_owned(),
+            }),
+        );
+    let (state, intents) = map_all(log.events());
+    let keys: Vec<(&str, &str)> = intents
+        .iter()
+        .map(|i| (i.key.as_str(), i.model.as_str()))
+        .collect();
+    let unknown = format!("payment_INS-{}", Uuid::from_u128(1).simple());
+    assert_eq!(
+        keys,
+        [
+            (unknown.as_str(), "account.payment"),
+            ("payer_ACME", "res.partner"),
+            ("payment_P1", "account.payment"),
+        ]
+    );
+    for intent in [&intents[0], &intents[2]] {
+        let Action::RegisterPayment {
+            partner, settles, ..
+        } = &intent.action
+        else {
+            panic!("a payment: {intent:?}");
+        };
+        assert_eq!((partner.as_str(), settles), ("partner_MRN1", &None));
+    }
+    // Only V1-ACME stays open (denied, awaiting its resubmission's answer).
+    assert_eq!(state.open_records(), 1);
 }
 
 #[test]

@@ -57,17 +57,26 @@ pub fn references(action: &Action) -> Vec<String> {
 }
 
 /// The keys an intent "touches" besides its own: the order a receipt, bill or cancellation
-/// acts on (two receipts of one order must not pick the same open picking), and the customer
-/// an invoice or payment is for (a payment is registered against that customer's invoices).
-fn touched(action: &Action) -> Option<&str> {
+/// acts on (two receipts of one order must not pick the same open picking), the customer an
+/// invoice, payment or credit note is for (a payment is registered against that customer's
+/// invoices), and the invoice a remittance's payment or credit note settles (one
+/// reconciliation of an invoice at a time).
+fn touched(action: &Action) -> Vec<&str> {
     match action {
         Action::ReceiveGoods { order, .. }
         | Action::PostVendorBill { order, .. }
-        | Action::CancelPurchaseOrder { order, .. } => Some(order),
-        Action::PostCustomerInvoice { partner, .. } | Action::RegisterPayment { partner, .. } => {
-            Some(partner)
-        }
-        _ => None,
+        | Action::CancelPurchaseOrder { order, .. } => vec![order],
+        Action::PostCustomerInvoice { partner, .. } => vec![partner],
+        Action::RegisterPayment {
+            partner, settles, ..
+        } => std::iter::once(partner)
+            .chain(settles)
+            .map(String::as_str)
+            .collect(),
+        Action::PostCreditNote {
+            partner, settles, ..
+        } => vec![partner, settles],
+        _ => Vec::new(),
     }
 }
 
@@ -87,7 +96,7 @@ fn dependencies(intents: &[OdooIntent]) -> Vec<Vec<usize>> {
         mine.dedup();
         deps.push(mine);
         last_touch.insert(intent.key.clone(), index);
-        if let Some(key) = touched(&intent.action) {
+        for key in touched(&intent.action) {
             last_touch.insert(key.to_owned(), index);
         }
     }
@@ -381,7 +390,43 @@ mod tests {
                 amount: Cents(100),
                 payment_date: "2026-03-01".into(),
                 memo: id.into(),
+                settles: None,
             },
+        )
+    }
+
+    /// A remittance's payment by `payer`, settling `visit`'s invoice.
+    fn remitted(id: &str, payer: &str, visit: &str) -> OdooIntent {
+        intent(
+            &format!("payment_{id}"),
+            Action::RegisterPayment {
+                partner: format!("payer_{payer}"),
+                amount: Cents(100),
+                payment_date: "2026-03-01".into(),
+                memo: id.into(),
+                settles: Some(format!("invoice_{visit}")),
+            },
+        )
+    }
+
+    fn credit_note(id: &str, mrn: &str, visit: &str) -> OdooIntent {
+        intent(
+            &format!("adjustment_{id}"),
+            Action::PostCreditNote {
+                partner: format!("partner_{mrn}"),
+                invoice_date: "2026-03-01".into(),
+                reference: id.into(),
+                label: "contractual".into(),
+                amount: Cents(100),
+                settles: format!("invoice_{visit}"),
+            },
+        )
+    }
+
+    fn payer(id: &str) -> OdooIntent {
+        intent(
+            &format!("payer_{id}"),
+            Action::UpsertPayer { values: Map::new() },
         )
     }
 
@@ -428,6 +473,24 @@ mod tests {
                 invoice("V3", "A"),
             ],
             &[&[], &[0], &[], &[1], &[3]],
+        );
+    }
+
+    #[test]
+    fn a_remittance_settles_its_invoice_one_reconciliation_at_a_time() {
+        check(
+            &[
+                partner("A"),
+                invoice("V1", "A"),
+                payer("ACME"),
+                remitted("INS-1", "ACME", "V1"),
+                credit_note("INS-1-0", "A", "V1"),
+                credit_note("INS-1-1", "A", "V1"),
+                payment("P1", "A"),
+            ],
+            // The payment after its payer and the invoice; each credit note after the one
+            // before it on that invoice; the patient's payment after the last credit note.
+            &[&[], &[0], &[], &[1, 2], &[1, 3], &[4], &[5]],
         );
     }
 

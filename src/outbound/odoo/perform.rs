@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use careflow_aggregates::purchase::{Command as PurchaseCommand, RecordPurchaseOrder};
 use careflow_aggregates::{Aggregate, PatientAccount, PurchaseWorkflow, StreamId};
 use careflow_projections::odoo::ack::ACK_STREAM_KIND;
-use careflow_projections::odoo::calls::{self, xmlid_lookup_complete};
+use careflow_projections::odoo::calls::{self, ReceivableLine, xmlid_lookup_complete};
 use careflow_projections::odoo::{
     Action, Call, MissingRef, OdooIntent, OdooRecordAcknowledged, complete_xmlid, xmlid_create,
     xmlid_lookup,
@@ -324,12 +324,18 @@ pub async fn perform(session: &Session, intent: &OdooIntent) -> Result<(), Inten
         Action::UpsertPartner { .. }
         | Action::ArchivePartner { .. }
         | Action::UpsertVendor { .. }
+        | Action::UpsertPayer { .. }
         | Action::UpsertProduct { .. }
         | Action::UpsertReorderRule { .. } => {
             session.ensure(intent, &ids).await?;
             Ok(())
         }
         Action::PostCustomerInvoice { .. } => post_customer_invoice(session, intent, &ids).await,
+        Action::PostCreditNote { settles, .. }
+        | Action::RegisterPayment {
+            settles: Some(settles),
+            ..
+        } => remittance(session, intent, &ids, settles).await,
         Action::RegisterPayment { partner, .. } => {
             register_payment(session, intent, &ids, partner).await
         }
@@ -434,22 +440,122 @@ async fn partner_with_details(
     }))
 }
 
+/// The intent's customer document (invoice or credit note): created (draft) unless an
+/// earlier attempt did, posted unless posted. Answers its id and its row as `fields` read it
+/// once posted.
+async fn posted_move(
+    session: &Session,
+    intent: &OdooIntent,
+    ids: &HashMap<String, i64>,
+    fields: &[&str],
+) -> Result<(i64, Value), IntentError> {
+    let id = session.ensure(intent, ids).await?;
+    let mut row = session.read_one("account.move", id, fields).await?;
+    if text(&row, "state") == "draft" {
+        session.call(&calls::post_move(id)).await?;
+        row = session.read_one("account.move", id, fields).await?;
+    }
+    Ok((id, row))
+}
+
 /// Create (draft), post unless posted, then acknowledge what Odoo holds.
 async fn post_customer_invoice(
     session: &Session,
     intent: &OdooIntent,
     ids: &HashMap<String, i64>,
 ) -> Result<(), IntentError> {
-    let id = session.ensure(intent, ids).await?;
-    let fields = ["name", "amount_total", "state"];
-    let mut row = session.read_one("account.move", id, &fields).await?;
-    if text(&row, "state") == "draft" {
-        session.call(&calls::post_move(id)).await?;
-        row = session.read_one("account.move", id, &fields).await?;
-    }
+    let (_, row) = posted_move(session, intent, ids, &["name", "amount_total", "state"]).await?;
     let ack = OdooRecordAcknowledged::from_read(&intent.key, "account.move", &row)
         .map_err(|error| unexpected("account.move read", error))?;
     acknowledge(session, intent, &ack).await
+}
+
+/// A remittance's credit note or insurance payment, then its settlement of the invoice.
+async fn remittance(
+    session: &Session,
+    intent: &OdooIntent,
+    ids: &HashMap<String, i64>,
+    invoice: &str,
+) -> Result<(), IntentError> {
+    let invoice = settled_invoice(ids, invoice)?;
+    let entry = match intent.action {
+        Action::PostCreditNote { .. } => posted_move(session, intent, ids, &["state"]).await?.0,
+        _ => payment_entry(session, intent, ids).await?,
+    };
+    settle(session, invoice, entry).await
+}
+
+/// A remittance's insurance payment, posted: a payment of the payer (found by external id or
+/// by its memo, else created). Not through the payment wizard: that pays invoices of the
+/// payment's own partner only, and the invoice is the patient's. Answers the journal entry
+/// holding its receivable line.
+async fn payment_entry(
+    session: &Session,
+    intent: &OdooIntent,
+    ids: &HashMap<String, i64>,
+) -> Result<i64, IntentError> {
+    let payment = session.ensure(intent, ids).await?;
+    let mut row = session.call(&calls::read_payment(payment)).await?;
+    if text(first_row(&row).unwrap_or(&Value::Null), "state") == "draft" {
+        session.call(&calls::post_payment(payment)).await?;
+        row = session.call(&calls::read_payment(payment)).await?;
+    }
+    first_row(&row)
+        .and_then(|row| many2one(row, "move_id"))
+        .ok_or_else(|| {
+            unexpected(
+                "account.payment read",
+                format!("payment {payment} has no journal entry"),
+            )
+        })
+}
+
+/// The Odoo id of the invoice a remittance settles. Missing (its own intent was
+/// dead-lettered, or the claim named a visit careflow never invoiced) is poison: retry this
+/// intent once the invoice exists, or discard it.
+fn settled_invoice(ids: &HashMap<String, i64>, invoice: &str) -> Result<i64, IntentError> {
+    let xmlid = complete_xmlid(invoice);
+    ids.get(&xmlid)
+        .copied()
+        .ok_or(IntentError::MissingRef(MissingRef { xmlid }))
+}
+
+/// Reconciles the receivable line of journal entry `entry` (a payment's, a credit note's)
+/// against `invoice`, unless a part of it already is (a repeat after a crash), or the
+/// invoice has nothing left to pay (it stays an outstanding credit of its partner, which
+/// finance can apply in Odoo).
+async fn settle(session: &Session, invoice: i64, entry: i64) -> Result<(), IntentError> {
+    let answer = session.call(&calls::receivable_lines(entry)).await?;
+    let line = ReceivableLine::from_rows(&answer)
+        .map_err(|error| unexpected("account.move.line search_read", error))?
+        .ok_or_else(|| {
+            unexpected(
+                "account.move.line search_read",
+                format!("journal entry {entry} has no receivable line"),
+            )
+        })?;
+    if !line.untouched() {
+        return Ok(());
+    }
+    let row = session
+        .read_one("account.move", invoice, &["state", "amount_residual"])
+        .await?;
+    let residual = row
+        .get("amount_residual")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    if text(&row, "state") != "posted" || residual < 0.005 {
+        tracing::warn!(
+            invoice,
+            entry,
+            "the invoice a remittance settles has nothing left to pay; left as an outstanding credit"
+        );
+        return Ok(());
+    }
+    session
+        .call(&calls::assign_outstanding_line(invoice, line.id))
+        .await?;
+    Ok(())
 }
 
 /// Appends `OdooRecordAcknowledged` under its deterministic command id: a repeat appends

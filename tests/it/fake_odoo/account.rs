@@ -1,18 +1,107 @@
-//! `account.move` (customer invoices, vendor bills), `account.payment` and the
-//! `account.payment.register` wizard (API-NOTES §4.2, §4.3). No journal items beyond the product
-//! lines: amounts come from the lines and their percent taxes, and a payment lowers
-//! `amount_residual` of the invoices it pays, oldest first.
+//! `account.move` (customer invoices and credit notes, vendor bills), `account.payment` and the
+//! `account.payment.register` wizard (API-NOTES §4.2, §4.3), and the reconciliation of a
+//! receivable line with an invoice (`js_assign_outstanding_line`). Amounts come from the
+//! product lines and their percent taxes. The only other journal items are the receivable
+//! lines reconciliation works on: one per posted customer invoice or credit note
+//! (`payment_term`, its residual the move's `amount_residual`) and one per customer payment
+//! (on the journal entry 17.0 creates with the payment, `move_id`); no tax, income, payable
+//! or liquidity lines. A payment lowers `amount_residual` of the invoices it pays, oldest
+//! first.
 
 use serde_json::{Value, json};
 
 use super::fault::Fault;
 use super::orm::{Args, Env, ids_of, money, truthy};
-use super::store::Record;
+use super::schema::Kind;
+use super::store::{Record, Store};
 
 pub const SALE_JOURNAL: i64 = 1;
 pub const PURCHASE_JOURNAL: i64 = 2;
 pub const MISC_JOURNAL: i64 = 3;
 pub const BANK_JOURNAL: i64 = 6;
+/// The chart's receivable and payable accounts (`account.account`).
+pub const RECEIVABLE: i64 = 1;
+pub const PAYABLE: i64 = 2;
+
+/// A new row of `model` as Odoo would store it: the field defaults, then `values` (not
+/// through the ORM: for records Odoo itself makes, such as a wizard's payments).
+fn row(env: &Env, model: &str, values: Value) -> Record {
+    let mut rec = Record::new();
+    if let Some(def) = env.store.schema.model(model) {
+        for field in &def.fields {
+            if !matches!(field.kind, Kind::One2many(..)) {
+                rec.insert(field.name.into(), field.default.clone());
+            }
+        }
+    }
+    rec.insert("create_date".into(), json!(env.now));
+    rec.insert("write_date".into(), json!(env.now));
+    rec.insert("create_uid".into(), json!(super::UID));
+    rec.insert("write_uid".into(), json!(super::UID));
+    if let Value::Object(values) = values {
+        rec.extend(values);
+    }
+    rec
+}
+
+/// A stored value (`Null` when the record or the field is absent).
+fn stored(store: &Store, model: &str, id: i64, field: &str) -> Value {
+    store
+        .get(model, id)
+        .and_then(|rec| rec.get(field))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// What is left to reconcile on a journal item, signed like its balance: a customer
+/// document's receivable line follows its move's `amount_residual`; a payment's keeps its own.
+pub fn residual(store: &Store, line: i64) -> f64 {
+    let number =
+        |model: &str, id: i64, field: &str| stored(store, model, id, field).as_f64().unwrap_or(0.0);
+    if stored(store, "account.move.line", line, "display_type").as_str() != Some("payment_term") {
+        return number("account.move.line", line, "amount_residual");
+    }
+    let Some(entry) = stored(store, "account.move.line", line, "move_id").as_i64() else {
+        return 0.0;
+    };
+    let left = number("account.move", entry, "amount_residual");
+    let refund = stored(store, "account.move", entry, "move_type")
+        .as_str()
+        .is_some_and(|t| t.ends_with("_refund"));
+    if refund { -left } else { left }
+}
+
+/// Whether a line of a reconcilable account has nothing left (false for other lines).
+pub fn reconciled(store: &Store, line: i64) -> bool {
+    let reconcilable = stored(store, "account.move.line", line, "account_id")
+        .as_i64()
+        .is_some_and(|account| truthy(&stored(store, "account.account", account, "reconcile")));
+    reconcilable && residual(store, line).abs() < 0.005
+}
+
+/// `account_type`, related to the line's account (17.0: not stored, searchable).
+pub fn account_type(store: &Store, line: i64) -> Value {
+    match stored(store, "account.move.line", line, "account_id").as_i64() {
+        Some(account) => stored(store, "account.account", account, "account_type"),
+        None => Value::Bool(false),
+    }
+}
+
+/// `invoice_line_ids`: the move's lines shown on the document (17.0's domain on
+/// `display_type`), not its receivable line.
+pub fn invoice_lines(store: &Store, entry: i64) -> Value {
+    let lines: Vec<i64> = store
+        .children("account.move.line", "move_id", entry)
+        .into_iter()
+        .filter(|&l| {
+            matches!(
+                stored(store, "account.move.line", l, "display_type").as_str(),
+                Some("product" | "line_section" | "line_note")
+            )
+        })
+        .collect();
+    json!(lines)
+}
 
 fn is_inbound(move_type: &str) -> bool {
     move_type.starts_with("out_")
@@ -101,6 +190,47 @@ pub fn prepare_create(
         _ => {}
     }
     Ok(())
+}
+
+/// The journal entry 17.0 creates with a payment (`move_id`): here only its counterpart line on
+/// the receivable (customer) or payable (supplier) account, the line a reconciliation uses.
+/// `residual` is what is left of it (a wizard's payment has paid invoices already).
+pub fn payment_entry(env: &mut Env, payment: i64, residual: Option<f64>) {
+    let amount = env.f64("account.payment", payment, "amount");
+    let inbound = env.str("account.payment", payment, "payment_type") == "inbound";
+    let customer = env.str("account.payment", payment, "partner_type") == "customer";
+    let entry = row(
+        env,
+        "account.move",
+        json!({
+            "move_type": "entry",
+            "name": env.val("account.payment", payment, "name"),
+            "state": env.val("account.payment", payment, "state"),
+            "journal_id": env.val("account.payment", payment, "journal_id"),
+            "partner_id": env.val("account.payment", payment, "partner_id"),
+            "ref": env.val("account.payment", payment, "ref"),
+            "date": env.val("account.payment", payment, "date"),
+            "amount_total": money(amount),
+        }),
+    );
+    let entry = env.store.insert("account.move", entry, None);
+    let balance = money(if inbound { -amount } else { amount });
+    let line = row(
+        env,
+        "account.move.line",
+        json!({
+            "move_id": entry,
+            "name": env.val("account.payment", payment, "ref"),
+            "display_type": "product",
+            "account_id": if customer { RECEIVABLE } else { PAYABLE },
+            "balance": balance,
+            "amount_residual": money(residual.unwrap_or(balance)),
+            "payment_id": payment,
+        }),
+    );
+    env.store.insert("account.move.line", line, None);
+    env.store
+        .set("account.payment", payment, "move_id", json!(entry));
 }
 
 /// The wizard's `default_get`: the moves come from the context (API-NOTES §4.3).
@@ -391,9 +521,17 @@ pub fn call(
                 let name = payment_name(env, &date);
                 env.store.set("account.payment", id, "name", json!(name));
                 env.store.set("account.payment", id, "state", json!("posted"));
+                if let Some(entry) = env.id("account.payment", id, "move_id") {
+                    env.store.set("account.move", entry, "name", json!(name));
+                    env.store
+                        .set("account.move", entry, "state", json!("posted"));
+                }
             }
             Ok(None)
         }),
+        ("account.move", "js_assign_outstanding_line") => args
+            .ids()
+            .and_then(|ids| assign_outstanding_line(env, &ids, args.get(1, "line_id"))),
         ("account.payment.register", "action_create_payments") => {
             args.ids().and_then(|ids| create_payments(env, &ids))
         }
@@ -460,7 +598,7 @@ fn post(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
             Value::String(d) => d,
             _ => env.str("account.move", id, "date"),
         };
-        let name = sequence_name(env, id, &date);
+        let name = sequence_name(env, id, &move_type, &date);
         let total = env.f64("account.move", id, "amount_total");
         let mut values = Record::new();
         values.insert("name".into(), json!(name));
@@ -477,6 +615,9 @@ fn post(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
             }),
         );
         env.store.update("account.move", id, values);
+        if matches!(move_type.as_str(), "out_invoice" | "out_refund") {
+            receivable_line(env, id, &move_type, total);
+        }
         if invoice && let Some(partner) = env.id("account.move", id, "partner_id") {
             let rank = if is_inbound(&move_type) {
                 "customer_rank"
@@ -491,13 +632,176 @@ fn post(env: &mut Env, ids: &[i64]) -> Result<(), Fault> {
     Ok(())
 }
 
+/// A posted customer document's receivable line (`payment_term`): the debit of an invoice,
+/// the credit of a credit note. 17.0 keeps it from the draft on; the fake adds it when posting
+/// (and keeps one, should the move be posted again after a reset to draft).
+fn receivable_line(env: &mut Env, entry: i64, move_type: &str, total: f64) {
+    let balance = money(if move_type == "out_refund" {
+        -total
+    } else {
+        total
+    });
+    let existing = env
+        .store
+        .children("account.move.line", "move_id", entry)
+        .into_iter()
+        .find(|&l| env.str("account.move.line", l, "display_type") == "payment_term");
+    if let Some(line) = existing {
+        env.store
+            .set("account.move.line", line, "balance", json!(balance));
+        return;
+    }
+    let line = row(
+        env,
+        "account.move.line",
+        json!({
+            "move_id": entry,
+            "name": env.val("account.move", entry, "payment_reference"),
+            "display_type": "payment_term",
+            "account_id": RECEIVABLE,
+            "balance": balance,
+            "quantity": 0.0,
+        }),
+    );
+    env.store.insert("account.move.line", line, None);
+}
+
+/// `js_assign_outstanding_line(line_id)` on one invoice (17.0): the line plus the invoice's
+/// unreconciled lines of the same account, reconciled together (`reconcile()` checks that the
+/// entries are posted and the account reconcilable, not that the partners agree), debits
+/// against credits in order; each side keeps what is left. Answers None (no `result` key).
+fn assign_outstanding_line(
+    env: &mut Env,
+    ids: &[i64],
+    line: Option<&Value>,
+) -> Result<Option<Value>, Fault> {
+    let &[invoice] = ids else {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        return Err(Fault::value_error(format!(
+            "Expected singleton: account.move({})",
+            list.join(", ")
+        )));
+    };
+    exists(env, "account.move", invoice)?;
+    let line = line.and_then(Value::as_i64).ok_or_else(|| {
+        Fault::type_error(
+            "AccountMove.js_assign_outstanding_line() missing 1 required positional argument: 'line_id'",
+        )
+    })?;
+    exists(env, "account.move.line", line)?;
+    let account = env.id("account.move.line", line, "account_id");
+    let mut lines = vec![line];
+    for other in env.store.children("account.move.line", "move_id", invoice) {
+        if other != line
+            && env.id("account.move.line", other, "account_id") == account
+            && !reconciled(env.store, other)
+        {
+            lines.push(other);
+        }
+    }
+    let unposted = lines.iter().any(|&l| {
+        let entry = env.id("account.move.line", l, "move_id").unwrap_or(0);
+        env.str("account.move", entry, "state") != "posted"
+    });
+    if unposted {
+        return Err(Fault::user("You can only reconcile posted entries."));
+    }
+    let reconcilable = account.is_some_and(|a| truthy(&env.val("account.account", a, "reconcile")));
+    if !reconcilable {
+        let code = account.map_or_else(String::new, |a| env.str("account.account", a, "code"));
+        return Err(Fault::user(format!(
+            "Account {code} does not allow reconciliation. First change the configuration of this account to allow it."
+        )));
+    }
+    let debits: Vec<i64> = lines
+        .iter()
+        .copied()
+        .filter(|&l| residual(env.store, l) > 0.004)
+        .collect();
+    let credits: Vec<i64> = lines
+        .iter()
+        .copied()
+        .filter(|&l| residual(env.store, l) < -0.004)
+        .collect();
+    for &debit in &debits {
+        for &credit in &credits {
+            let amount = money(residual(env.store, debit).min(-residual(env.store, credit)));
+            if amount < 0.005 {
+                continue;
+            }
+            settle_line(env, debit, amount);
+            settle_line(env, credit, amount);
+            for (payment_side, invoice_side) in [(debit, credit), (credit, debit)] {
+                let Some(payment) = env.id("account.move.line", payment_side, "payment_id") else {
+                    continue;
+                };
+                let Some(paid) = env.id("account.move.line", invoice_side, "move_id") else {
+                    continue;
+                };
+                let mut invoices =
+                    ids_of(&env.val("account.payment", payment, "reconciled_invoice_ids"))
+                        .unwrap_or_default();
+                if env.str("account.move", paid, "move_type") == "out_invoice"
+                    && !invoices.contains(&paid)
+                {
+                    invoices.push(paid);
+                    env.store.set(
+                        "account.payment",
+                        payment,
+                        "reconciled_invoice_ids",
+                        json!(invoices),
+                    );
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Takes `amount` (positive) off what is left of `line`, on its move for a customer
+/// document's receivable line (`amount_residual`, `payment_state`), on the line itself and
+/// its payment's `is_reconciled` for a payment's.
+fn settle_line(env: &mut Env, line: i64, amount: f64) {
+    let before = residual(env.store, line);
+    let left = money(before.abs() - amount).max(0.0);
+    if env.str("account.move.line", line, "display_type") == "payment_term" {
+        let Some(entry) = env.id("account.move.line", line, "move_id") else {
+            return;
+        };
+        let mut values = Record::new();
+        values.insert("amount_residual".into(), json!(left));
+        values.insert(
+            "payment_state".into(),
+            json!(if left < 0.005 { "paid" } else { "partial" }),
+        );
+        env.store.update("account.move", entry, values);
+        return;
+    }
+    let signed = if before < 0.0 { -left } else { left };
+    env.store
+        .set("account.move.line", line, "amount_residual", json!(signed));
+    if let Some(payment) = env.id("account.move.line", line, "payment_id") {
+        env.store.set(
+            "account.payment",
+            payment,
+            "is_reconciled",
+            json!(left < 0.005),
+        );
+    }
+}
+
 /// `_get_starting_sequence`: sale, bank and cash journals number per year
-/// (`INV/2026/00001`), the others per month (`BILL/2026/05/0001`).
-fn sequence_name(env: &mut Env, move_id: i64, date: &str) -> String {
+/// (`INV/2026/00001`), the others per month (`BILL/2026/05/0001`); credit notes have their own
+/// sequence, the journal's code prefixed with `R` (`RINV/2026/00001`, the journal's
+/// `refund_sequence`, on by default for sale and purchase journals).
+fn sequence_name(env: &mut Env, move_id: i64, move_type: &str, date: &str) -> String {
     let journal = env
         .id("account.move", move_id, "journal_id")
         .unwrap_or(SALE_JOURNAL);
-    let code = env.str("account.journal", journal, "code");
+    let mut code = env.str("account.journal", journal, "code");
+    if move_type.ends_with("_refund") {
+        code = format!("R{code}");
+    }
     let year = date.get(..4).unwrap_or("2026").to_owned();
     let month = date.get(5..7).unwrap_or("01").to_owned();
     if matches!(
@@ -616,36 +920,33 @@ fn create_payments(env: &mut Env, ids: &[i64]) -> Result<Option<Value>, Fault> {
                 paid.push(m);
             }
             let name = payment_name(env, &date);
-            let payment = json!({
-                "name": name,
-                "partner_id": partner,
-                "amount": amount,
-                "date": date,
-                "ref": memo,
-                "payment_type": payment_type,
-                "partner_type": partner_type,
-                "state": "posted",
-                "journal_id": journal,
-                "currency_id": 2,
-                "company_id": 1,
-                "reconciled_invoice_ids": paid,
-                "is_reconciled": remaining <= 0.004,
-                "create_date": env.now,
-                "write_date": env.now,
-                "create_uid": super::UID,
-                "write_uid": super::UID,
-            });
-            let Value::Object(payment) = payment else {
-                unreachable!("a json object literal");
+            let payment = row(
+                env,
+                "account.payment",
+                json!({
+                    "name": name,
+                    "partner_id": partner,
+                    "amount": amount,
+                    "date": date,
+                    "ref": memo,
+                    "payment_type": payment_type,
+                    "partner_type": partner_type,
+                    "state": "posted",
+                    "journal_id": journal,
+                    "currency_id": 2,
+                    "company_id": 1,
+                    "reconciled_invoice_ids": paid,
+                    "is_reconciled": remaining <= 0.004,
+                }),
+            );
+            let payment = env.store.insert("account.payment", payment, None);
+            let left = if payment_type == "inbound" {
+                -remaining.max(0.0)
+            } else {
+                remaining.max(0.0)
             };
-            let mut rec = Record::new();
-            if let Some(def) = env.store.schema.model("account.payment") {
-                for field in &def.fields {
-                    rec.insert(field.name.into(), field.default.clone());
-                }
-            }
-            rec.extend(payment);
-            payments.push(env.store.insert("account.payment", rec, None));
+            payment_entry(env, payment, Some(left));
+            payments.push(payment);
         }
     }
     if env.ctx_bool("dont_redirect_to_payments") {

@@ -162,6 +162,7 @@ pub fn after_create(env: &mut Env, model: &str, id: i64, vals: &Record) -> Resul
                 .set(model, id, "product_variant_id", json!(product));
         }
         "account.move" | "account.move.line" => account::after_change(env, model, id)?,
+        "account.payment" => account::payment_entry(env, id, None),
         "purchase.order" | "purchase.order.line" => purchase::after_change(env, model, id)?,
         "stock.move" | "stock.picking" => stock::after_change(env, model, id, vals)?,
         _ => {}
@@ -273,6 +274,7 @@ pub fn display_name(store: &Store, model: &str, id: i64) -> Value {
             if name.is_empty() || name == "/" {
                 match text("move_type").as_str() {
                     "out_invoice" => format!("Draft Invoice (* {id})"),
+                    "out_refund" => format!("Draft Credit Note (* {id})"),
                     "in_invoice" => format!("Draft Bill (* {id})"),
                     _ => format!("Draft Entry (* {id})"),
                 }
@@ -354,6 +356,10 @@ pub fn computed(store: &Store, model: &str, id: i64, field: &str) -> Option<Valu
                 None => rec.get("name").cloned(),
             }
         }
+        ("account.move", "invoice_line_ids") => Some(account::invoice_lines(store, id)),
+        ("account.move.line", "amount_residual") => Some(json!(account::residual(store, id))),
+        ("account.move.line", "reconciled") => Some(json!(account::reconciled(store, id))),
+        ("account.move.line", "account_type") => Some(account::account_type(store, id)),
         ("account.move.line", "partner_id") => {
             let mv = store
                 .get(model, id)?

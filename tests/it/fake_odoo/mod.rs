@@ -34,8 +34,12 @@
 //!   (unique product/location), `account.move` (invoices and bills, amounts from lines and
 //!   taxes, `action_post` → `false` with `INV/YYYY/NNNNN` / `BILL/YYYY/MM/NNNN`, the `_post`
 //!   UserErrors, the partner's `customer_rank`/`supplier_rank` raised, 17.0's readonly fields
-//!   of a posted move), `account.payment.register` (context `active_model`/`active_ids`, its UserErrors,
-//!   `group_payment`, `action_create_payments` → act_window), `account.payment`,
+//!   of a posted move; credit notes `out_refund` numbered `RINV/YYYY/NNNNN`),
+//!   `account.payment.register` (context `active_model`/`active_ids`, its UserErrors,
+//!   `group_payment`, `action_create_payments` → act_window), `account.payment` (with its
+//!   journal entry `move_id`), `account.move.js_assign_outstanding_line` (the invoice's
+//!   "outstanding credits" reconciliation: any partner, posted entries of one reconcilable
+//!   account, no `result` key), `account.account` (a receivable and a payable account),
 //!   `purchase.order` (`button_confirm` → a receipt reserved in full, `button_cancel` → no
 //!   result key or the "receptions have already been done" UserError, `action_create_invoice`
 //!   for received-not-billed quantities or "There is no invoiceable line"), `stock.picking`
@@ -62,10 +66,13 @@
 //! serialization failure (retryable, nothing kept).
 //!
 //! # Where it deviates from Odoo, and why
-//! - No accounting entries: an invoice has only its product lines (no receivable/tax lines),
-//!   `line_ids` equals `invoice_line_ids`; payments reconcile by reducing `amount_residual`
-//!   oldest invoice first. A fully paid invoice reads `paid` (a real database with outstanding
-//!   accounts reads `in_payment` until the bank statement is matched; clients accept both).
+//! - Few accounting entries: a customer invoice or credit note has its product lines and, once
+//!   posted, one receivable line (`payment_term`, whose `amount_residual` follows the move's);
+//!   a payment's journal entry has only its receivable (payable) line; there are no tax,
+//!   income, liquidity or vendor-bill payable lines, so a move does not balance. Payments
+//!   reconcile by reducing `amount_residual` oldest invoice first. A fully paid invoice reads
+//!   `paid` (a real database with outstanding accounts reads `in_payment` until the bank
+//!   statement is matched; clients accept both).
 //! - No access rights, record rules, multi-company, currencies or units conversion; one user
 //!   (uid 2) whose only credential is the API key given at start.
 //! - Odoo caches a successful `check` per worker, so a warm worker may accept the right key
@@ -466,10 +473,10 @@ fn stored(store: &Store, model: &'static str, id: i64) -> Option<Value> {
     for (field, comodel, inverse) in store.one2manys(model) {
         rec.insert(field.into(), json!(store.children(comodel, inverse, id)));
     }
+    // As `read` answers them: a computed value wins (`invoice_line_ids` leaves the receivable
+    // line out, a line's residual follows its move).
     for field in &def.fields {
-        if field.computed
-            && let Some(value) = business::computed(store, model, id, field.name)
-        {
+        if let Some(value) = business::computed(store, model, id, field.name) {
             rec.insert(field.name.into(), value);
         }
     }

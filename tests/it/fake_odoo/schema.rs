@@ -142,6 +142,16 @@ const MOVE_TYPES: &[&str] = &[
     "out_receipt",
     "in_receipt",
 ];
+/// 17.0's `account.account.account_type` values the fake's chart uses (of 18).
+const ACCOUNT_TYPES: &[&str] = &[
+    "asset_receivable",
+    "asset_cash",
+    "asset_current",
+    "liability_payable",
+    "liability_current",
+    "income",
+    "expense",
+];
 const PRODUCT_TYPES: &[&str] = &["consu", "service", "product"];
 const PICKING_STATES: &[&str] = &[
     "draft",
@@ -314,6 +324,18 @@ fn definitions() -> Vec<(&'static str, &'static str, &'static str, Vec<Field>)> 
                 .def(json!("percent")),
                 f("type_tax_use", Selection(&["sale", "purchase", "none"])).def(json!("sale")),
                 f("active", Bool).def(json!(true)),
+                f("company_id", Many2one("res.company")).def(json!(1)),
+            ],
+        ),
+        (
+            "account.account",
+            "Account",
+            "code, company_id",
+            vec![
+                f("name", Char).req(),
+                f("code", Char).req(),
+                f("account_type", Selection(ACCOUNT_TYPES)).req(),
+                f("reconcile", Bool),
                 f("company_id", Many2one("res.company")).def(json!(1)),
             ],
         ),
@@ -718,6 +740,17 @@ fn definitions() -> Vec<(&'static str, &'static str, &'static str, Vec<Field>)> 
                 f("price_total", Float).ro(),
                 f("purchase_line_id", Many2one("purchase.order.line")).idx(),
                 f("partner_id", Many2one("res.partner")).ro(),
+                f("account_id", Many2one("account.account")),
+                f("account_type", Selection(ACCOUNT_TYPES))
+                    .ro()
+                    .label("Internal Type"),
+                f("balance", Float).ro(),
+                f("amount_residual", Float).ro().label("Residual Amount"),
+                f("reconciled", Bool).ro(),
+                f("payment_id", Many2one("account.payment"))
+                    .ro()
+                    .idx()
+                    .label("Originator Payment"),
             ],
         ),
         (
@@ -744,6 +777,9 @@ fn definitions() -> Vec<(&'static str, &'static str, &'static str, Vec<Field>)> 
                 f("company_id", Many2one("res.company")).def(json!(1)),
                 f("reconciled_invoice_ids", Many2many("account.move")).ro(),
                 f("is_reconciled", Bool).ro(),
+                f("move_id", Many2one("account.move"))
+                    .ro()
+                    .label("Journal Entry"),
             ],
         ),
         (
@@ -938,6 +974,18 @@ pub fn seeds() -> Vec<Seed> {
             2,
             None,
             json!({"name":"15%","amount":15.0,"type_tax_use":"purchase"}),
+        ),
+        seed(
+            "account.account",
+            1,
+            None,
+            json!({"name":"Account Receivable","code":"121000","account_type":"asset_receivable","reconcile":true}),
+        ),
+        seed(
+            "account.account",
+            2,
+            None,
+            json!({"name":"Account Payable","code":"211000","account_type":"liability_payable","reconcile":true}),
         ),
         seed(
             "account.journal",

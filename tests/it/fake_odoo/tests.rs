@@ -375,6 +375,198 @@ async fn fake_odoo_xmlid_partner_and_read_pairs() {
     );
 }
 
+/// A third party's payment and a credit note settle a customer's invoice through the invoice's
+/// "outstanding credits" reconciliation (`js_assign_outstanding_line`, 17.0): the receivable
+/// lines careflow finds by `account_type`, partial amounts, no `result` key, and the refusals.
+#[tokio::test]
+async fn fake_odoo_outstanding_lines_settle_an_invoice_of_another_partner() {
+    let fake = FakeOdoo::start(KEY);
+    let rpc = Rpc::new(&fake);
+    let patient = rpc
+        .create("res.partner", json!({"name":"MRN-1","ref":"MRN-1"}))
+        .await;
+    let payer = rpc
+        .create(
+            "res.partner",
+            json!({"name":"ACME","ref":"ACME","is_company":true}),
+        )
+        .await;
+    let invoice = rpc
+        .create("account.move", json!({"move_type":"out_invoice","partner_id":patient,"invoice_date":"2026-03-01","invoice_line_ids":[[0,0,{"name":"Visit","quantity":1,"price_unit":150.0,"tax_ids":[]}]]}))
+        .await;
+    rpc.ok("account.move", "action_post", json!([[invoice]]), None)
+        .await;
+    let receivable =
+        json!({"fields": ["balance", "amount_residual", "reconciled", "account_type"]});
+    let lines = rpc
+        .ok(
+            "account.move.line",
+            "search_read",
+            json!([[
+                ["move_id", "=", invoice],
+                ["account_type", "=", "asset_receivable"]
+            ]]),
+            Some(receivable.clone()),
+        )
+        .await;
+    assert_eq!(lines.as_array().unwrap().len(), 1, "{lines}");
+    assert_eq!(lines[0]["balance"], 150.0);
+    assert_eq!(lines[0]["amount_residual"], 150.0);
+    // The receivable line is a journal item of the invoice, not one of its invoice lines.
+    let row = rpc
+        .read(
+            "account.move",
+            invoice,
+            json!(["invoice_line_ids", "line_ids"]),
+        )
+        .await;
+    assert_eq!(row["invoice_line_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(row["line_ids"].as_array().unwrap().len(), 2);
+
+    // The payer's payment: created with its journal entry, posted with it.
+    let payment = rpc
+        .create("account.payment", json!({"payment_type":"inbound","partner_type":"customer","partner_id":payer,"amount":108.0,"date":"2026-03-09","ref":"INS-1 claim V1-ACME"}))
+        .await;
+    assert_eq!(
+        rpc.ok("account.payment", "action_post", json!([[payment]]), None)
+            .await,
+        Value::Null
+    );
+    let row = rpc
+        .read("account.payment", payment, json!(["state", "move_id"]))
+        .await;
+    assert_eq!(row["state"], "posted");
+    let entry = row["move_id"][0].as_i64().unwrap();
+    assert_eq!(row["move_id"][1], "PBNK1/2026/00001");
+    let line = rpc
+        .ok(
+            "account.move.line",
+            "search_read",
+            json!([[
+                ["move_id", "=", entry],
+                ["account_type", "=", "asset_receivable"]
+            ]]),
+            Some(receivable.clone()),
+        )
+        .await[0]
+        .clone();
+    assert_eq!(
+        (
+            &line["balance"],
+            &line["amount_residual"],
+            &line["reconciled"]
+        ),
+        (&json!(-108.0), &json!(-108.0), &json!(false))
+    );
+    let line = line["id"].as_i64().unwrap();
+    // Reconciled with the patient's invoice: answers None, so no `result` key.
+    let envelope = rpc
+        .execute(
+            "account.move",
+            "js_assign_outstanding_line",
+            json!([[invoice], line]),
+            None,
+        )
+        .await;
+    assert_eq!(envelope, json!({"jsonrpc":"2.0","id":1}));
+    assert_eq!(
+        rpc.read(
+            "account.move",
+            invoice,
+            json!(["amount_residual", "payment_state"])
+        )
+        .await,
+        json!({"id": invoice, "amount_residual": 42.0, "payment_state": "partial"})
+    );
+    let settled = fake.record("account.payment", payment).unwrap();
+    assert_eq!(settled["is_reconciled"], true);
+    assert_eq!(settled["reconciled_invoice_ids"], json!([invoice]));
+
+    // A credit note larger than what is left settles the rest and keeps its own remainder.
+    let refund = rpc
+        .create("account.move", json!({"move_type":"out_refund","partner_id":patient,"invoice_date":"2026-03-09","ref":"INS-1-0","invoice_line_ids":[[0,0,{"name":"contractual adjustment","quantity":1,"price_unit":50.0,"tax_ids":[]}]]}))
+        .await;
+    let data = rpc
+        .fails(
+            "account.move",
+            "js_assign_outstanding_line",
+            json!([[invoice], refund_line(&rpc, refund).await]),
+            None,
+        )
+        .await;
+    assert_eq!(data["name"], "odoo.exceptions.UserError");
+    assert_eq!(data["message"], "You can only reconcile posted entries.");
+    rpc.ok("account.move", "action_post", json!([[refund]]), None)
+        .await;
+    let row = rpc
+        .read("account.move", refund, json!(["name", "amount_total"]))
+        .await;
+    assert_eq!(row["name"], "RINV/2026/00001");
+    rpc.ok(
+        "account.move",
+        "js_assign_outstanding_line",
+        json!([[invoice], refund_line(&rpc, refund).await]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        rpc.read(
+            "account.move",
+            invoice,
+            json!(["amount_residual", "payment_state"])
+        )
+        .await,
+        json!({"id": invoice, "amount_residual": 0.0, "payment_state": "paid"})
+    );
+    assert_eq!(
+        rpc.read(
+            "account.move",
+            refund,
+            json!(["amount_residual", "payment_state"])
+        )
+        .await,
+        json!({"id": refund, "amount_residual": 8.0, "payment_state": "partial"})
+    );
+
+    // A singleton only, and an existing line.
+    let data = rpc
+        .fails(
+            "account.move",
+            "js_assign_outstanding_line",
+            json!([[invoice, refund], line]),
+            None,
+        )
+        .await;
+    assert_eq!(data["name"], "builtins.ValueError");
+    assert_eq!(
+        data["message"],
+        format!("Expected singleton: account.move({invoice}, {refund})")
+    );
+    let data = rpc
+        .fails(
+            "account.move",
+            "js_assign_outstanding_line",
+            json!([[invoice], 999_999]),
+            None,
+        )
+        .await;
+    assert_eq!(data["name"], "odoo.exceptions.MissingError");
+}
+
+/// The receivable line of a credit note (posted or not: the fake adds it when posting, so a
+/// draft's is its first line, which the reconciliation refuses as unposted).
+async fn refund_line(rpc: &Rpc, refund: i64) -> i64 {
+    let rows = rpc
+        .ok(
+            "account.move.line",
+            "search_read",
+            json!([[["move_id", "=", refund]]]),
+            Some(json!({"fields": ["account_type"], "order": "id desc"})),
+        )
+        .await;
+    rows[0]["id"].as_i64().unwrap()
+}
+
 #[tokio::test]
 async fn fake_odoo_invoice_payment_pairs() {
     let fake = FakeOdoo::start(KEY);
