@@ -18,7 +18,8 @@
 //!   and the CLI's runners and load tools;
 //!   [`cli`] parses and dispatches; [`config`] reads the configuration; [`secret_file`] keeps
 //!   the secrets careflow generates for itself in the data dir; [`error_chain`] spells an
-//!   error with its causes; [`clock`] is where every time of day and random id comes from.
+//!   error with its causes; [`clock`] is where every time of day and random id comes from;
+//!   [`fuzzing`] holds the fuzz targets' logic (`fuzz/`, replayed by `tests/it/fuzz_replay.rs`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error_chain;
+pub mod fuzzing;
 pub mod inbound;
 pub mod operations;
 pub mod outbound;
