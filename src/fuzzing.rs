@@ -419,28 +419,39 @@ pub fn stored_event(data: &[u8]) {
     }
 }
 
-/// Seeds for [`stored_event`] made from command bodies (`scripts/fuzz-seed.py` writes those):
-/// the events each body decides on an empty stream, one row per seed; the events of all the
-/// bodies decided in order, twice over (so later commands see what earlier ones did), one
-/// array per aggregate; and those arrays again with every `ChargePosted` written at schema version 1,
-/// so the upcaster is reached.
-pub fn stored_event_seeds(bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
+/// Seeds for [`stored_event`] made from the other targets' seeds: the HL7 messages, FHIR
+/// resources and Bundles, and command bodies that `scripts/fuzz-seed.py` writes. The events each
+/// input decides on empty streams, one input's rows per seed; the events of all of them
+/// decided in order, twice over (so later inputs see what earlier ones did: a charge after its
+/// admission), one array per aggregate; and those arrays again with every `ChargePosted`
+/// written at schema version 1, so the upcaster is reached.
+pub fn stored_event_seeds(hl7: &[Vec<u8>], fhir: &[Vec<u8>], bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let recording = || Books {
         recorded: Some(Vec::new()),
         ..Books::default()
     };
-    let values: Vec<Value> = bodies.iter().filter_map(|b| json::parse(b).ok()).collect();
-    let mut rows = Vec::new();
-    for value in &values {
+    let mut inputs: Vec<(&[u8], SeedRun)> = Vec::new();
+    inputs.extend(hl7.iter().map(|m| (m.as_slice(), Books::hl7 as SeedRun)));
+    inputs.extend(fhir.iter().map(|r| (r.as_slice(), Books::fhir as SeedRun)));
+    inputs.extend(
+        bodies
+            .iter()
+            .map(|b| (b.as_slice(), Books::http as SeedRun)),
+    );
+    let mut seeds: Vec<Value> = Vec::new();
+    for (input, run) in &inputs {
         let mut alone = recording();
-        alone.http_body(value);
-        rows.extend(alone.recorded.unwrap_or_default());
+        run(&mut alone, input);
+        let rows = alone.recorded.unwrap_or_default();
+        if !rows.is_empty() {
+            seeds.push(Value::Array(rows));
+        }
     }
-    // Twice over: a command refused the first time for want of an earlier one (a charge
-    // before its registration) is decided again once the bodies after it have run.
+    // Twice over: an input refused the first time for want of an earlier one (a charge
+    // before its admission) is decided again once the inputs after it have run.
     let mut journey = recording();
-    for value in values.iter().chain(&values) {
-        journey.http_body(value);
+    for (input, run) in inputs.iter().chain(&inputs) {
+        run(&mut journey, input);
     }
     let mut by_kind: Vec<(String, Vec<Value>)> = Vec::new();
     for row in journey.recorded.unwrap_or_default() {
@@ -452,7 +463,6 @@ pub fn stored_event_seeds(bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
             None => by_kind.push((kind, vec![row])),
         }
     }
-    let mut seeds: Vec<Value> = rows;
     for (_, stream) in by_kind {
         let v1: Vec<Value> = stream.iter().map(charge_posted_v1).collect();
         if v1 != stream {
@@ -465,6 +475,9 @@ pub fn stored_event_seeds(bodies: &[Vec<u8>]) -> Vec<Vec<u8>> {
         .filter_map(|seed| serde_json::to_vec_pretty(seed).ok())
         .collect()
 }
+
+/// How [`stored_event_seeds`] decides one kind of seed input.
+type SeedRun = fn(&mut Books, &[u8]);
 
 /// A `ChargePosted` row as schema version 1 stored it: `unit_price` an integer of cents, no
 /// `amount` nor `currency` (`patient_account::event::upcast_charge_posted_v1`).
@@ -650,6 +663,44 @@ impl Books {
             }));
         }
         Ok(())
+    }
+
+    /// An HL7 message's steps, when it maps (for seeds).
+    fn hl7(&mut self, data: &[u8]) {
+        if let Ok(inbound) = hl7::read_unguarded(&hl7::payload_text(data)) {
+            let ctx = ctx(inbound.occurred_at);
+            for step in &inbound.steps {
+                let _ = self.run(step.command.target().id(), step.command.command(), &ctx);
+            }
+        }
+    }
+
+    /// A FHIR resource's or transaction Bundle's steps, when it maps (for seeds).
+    fn fhir(&mut self, data: &[u8]) {
+        let Ok(value) = json::parse(data) else {
+            return;
+        };
+        if let Ok(transaction) = Transaction::parse(value.clone(), &fhir_settings()) {
+            for (_, step) in transaction.steps() {
+                self.step(step);
+            }
+        } else if let Ok(resource) = inbound::parse(value, None)
+            && let Ok(step) = inbound::plan(
+                &resource,
+                &Method::Create,
+                &fhir_settings(),
+                &Default::default(),
+            )
+        {
+            self.step(&step);
+        }
+    }
+
+    /// A command body's command, when one parses (for seeds).
+    fn http(&mut self, data: &[u8]) {
+        if let Ok(value) = json::parse(data) {
+            self.http_body(&value);
+        }
     }
 
     /// A command body offered to every aggregate's parser.

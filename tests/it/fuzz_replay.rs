@@ -41,7 +41,8 @@ fn inputs(folder: &str, target: &str) -> Vec<PathBuf> {
 fn failures(run: Target, files: &[PathBuf]) -> Vec<String> {
     let mut failed = Vec::new();
     for path in files {
-        let data = std::fs::read(path).unwrap();
+        let data = std::fs::read(path)
+            .unwrap_or_else(|error| panic!("{} cannot be read: {error}", path.display()));
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(&data))) {
             let message = panic
                 .downcast_ref::<String>()
@@ -74,21 +75,27 @@ fn every_corpus_and_regression_input_passes_its_target() {
     );
 }
 
-/// Writes fuzz/seeds/stored_event/ from the command-body seeds (scripts/fuzz-seed.py writes
+/// Writes fuzz/seeds/stored_event/ from the other targets' seeds (scripts/fuzz-seed.py writes
 /// those): run after it, with `cargo test --test it fuzz_replay::write_stored_event_seeds --
 /// --ignored`.
 #[test]
 #[ignore = "writes seed files; run by hand after scripts/fuzz-seed.py"]
 fn write_stored_event_seeds() {
-    let bodies: Vec<Vec<u8>> = inputs("seeds", "http_command_body")
-        .iter()
-        .map(|path| std::fs::read(path).unwrap())
-        .collect();
+    let read = |target: &str| -> Vec<Vec<u8>> {
+        inputs("seeds", target)
+            .iter()
+            .map(|path| std::fs::read(path).unwrap())
+            .collect()
+    };
+    let hl7 = read("hl7_message");
+    let mut fhir = read("fhir_resource");
+    fhir.extend(read("fhir_bundle"));
+    let bodies = read("http_command_body");
     assert!(!bodies.is_empty(), "run scripts/fuzz-seed.py first");
     let folder = fuzz_dir().join("seeds").join("stored_event");
     let _ = std::fs::remove_dir_all(&folder);
     std::fs::create_dir_all(&folder).unwrap();
-    let seeds = careflow::fuzzing::stored_event_seeds(&bodies);
+    let seeds = careflow::fuzzing::stored_event_seeds(&hl7, &fhir, &bodies);
     for (index, seed) in seeds.iter().enumerate() {
         std::fs::write(folder.join(format!("seed-{index:04}.json")), seed).unwrap();
     }
