@@ -20,6 +20,7 @@
 //!   the secrets careflow generates for itself in the data dir; [`error_chain`] spells an
 //!   error with its causes; [`clock`] is where every time of day and random id comes from;
 //!   [`tls`] reads CA files and starts the TLS of careflow's outgoing connections.
+//!   [`fuzzing`] holds the fuzz targets' logic (`fuzz/`, replayed by `tests/it/fuzz_replay.rs`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error_chain;
+pub mod fuzzing;
 pub mod inbound;
 pub mod operations;
 pub mod outbound;

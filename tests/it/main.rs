@@ -13,6 +13,7 @@ mod errors;
 mod fake_odoo;
 mod fake_payer;
 mod fhir;
+mod fuzz_replay;
 mod journey;
 mod kurrentdb;
 mod matrix;

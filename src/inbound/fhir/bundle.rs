@@ -137,6 +137,12 @@ impl Transaction {
         self.entries.is_empty()
     }
 
+    /// Each entry's resource type and mapped step, in Bundle order (what [`Transaction::run`]
+    /// decides; the fuzz targets fold them without a store).
+    pub fn steps(&self) -> impl Iterator<Item = (&'static str, &Step)> {
+        self.entries.iter().map(|(kind, step)| (*kind, step))
+    }
+
     /// Decides every entry and appends the lot atomically (see the module docs).
     ///
     /// # Errors

@@ -1,4 +1,4 @@
-//! HL7 v2 escape sequences, decoded.
+//! HL7 v2 escape sequences, decoded ([`decode`]) and written ([`encode`]).
 //!
 //! hl7-parser has a `Separators::decode`, but it indexes the text by character count while
 //! slicing by byte offset, so a value with a non-ASCII letter before an escape decodes wrongly
@@ -61,9 +61,45 @@ fn push_hex(out: &mut String, digits: &str) {
     }
 }
 
+/// `value` as one subcomponent of a message careflow writes (the standard separators
+/// `|^~\\&`): every separator and the escape character escaped, a line break as `\.br\`, any
+/// other control character as an HL7 hex escape (`\X1C\`). A raw 0x0B or 0x1C would end or
+/// restart an MLLP frame, and a raw `\r` would start a segment.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '|' => out.push_str("\\F\\"),
+            '^' => out.push_str("\\S\\"),
+            '&' => out.push_str("\\T\\"),
+            '~' => out.push_str("\\R\\"),
+            '\\' => out.push_str("\\E\\"),
+            '\r' | '\n' => out.push_str("\\.br\\"),
+            c if c.is_control() => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\X{:02X}\\", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_escapes_every_separator_and_control_character_and_decode_reads_it_back() {
+        let value = "a|b^c&d~e\\f\u{1c}g\u{0b}h\u{85}é";
+        let encoded = encode(value);
+        assert_eq!(
+            encoded,
+            "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\X1C\\g\\X0B\\h\\X85\\é"
+        );
+        assert_eq!(d(&encoded), value);
+        assert_eq!(encode("one\r\ntwo"), "one\\.br\\\\.br\\two");
+    }
 
     fn d(raw: &str) -> String {
         decode(raw, &Separators::default())

@@ -8,8 +8,8 @@
 use hl7_parser::Message;
 use hl7_parser::message::{Field, Repeat, Segment, Separators};
 
-use super::escape::decode;
-use super::{Header, Malformed};
+use super::escape::{decode, encode};
+use super::{Header, Malformed, Routing};
 
 /// Most segments a message may have. careflow's messages have a handful (a DFT one FT1 per
 /// charge); a thousand leaves room for long DFTs and Z-segments.
@@ -179,6 +179,26 @@ impl<'m> Hl7<'m> {
         non_empty(decode(raw, self.separators()))
     }
 
+    /// A field's first repetition written for a message with the standard separators: its
+    /// components and subcomponents kept, each decoded and [`encode`]d ([`Routing`]).
+    pub fn echo_field(&self, segment: &Segment<'m>, field: usize) -> String {
+        let Some(repeat) = field_of(segment, field).and_then(|f| f.repeats().next()) else {
+            return String::new();
+        };
+        let separators = self.separators();
+        let components: Vec<String> = repeat
+            .components()
+            .map(|component| {
+                let subcomponents: Vec<String> = component
+                    .subcomponents()
+                    .map(|sub| encode(&decode(sub.raw_value(), separators)))
+                    .collect();
+                subcomponents.join("&")
+            })
+            .collect();
+        components.join("^")
+    }
+
     /// The repetitions of a field (`~`), in order.
     pub fn repeats<'s>(
         &'s self,
@@ -210,6 +230,12 @@ impl<'m> Hl7<'m> {
             version: self
                 .field_value(msh, 12, 1)
                 .unwrap_or_else(|| "2.5".to_owned()),
+            routing: Routing {
+                sending_application: self.echo_field(msh, 3),
+                sending_facility: self.echo_field(msh, 4),
+                receiving_application: self.echo_field(msh, 5),
+                receiving_facility: self.echo_field(msh, 6),
+            },
         };
         if header.control_id.is_empty() {
             return Err(Malformed::Missing { field: "MSH-10" });

@@ -13,7 +13,7 @@ mod mapping;
 mod message;
 mod time;
 
-pub use escape::decode;
+pub use escape::{decode, encode};
 pub use mapping::{Inbound, Step, Tolerate, command_id, map};
 pub use message::Hl7;
 
@@ -36,6 +36,23 @@ pub struct Header {
     pub control_id: String,
     /// MSH-12 (default `2.5`), echoed in the ACK.
     pub version: String,
+    /// MSH-3..6 as the ACK writes them back.
+    pub routing: Routing,
+}
+
+/// MSH-3..6 as an ACK echoes them (swapped): each component and subcomponent of the field's
+/// first repetition decoded from the message's separators and encoded ([`encode`]) for the
+/// ACK's standard ones, so the echo has the structure the sender gave it and no more. The
+/// decoded text in [`Header`] cannot be echoed as it is: a character that was data in the
+/// sender's message but is a separator in the ACK's (an escaped `\R\` or `\S\`, a `~` under
+/// separators of the sender's own) would come back as structure (found by fuzzing: a hundred
+/// such `~` made an ACK of more repetitions than careflow itself accepts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub receiving_application: String,
+    pub receiving_facility: String,
 }
 
 /// Why a message cannot become commands. The ACK is `AE` for a content error
@@ -123,24 +140,34 @@ pub fn msh_header(text: &str) -> Option<Header> {
 pub fn read(text: &str) -> Result<Inbound, (Option<Box<Header>>, Malformed)> {
     // A parser is a large surface over untrusted input: a panic in it must cost one message
     // (an AR), not the connection's task.
-    let parsed = std::panic::catch_unwind(|| {
-        let hl7 = match Hl7::parse(text) {
-            Ok(hl7) => hl7,
-            Err(error) => return Ok(Err((msh_header(text), error))),
-        };
-        let header = hl7.header()?;
-        match map(&hl7, &header) {
-            Ok(inbound) => Ok(Ok(inbound)),
-            Err(error) => Ok(Err((Some(header), error))),
-        }
-    });
-    match parsed {
-        Ok(Ok(Ok(inbound))) => Ok(inbound),
-        Ok(Ok(Err((header, error)))) => Err((header.map(Box::new), error)),
-        Ok(Err(error)) => Err((None, error)),
+    match std::panic::catch_unwind(|| read_unguarded(text)) {
+        Ok(result) => result,
         Err(_) => Err((
             None,
             Malformed::Unparsable("the message could not be read".into()),
         )),
+    }
+}
+
+/// [`read`] without its guard against panics: what the fuzz targets run (`crate::fuzzing`),
+/// so a panic in the parser or the mapping is found rather than turned into an `AR`.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_unguarded(text: &str) -> Result<Inbound, (Option<Box<Header>>, Malformed)> {
+    let hl7 = match Hl7::parse(text) {
+        Ok(hl7) => hl7,
+        Err(error) => return Err((msh_header(text).map(Box::new), error)),
+    };
+    let header = hl7.header().map_err(|error| (None, error))?;
+    map(&hl7, &header).map_err(|error| (Some(Box::new(header)), error))
+}
+
+/// A frame's payload as text: UTF-8 when it is, else ISO-8859-1 (HL7's most common
+/// single-byte charset), one character per byte.
+pub fn payload_text(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => payload.iter().map(|&b| char::from(b)).collect(),
     }
 }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::inbound::hl7::Header;
+use crate::inbound::hl7::{self, Header, Malformed};
 
 /// MSA-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,24 @@ impl Ack {
         }
     }
 
+    /// The answer to a message that could not become commands: `AE` for a content error,
+    /// else `AR`, the ERR segment naming the condition, the field and careflow's code.
+    pub fn refusal(malformed: &Malformed) -> Self {
+        Self {
+            code: if malformed.is_content_error() {
+                AckCode::Error
+            } else {
+                AckCode::Reject
+            },
+            error: Some(AckError {
+                location: malformed.location().map(str::to_owned),
+                condition: malformed.hl7_error(),
+                application_code: malformed.code().to_owned(),
+                message: malformed.to_string(),
+            }),
+        }
+    }
+
     /// The ACK text (segments separated by `\r`) answering `header`; without a header (the
     /// message's MSH could not be read) MSA-2 is empty.
     pub fn render(&self, header: Option<&Header>, now: DateTime<Utc>, ack_id: &str) -> String {
@@ -63,17 +81,20 @@ impl Ack {
         let h = header.unwrap_or(&empty);
         let mut out = String::with_capacity(256);
         out.push_str("MSH|^~\\&|");
-        out.push_str(&field(if h.receiving_application.is_empty() {
+        let routing = &h.routing;
+        out.push_str(if routing.receiving_application.is_empty() {
             "CAREFLOW"
         } else {
-            &h.receiving_application
-        }));
-        out.push('|');
-        out.push_str(&field(&h.receiving_facility));
-        out.push('|');
-        out.push_str(&field(&h.sending_application));
-        out.push('|');
-        out.push_str(&field(&h.sending_facility));
+            &routing.receiving_application
+        });
+        for echoed in [
+            &routing.receiving_facility,
+            &routing.sending_application,
+            &routing.sending_facility,
+        ] {
+            out.push('|');
+            out.push_str(echoed);
+        }
         out.push('|');
         out.push_str(&now.format("%Y%m%d%H%M%S+0000").to_string());
         out.push_str("||ACK");
@@ -123,53 +144,15 @@ impl Ack {
     }
 }
 
-/// A value written as one component: every HL7 delimiter escaped, line breaks as `\.br\`.
+/// A value written as one component ([`hl7::encode`]).
 fn text(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '|' => out.push_str("\\F\\"),
-            '^' => out.push_str("\\S\\"),
-            '&' => out.push_str("\\T\\"),
-            '~' => out.push_str("\\R\\"),
-            '\\' => out.push_str("\\E\\"),
-            c => push_plain(&mut out, c),
-        }
-    }
-    out
-}
-
-/// What both echo rules share: a line break as `\.br\`, any other control character as an
-/// HL7 hex escape (`\X1C\`). A raw 0x0B or 0x1C from the message would end or restart the
-/// ACK's MLLP frame, and a raw `\r` would start a segment.
-fn push_plain(out: &mut String, c: char) {
-    match c {
-        '\r' | '\n' => out.push_str("\\.br\\"),
-        c if c.is_control() => {
-            use std::fmt::Write;
-            let _ = write!(out, "\\X{:02X}\\", u32::from(c));
-        }
-        c => out.push(c),
-    }
-}
-
-/// A whole field echoed from the message (MSH-3..6): its components stay components, only
-/// what would break the field or the segment is escaped.
-fn field(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '|' => out.push_str("\\F\\"),
-            '\\' => out.push_str("\\E\\"),
-            c => push_plain(&mut out, c),
-        }
-    }
-    out
+    hl7::encode(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbound::hl7::{Hl7, Routing};
 
     fn header() -> Header {
         Header {
@@ -182,6 +165,12 @@ mod tests {
             trigger: "A01".into(),
             control_id: "MSG|1".into(),
             version: "2.5".into(),
+            routing: Routing {
+                sending_application: "REG".into(),
+                sending_facility: "GOOD HEALTH".into(),
+                receiving_application: "CAREFLOW".into(),
+                receiving_facility: "CF".into(),
+            },
         }
     }
 
@@ -194,13 +183,8 @@ mod tests {
     /// escapes (`\X1C\`), so the only one left in an ACK is the segment separator.
     #[test]
     fn control_characters_from_the_message_never_reach_the_ack_raw() {
-        let header = Header {
-            sending_application: "REG\u{1c}\r".into(),
-            sending_facility: "GOOD\u{0b}HEALTH".into(),
-            control_id: "MSG\u{1c}1".into(),
-            trigger: "A01\u{0}".into(),
-            ..header()
-        };
+        let message = "MSH|^~\\&|REG\u{1c}\\.br\\|GOOD\u{0b}HEALTH|CAREFLOW|CF|20240105083000||ADT^A01\u{0}|MSG\u{1c}1|P|2.5\r";
+        let header = Hl7::parse(message).unwrap().header().unwrap();
         let text = Ack::accept().render(Some(&header), now(), "CF1");
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\r'),
@@ -212,6 +196,36 @@ mod tests {
             "{text:?}"
         );
         assert!(text.ends_with("MSA|AA|MSG\\X1C\\1\r"), "{text:?}");
+    }
+
+    /// Found by fuzzing (`hl7_message`, fuzz/regressions/hl7_message): MSH-3..6 were echoed
+    /// from their decoded text, so what was data in the message (an escaped `\R\` or `\S\`,
+    /// a `~` under the sender's own separators) came back as structure: a hundred `~` made an
+    /// ACK with more repetitions than careflow accepts. The echo keeps the sender's components
+    /// and escapes the rest.
+    #[test]
+    fn echoed_fields_keep_their_components_and_their_escapes() {
+        let message =
+            "MSH|^~\\&|APP\\R\\X^1.2\\S\\3^ISO|FAC&sub|CAREFLOW|CF|20240105||ADT^A01|M1|P|2.5\r";
+        let header = Hl7::parse(message).unwrap().header().unwrap();
+        let text = Ack::accept().render(Some(&header), now(), "CF1");
+        assert!(
+            text.starts_with("MSH|^~\\&|CAREFLOW|CF|APP\\R\\X^1.2\\S\\3^ISO|FAC&sub|"),
+            "{text:?}"
+        );
+        let ack = Hl7::parse(&text).unwrap();
+        let msh = ack.segment("MSH").unwrap();
+        assert_eq!(ack.repeats(msh, 5).count(), 1);
+        assert_eq!(ack.field_value(msh, 5, 1).as_deref(), Some("APP~X"));
+        assert_eq!(ack.field_value(msh, 5, 2).as_deref(), Some("1.2^3"));
+        // A message with separators of its own is answered in the standard ones.
+        let message = "MSH#!*/$#APP!1.2/S/3#FAC#CAREFLOW#CF#20240105##ADT!A01#M1#P#2.5\r";
+        let header = Hl7::parse(message).unwrap().header().unwrap();
+        let text = Ack::accept().render(Some(&header), now(), "CF1");
+        assert!(
+            text.starts_with("MSH|^~\\&|CAREFLOW|CF|APP^1.2!3|FAC|"),
+            "{text:?}"
+        );
     }
 
     #[test]

@@ -114,6 +114,12 @@ impl Decoder for MllpCodec {
                 self.scanned = offset + 1;
             }
             if let Some(offset) = restart {
+                // The cut-off frame passed the cap before the new start block: refused, as it
+                // is when the start block arrives in a later read (the answer must not depend
+                // on how TCP split the bytes; found by fuzzing, fuzz/regressions/mllp_codec).
+                if offset > self.max_frame {
+                    return Err(self.too_large(buf));
+                }
                 self.skipped += offset + 1;
                 buf.advance(offset + 1);
                 self.in_frame = false;
@@ -131,7 +137,10 @@ impl Decoder for MllpCodec {
                 let skipped = std::mem::take(&mut self.skipped);
                 return Ok(Some(Frame { payload, skipped }));
             }
-            if body.len() > self.max_frame {
+            // `scanned` is the payload known so far: an end block waiting for its CR in the
+            // next read is not counted, so a frame of exactly the cap split between its end
+            // block and its CR is taken, as it is in one read.
+            if self.scanned > self.max_frame {
                 return Err(self.too_large(buf));
             }
             buf.reserve(1);
@@ -304,6 +313,50 @@ mod tests {
         let mut codec = MllpCodec::new(5);
         let mut buf = BytesMut::from(&framed("MSH|x")[..]);
         assert_eq!(text(&codec.decode(&mut buf).unwrap().unwrap()), "MSH|x");
+    }
+
+    /// Found by fuzzing (`mllp_codec`): a frame cut off by a new start block after it had
+    /// passed the cap was skipped when the bytes came in one read and refused when they came
+    /// in several. Now refused either way.
+    #[test]
+    fn a_cut_off_frame_over_the_cap_is_refused_however_the_bytes_arrive() {
+        let mut bytes = vec![START];
+        bytes.extend_from_slice(&[b'x'; 17]);
+        bytes.extend_from_slice(&framed("MSH|next"));
+        let mut whole = MllpCodec::new(16);
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert!(matches!(
+            whole.decode(&mut buf),
+            Err(FrameError::TooLarge { max: 16, .. })
+        ));
+        let mut split = MllpCodec::new(16);
+        let mut buf = BytesMut::from(&bytes[..18]);
+        assert!(matches!(
+            split.decode(&mut buf),
+            Err(FrameError::TooLarge { max: 16, .. })
+        ));
+        // At the cap, the cut-off frame is skipped and the next one read.
+        let mut bytes = vec![START];
+        bytes.extend_from_slice(&[b'x'; 16]);
+        bytes.extend_from_slice(&framed("MSH|next"));
+        let mut codec = MllpCodec::new(16);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let frame = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!((text(&frame), frame.skipped), ("MSH|next", 17));
+    }
+
+    /// Found beside the one above: a payload of exactly the cap whose end block came in one
+    /// read and its CR in the next was refused (the pending end block counted as payload).
+    #[test]
+    fn a_frame_of_exactly_the_cap_split_before_its_cr_is_taken() {
+        let bytes = framed("MSH|sixteen-byte");
+        assert_eq!(bytes.len(), 16 + 3);
+        let mut codec = MllpCodec::new(16);
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&[CR]);
+        let frame = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(text(&frame), "MSH|sixteen-byte");
     }
 
     #[test]

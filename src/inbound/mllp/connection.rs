@@ -221,7 +221,7 @@ fn receive(shared: &Shared, frame: Frame) -> Answer {
     if frame.skipped > 0 {
         tracing::debug!(bytes = frame.skipped, "mllp bytes outside frames skipped");
     }
-    let text = text_of(&frame.payload);
+    let text = hl7::payload_text(&frame.payload);
     match hl7::read(&text) {
         Err((header, malformed)) => {
             tracing::info!(
@@ -229,19 +229,7 @@ fn receive(shared: &Shared, frame: Frame) -> Answer {
                 control_id = header.as_ref().map(|h| h.control_id.as_str()),
                 "hl7 message refused (AE or AR)"
             );
-            let ack = Ack {
-                code: if malformed.is_content_error() {
-                    AckCode::Error
-                } else {
-                    AckCode::Reject
-                },
-                error: Some(AckError {
-                    location: malformed.location().map(str::to_owned),
-                    condition: malformed.hl7_error(),
-                    application_code: malformed.code().to_owned(),
-                    message: malformed.to_string(),
-                }),
-            };
+            let ack = Ack::refusal(&malformed);
             Box::pin(std::future::ready((header.map(|h| *h), ack, waiting)))
         }
         Ok(inbound) => {
@@ -265,7 +253,7 @@ fn receive(shared: &Shared, frame: Frame) -> Answer {
 fn too_large(shared: &Shared, max: usize, head: &[u8]) -> Answer {
     metrics::interface_arrived(INTERFACE);
     let waiting = shared.pending.enter();
-    let text = text_of(head);
+    let text = hl7::payload_text(head);
     // The head holds MSH: answer against its control id when it reads.
     let header = hl7::msh_header(&text);
     let ack = Ack {
@@ -278,15 +266,6 @@ fn too_large(shared: &Shared, max: usize, head: &[u8]) -> Answer {
         }),
     };
     Box::pin(std::future::ready((header, ack, waiting)))
-}
-
-/// The payload as text: UTF-8 when it is, else ISO-8859-1 (HL7's most common single-byte
-/// charset), one character per byte.
-fn text_of(payload: &[u8]) -> String {
-    match std::str::from_utf8(payload) {
-        Ok(text) => text.to_owned(),
-        Err(_) => payload.iter().map(|&b| char::from(b)).collect(),
-    }
 }
 
 /// MSH-10 of an ACK: unique enough for a sender's logs, 18 characters (MSH-10 allows 20).

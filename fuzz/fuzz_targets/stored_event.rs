@@ -1,0 +1,5 @@
+//! `careflow::fuzzing::stored_event`: the logic and the invariants live there (docs/reliability.md,
+//! "Fuzzing").
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| careflow::fuzzing::stored_event(data));
